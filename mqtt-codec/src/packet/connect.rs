@@ -1,0 +1,263 @@
+//! CONNECT and CONNACK.
+
+use crate::error::{DecodeError, EncodeError};
+use crate::properties::{Properties, PropertyContext};
+use crate::reason::ReasonCode;
+use crate::topic::TopicName;
+use crate::types::{ProtocolVersion, QoS};
+use crate::wire::{Reader, Writer, add, field_len};
+
+use super::PacketType;
+
+/// A will message, published by the server when the connection ends without DISCONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Will<'a> {
+    /// Topic of the will message.
+    pub topic: TopicName<'a>,
+    /// Payload of the will message.
+    pub payload: &'a [u8],
+    /// QoS of the will message.
+    pub qos: QoS,
+    /// Whether the will message is retained.
+    pub retain: bool,
+    /// MQTT 5 will properties (Will Delay Interval, Message Expiry Interval, ...).
+    pub properties: Properties<'a>,
+}
+
+/// CONNECT: the first packet a client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Connect<'a> {
+    /// The protocol version this CONNECT asks for; it is encoded in this version.
+    pub protocol: ProtocolVersion,
+    /// Clean Session (3.x) or Clean Start (5).
+    pub clean_start: bool,
+    /// Keep alive in seconds; 0 disables it.
+    pub keep_alive: u16,
+    /// MQTT 5 CONNECT properties.
+    pub properties: Properties<'a>,
+    /// Client identifier; may be empty.
+    pub client_id: &'a str,
+    /// The will message, if any.
+    pub will: Option<Will<'a>>,
+    /// User name.
+    pub username: Option<&'a str>,
+    /// Password.
+    pub password: Option<&'a [u8]>,
+}
+
+const USERNAME: u8 = 0x80;
+const PASSWORD: u8 = 0x40;
+const WILL_RETAIN: u8 = 0x20;
+const WILL_FLAG: u8 = 0x04;
+const CLEAN: u8 = 0x02;
+const RESERVED: u8 = 0x01;
+
+impl<'a> Connect<'a> {
+    pub(crate) fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        let name = r.utf8()?;
+        let level = r.u8()?;
+        let protocol = match (name, level) {
+            ("MQIsdp", 3) => ProtocolVersion::V31,
+            ("MQTT", 4) => ProtocolVersion::V311,
+            ("MQTT", 5) => ProtocolVersion::V5,
+            ("MQTT" | "MQIsdp", other) => return Err(DecodeError::UnsupportedProtocolLevel(other)),
+            _ => return Err(DecodeError::InvalidProtocolName),
+        };
+        let flags = r.u8()?;
+        if flags & RESERVED != 0 {
+            return Err(DecodeError::ReservedConnectFlag);
+        }
+        let will_flag = flags & WILL_FLAG != 0;
+        let will_qos = QoS::from_u8((flags >> 3) & 0b11)?;
+        let will_retain = flags & WILL_RETAIN != 0;
+        if !will_flag && (will_qos != QoS::AtMostOnce || will_retain) {
+            return Err(DecodeError::WillFlagsWithoutWill);
+        }
+        let has_username = flags & USERNAME != 0;
+        let has_password = flags & PASSWORD != 0;
+        if has_password && !has_username && !protocol.is_v5() {
+            return Err(DecodeError::PasswordWithoutUsername);
+        }
+        let keep_alive = r.u16()?;
+        let properties =
+            if protocol.is_v5() { Properties::read(r, PropertyContext::Connect)? } else { Properties::empty() };
+        let client_id = r.utf8()?;
+        let will = if will_flag {
+            let properties =
+                if protocol.is_v5() { Properties::read(r, PropertyContext::Will)? } else { Properties::empty() };
+            let topic = TopicName::new(r.utf8()?)?;
+            let payload = r.binary()?;
+            Some(Will { topic, payload, qos: will_qos, retain: will_retain, properties })
+        } else {
+            None
+        };
+        let username = if has_username { Some(r.utf8()?) } else { None };
+        let password = if has_password { Some(r.binary()?) } else { None };
+        Ok(Self {
+            protocol,
+            clean_start: flags & CLEAN != 0,
+            keep_alive,
+            properties,
+            client_id,
+            will,
+            username,
+            password,
+        })
+    }
+
+    fn check(&self) -> Result<(), EncodeError> {
+        let v5 = self.protocol.is_v5();
+        if !v5 {
+            if !self.properties.is_empty() || self.will.is_some_and(|w| !w.properties.is_empty()) {
+                return Err(EncodeError::NotInVersion);
+            }
+            if self.password.is_some() && self.username.is_none() {
+                return Err(EncodeError::InvalidValue);
+            }
+        }
+        let nul = |s: &str| s.contains('\0');
+        if nul(self.client_id) || self.username.is_some_and(nul) || self.will.is_some_and(|w| w.topic.is_empty()) {
+            return Err(EncodeError::InvalidValue);
+        }
+        self.properties.check(PropertyContext::Connect)?;
+        if let Some(will) = &self.will {
+            will.properties.check(PropertyContext::Will)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn body_len(&self) -> Result<usize, EncodeError> {
+        self.check()?;
+        let v5 = self.protocol.is_v5();
+        // protocol name, level, flags, keep alive
+        let mut len = add(field_len(self.protocol.name().as_bytes())?, 4)?;
+        if v5 {
+            len = add(len, self.properties.wire_len()?)?;
+        }
+        len = add(len, field_len(self.client_id.as_bytes())?)?;
+        if let Some(will) = &self.will {
+            if v5 {
+                len = add(len, will.properties.wire_len()?)?;
+            }
+            len = add(len, field_len(will.topic.as_str().as_bytes())?)?;
+            len = add(len, field_len(will.payload)?)?;
+        }
+        if let Some(u) = self.username {
+            len = add(len, field_len(u.as_bytes())?)?;
+        }
+        if let Some(p) = self.password {
+            len = add(len, field_len(p)?)?;
+        }
+        Ok(len)
+    }
+
+    pub(crate) fn write_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        let v5 = self.protocol.is_v5();
+        w.put_str(self.protocol.name())?;
+        w.put_u8(self.protocol.level())?;
+        let mut flags = 0;
+        if self.clean_start {
+            flags |= CLEAN;
+        }
+        if let Some(will) = &self.will {
+            flags |= WILL_FLAG | ((will.qos as u8) << 3);
+            if will.retain {
+                flags |= WILL_RETAIN;
+            }
+        }
+        if self.username.is_some() {
+            flags |= USERNAME;
+        }
+        if self.password.is_some() {
+            flags |= PASSWORD;
+        }
+        w.put_u8(flags)?;
+        w.put_u16(self.keep_alive)?;
+        if v5 {
+            self.properties.write(w)?;
+        }
+        w.put_str(self.client_id)?;
+        if let Some(will) = &self.will {
+            if v5 {
+                will.properties.write(w)?;
+            }
+            w.put_str(will.topic.as_str())?;
+            w.put_binary(will.payload)?;
+        }
+        if let Some(u) = self.username {
+            w.put_str(u)?;
+        }
+        if let Some(p) = self.password {
+            w.put_binary(p)?;
+        }
+        Ok(())
+    }
+}
+
+/// CONNACK: the server's answer to CONNECT.
+///
+/// The MQTT 3.x return codes map onto [`ReasonCode`] (see [`ReasonCode::to_v3_connack`]); other codes cannot be
+/// encoded in MQTT 3.x.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ConnAck<'a> {
+    /// Whether the server resumed a stored session.
+    pub session_present: bool,
+    /// The result of the connection attempt.
+    pub code: ReasonCode,
+    /// MQTT 5 CONNACK properties.
+    pub properties: Properties<'a>,
+}
+
+impl<'a> ConnAck<'a> {
+    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        let flags = r.u8()?;
+        if flags & 0xfe != 0 {
+            return Err(DecodeError::InvalidConnAckFlags);
+        }
+        let raw = r.u8()?;
+        let code = if version.is_v5() {
+            ReasonCode::decode(raw, PacketType::ConnAck)?
+        } else {
+            ReasonCode::from_v3_connack(raw)
+                .ok_or(DecodeError::InvalidReasonCode { packet_type: PacketType::ConnAck as u8, code: raw })?
+        };
+        let session_present = flags & 1 != 0;
+        if session_present && code != ReasonCode::Success {
+            return Err(DecodeError::SessionPresentOnRefusal);
+        }
+        let properties =
+            if version.is_v5() { Properties::read(r, PropertyContext::ConnAck)? } else { Properties::empty() };
+        Ok(Self { session_present, code, properties })
+    }
+
+    fn code_byte(&self, version: ProtocolVersion) -> Result<u8, EncodeError> {
+        if self.session_present && self.code != ReasonCode::Success {
+            return Err(EncodeError::InvalidValue);
+        }
+        if version.is_v5() {
+            self.properties.check(PropertyContext::ConnAck)?;
+            self.code.check_encode(PacketType::ConnAck)
+        } else if !self.properties.is_empty() {
+            Err(EncodeError::NotInVersion)
+        } else {
+            self.code.to_v3_connack().ok_or(EncodeError::NotInVersion)
+        }
+    }
+
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        self.code_byte(version)?;
+        if version.is_v5() { add(2, self.properties.wire_len()?) } else { Ok(2) }
+    }
+
+    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.put_u8(u8::from(self.session_present))?;
+        w.put_u8(self.code_byte(version)?)?;
+        if version.is_v5() {
+            self.properties.write(w)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! DISCONNECT and AUTH: a reason code and properties, both optional on the wire.
+
+use crate::error::{DecodeError, EncodeError};
+use crate::properties::{Properties, PropertyContext};
+use crate::reason::ReasonCode;
+use crate::types::ProtocolVersion;
+use crate::wire::{Reader, Writer, add};
+
+use super::PacketType;
+
+fn decode_reason_props<'a>(
+    r: &mut Reader<'a>,
+    kind: PacketType,
+    ctx: PropertyContext,
+) -> Result<(ReasonCode, Properties<'a>), DecodeError> {
+    if r.is_empty() {
+        return Ok((ReasonCode::Success, Properties::empty()));
+    }
+    let reason = ReasonCode::decode(r.u8()?, kind)?;
+    let properties = if r.is_empty() { Properties::empty() } else { Properties::read(r, ctx)? };
+    Ok((reason, properties))
+}
+
+fn reason_props_len(
+    reason: ReasonCode,
+    properties: &Properties<'_>,
+    kind: PacketType,
+    ctx: PropertyContext,
+) -> Result<usize, EncodeError> {
+    reason.check_encode(kind)?;
+    properties.check(ctx)?;
+    if properties.is_empty() {
+        Ok(if reason == ReasonCode::Success { 0 } else { 1 })
+    } else {
+        add(1, properties.wire_len()?)
+    }
+}
+
+fn write_reason_props(reason: ReasonCode, properties: &Properties<'_>, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+    if properties.is_empty() {
+        if reason != ReasonCode::Success {
+            w.put_u8(reason.to_u8())?;
+        }
+        Ok(())
+    } else {
+        w.put_u8(reason.to_u8())?;
+        properties.write(w)
+    }
+}
+
+/// DISCONNECT. In MQTT 3.x it is empty and only a client sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Disconnect<'a> {
+    /// MQTT 5 reason; `Success` is Normal Disconnection.
+    pub reason: ReasonCode,
+    /// MQTT 5 properties (Session Expiry Interval, Reason String, Server Reference, User Property).
+    pub properties: Properties<'a>,
+}
+
+impl<'a> Disconnect<'a> {
+    /// A normal disconnection without properties.
+    pub const fn normal() -> Self {
+        Self { reason: ReasonCode::Success, properties: Properties::empty() }
+    }
+
+    /// A disconnection with a reason and no properties.
+    pub const fn with_reason(reason: ReasonCode) -> Self {
+        Self { reason, properties: Properties::empty() }
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        if !version.is_v5() {
+            return Ok(Self::normal());
+        }
+        let (reason, properties) = decode_reason_props(r, PacketType::Disconnect, PropertyContext::Disconnect)?;
+        Ok(Self { reason, properties })
+    }
+
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        if !version.is_v5() {
+            return if *self == Self::normal() { Ok(0) } else { Err(EncodeError::NotInVersion) };
+        }
+        reason_props_len(self.reason, &self.properties, PacketType::Disconnect, PropertyContext::Disconnect)
+    }
+
+    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        if version.is_v5() { write_reason_props(self.reason, &self.properties, w) } else { Ok(()) }
+    }
+}
+
+/// AUTH (MQTT 5 only): a step of an extended authentication exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Auth<'a> {
+    /// Success, Continue Authentication or Re-authenticate.
+    pub reason: ReasonCode,
+    /// Authentication Method, Authentication Data, Reason String, User Property.
+    pub properties: Properties<'a>,
+}
+
+impl<'a> Auth<'a> {
+    pub(crate) fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        let (reason, properties) = decode_reason_props(r, PacketType::Auth, PropertyContext::Auth)?;
+        Ok(Self { reason, properties })
+    }
+
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        if !version.is_v5() {
+            return Err(EncodeError::NotInVersion);
+        }
+        reason_props_len(self.reason, &self.properties, PacketType::Auth, PropertyContext::Auth)
+    }
+
+    pub(crate) fn write_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        write_reason_props(self.reason, &self.properties, w)
+    }
+}

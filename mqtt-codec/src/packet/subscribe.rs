@@ -1,0 +1,247 @@
+//! SUBSCRIBE, SUBACK, UNSUBSCRIBE and UNSUBACK.
+
+use crate::error::{DecodeError, EncodeError};
+use crate::properties::{Properties, PropertyContext};
+use crate::reason::ReasonCode;
+use crate::topic::TopicFilter;
+use crate::types::{PacketId, ProtocolVersion, SubscriptionOptions};
+use crate::wire::{Reader, Writer, add};
+
+use super::PacketType;
+use super::list::List;
+
+/// One entry of a SUBSCRIBE: a filter and its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Subscription<'a> {
+    /// The topic filter, possibly a shared subscription.
+    pub filter: TopicFilter<'a>,
+    /// Its options.
+    pub options: SubscriptionOptions,
+}
+
+/// Reads the rest of the packet as a non-empty list, validating each entry with `check`.
+fn read_list<'a, T>(
+    r: &mut Reader<'a>,
+    empty: DecodeError,
+    mut check: impl FnMut(&mut Reader<'a>) -> Result<T, DecodeError>,
+) -> Result<&'a [u8], DecodeError> {
+    let bytes = r.rest();
+    if r.is_empty() {
+        return Err(empty);
+    }
+    while !r.is_empty() {
+        check(r)?;
+    }
+    Ok(bytes)
+}
+
+fn v3_props(props: &Properties<'_>, version: ProtocolVersion) -> Result<(), EncodeError> {
+    if !version.is_v5() && !props.is_empty() { Err(EncodeError::NotInVersion) } else { Ok(()) }
+}
+
+fn props_len(props: &Properties<'_>, version: ProtocolVersion, ctx: PropertyContext) -> Result<usize, EncodeError> {
+    v3_props(props, version)?;
+    if version.is_v5() {
+        props.check(ctx)?;
+        props.wire_len()
+    } else {
+        Ok(0)
+    }
+}
+
+fn read_props<'a>(
+    r: &mut Reader<'a>,
+    version: ProtocolVersion,
+    ctx: PropertyContext,
+) -> Result<Properties<'a>, DecodeError> {
+    if version.is_v5() { Properties::read(r, ctx) } else { Ok(Properties::empty()) }
+}
+
+/// SUBSCRIBE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Subscribe<'a> {
+    /// Packet identifier.
+    pub packet_id: PacketId,
+    /// MQTT 5 properties (Subscription Identifier, User Property).
+    pub properties: Properties<'a>,
+    /// At least one filter [MQTT-3.8.3-3].
+    pub subscriptions: List<'a, Subscription<'a>>,
+}
+
+impl<'a> Subscribe<'a> {
+    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        let packet_id = PacketId::decode(r.u16()?)?;
+        let properties = read_props(r, version, PropertyContext::Subscribe)?;
+        let bytes = read_list(r, DecodeError::EmptySubscribe, |r| {
+            let filter = TopicFilter::new(r.utf8()?)?;
+            let options = SubscriptionOptions::from_byte(r.u8()?, version.is_v5())?;
+            if options.no_local && filter.shared().is_some() {
+                return Err(DecodeError::NoLocalOnSharedSubscription);
+            }
+            Ok(())
+        })?;
+        Ok(Self { packet_id, properties, subscriptions: List::from_wire(bytes) })
+    }
+
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        if self.subscriptions.is_empty() {
+            return Err(EncodeError::InvalidValue);
+        }
+        for s in self.subscriptions.iter() {
+            if !version.is_v5() && s.options.has_v5_options() {
+                return Err(EncodeError::NotInVersion);
+            }
+            if s.options.no_local && s.filter.shared().is_some() {
+                return Err(EncodeError::InvalidValue);
+            }
+        }
+        let props = props_len(&self.properties, version, PropertyContext::Subscribe)?;
+        add(add(2, props)?, self.subscriptions.wire_len()?)
+    }
+
+    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.put_u16(self.packet_id.get())?;
+        if version.is_v5() {
+            self.properties.write(w)?;
+        }
+        self.subscriptions.write(w)
+    }
+}
+
+/// SUBACK: one reason code per filter of the SUBSCRIBE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SubAck<'a> {
+    /// Packet identifier of the SUBSCRIBE.
+    pub packet_id: PacketId,
+    /// MQTT 5 properties (Reason String, User Property).
+    pub properties: Properties<'a>,
+    /// Granted QoS or failure, per filter. MQTT 3.x allows 0x00, 0x01, 0x02 and 0x80.
+    pub codes: List<'a, ReasonCode>,
+}
+
+fn check_code(code: u8, kind: PacketType, version: ProtocolVersion) -> Result<ReasonCode, DecodeError> {
+    let err = DecodeError::InvalidReasonCode { packet_type: kind as u8, code };
+    let reason = ReasonCode::from_u8(code).ok_or(err)?;
+    let ok = if version.is_v5() { reason.allowed_in(kind) } else { reason.allowed_in_v3_suback() };
+    if ok { Ok(reason) } else { Err(err) }
+}
+
+fn codes_len(codes: &List<'_, ReasonCode>, kind: PacketType, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    if codes.is_empty() {
+        return Err(EncodeError::InvalidValue);
+    }
+    for c in codes.iter() {
+        let ok = if version.is_v5() { c.allowed_in(kind) } else { c.allowed_in_v3_suback() };
+        if !ok {
+            return Err(if version.is_v5() { EncodeError::InvalidValue } else { EncodeError::NotInVersion });
+        }
+    }
+    codes.wire_len()
+}
+
+impl<'a> SubAck<'a> {
+    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        let packet_id = PacketId::decode(r.u16()?)?;
+        let properties = read_props(r, version, PropertyContext::SubAck)?;
+        let bytes = read_list(r, DecodeError::EmptyPayload, |r| check_code(r.u8()?, PacketType::SubAck, version))?;
+        Ok(Self { packet_id, properties, codes: List::from_wire(bytes) })
+    }
+
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        let props = props_len(&self.properties, version, PropertyContext::SubAck)?;
+        add(add(2, props)?, codes_len(&self.codes, PacketType::SubAck, version)?)
+    }
+
+    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.put_u16(self.packet_id.get())?;
+        if version.is_v5() {
+            self.properties.write(w)?;
+        }
+        self.codes.write(w)
+    }
+}
+
+/// UNSUBSCRIBE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Unsubscribe<'a> {
+    /// Packet identifier.
+    pub packet_id: PacketId,
+    /// MQTT 5 properties (User Property).
+    pub properties: Properties<'a>,
+    /// At least one filter [MQTT-3.10.3-2].
+    pub filters: List<'a, TopicFilter<'a>>,
+}
+
+impl<'a> Unsubscribe<'a> {
+    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        let packet_id = PacketId::decode(r.u16()?)?;
+        let properties = read_props(r, version, PropertyContext::Unsubscribe)?;
+        let bytes = read_list(r, DecodeError::EmptyUnsubscribe, |r| TopicFilter::new(r.utf8()?))?;
+        Ok(Self { packet_id, properties, filters: List::from_wire(bytes) })
+    }
+
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        if self.filters.is_empty() {
+            return Err(EncodeError::InvalidValue);
+        }
+        let props = props_len(&self.properties, version, PropertyContext::Unsubscribe)?;
+        add(add(2, props)?, self.filters.wire_len()?)
+    }
+
+    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.put_u16(self.packet_id.get())?;
+        if version.is_v5() {
+            self.properties.write(w)?;
+        }
+        self.filters.write(w)
+    }
+}
+
+/// UNSUBACK. MQTT 3.x carries only the packet identifier; MQTT 5 adds one reason code per filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct UnsubAck<'a> {
+    /// Packet identifier of the UNSUBSCRIBE.
+    pub packet_id: PacketId,
+    /// MQTT 5 properties (Reason String, User Property).
+    pub properties: Properties<'a>,
+    /// MQTT 5 reason codes, one per filter; empty in MQTT 3.x.
+    pub codes: List<'a, ReasonCode>,
+}
+
+impl<'a> UnsubAck<'a> {
+    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        let packet_id = PacketId::decode(r.u16()?)?;
+        if !version.is_v5() {
+            return Ok(Self { packet_id, properties: Properties::empty(), codes: List::from_slice(&[]) });
+        }
+        let properties = Properties::read(r, PropertyContext::UnsubAck)?;
+        let bytes = read_list(r, DecodeError::EmptyPayload, |r| check_code(r.u8()?, PacketType::UnsubAck, version))?;
+        Ok(Self { packet_id, properties, codes: List::from_wire(bytes) })
+    }
+
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        if !version.is_v5() {
+            return if self.codes.is_empty() && self.properties.is_empty() {
+                Ok(2)
+            } else {
+                Err(EncodeError::NotInVersion)
+            };
+        }
+        let props = props_len(&self.properties, version, PropertyContext::UnsubAck)?;
+        add(add(2, props)?, codes_len(&self.codes, PacketType::UnsubAck, version)?)
+    }
+
+    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.put_u16(self.packet_id.get())?;
+        if version.is_v5() {
+            self.properties.write(w)?;
+            self.codes.write(w)?;
+        }
+        Ok(())
+    }
+}

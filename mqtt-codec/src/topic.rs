@@ -1,0 +1,271 @@
+//! Topic names, topic filters, wildcard matching and shared subscriptions.
+
+use core::fmt;
+
+use crate::error::DecodeError;
+
+const MAX_LEN: usize = u16::MAX as usize;
+
+/// A validated topic name: no wildcards, no U+0000, at most 65,535 bytes.
+///
+/// It is non-empty, except in a decoded MQTT 5 PUBLISH that names its topic through a Topic Alias.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicName<'a>(&'a str);
+
+impl<'a> TopicName<'a> {
+    /// Validates a topic name [MQTT-4.7.3-1] [MQTT-3.3.2-2] [MQTT-1.5.4-2].
+    ///
+    /// # Errors
+    /// [`DecodeError::EmptyTopic`], [`DecodeError::WildcardInTopicName`], [`DecodeError::NulInString`], or
+    /// [`DecodeError::Truncated`] when it is longer than 65,535 bytes.
+    pub fn new(s: &'a str) -> Result<Self, DecodeError> {
+        if s.is_empty() {
+            return Err(DecodeError::EmptyTopic);
+        }
+        Self::new_or_empty(s)
+    }
+
+    /// The empty topic name of a PUBLISH that uses a Topic Alias (MQTT 5 only).
+    pub const fn empty() -> Self {
+        Self("")
+    }
+
+    pub(crate) fn new_or_empty(s: &'a str) -> Result<Self, DecodeError> {
+        if s.len() > MAX_LEN {
+            return Err(DecodeError::Truncated);
+        }
+        for b in s.bytes() {
+            match b {
+                b'+' | b'#' => return Err(DecodeError::WildcardInTopicName),
+                0 => return Err(DecodeError::NulInString),
+                _ => {}
+            }
+        }
+        Ok(Self(s))
+    }
+
+    /// The topic as a string.
+    pub const fn as_str(&self) -> &'a str {
+        self.0
+    }
+
+    /// Whether this is the empty name of a PUBLISH that relies on a Topic Alias.
+    pub const fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the topic starts with `$` (server topics such as `$SYS/...`).
+    pub fn is_system(&self) -> bool {
+        self.0.starts_with('$')
+    }
+}
+
+impl fmt::Debug for TopicName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl fmt::Display for TopicName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for TopicName<'_> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{=str}", self.0)
+    }
+}
+
+/// A validated topic filter: non-empty, `#` only as a whole last level, `+` only as a whole level.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicFilter<'a>(&'a str);
+
+impl<'a> TopicFilter<'a> {
+    /// Validates a topic filter [MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.7.3-1].
+    ///
+    /// A filter of the form `$share/{group}/{filter}` must also be a valid shared subscription.
+    ///
+    /// # Errors
+    /// [`DecodeError::InvalidTopicFilter`], [`DecodeError::InvalidSharedSubscription`] or
+    /// [`DecodeError::NulInString`].
+    pub fn new(s: &'a str) -> Result<Self, DecodeError> {
+        if s.len() > MAX_LEN {
+            return Err(DecodeError::InvalidTopicFilter);
+        }
+        check_filter(s)?;
+        if s.starts_with(SHARE_PREFIX) {
+            SharedFilter::parse(s)?;
+        }
+        Ok(Self(s))
+    }
+
+    /// The filter as a string.
+    pub const fn as_str(&self) -> &'a str {
+        self.0
+    }
+
+    /// Whether the filter contains `+` or `#`.
+    pub fn has_wildcards(&self) -> bool {
+        self.0.bytes().any(|b| b == b'+' || b == b'#')
+    }
+
+    /// The shared subscription this filter names, if it has the `$share/{group}/{filter}` form.
+    pub fn shared(&self) -> Option<SharedFilter<'a>> {
+        SharedFilter::parse(self.0).ok().flatten()
+    }
+
+    /// Whether this filter matches a topic name (see [`matches`]).
+    pub fn matches(&self, topic: &TopicName<'_>) -> bool {
+        matches(self.0, topic.as_str())
+    }
+}
+
+impl fmt::Debug for TopicFilter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl fmt::Display for TopicFilter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for TopicFilter<'_> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{=str}", self.0)
+    }
+}
+
+fn check_filter(s: &str) -> Result<(), DecodeError> {
+    if s.is_empty() {
+        return Err(DecodeError::InvalidTopicFilter);
+    }
+    let mut levels = s.split('/').peekable();
+    while let Some(level) = levels.next() {
+        if level.as_bytes().contains(&0) {
+            return Err(DecodeError::NulInString);
+        }
+        let has_hash = level.contains('#');
+        let has_plus = level.contains('+');
+        if has_hash && (level.len() != 1 || levels.peek().is_some()) {
+            return Err(DecodeError::InvalidTopicFilter);
+        }
+        if has_plus && level.len() != 1 {
+            return Err(DecodeError::InvalidTopicFilter);
+        }
+    }
+    Ok(())
+}
+
+const SHARE_PREFIX: &str = "$share/";
+
+/// A shared subscription, `$share/{group}/{filter}` (MQTT 5, section 4.8.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SharedFilter<'a> {
+    /// The share name: non-empty, without `/`, `+` or `#` [MQTT-4.8.2-2].
+    pub group: &'a str,
+    /// The filter the group subscribes to.
+    pub filter: TopicFilter<'a>,
+}
+
+impl<'a> SharedFilter<'a> {
+    /// Splits a `$share/{group}/{filter}` filter; `Ok(None)` when `s` is not a shared subscription.
+    ///
+    /// # Errors
+    /// [`DecodeError::InvalidSharedSubscription`] for an empty or wildcard group or a missing filter.
+    pub fn parse(s: &'a str) -> Result<Option<Self>, DecodeError> {
+        let Some(rest) = s.strip_prefix(SHARE_PREFIX) else {
+            return Ok(None);
+        };
+        let (group, filter) = rest.split_once('/').ok_or(DecodeError::InvalidSharedSubscription)?;
+        if group.is_empty() || group.contains(['+', '#']) || filter.is_empty() {
+            return Err(DecodeError::InvalidSharedSubscription);
+        }
+        check_filter(filter).map_err(|_| DecodeError::InvalidSharedSubscription)?;
+        Ok(Some(Self { group, filter: TopicFilter(filter) }))
+    }
+}
+
+/// Whether `filter` matches `topic`.
+///
+/// `+` matches exactly one level (possibly empty), `#` the parent level and any number of levels below it. A filter
+/// starting with a wildcard never matches a topic starting with `$` [MQTT-4.7.2-1].
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters() {
+        for ok in ["#", "+", "a/+/b", "a/#", "+/+", "/", "a//b", "$SYS/#", "sport/tennis/+", "$share/g/a/#"] {
+            assert!(TopicFilter::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/#/b", "a+", "#/a", "a#", "sport+", "a/b#", "$share/g#/a", "$share/g/a/#/b"] {
+            assert_eq!(TopicFilter::new(bad), Err(DecodeError::InvalidTopicFilter), "{bad}");
+        }
+        for bad in ["$share/", "$share//a", "$share/g", "$share/g/", "$share/+/a"] {
+            assert_eq!(TopicFilter::new(bad), Err(DecodeError::InvalidSharedSubscription), "{bad}");
+        }
+        let shared = TopicFilter::new("$share/workers/jobs/+").unwrap().shared().unwrap();
+        assert_eq!(shared.group, "workers");
+        assert_eq!(shared.filter.as_str(), "jobs/+");
+    }
+
+    #[test]
+    fn names() {
+        assert!(TopicName::new("a/b").is_ok());
+        assert_eq!(TopicName::new(""), Err(DecodeError::EmptyTopic));
+        assert_eq!(TopicName::new("a/+"), Err(DecodeError::WildcardInTopicName));
+        assert_eq!(TopicName::new("a/#"), Err(DecodeError::WildcardInTopicName));
+        assert_eq!(TopicName::new("a\0"), Err(DecodeError::NulInString));
+    }
+
+    #[test]
+    fn matching() {
+        let cases = [
+            ("sport/tennis/player1/#", "sport/tennis/player1", true),
+            ("sport/tennis/player1/#", "sport/tennis/player1/ranking", true),
+            ("sport/#", "sport", true),
+            ("#", "a/b/c", true),
+            ("sport/tennis/+", "sport/tennis/player1", true),
+            ("sport/tennis/+", "sport/tennis/player1/ranking", false),
+            ("sport/+", "sport", false),
+            ("sport/+", "sport/", true),
+            ("+/+", "/finance", true),
+            ("/+", "/finance", true),
+            ("+", "/finance", false),
+            ("#", "$SYS/uptime", false),
+            ("+/monitor/Clients", "$SYS/monitor/Clients", false),
+            ("$SYS/#", "$SYS/monitor/Clients", true),
+            ("$SYS/monitor/+", "$SYS/monitor/Clients", true),
+            ("a/b", "a/b", true),
+            ("a/b", "a/bc", false),
+            ("a/b/c", "a/b", false),
+        ];
+        for (filter, topic, expected) in cases {
+            assert_eq!(matches(filter, topic), expected, "{filter} vs {topic}");
+        }
+    }
+}
