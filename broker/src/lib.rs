@@ -1,0 +1,1 @@
+//! An MQTT broker for edge devices (work in progress).

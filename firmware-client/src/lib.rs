@@ -1,0 +1,2 @@
+//! A `no_std` MQTT client (work in progress).
+#![no_std]

@@ -1,0 +1,1 @@
+//! Integration and interop tests live in `tests/tests/`; shared helpers in `tests/src/`.
