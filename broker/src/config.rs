@@ -46,8 +46,8 @@ pub struct Limits {
     pub max_subscriptions_per_client: usize,
 }
 
-/// Session behaviour.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Session behaviour. The defaults are Mosquitto's: no offline QoS 0 queueing, no keep alive cap, sessions kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionSettings {
     /// Queue QoS 0 messages for offline persistent sessions too.
     pub queue_qos0_offline: bool,
@@ -82,8 +82,3 @@ impl Default for Limits {
     }
 }
 
-impl Default for SessionSettings {
-    fn default() -> Self {
-        Self { queue_qos0_offline: false, max_keepalive: 0, persistent_session_expiry: None }
-    }
-}
