@@ -107,6 +107,10 @@ pub(crate) fn decode_varint(buf: &[u8]) -> Result<Option<(u32, usize)>, DecodeEr
         let shift = 7u32.saturating_mul(i as u32);
         value |= u32::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
+            // [MQTT-1.5.5-1]: the shortest encoding only, so a final 0x00 after a continuation byte is malformed.
+            if byte == 0 && i > 0 {
+                return Err(DecodeError::MalformedVarInt);
+            }
             return Ok(Some((value, i.saturating_add(1))));
         }
     }
@@ -233,6 +237,10 @@ mod tests {
         }
         assert_eq!(decode_varint(&[0xff, 0xff, 0xff, 0xff, 0x01]), Err(DecodeError::MalformedVarInt));
         assert_eq!(decode_varint(&[0x80, 0x80]), Ok(None));
+        // Regression: non-minimal encodings (0 as 0x80 0x00, 5 as 0x85 0x00) were accepted.
+        assert_eq!(decode_varint(&[0x80, 0x00]), Err(DecodeError::MalformedVarInt));
+        assert_eq!(decode_varint(&[0x85, 0x80, 0x00]), Err(DecodeError::MalformedVarInt));
+        assert_eq!(decode_varint(&[0xff, 0xff, 0xff, 0x00]), Err(DecodeError::MalformedVarInt));
         assert_eq!(varint_len(MAX_VARINT + 1), Err(EncodeError::VarIntTooLarge));
     }
 
