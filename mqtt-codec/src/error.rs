@@ -12,7 +12,7 @@ use crate::reason::ReasonCode;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// The Remaining Length (or another Variable Byte Integer) has more than 4 bytes.
+    /// The Remaining Length (or another Variable Byte Integer) has more than 4 bytes, or is not in its shortest form.
     MalformedVarInt,
     /// The whole packet (fixed header included) is longer than the receiver's maximum.
     PacketTooLarge {
