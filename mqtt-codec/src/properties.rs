@@ -503,14 +503,10 @@ impl<'a> Properties<'a> {
 
     /// Checks a caller-built block against the rules for its context.
     pub(crate) fn check(&self, ctx: PropertyContext) -> Result<(), EncodeError> {
-        let Repr::List(list) = self.0 else {
-            // Decoded blocks were validated for their own context; re-check that it fits this one.
-            return self.iter().try_for_each(|p| {
-                if p.id().allowed_in(ctx) { Ok(()) } else { Err(EncodeError::PropertyNotAllowed(p.id() as u8)) }
-            });
-        };
+        // Decoded blocks get the same checks: they were validated for their own context, which may allow what this
+        // one does not (two Subscription Identifiers are fine in PUBLISH, not in SUBSCRIBE).
         let mut seen: u64 = 0;
-        for p in list {
+        for p in self.iter() {
             let id = p.id();
             if !id.allowed_in(ctx) {
                 return Err(EncodeError::PropertyNotAllowed(id as u8));
@@ -521,6 +517,12 @@ impl<'a> Properties<'a> {
             }
             seen |= bit;
             p.check()?;
+        }
+        // The decoder rejects Authentication Data without an Authentication Method, so the encoder must too.
+        let auth_method = 1u64 << (PropertyId::AuthenticationMethod as u8);
+        let auth_data = 1u64 << (PropertyId::AuthenticationData as u8);
+        if seen & auth_data != 0 && seen & auth_method == 0 {
+            return Err(EncodeError::InvalidValue);
         }
         Ok(())
     }
@@ -670,6 +672,19 @@ mod tests {
         assert_eq!(decoded, props);
         assert_eq!(decoded.topic_alias(), Some(3));
         assert_eq!(props.wire_len().unwrap(), n);
+    }
+
+    #[test]
+    fn encode_checks_match_decode_checks() {
+        // Regression: Authentication Data without an Authentication Method encoded, but could not be decoded.
+        let list = [Property::AuthenticationData(b"x")];
+        assert_eq!(Properties::from_list(&list).check(PropertyContext::Auth), Err(EncodeError::InvalidValue));
+        let list = [Property::AuthenticationMethod("m"), Property::AuthenticationData(b"x")];
+        assert_eq!(Properties::from_list(&list).check(PropertyContext::Auth), Ok(()));
+        // Regression: a decoded PUBLISH block with two Subscription Identifiers passed the SUBSCRIBE check.
+        let decoded = Properties::from_wire(&[0x0B, 1, 0x0B, 2], PropertyContext::Publish).unwrap();
+        assert_eq!(decoded.check(PropertyContext::Publish), Ok(()));
+        assert_eq!(decoded.check(PropertyContext::Subscribe), Err(EncodeError::InvalidValue));
     }
 
     #[test]
