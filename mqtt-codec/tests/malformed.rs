@@ -219,6 +219,8 @@ fn cases() -> Vec<Case> {
     c.push(case("v3 AUTH packet", V311, vec![0xf0, 0x00], E::InvalidPacketType(15)));
     c.push(case("v3 packet type 0", V311, vec![0x00, 0x00], E::InvalidPacketType(0)));
     c.push(case("v3 remaining length of 5 bytes", V311, vec![0x30, 0xff, 0xff, 0xff, 0xff, 0x7f], E::MalformedVarInt));
+    // Regression: non-minimal Variable Byte Integers were accepted [MQTT-1.5.5-1].
+    c.push(case("v3 remaining length not minimal", V311, vec![0xc0, 0x80, 0x00], E::MalformedVarInt));
     c.push(case(
         "v3 frame shorter than its remaining length",
         V311,
@@ -296,6 +298,19 @@ fn cases() -> Vec<Case> {
         V5,
         pkt(0x30, &[&ab, &[0xff, 0xff, 0xff, 0xff, 0x7f]]),
         E::MalformedVarInt,
+    ));
+    c.push(case(
+        "v5 publish subscription id not minimal",
+        V5,
+        pkt(0x30, &[&ab, &props(&[&[0x0b, 0x81, 0x00]])]),
+        E::MalformedVarInt,
+    ));
+    c.push(case("v5 publish property length not minimal", V5, pkt(0x30, &[&ab, &[0x80, 0x00]]), E::MalformedVarInt));
+    c.push(case(
+        "v5 auth data without method",
+        V5,
+        pkt(0xf0, &[&[0x18], &props(&[&[0x16], &s(b"d")])]),
+        E::AuthDataWithoutMethod,
     ));
     c.push(case("v5 publish packet id 0", V5, pkt(0x34, &[&ab, &[0, 0], &no_props]), E::ZeroPacketId));
     c.push(case("v5 publish DUP with QoS 0", V5, pkt(0x39, &[&ab, &no_props]), E::DupWithQoS0));
