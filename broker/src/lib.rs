@@ -12,13 +12,30 @@
 //! [`run`] serves until the shutdown future resolves.
 
 pub mod config;
+mod connection;
+mod listener;
+pub mod message;
+pub mod queue;
+pub mod router;
+pub mod session;
 
 pub use config::{Limits, ListenerSettings, SessionSettings, Settings};
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connection::ConnSettings;
+use crate::listener::Accept;
+use crate::queue::OutboxLimits;
+use crate::router::{Counters, Router, RouterLimits};
+use crate::session::Context;
 
 /// Errors that stop the broker.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +85,9 @@ pub struct Broker {
 
 struct Shared {
     settings: Settings,
+    ctx: Context,
+    global_limit: Arc<Semaphore>,
+    next_conn_id: Arc<AtomicU64>,
 }
 
 impl Broker {
@@ -76,7 +96,27 @@ impl Broker {
     /// # Errors
     /// [`Error::Settings`] when a limit is zero where it must not be.
     pub fn new(settings: Settings) -> Result<Self, Error> {
-        Ok(Self { shared: Arc::new(Shared { settings }) })
+        let l = &settings.limits;
+        if l.max_inflight_messages == 0 || l.max_connections == 0 || l.max_packet_size < 16 {
+            return Err(Error::Settings(
+                "max_inflight_messages and max_connections must be at least 1, max_packet_size at least 16".into(),
+            ));
+        }
+        let outbox = OutboxLimits {
+            max_inflight: l.max_inflight_messages,
+            max_queued: l.max_queued_messages,
+            max_queued_bytes: l.max_queued_bytes,
+            queue_qos0_offline: settings.sessions.queue_qos0_offline,
+        };
+        let limits = RouterLimits {
+            outbox,
+            max_retained: l.max_retained_messages,
+            max_subscriptions: l.max_subscriptions_per_client,
+        };
+        let counters = Arc::new(Counters::default());
+        let ctx = Context { router: Arc::new(Mutex::new(Router::new(limits, counters.clone()))), counters };
+        let global_limit = Arc::new(Semaphore::new(l.max_connections));
+        Ok(Self { shared: Arc::new(Shared { settings, ctx, global_limit, next_conn_id: Arc::default() }) })
     }
 
     /// The settings in force.
@@ -86,12 +126,28 @@ impl Broker {
 
     /// A snapshot of the broker-wide counters.
     pub fn stats(&self) -> Stats {
-        Stats::default()
+        let ctx = &self.shared.ctx;
+        let c = &ctx.counters;
+        let router = ctx.router();
+        Stats {
+            clients_connected: c.clients_connected.load(Ordering::Relaxed),
+            sessions: router.session_count(),
+            messages_received: c.messages_received.load(Ordering::Relaxed),
+            messages_delivered: c.messages_delivered.load(Ordering::Relaxed),
+            messages_dropped: c.messages_dropped.load(Ordering::Relaxed),
+            retained_messages: router.retained_count(),
+        }
     }
 
     /// A snapshot of one session's counters, if the session exists.
-    pub fn session_stats(&self, _client_id: &str) -> Option<SessionStats> {
-        None
+    pub fn session_stats(&self, client_id: &str) -> Option<SessionStats> {
+        let router = self.shared.ctx.router();
+        let state = router.session(client_id)?.lock();
+        Some(SessionStats {
+            queued_messages: state.outbox.queued(),
+            inflight_messages: state.outbox.inflight(),
+            dropped_messages: state.outbox.dropped(),
+        })
     }
 
     /// Serves MQTT on these bound listeners until `shutdown` resolves.
@@ -103,8 +159,34 @@ impl Broker {
         listeners: Vec<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), Error> {
-        let _ = listeners;
+        let settings = &self.shared.settings;
+        let conn = Arc::new(ConnSettings {
+            max_packet_size: settings.limits.max_packet_size,
+            connect_timeout: settings.limits.connect_timeout,
+            max_keepalive: settings.sessions.max_keepalive,
+            write_timeout: Duration::from_secs(30),
+        });
+        let accept = Arc::new(Accept {
+            ctx: self.shared.ctx.clone(),
+            conn,
+            global_limit: self.shared.global_limit.clone(),
+            next_conn_id: self.shared.next_conn_id.clone(),
+            stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let local_limit =
+                settings.listeners.get(i).and_then(|l| l.max_connections).map(|n| Arc::new(Semaphore::new(n)));
+            tracing::debug!(addr = ?listener.local_addr().ok(), "serving");
+            accept.tracker.spawn(listener::accept_loop(listener, local_limit, accept.clone()));
+        }
         shutdown.await;
+        tracing::info!("shutting down");
+        accept.stop.cancel();
+        accept.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), accept.tracker.wait()).await.is_err() {
+            tracing::warn!("connections did not close within 5 s");
+        }
         Ok(())
     }
 }

@@ -1,0 +1,217 @@
+//! One client connection: the only place that reads and writes its socket.
+//!
+//! The task reads bytes, cuts them into frames with [`frame_len`], hands each frame to the [`Session`], and writes
+//! what the session produced in one `write_all` per wakeup (responses and queued deliveries batched together).
+//! It waits on four things at once: the socket, the session's wake signal (new messages queued), the keep alive
+//! deadline, and takeover or shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mqtt_codec::{DecodeError, Packet, ProtocolVersion, ReasonCode, decode, frame_len};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+
+use crate::router::ConnLink;
+use crate::session::{Context, Flow, ProtocolError, Session, refuse};
+
+/// Per-connection settings.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnSettings {
+    pub max_packet_size: u32,
+    pub connect_timeout: Duration,
+    pub max_keepalive: u16,
+    /// Longest a single write may block before the peer is considered dead.
+    pub write_timeout: Duration,
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("no CONNECT within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("first packet was not CONNECT [MQTT-3.1.0-1]")]
+    NotConnect,
+    #[error("refused with {0:?}")]
+    Refused(ReasonCode),
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("write timed out")]
+    WriteTimeout,
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("session taken over")]
+    TakenOver,
+    #[error("server shutting down")]
+    Shutdown,
+}
+
+/// Reads until one whole frame is buffered; `Ok(None)` when the peer closed first.
+async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    rx: &mut BytesMut,
+    max: u32,
+) -> Result<Option<bytes::Bytes>, ConnError> {
+    loop {
+        if let Some(len) = frame_len(rx, max).map_err(ProtocolError::from)? {
+            return Ok(Some(rx.split_to(len).freeze()));
+        }
+        rx.reserve(1024);
+        if rd.read_buf(rx).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8], limit: Duration) -> Result<(), ConnError> {
+    match timeout(limit, wr.write_all(bytes)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ConnError::WriteTimeout),
+    }
+}
+
+/// Serves one connection until it ends. Errors are logged here; nothing propagates to the listener.
+pub(crate) async fn serve<S>(stream: S, ctx: Context, cfg: Arc<ConnSettings>, link: ConnLink, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match run(stream, ctx, &cfg, link, &stop).await {
+        Ok(()) => tracing::debug!("disconnected"),
+        Err(e @ (ConnError::Closed | ConnError::TakenOver | ConnError::Shutdown)) => {
+            tracing::debug!(reason = %e, "closed")
+        }
+        Err(e) => tracing::info!(reason = %e, "connection closed"),
+    }
+}
+
+async fn run<S>(
+    stream: S,
+    ctx: Context,
+    cfg: &ConnSettings,
+    link: ConnLink,
+    stop: &CancellationToken,
+) -> Result<(), ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut rx = BytesMut::new();
+
+    let first = tokio::select! {
+        r = timeout(cfg.connect_timeout, read_frame(&mut rd, &mut rx, cfg.max_packet_size)) => {
+            r.map_err(|_| ConnError::ConnectTimeout(cfg.connect_timeout))?
+        }
+        () = stop.cancelled() => return Err(ConnError::Shutdown),
+    };
+    let Some(frame) = first? else { return Err(ConnError::Closed) };
+    let connect = match decode(&frame, ProtocolVersion::V311) {
+        Ok(Packet::Connect(c)) => c,
+        Ok(_) => return Err(ConnError::NotConnect),
+        Err(DecodeError::UnsupportedProtocolLevel(level)) => {
+            // Answer in the 3.1.1 format with "unacceptable protocol version" [MQTT-3.1.2-2].
+            let refused = refuse(ProtocolVersion::V311, ReasonCode::UnsupportedProtocolVersion);
+            write_all(&mut wr, &refused.connack, cfg.write_timeout).await?;
+            let _ = wr.shutdown().await;
+            tracing::info!(level, "unsupported protocol level");
+            return Err(ConnError::Refused(refused.code));
+        }
+        Err(e) => return Err(ProtocolError::from(e).into()),
+    };
+    let kick = link.kick.clone();
+    let mut session = match Session::connect(ctx, &connect, link, cfg.max_keepalive, Instant::now()) {
+        Ok(s) => s,
+        Err(refused) => {
+            write_all(&mut wr, &refused.connack, cfg.write_timeout).await?;
+            let _ = wr.shutdown().await;
+            return Err(ConnError::Refused(refused.code));
+        }
+    };
+    tracing::Span::current().record("client_id", session.client_id());
+    drop(frame);
+
+    let result = serve_session(&mut session, &mut rd, &mut wr, &mut rx, cfg, &kick, stop).await;
+    // Tell an MQTT 5 client why the server is closing, as far as the socket still takes it.
+    let reason = match &result {
+        Err(ConnError::Protocol(e)) => Some(e.reason_code()),
+        Err(ConnError::TakenOver) => Some(ReasonCode::SessionTakenOver),
+        Err(ConnError::Shutdown) => Some(ReasonCode::ServerShuttingDown),
+        _ => None,
+    };
+    if let Some(bytes) = reason.and_then(|r| session.disconnect_packet(r)) {
+        let _ = write_all(&mut wr, &bytes, Duration::from_secs(1)).await;
+    }
+    let _ = timeout(Duration::from_secs(1), wr.shutdown()).await;
+    session.close();
+    result
+}
+
+async fn serve_session<R, W>(
+    session: &mut Session,
+    rd: &mut R,
+    wr: &mut W,
+    rx: &mut BytesMut,
+    cfg: &ConnSettings,
+    kick: &CancellationToken,
+    stop: &CancellationToken,
+) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let handle = session.handle().clone();
+    loop {
+        // Everything already buffered, in order.
+        while let Some(len) = frame_len(rx, cfg.max_packet_size).map_err(ProtocolError::from)? {
+            let frame = rx.split_to(len).freeze();
+            if session.on_packet(Instant::now(), &frame)? == Flow::Disconnect {
+                let out = std::mem::take(session.output());
+                write_all(wr, &out, cfg.write_timeout).await?;
+                return Ok(());
+            }
+        }
+        let more = session.poll_outbox()?;
+        let out = session.output();
+        if !out.is_empty() {
+            let bytes = std::mem::take(out);
+            tokio::select! {
+                r = write_all(wr, &bytes, cfg.write_timeout) => r?,
+                () = kick.cancelled() => return Err(ConnError::TakenOver),
+                () = stop.cancelled() => return Err(ConnError::Shutdown),
+            }
+            // Keep the allocation for the next batch.
+            let mut bytes = bytes;
+            bytes.clear();
+            *session.output() = bytes;
+        }
+        if more {
+            // Come back for the rest after giving the socket's read side a turn.
+            handle.wake.notify_one();
+        }
+        let deadline = session.next_deadline();
+        if rx.capacity() - rx.len() < 512 {
+            rx.reserve(4096);
+        }
+        tokio::select! {
+            r = rd.read_buf(rx) => {
+                if r? == 0 {
+                    return Err(ConnError::Closed);
+                }
+            }
+            () = handle.wake.notified() => {}
+            () = sleep_until_opt(deadline) => session.on_timeout(Instant::now())?,
+            () = kick.cancelled() => return Err(ConnError::TakenOver),
+            () = stop.cancelled() => return Err(ConnError::Shutdown),
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,161 @@
+//! The subscription tree: one node per topic level, `+` and `#` stored as ordinary levels.
+//!
+//! Matching walks the topic's levels once, following the exact level, `+` and `#` at each node, so its cost grows
+//! with the depth of the topic and the number of matching filters, not with the number of subscriptions.
+
+use std::collections::HashMap;
+
+use mqtt_codec::QoS;
+
+#[derive(Debug)]
+struct Node<T> {
+    children: HashMap<Box<str>, Node<T>>,
+    subscribers: Vec<(T, QoS)>,
+}
+
+impl<T> Default for Node<T> {
+    fn default() -> Self {
+        Self { children: HashMap::new(), subscribers: Vec::new() }
+    }
+}
+
+impl<T> Node<T> {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.subscribers.is_empty()
+    }
+}
+
+/// Topic filters and their subscribers of type `T` (compared with `==` for identity).
+#[derive(Debug)]
+pub struct Trie<T> {
+    root: Node<T>,
+    len: usize,
+}
+
+impl<T> Default for Trie<T> {
+    fn default() -> Self {
+        Self { root: Node::default(), len: 0 }
+    }
+}
+
+impl<T: Clone + PartialEq> Trie<T> {
+    /// Adds or updates a subscription. Returns `true` if it is new, `false` if it replaced one.
+    pub fn insert(&mut self, filter: &str, subscriber: T, qos: QoS) -> bool {
+        let mut node = &mut self.root;
+        for level in filter.split('/') {
+            node = node.children.entry(level.into()).or_default();
+        }
+        if let Some(existing) = node.subscribers.iter_mut().find(|(s, _)| *s == subscriber) {
+            existing.1 = qos;
+            false
+        } else {
+            node.subscribers.push((subscriber, qos));
+            self.len = self.len.saturating_add(1);
+            true
+        }
+    }
+
+    /// Removes a subscription. Returns whether it existed. Empty nodes are pruned.
+    pub fn remove(&mut self, filter: &str, subscriber: &T) -> bool {
+        let levels: Vec<&str> = filter.split('/').collect();
+        let removed = remove_at(&mut self.root, &levels, subscriber);
+        if removed {
+            self.len = self.len.saturating_sub(1);
+        }
+        removed
+    }
+
+    /// Appends every subscription matching `topic` to `out`; a subscriber may appear once per matching filter.
+    pub fn matches(&self, topic: &str, out: &mut Vec<(T, QoS)>) {
+        let levels: Vec<&str> = topic.split('/').collect();
+        // A wildcard in the first level never matches a topic starting with `$` [MQTT-4.7.2-1].
+        let system = topic.starts_with('$');
+        collect(&self.root, &levels, 0, system, out);
+    }
+
+    /// Number of subscriptions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no subscriptions.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+fn remove_at<T: PartialEq>(node: &mut Node<T>, levels: &[&str], subscriber: &T) -> bool {
+    let Some((first, rest)) = levels.split_first() else {
+        let before = node.subscribers.len();
+        node.subscribers.retain(|(s, _)| s != subscriber);
+        return node.subscribers.len() != before;
+    };
+    let Some(child) = node.children.get_mut(*first) else {
+        return false;
+    };
+    let removed = remove_at(child, rest, subscriber);
+    if child.is_empty() {
+        node.children.remove(*first);
+    }
+    removed
+}
+
+fn collect<T: Clone>(node: &Node<T>, levels: &[&str], depth: usize, system: bool, out: &mut Vec<(T, QoS)>) {
+    let wildcard_ok = !(system && depth == 0);
+    if wildcard_ok && let Some(hash) = node.children.get("#") {
+        out.extend(hash.subscribers.iter().cloned());
+    }
+    let Some((level, rest)) = levels.split_first() else {
+        out.extend(node.subscribers.iter().cloned());
+        return;
+    };
+    let next = depth.saturating_add(1);
+    if let Some(child) = node.children.get(*level) {
+        collect(child, rest, next, system, out);
+    }
+    if wildcard_ok && let Some(plus) = node.children.get("+") {
+        collect(plus, rest, next, system, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matching(trie: &Trie<u32>, topic: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        trie.matches(topic, &mut out);
+        let mut ids: Vec<u32> = out.into_iter().map(|(s, _)| s).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn agrees_with_the_codec_matcher() {
+        let filters = ["#", "+", "a/+", "a/#", "a/b", "+/b", "$SYS/#", "+/+/c", "/+", "a/+/#", "a//b"];
+        let topics = ["a", "a/b", "a/c", "b/b", "$SYS/x", "$SYS", "x/y/c", "/a", "a/b/c", "a//b", "a/"];
+        let mut trie = Trie::default();
+        for (i, f) in filters.iter().enumerate() {
+            trie.insert(f, i as u32, QoS::AtMostOnce);
+        }
+        for t in topics {
+            let expected: Vec<u32> =
+                filters.iter().enumerate().filter(|(_, f)| mqtt_codec::matches(f, t)).map(|(i, _)| i as u32).collect();
+            assert_eq!(matching(&trie, t), expected, "topic {t}");
+        }
+    }
+
+    #[test]
+    fn insert_replace_remove_prunes() {
+        let mut trie = Trie::default();
+        assert!(trie.insert("a/b/c", 1u32, QoS::AtMostOnce));
+        assert!(!trie.insert("a/b/c", 1, QoS::ExactlyOnce));
+        assert_eq!(trie.len(), 1);
+        let mut out = Vec::new();
+        trie.matches("a/b/c", &mut out);
+        assert_eq!(out, vec![(1, QoS::ExactlyOnce)]);
+        assert!(trie.remove("a/b/c", &1));
+        assert!(!trie.remove("a/b/c", &1));
+        assert!(trie.root.is_empty());
+    }
+}
