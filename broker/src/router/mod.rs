@@ -6,6 +6,7 @@
 //! subscriber: a full queue drops the message for that subscriber only, and counts and logs the drop.
 
 pub mod retained;
+pub mod store;
 pub mod trie;
 
 use std::collections::{HashMap, HashSet};
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::message::Message;
 use crate::queue::{Outbox, OutboxLimits, Rejected};
-use retained::Retained;
+use store::{MemoryStore, Store};
 use trie::Trie;
 
 /// Broker-wide counters, updated without the router lock.
@@ -109,32 +110,29 @@ pub enum SubscribeError {
 /// Sessions, subscriptions and retained messages.
 #[derive(Debug)]
 pub struct Router {
-    sessions: HashMap<Arc<str>, Arc<SessionHandle>>,
+    store: Box<dyn Store>,
     trie: Trie<SessionRef>,
-    retained: Retained,
     limits: RouterLimits,
     counters: Arc<Counters>,
     scratch: Vec<(SessionRef, QoS)>,
 }
 
 impl Router {
-    /// An empty router.
+    /// An empty router over an in-memory store.
     pub fn new(limits: RouterLimits, counters: Arc<Counters>) -> Self {
-        Self {
-            sessions: HashMap::new(),
-            trie: Trie::default(),
-            retained: Retained::new(limits.max_retained),
-            limits,
-            counters,
-            scratch: Vec::new(),
-        }
+        Self::with_store(Box::new(MemoryStore::new(limits.max_retained)), limits, counters)
+    }
+
+    /// A router over the given store.
+    pub fn with_store(store: Box<dyn Store>, limits: RouterLimits, counters: Arc<Counters>) -> Self {
+        Self { store, trie: Trie::default(), limits, counters, scratch: Vec::new() }
     }
 
     /// Attaches a connection to the session of `client_id`, creating or discarding it as `clean` says.
     ///
     /// A connection already attached is kicked (takeover). Returns the session and whether it was resumed.
     pub fn connect(&mut self, client_id: &str, clean: bool, link: ConnLink) -> (Arc<SessionHandle>, bool) {
-        if let Some(existing) = self.sessions.get(client_id).cloned() {
+        if let Some(existing) = self.store.session(client_id).cloned() {
             let mut state = existing.lock();
             if let Some(old) = state.conn.take() {
                 old.kick.cancel();
@@ -148,9 +146,8 @@ impl Router {
             drop(state);
             self.remove_session(&existing);
         }
-        let id: Arc<str> = Arc::from(client_id);
         let handle = Arc::new(SessionHandle {
-            client_id: id.clone(),
+            client_id: Arc::from(client_id),
             state: Mutex::new(SessionState {
                 outbox: Outbox::new(self.limits.outbox),
                 inbound_qos2: HashSet::new(),
@@ -162,7 +159,7 @@ impl Router {
             }),
             wake: Notify::new(),
         });
-        self.sessions.insert(id, handle.clone());
+        self.store.insert_session(handle.clone());
         (handle, false)
     }
 
@@ -183,8 +180,8 @@ impl Router {
     }
 
     fn remove_session(&mut self, session: &Arc<SessionHandle>) {
-        if self.sessions.get(&session.client_id).is_some_and(|s| Arc::ptr_eq(s, session)) {
-            self.sessions.remove(&session.client_id);
+        if self.store.session(&session.client_id).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            self.store.remove_session(&session.client_id);
         }
         let filters: Vec<String> = session.lock().subscriptions.drain().map(|(f, _)| f).collect();
         let key = SessionRef(session.clone());
@@ -206,7 +203,8 @@ impl Router {
             state.subscriptions.insert(filter.to_owned(), qos);
         }
         self.trie.insert(filter, SessionRef(session.clone()), qos);
-        let retained: Vec<Message> = self.retained.matching(filter).cloned().collect();
+        let mut retained = Vec::new();
+        self.store.for_each_retained(filter, &mut |m| retained.push(m.clone()));
         for msg in retained {
             let effective = msg.qos.min(qos);
             self.deliver(session, msg, effective, true);
@@ -224,7 +222,7 @@ impl Router {
     /// Routes a published message: updates the retained store, then queues one copy per matching session at the
     /// highest QoS any of its matching subscriptions granted (capped by the message's QoS).
     pub fn publish(&mut self, msg: Message) {
-        if msg.retain && self.retained.set(&msg).is_err() {
+        if msg.retain && self.store.set_retained(&msg).is_err() {
             tracing::warn!(
                 topic = msg.topic(),
                 max = self.limits.max_retained,
@@ -284,17 +282,17 @@ impl Router {
 
     /// The session of a client, if held.
     pub fn session(&self, client_id: &str) -> Option<&Arc<SessionHandle>> {
-        self.sessions.get(client_id)
+        self.store.session(client_id)
     }
 
     /// Sessions held.
     pub fn session_count(&self) -> usize {
-        self.sessions.len()
+        self.store.session_count()
     }
 
     /// Retained messages held.
     pub fn retained_count(&self) -> usize {
-        self.retained.len()
+        self.store.retained_count()
     }
 }
 

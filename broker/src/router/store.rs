@@ -1,0 +1,76 @@
+//! The storage interface: where sessions (with their subscriptions and queues) and retained messages live.
+//!
+//! The router reaches its state only through [`Store`]. [`MemoryStore`] keeps everything in memory; a crash-safe
+//! store implements the same trait and is chosen at startup, without touching the router or the sessions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::SessionHandle;
+use super::retained::{Retained, RetainedFull};
+use crate::message::Message;
+
+/// Sessions and retained messages.
+pub trait Store: Send + std::fmt::Debug {
+    /// The session of a client.
+    fn session(&self, client_id: &str) -> Option<&Arc<SessionHandle>>;
+    /// Adds or replaces the session of `handle.client_id`.
+    fn insert_session(&mut self, handle: Arc<SessionHandle>);
+    /// Removes the session of a client.
+    fn remove_session(&mut self, client_id: &str) -> Option<Arc<SessionHandle>>;
+    /// Sessions held.
+    fn session_count(&self) -> usize;
+    /// Stores, replaces or (empty payload) clears a retained message.
+    ///
+    /// # Errors
+    /// [`RetainedFull`] when a new topic would exceed the limit.
+    fn set_retained(&mut self, msg: &Message) -> Result<(), RetainedFull>;
+    /// Calls `f` with every retained message matching `filter`.
+    fn for_each_retained(&self, filter: &str, f: &mut dyn FnMut(&Message));
+    /// Retained messages held.
+    fn retained_count(&self) -> usize;
+}
+
+/// Everything in memory: lost on restart.
+#[derive(Debug)]
+pub struct MemoryStore {
+    sessions: HashMap<Arc<str>, Arc<SessionHandle>>,
+    retained: Retained,
+}
+
+impl MemoryStore {
+    /// An empty store holding at most `max_retained` retained messages.
+    pub fn new(max_retained: usize) -> Self {
+        Self { sessions: HashMap::new(), retained: Retained::new(max_retained) }
+    }
+}
+
+impl Store for MemoryStore {
+    fn session(&self, client_id: &str) -> Option<&Arc<SessionHandle>> {
+        self.sessions.get(client_id)
+    }
+
+    fn insert_session(&mut self, handle: Arc<SessionHandle>) {
+        self.sessions.insert(handle.client_id.clone(), handle);
+    }
+
+    fn remove_session(&mut self, client_id: &str) -> Option<Arc<SessionHandle>> {
+        self.sessions.remove(client_id)
+    }
+
+    fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn set_retained(&mut self, msg: &Message) -> Result<(), RetainedFull> {
+        self.retained.set(msg)
+    }
+
+    fn for_each_retained(&self, filter: &str, f: &mut dyn FnMut(&Message)) {
+        self.retained.matching(filter).for_each(f);
+    }
+
+    fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+}
