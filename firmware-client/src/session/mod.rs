@@ -1,0 +1,452 @@
+//! The sans-IO session: packets and `now` in, packets to send and [`Event`]s out. It owns no socket and no clock,
+//! so the same code runs under the blocking and async front ends, on the host under tests and under a fuzzer.
+//!
+//! - [`Session::connect`] starts a connection (first or resumed) once the transport is up.
+//! - [`Session::poll_transmit`] writes the next packet to send into a caller's buffer.
+//! - [`Session::on_packet`] takes one framed packet from the broker and may return an [`Event`].
+//! - [`Session::poll_timeout`] and [`Session::next_deadline`] drive keepalive from the caller's clock.
+//! - [`Session::publish`], [`Session::subscribe`] and [`Session::unsubscribe`] queue work, online or not.
+//!
+//! Any `Err` from `on_packet` or `poll_timeout` means the link is dead: close the transport, open a new one and
+//! call `connect` again. The session keeps its in-flight messages and subscriptions across that.
+
+mod store;
+mod subs;
+mod wire;
+
+pub use subs::SubId;
+
+use heapless::{Deque, Vec};
+use mqtt_codec::{Packet, PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicFilter, TopicName, decode};
+
+use crate::{Error, Event, Instant, Message, Options, Rejected};
+use store::{Outgoing, Store};
+use subs::{State as SubState, Subs};
+use wire::AckKind;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Down,
+    /// CONNECT queued or sent at the instant given, CONNACK awaited.
+    Connecting(Option<Instant>),
+    Up,
+}
+
+/// An MQTT client session.
+///
+/// `INFLIGHT` bounds the outbound messages held at once (in flight or queued while offline) and the inbound QoS 2
+/// messages awaiting PUBREL; `SUBS` the subscriptions; `TOPIC` the length of a stored topic filter. The store buffer
+/// holds the serialized outbound PUBLISH packets and must fit the largest one.
+pub struct Session<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> {
+    opts: Options<'a>,
+    link: Link,
+    store: Store<'a, INFLIGHT>,
+    subs: Subs<SUBS, TOPIC>,
+    /// Inbound QoS 2 identifiers delivered to the application, PUBREL not yet received.
+    incoming: Vec<u16, INFLIGHT>,
+    acks: Deque<(AckKind, PacketId), 4>,
+    ping_due: bool,
+    ping_sent: Option<Instant>,
+    disconnect_due: bool,
+    last_tx: Instant,
+    next_pid: u16,
+    keep_alive_ms: u64,
+    max_in: u32,
+    max_out: u32,
+    /// The broker's Receive Maximum.
+    quota: u16,
+}
+
+impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'a, INFLIGHT, SUBS, TOPIC> {
+    /// A session that has never connected. `store` holds the outbound messages (see the type's doc).
+    pub fn new(opts: Options<'a>, store: &'a mut [u8]) -> Self {
+        const { assert!(INFLIGHT > 0 && INFLIGHT <= 65_535, "INFLIGHT must be 1 to 65535") };
+        let max = u32::try_from(store.len()).unwrap_or(u32::MAX);
+        Self {
+            opts,
+            link: Link::Down,
+            store: Store::new(store),
+            subs: Subs::new(),
+            incoming: Vec::new(),
+            acks: Deque::new(),
+            ping_due: false,
+            ping_sent: None,
+            disconnect_due: false,
+            last_tx: Instant::from_millis(0),
+            next_pid: 0,
+            keep_alive_ms: u64::from(opts.keep_alive_secs).saturating_mul(1000),
+            max_in: u32::MAX,
+            max_out: max,
+            quota: u16::MAX,
+        }
+    }
+
+    /// Tells the session the sizes of the front end's buffers: the largest packet it can receive (announced to an
+    /// MQTT 5 broker as Maximum Packet Size) and the largest it can send (longer publishes are refused).
+    pub fn set_buffer_limits(&mut self, rx: usize, tx: usize) {
+        self.max_in = u32::try_from(rx).unwrap_or(u32::MAX);
+        self.max_out = self.max_out.min(u32::try_from(tx).unwrap_or(u32::MAX));
+    }
+
+    fn version(&self) -> ProtocolVersion {
+        #[cfg(feature = "v5")]
+        return self.opts.version;
+        #[cfg(not(feature = "v5"))]
+        ProtocolVersion::V311
+    }
+
+    /// Whether CONNACK accepted the connection and the link has not failed since.
+    pub fn is_connected(&self) -> bool {
+        self.link == Link::Up
+    }
+
+    /// Outbound messages held (in flight or queued).
+    pub fn pending(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Starts a connection over a fresh transport: CONNECT goes out first, then, once CONNACK arrives, the
+    /// unacknowledged messages in their original order with DUP=1, PUBRELs, pending (un)subscriptions and the
+    /// messages queued while offline.
+    pub fn connect(&mut self, now: Instant) {
+        self.link = Link::Connecting(None);
+        self.acks.clear();
+        self.ping_due = false;
+        self.ping_sent = None;
+        self.disconnect_due = false;
+        self.last_tx = now;
+        self.store.mark_all_unsent();
+        self.subs.on_reconnect(true);
+        if self.opts.clean_start {
+            self.incoming.clear();
+        }
+    }
+
+    /// The transport failed or was closed: nothing more is sent until [`Session::connect`].
+    pub fn on_connection_lost(&mut self) {
+        self.link = Link::Down;
+    }
+
+    /// Queues a DISCONNECT; the link is down once it has been handed out by [`Session::poll_transmit`].
+    pub fn disconnect(&mut self) {
+        if self.link == Link::Up {
+            self.disconnect_due = true;
+        } else {
+            self.link = Link::Down;
+        }
+    }
+
+    fn alloc_pid(&mut self) -> Option<PacketId> {
+        for _ in 0..=INFLIGHT.saturating_add(SUBS) {
+            let pid = PacketId::new(self.next_pid).unwrap_or(PacketId::new(1)?).next();
+            self.next_pid = pid.get();
+            if !self.store.pid_in_use(pid.get()) && !self.subs.pid_in_use(pid.get()) {
+                return Some(pid);
+            }
+        }
+        None
+    }
+
+    /// Queues a message for the broker, whether connected or not; it is sent in order with everything queued before.
+    ///
+    /// Returns the packet identifier for QoS 1 and 2, which [`Event::Published`] carries when the flow completes.
+    ///
+    /// # Errors
+    /// [`Rejected::Full`] when `INFLIGHT` messages are held or the store buffer has no room; [`Rejected::Invalid`]
+    /// for a topic with wildcards or a packet larger than the transmit buffer or the broker's maximum.
+    /// The message is handed back either way.
+    pub fn publish<'m>(&mut self, msg: Message<'m>) -> Result<Option<PacketId>, Rejected<Message<'m>>> {
+        let Ok(topic) = TopicName::new(msg.topic) else { return Err(Rejected::Invalid(msg)) };
+        if self.store.is_full() {
+            return Err(Rejected::Full(msg));
+        }
+        let Some(pid) = self.alloc_pid() else { return Err(Rejected::Full(msg)) };
+        let version = self.version();
+        let max_out = usize::try_from(self.max_out).unwrap_or(usize::MAX);
+        let free = self.store.free();
+        let room = free.len().min(max_out);
+        let Some(out) = free.get_mut(..room) else { return Err(Rejected::Full(msg)) };
+        let n = match wire::publish(topic, msg.payload, msg.qos, pid, msg.retain, version, out) {
+            Ok(n) => n,
+            Err(mqtt_codec::EncodeError::BufferTooSmall { needed, .. }) if needed <= max_out => {
+                return Err(Rejected::Full(msg));
+            }
+            Err(_) => return Err(Rejected::Invalid(msg)),
+        };
+        let stored_pid = if msg.qos == QoS::AtMostOnce { 0 } else { pid.get() };
+        if !self.store.commit(stored_pid, msg.qos as u8, n) {
+            return Err(Rejected::Full(msg));
+        }
+        Ok((msg.qos != QoS::AtMostOnce).then_some(pid))
+    }
+
+    /// Adds a subscription; SUBSCRIBE goes out when connected, and again after a reconnect without a session.
+    ///
+    /// # Errors
+    /// [`Rejected::Full`] when `SUBS` subscriptions exist; [`Rejected::Invalid`] for an invalid filter or one longer
+    /// than `TOPIC`. The filter is handed back.
+    pub fn subscribe<'f>(&mut self, filter: &'f str, qos: QoS) -> Result<SubId, Rejected<&'f str>> {
+        if TopicFilter::new(filter).is_err() || filter.len() > TOPIC {
+            return Err(Rejected::Invalid(filter));
+        }
+        self.subs.add(filter, qos).ok_or(Rejected::Full(filter))
+    }
+
+    /// Removes a subscription; [`Event::Unsubscribed`] follows the UNSUBACK. Unknown handles are ignored.
+    pub fn unsubscribe(&mut self, sub: SubId) {
+        if let Some(s) = self.subs.get_mut(sub) {
+            s.state = SubState::ToUnsubscribe;
+        }
+    }
+
+    /// Writes the next packet to send into `out` and returns its length, or `None` when there is nothing to send.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if `out` cannot hold the packet (CONNECT, SUBSCRIBE); a stored PUBLISH always fits, since
+    /// [`Session::publish`] checks it against the transmit buffer.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Result<Option<usize>, Error> {
+        let n = match self.next_packet(out) {
+            Ok(Some(n)) => n,
+            other => return other,
+        };
+        self.last_tx = now;
+        if let Link::Connecting(None) = self.link {
+            self.link = Link::Connecting(Some(now));
+        }
+        Ok(Some(n))
+    }
+
+    fn next_packet(&mut self, out: &mut [u8]) -> Result<Option<usize>, Error> {
+        let version = self.version();
+        match self.link {
+            Link::Down | Link::Connecting(Some(_)) => return Ok(None),
+            Link::Connecting(None) => {
+                let receive_max = u16::try_from(INFLIGHT).unwrap_or(u16::MAX);
+                return wire::connect(&self.opts, version, self.max_in, receive_max, out)
+                    .map(Some)
+                    .map_err(Error::Encode);
+            }
+            Link::Up => {}
+        }
+        if let Some((kind, pid)) = self.acks.pop_front() {
+            return wire::ack(kind, pid, version, out).map(Some).map_err(Error::Encode);
+        }
+        if self.disconnect_due {
+            self.disconnect_due = false;
+            self.link = Link::Down;
+            return wire::disconnect(version, out).map(Some).map_err(Error::Encode);
+        }
+        if self.ping_due {
+            self.ping_due = false;
+            let n = wire::pingreq(version, out).map_err(Error::Encode)?;
+            return Ok(Some(n));
+        }
+        if let Some(n) = self.next_subscription(version, out)? {
+            return Ok(Some(n));
+        }
+        match self.store.next_to_send(self.quota) {
+            Some(Outgoing::Publish(idx)) => self.store.send_publish(idx, out).map(Some).ok_or(Error::BufferTooSmall),
+            Some(Outgoing::PubRel(pid)) => {
+                let id = PacketId::new(pid).ok_or(Error::BufferTooSmall)?;
+                let n = wire::ack(AckKind::PubRel, id, version, out).map_err(Error::Encode)?;
+                self.store.rel_sent(pid);
+                Ok(Some(n))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_subscription(&mut self, version: ProtocolVersion, out: &mut [u8]) -> Result<Option<usize>, Error> {
+        let todo =
+            self.subs.iter_mut().find(|(_, s)| matches!(s.state, SubState::ToSubscribe | SubState::ToUnsubscribe));
+        let Some((id, _)) = todo else { return Ok(None) };
+        let pid = self.alloc_pid().ok_or(Error::BufferTooSmall)?;
+        let Some(s) = self.subs.get_mut(id) else { return Ok(None) };
+        let filter = TopicFilter::new(&s.filter).map_err(Error::Malformed)?;
+        let n = if s.state == SubState::ToSubscribe {
+            let n = wire::subscribe(pid, filter, s.qos, version, out).map_err(Error::Encode)?;
+            s.state = SubState::Subscribing(pid.get());
+            n
+        } else {
+            let n = wire::unsubscribe(pid, filter, version, out).map_err(Error::Encode)?;
+            s.state = SubState::Unsubscribing(pid.get());
+            n
+        };
+        Ok(Some(n))
+    }
+
+    /// Handles one framed packet from the broker (`frame` holds exactly one, as `mqtt_codec::frame_len` measures).
+    ///
+    /// # Errors
+    /// Anything the broker may not send, or may not send now, and malformed bytes; CONNACK refusals; an MQTT 5
+    /// DISCONNECT. The link is then down.
+    pub fn on_packet<'f>(&mut self, now: Instant, frame: &'f [u8]) -> Result<Option<Event<'f>>, Error> {
+        let result = decode(frame, self.version()).map_err(Error::Malformed).and_then(|p| self.handle(now, p));
+        if result.is_err() {
+            self.link = Link::Down;
+        }
+        result
+    }
+
+    fn push_ack(&mut self, kind: AckKind, pid: PacketId) -> Result<(), Error> {
+        self.acks.push_back((kind, pid)).map_err(|_| Error::Overrun)
+    }
+
+    fn handle<'f>(&mut self, now: Instant, packet: Packet<'f>) -> Result<Option<Event<'f>>, Error> {
+        let unexpected = Error::Unexpected(packet.packet_type() as u8);
+        if let Link::Connecting(_) = self.link {
+            return match packet {
+                Packet::ConnAck(c) => self.on_connack(now, c),
+                _ => Err(unexpected),
+            };
+        }
+        if self.link != Link::Up {
+            return Err(Error::NotConnected);
+        }
+        match packet {
+            Packet::Publish(p) => {
+                let topic = p.topic.as_str();
+                if topic.is_empty() {
+                    // We never allow topic aliases, so an empty topic is a protocol error.
+                    return Err(unexpected);
+                }
+                match p.qos_pid {
+                    QosPid::AtMostOnce => {}
+                    QosPid::AtLeastOnce(pid) => self.push_ack(AckKind::PubAck, pid)?,
+                    QosPid::ExactlyOnce(pid) => {
+                        let first = !self.incoming.contains(&pid.get());
+                        if first {
+                            self.incoming.push(pid.get()).map_err(|_| Error::Overrun)?;
+                        }
+                        self.push_ack(AckKind::PubRec, pid)?;
+                        if !first {
+                            debug!("duplicate QoS 2 publish {}", pid.get());
+                            return Ok(None);
+                        }
+                    }
+                }
+                let qos = p.qos_pid.qos();
+                let sub = self.subs.matching(topic);
+                Ok(Some(Event::Message(Message { topic, payload: p.payload, qos, retain: p.retain }, sub)))
+            }
+            Packet::PubAck(a) => Ok(self.complete(self.store.find(a.packet_id.get(), 1, false), a.packet_id, a.reason)),
+            Packet::PubRec(a) => {
+                let pid = a.packet_id;
+                if let Some(idx) = self.store.find(pid.get(), 2, false) {
+                    if a.reason.is_error() {
+                        return Ok(self.complete(Some(idx), pid, a.reason));
+                    }
+                    self.store.release(idx);
+                } else if !self.store.resend_rel(pid.get()) {
+                    warn!("PUBREC for unknown packet id {}", pid.get());
+                }
+                Ok(None)
+            }
+            Packet::PubComp(a) => Ok(self.complete(self.store.find(a.packet_id.get(), 2, true), a.packet_id, a.reason)),
+            Packet::PubRel(a) => {
+                self.incoming.retain(|&p| p != a.packet_id.get());
+                self.push_ack(AckKind::PubComp, a.packet_id)?;
+                Ok(None)
+            }
+            Packet::SubAck(s) => {
+                let code = s.codes.iter().next().unwrap_or(ReasonCode::UnspecifiedError);
+                let granted = match code {
+                    ReasonCode::Success => Some(QoS::AtMostOnce),
+                    ReasonCode::GrantedQoS1 => Some(QoS::AtLeastOnce),
+                    ReasonCode::GrantedQoS2 => Some(QoS::ExactlyOnce),
+                    _ => None,
+                };
+                let Some((id, sub)) = self.subs.find(s.packet_id.get()) else { return Ok(None) };
+                if granted.is_some() {
+                    sub.state = SubState::Active;
+                } else {
+                    self.subs.remove(id);
+                }
+                Ok(Some(Event::Subscribed { sub: id, granted }))
+            }
+            Packet::UnsubAck(u) => {
+                let Some((id, _)) = self.subs.find(u.packet_id.get()) else { return Ok(None) };
+                self.subs.remove(id);
+                Ok(Some(Event::Unsubscribed { sub: id }))
+            }
+            Packet::PingResp => {
+                self.ping_sent = None;
+                Ok(None)
+            }
+            Packet::Disconnect(d) => Err(Error::ServerDisconnect(d.reason)),
+            _ => Err(unexpected),
+        }
+    }
+
+    fn complete<'f>(&mut self, idx: Option<usize>, pid: PacketId, reason: ReasonCode) -> Option<Event<'f>> {
+        let Some(idx) = idx else {
+            warn!("ack for unknown packet id {}", pid.get());
+            return None;
+        };
+        self.store.remove(idx);
+        Some(Event::Published { pid, reason })
+    }
+
+    fn on_connack<'f>(&mut self, now: Instant, c: mqtt_codec::ConnAck<'f>) -> Result<Option<Event<'f>>, Error> {
+        if c.code != ReasonCode::Success {
+            return Err(Error::Refused(c.code));
+        }
+        self.link = Link::Up;
+        self.last_tx = now;
+        self.keep_alive_ms = u64::from(self.opts.keep_alive_secs).saturating_mul(1000);
+        #[cfg(feature = "v5")]
+        {
+            let p = &c.properties;
+            self.quota = p.receive_maximum().unwrap_or(u16::MAX);
+            if let Some(max) = p.maximum_packet_size() {
+                self.max_out = self.max_out.min(max);
+            }
+            if let Some(ka) = p.server_keep_alive() {
+                self.keep_alive_ms = u64::from(ka).saturating_mul(1000);
+            }
+        }
+        if !c.session_present {
+            self.store.forget_released();
+            self.incoming.clear();
+            self.subs.on_reconnect(false);
+        }
+        debug!("connected, session present: {}", c.session_present);
+        Ok(Some(Event::Connected { session_present: c.session_present }))
+    }
+
+    /// Keepalive from the caller's clock: queues PINGREQ once the link has been idle for the keep alive interval,
+    /// and fails when CONNACK or PINGRESP is later than the response timeout.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`]: the link is dead.
+    pub fn poll_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        let timeout = u64::from(self.opts.response_timeout_ms);
+        let expired = match (self.link, self.ping_sent) {
+            (Link::Connecting(Some(t)), _) | (Link::Up, Some(t)) => now >= t.after(timeout),
+            _ => false,
+        };
+        if expired {
+            self.link = Link::Down;
+            return Err(Error::Timeout);
+        }
+        let idle = now >= self.last_tx.after(self.keep_alive_ms);
+        if self.link == Link::Up && self.keep_alive_ms > 0 && self.ping_sent.is_none() && !self.ping_due && idle {
+            self.ping_due = true;
+            self.ping_sent = Some(now);
+        }
+        Ok(())
+    }
+
+    /// When [`Session::poll_timeout`] next has work: call it then, or earlier.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let timeout = u64::from(self.opts.response_timeout_ms);
+        match (self.link, self.ping_sent) {
+            (Link::Connecting(Some(t)), _) | (Link::Up, Some(t)) => Some(t.after(timeout)),
+            (Link::Up, None) if self.keep_alive_ms > 0 => Some(self.last_tx.after(self.keep_alive_ms)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

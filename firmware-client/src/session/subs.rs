@@ -1,0 +1,105 @@
+//! The subscription table: filters the application asked for, their state with the broker, and matching of
+//! incoming topics to a [`SubId`] so the application can pick its handler.
+
+use heapless::String;
+use mqtt_codec::{QoS, matches};
+
+/// A subscription's handle: returned by `subscribe`, and carried by each message whose topic it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SubId(pub(crate) u8);
+
+impl SubId {
+    /// The slot index, below the `SUBS` capacity.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// SUBSCRIBE to send.
+    ToSubscribe,
+    /// SUBSCRIBE sent with this packet identifier.
+    Subscribing(u16),
+    /// SUBACK granted it.
+    Active,
+    /// UNSUBSCRIBE to send.
+    ToUnsubscribe,
+    /// UNSUBSCRIBE sent with this packet identifier.
+    Unsubscribing(u16),
+}
+
+pub(crate) struct Sub<const L: usize> {
+    pub(crate) filter: String<L>,
+    pub(crate) qos: QoS,
+    pub(crate) state: State,
+}
+
+pub(crate) struct Subs<const S: usize, const L: usize> {
+    slots: [Option<Sub<L>>; S],
+}
+
+impl<const S: usize, const L: usize> Subs<S, L> {
+    pub(crate) const fn new() -> Self {
+        const { assert!(S <= 255, "at most 255 subscriptions") };
+        Self { slots: [const { None }; S] }
+    }
+
+    /// Adds a filter, or `None` when the table is full or the filter longer than `L`.
+    pub(crate) fn add(&mut self, filter: &str, qos: QoS) -> Option<SubId> {
+        let mut f = String::new();
+        f.push_str(filter).ok()?;
+        let (i, slot) = self.slots.iter_mut().enumerate().find(|(_, s)| s.is_none())?;
+        *slot = Some(Sub { filter: f, qos, state: State::ToSubscribe });
+        Some(SubId(u8::try_from(i).ok()?))
+    }
+
+    pub(crate) fn get_mut(&mut self, id: SubId) -> Option<&mut Sub<L>> {
+        self.slots.get_mut(id.index())?.as_mut()
+    }
+
+    pub(crate) fn remove(&mut self, id: SubId) {
+        if let Some(slot) = self.slots.get_mut(id.index()) {
+            *slot = None;
+        }
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (SubId, &mut Sub<L>)> {
+        self.slots.iter_mut().enumerate().filter_map(|(i, s)| Some((SubId(u8::try_from(i).ok()?), s.as_mut()?)))
+    }
+
+    /// The subscription waiting for the ack with identifier `pid`.
+    pub(crate) fn find(&mut self, pid: u16) -> Option<(SubId, &mut Sub<L>)> {
+        self.iter_mut().find(|(_, s)| matches!(s.state, State::Subscribing(p) | State::Unsubscribing(p) if p == pid))
+    }
+
+    pub(crate) fn pid_in_use(&self, pid: u16) -> bool {
+        self.slots
+            .iter()
+            .flatten()
+            .any(|s| matches!(s.state, State::Subscribing(p) | State::Unsubscribing(p) if p == pid))
+    }
+
+    /// The first live subscription whose filter matches `topic`.
+    pub(crate) fn matching(&self, topic: &str) -> Option<SubId> {
+        self.slots.iter().enumerate().find_map(|(i, s)| {
+            let s = s.as_ref()?;
+            let live = !matches!(s.state, State::ToUnsubscribe | State::Unsubscribing(_));
+            (live && matches(&s.filter, topic)).then_some(SubId(u8::try_from(i).ok()?))
+        })
+    }
+
+    /// A new connection: requests in flight are lost and sent again; with `session_present` false the broker
+    /// forgot every subscription, so all are sent again.
+    pub(crate) fn on_reconnect(&mut self, session_present: bool) {
+        for (_, s) in self.iter_mut() {
+            s.state = match s.state {
+                State::Subscribing(_) | State::ToSubscribe => State::ToSubscribe,
+                State::Active if !session_present => State::ToSubscribe,
+                State::Active => State::Active,
+                State::Unsubscribing(_) | State::ToUnsubscribe => State::ToUnsubscribe,
+            };
+        }
+    }
+}
