@@ -17,7 +17,7 @@ mod wire;
 pub use subs::SubId;
 
 use heapless::{Deque, Vec};
-use mqtt_codec::{Packet, PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicFilter, TopicName, decode};
+use mqtt_codec::{Packet, PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicFilter, TopicName};
 
 use crate::{Error, Event, Instant, Message, Options, Rejected};
 use store::{Outgoing, Store};
@@ -229,16 +229,16 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             Link::Up => {}
         }
         if let Some((kind, pid)) = self.acks.pop_front() {
-            return wire::ack(kind, pid, version, out).map(Some).map_err(Error::Encode);
+            return wire::ack(kind, pid, out).map(Some).map_err(Error::Encode);
         }
         if self.disconnect_due {
             self.disconnect_due = false;
             self.link = Link::Down;
-            return wire::disconnect(version, out).map(Some).map_err(Error::Encode);
+            return wire::disconnect(out).map(Some).map_err(Error::Encode);
         }
         if self.ping_due {
             self.ping_due = false;
-            let n = wire::pingreq(version, out).map_err(Error::Encode)?;
+            let n = wire::pingreq(out).map_err(Error::Encode)?;
             return Ok(Some(n));
         }
         if let Some(n) = self.next_subscription(version, out)? {
@@ -248,7 +248,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             Some(Outgoing::Publish(idx)) => self.store.send_publish(idx, out).map(Some).ok_or(Error::BufferTooSmall),
             Some(Outgoing::PubRel(pid)) => {
                 let id = PacketId::new(pid).ok_or(Error::BufferTooSmall)?;
-                let n = wire::ack(AckKind::PubRel, id, version, out).map_err(Error::Encode)?;
+                let n = wire::ack(AckKind::PubRel, id, out).map_err(Error::Encode)?;
                 self.store.rel_sent(pid);
                 Ok(Some(n))
             }
@@ -281,7 +281,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     /// Anything the broker may not send, or may not send now, and malformed bytes; CONNACK refusals; an MQTT 5
     /// DISCONNECT. The link is then down.
     pub fn on_packet<'f>(&mut self, now: Instant, frame: &'f [u8]) -> Result<Option<Event<'f>>, Error> {
-        let result = decode(frame, self.version()).map_err(Error::Malformed).and_then(|p| self.handle(now, p));
+        let result = wire::decode(frame, self.version()).map_err(Error::Malformed).and_then(|p| self.handle(now, p));
         if result.is_err() {
             self.link = Link::Down;
         }
