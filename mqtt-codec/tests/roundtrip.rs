@@ -20,6 +20,9 @@ use proptest::test_runner::TestCaseError;
 /// Cases per packet type (per `proptest!` test below).
 const CASES: u32 = 1024;
 
+/// Cases for each test that mutates encodings.
+const MUTATION_CASES: u32 = 4096;
+
 const MAX_VARINT: u32 = 268_435_455;
 
 // ------------------------------------------------------------------------------------------------ owned models
@@ -172,6 +175,10 @@ fn check_packet(p: Packet<'_>, v: ProtocolVersion) -> Result<(), TestCaseError> 
     let n = p.encode(v, &mut buf).map_err(|e| TestCaseError::fail(format!("encode of {p:?}: {e:?}")))?;
     prop_assert_eq!(n, len);
     prop_assert_eq!(decode(&buf, v), Ok(p));
+    // The decoded packet (borrowing the wire bytes) encodes back to the same bytes.
+    let decoded = decode(&buf, v).unwrap();
+    prop_assert_eq!(decoded.encoded_len(v), Ok(n));
+    prop_assert_eq!(encode_packet(decoded, v), Ok(buf.clone()));
     // In a stream, with the next packet behind it, exactly this packet is consumed.
     let mut stream = buf.clone();
     stream.extend_from_slice(&[0xc0, 0x00]);
@@ -191,7 +198,7 @@ fn check_packet(p: Packet<'_>, v: ProtocolVersion) -> Result<(), TestCaseError> 
     Ok(())
 }
 
-fn check_connect(m: &ConnectM, v: ProtocolVersion) -> Result<(), TestCaseError> {
+fn with_connect<R>(m: &ConnectM, v: ProtocolVersion, f: impl FnOnce(Packet<'_>) -> R) -> R {
     let props = borrow_all(&m.props);
     let will_props = m.will.as_ref().map(|w| borrow_all(&w.props)).unwrap_or_default();
     let will = m.will.as_ref().map(|w| Will {
@@ -211,17 +218,10 @@ fn check_connect(m: &ConnectM, v: ProtocolVersion) -> Result<(), TestCaseError> 
         username: m.username.as_deref(),
         password: m.password.as_deref(),
     });
-    check_packet(p, v)?;
-    // A CONNECT names its own version: decoding it on a connection of any version gives the same packet.
-    let mut buf = vec![0u8; p.encoded_len(v).unwrap()];
-    p.encode(v, &mut buf).unwrap();
-    for other in [ProtocolVersion::V31, ProtocolVersion::V311, ProtocolVersion::V5] {
-        prop_assert_eq!(decode(&buf, other), Ok(p));
-    }
-    Ok(())
+    f(p)
 }
 
-fn check_publish(m: &PublishM, v: ProtocolVersion) -> Result<(), TestCaseError> {
+fn with_publish<R>(m: &PublishM, f: impl FnOnce(Packet<'_>) -> R) -> R {
     let props = borrow_all(&m.props);
     let topic = if m.topic.is_empty() { TopicName::empty() } else { TopicName::new(&m.topic).unwrap() };
     let p = Packet::Publish(Publish {
@@ -232,10 +232,10 @@ fn check_publish(m: &PublishM, v: ProtocolVersion) -> Result<(), TestCaseError> 
         properties: Properties::from_list(&props),
         payload: &m.payload,
     });
-    check_packet(p, v)
+    f(p)
 }
 
-fn check_ack(kind: PacketType, m: &AckM, v: ProtocolVersion) -> Result<(), TestCaseError> {
+fn with_ack<R>(kind: PacketType, m: &AckM, f: impl FnOnce(Packet<'_>) -> R) -> R {
     let props = borrow_all(&m.props);
     let ack = Ack { packet_id: pid(m.pid), reason: m.reason, properties: Properties::from_list(&props) };
     let p = match kind {
@@ -244,10 +244,10 @@ fn check_ack(kind: PacketType, m: &AckM, v: ProtocolVersion) -> Result<(), TestC
         PacketType::PubRel => Packet::PubRel(ack),
         _ => Packet::PubComp(ack),
     };
-    check_packet(p, v)
+    f(p)
 }
 
-fn check_subscribe(m: &SubscribeM, v: ProtocolVersion) -> Result<(), TestCaseError> {
+fn with_subscribe<R>(m: &SubscribeM, f: impl FnOnce(Packet<'_>) -> R) -> R {
     let props = borrow_all(&m.props);
     let subs: Vec<_> = m
         .subs
@@ -259,25 +259,20 @@ fn check_subscribe(m: &SubscribeM, v: ProtocolVersion) -> Result<(), TestCaseErr
         properties: Properties::from_list(&props),
         subscriptions: List::from_slice(&subs),
     });
-    check_packet(p, v)?;
-    let mut buf = vec![0u8; p.encoded_len(v).unwrap()];
-    p.encode(v, &mut buf).unwrap();
-    let Ok(Packet::Subscribe(decoded)) = decode(&buf, v) else { return Err(TestCaseError::fail("not a SUBSCRIBE")) };
-    prop_assert_eq!(decoded.subscriptions.len(), subs.len());
-    Ok(())
+    f(p)
 }
 
-fn check_suback(m: &CodesM, v: ProtocolVersion) -> Result<(), TestCaseError> {
+fn with_suback<R>(m: &CodesM, f: impl FnOnce(Packet<'_>) -> R) -> R {
     let props = borrow_all(&m.props);
     let p = Packet::SubAck(SubAck {
         packet_id: pid(m.pid),
         properties: Properties::from_list(&props),
         codes: List::from_slice(&m.codes),
     });
-    check_packet(p, v)
+    f(p)
 }
 
-fn check_unsubscribe(m: &UnsubscribeM, v: ProtocolVersion) -> Result<(), TestCaseError> {
+fn with_unsubscribe<R>(m: &UnsubscribeM, f: impl FnOnce(Packet<'_>) -> R) -> R {
     let props = borrow_all(&m.props);
     let filters: Vec<_> = m.filters.iter().map(|f| TopicFilter::new(f).unwrap()).collect();
     let p = Packet::Unsubscribe(Unsubscribe {
@@ -285,17 +280,103 @@ fn check_unsubscribe(m: &UnsubscribeM, v: ProtocolVersion) -> Result<(), TestCas
         properties: Properties::from_list(&props),
         filters: List::from_slice(&filters),
     });
-    check_packet(p, v)
+    f(p)
 }
 
-fn check_unsuback(m: &CodesM, v: ProtocolVersion) -> Result<(), TestCaseError> {
+fn with_unsuback<R>(m: &CodesM, f: impl FnOnce(Packet<'_>) -> R) -> R {
     let props = borrow_all(&m.props);
     let p = Packet::UnsubAck(UnsubAck {
         packet_id: pid(m.pid),
         properties: Properties::from_list(&props),
         codes: List::from_slice(&m.codes),
     });
-    check_packet(p, v)
+    f(p)
+}
+
+/// A CONNACK model.
+#[derive(Debug, Clone)]
+struct ConnAckM {
+    session_present: bool,
+    code: ReasonCode,
+    props: Vec<P>,
+}
+
+fn with_connack<R>(m: &ConnAckM, f: impl FnOnce(Packet<'_>) -> R) -> R {
+    let props = borrow_all(&m.props);
+    f(Packet::ConnAck(ConnAck {
+        session_present: m.session_present,
+        code: m.code,
+        properties: Properties::from_list(&props),
+    }))
+}
+
+fn with_reason_props<R>(kind: PacketType, m: &ReasonPropsM, f: impl FnOnce(Packet<'_>) -> R) -> R {
+    let props = borrow_all(&m.props);
+    let properties = Properties::from_list(&props);
+    f(if kind == PacketType::Auth {
+        Packet::Auth(Auth { reason: m.reason, properties })
+    } else {
+        Packet::Disconnect(Disconnect { reason: m.reason, properties })
+    })
+}
+
+/// Any packet model, for the tests that mutate encodings.
+#[derive(Debug, Clone)]
+enum AnyM {
+    Connect(ConnectM),
+    ConnAck(ConnAckM),
+    Publish(PublishM),
+    Ack(PacketType, AckM),
+    Subscribe(SubscribeM),
+    SubAck(CodesM),
+    Unsubscribe(UnsubscribeM),
+    UnsubAck(CodesM),
+    ReasonProps(PacketType, ReasonPropsM),
+}
+
+fn with_any<R>(m: &AnyM, v: ProtocolVersion, f: impl FnOnce(Packet<'_>) -> R) -> R {
+    match m {
+        AnyM::Connect(m) => with_connect(m, v, f),
+        AnyM::ConnAck(m) => with_connack(m, f),
+        AnyM::Publish(m) => with_publish(m, f),
+        AnyM::Ack(kind, m) => with_ack(*kind, m, f),
+        AnyM::Subscribe(m) => with_subscribe(m, f),
+        AnyM::SubAck(m) => with_suback(m, f),
+        AnyM::Unsubscribe(m) => with_unsubscribe(m, f),
+        AnyM::UnsubAck(m) => with_unsuback(m, f),
+        AnyM::ReasonProps(kind, m) => with_reason_props(*kind, m, f),
+    }
+}
+
+fn encode_any(m: &AnyM, v: ProtocolVersion) -> Vec<u8> {
+    with_any(m, v, |p| {
+        let mut buf = vec![0u8; p.encoded_len(v).unwrap()];
+        p.encode(v, &mut buf).unwrap();
+        buf
+    })
+}
+
+/// Whatever the decoder accepts, the encoder can write again, and that encoding is stable: decoding it gives the
+/// same packet, and encoding that gives the same bytes. Streaming decode agrees with `decode`.
+fn check_decoded_consistency(bytes: &[u8], v: ProtocolVersion) -> Result<(), TestCaseError> {
+    let decoded = decode(bytes, v);
+    if frame_len(bytes, u32::MAX) == Ok(Some(bytes.len())) {
+        prop_assert_eq!(Packet::decode_from(bytes, v, u32::MAX), decoded.map(|p| Some((p, bytes.len()))));
+    }
+    let Ok(p) = decoded else { return Ok(()) };
+    let again = encode_packet(p, v)
+        .map_err(|e| TestCaseError::fail(format!("decoded {p:?} from {bytes:02x?} but encoding it failed: {e:?}")))?;
+    prop_assert_eq!(decode(&again, v), Ok(p));
+    let Ok(p2) = decode(&again, v) else { unreachable!() };
+    prop_assert_eq!(encode_packet(p2, v), Ok(again));
+    Ok(())
+}
+
+fn encode_packet(p: Packet<'_>, v: ProtocolVersion) -> Result<Vec<u8>, EncodeError> {
+    let mut buf = vec![0u8; p.encoded_len(v)?];
+    let n = p.encode(v, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 // ------------------------------------------------------------------------------------------------ strategies
@@ -562,6 +643,46 @@ fn reason_props(kind: PacketType, ctx: PropertyContext) -> impl Strategy<Value =
         .prop_map(|(reason, props)| ReasonPropsM { reason, props })
 }
 
+fn connack() -> impl Strategy<Value = (ProtocolVersion, ConnAckM)> {
+    versions().prop_flat_map(|v| {
+        let code = if v.is_v5() {
+            proptest::sample::select(reason_codes(PacketType::ConnAck)).boxed()
+        } else {
+            (0u8..=5).prop_map(|c| ReasonCode::from_v3_connack(c).unwrap()).boxed()
+        };
+        let m = (any::<bool>(), code, props_if_v5(v, PropertyContext::ConnAck)).prop_map(
+            |(session_present, code, props)| {
+                // A refused connection never has a session [MQTT-3.2.2-4].
+                ConnAckM { session_present: session_present && code == ReasonCode::Success, code, props }
+            },
+        );
+        (Just(v), m)
+    })
+}
+
+fn any_packet() -> impl Strategy<Value = (ProtocolVersion, AnyM)> {
+    let ack_of =
+        |kind: PacketType, ctx: PropertyContext| ack(kind, ctx).prop_map(move |(v, m)| (v, AnyM::Ack(kind, m)));
+    let v5_only = |kind: PacketType, ctx: PropertyContext| {
+        reason_props(kind, ctx).prop_map(move |m| (ProtocolVersion::V5, AnyM::ReasonProps(kind, m)))
+    };
+    prop_oneof![
+        connect().prop_map(|(v, m)| (v, AnyM::Connect(m))),
+        connack().prop_map(|(v, m)| (v, AnyM::ConnAck(m))),
+        publish().prop_map(|(v, m)| (v, AnyM::Publish(m))),
+        ack_of(PacketType::PubAck, PropertyContext::PubAck),
+        ack_of(PacketType::PubRec, PropertyContext::PubRec),
+        ack_of(PacketType::PubRel, PropertyContext::PubRel),
+        ack_of(PacketType::PubComp, PropertyContext::PubComp),
+        subscribe().prop_map(|(v, m)| (v, AnyM::Subscribe(m))),
+        suback().prop_map(|(v, m)| (v, AnyM::SubAck(m))),
+        unsubscribe().prop_map(|(v, m)| (v, AnyM::Unsubscribe(m))),
+        unsuback().prop_map(|(v, m)| (v, AnyM::UnsubAck(m))),
+        v5_only(PacketType::Disconnect, PropertyContext::Disconnect),
+        v5_only(PacketType::Auth, PropertyContext::Auth),
+    ]
+}
+
 // ------------------------------------------------------------------------------------------------ the tests
 
 proptest! {
@@ -569,88 +690,110 @@ proptest! {
 
     #[test]
     fn connect_round_trips((v, m) in connect()) {
-        check_connect(&m, v)?;
+        with_connect(&m, v, |p| {
+            check_packet(p, v)?;
+            // A CONNECT names its own version: decoding it on a connection of any version gives the same packet.
+            let buf = encode_packet(p, v).unwrap();
+            for other in [ProtocolVersion::V31, ProtocolVersion::V311, ProtocolVersion::V5] {
+                prop_assert_eq!(decode(&buf, other), Ok(p));
+            }
+            Ok(())
+        })?;
     }
 
     #[test]
-    fn connack_round_trips(
-        v in versions(),
-        session_present in any::<bool>(),
-        code5 in proptest::sample::select(reason_codes(PacketType::ConnAck)),
-        code3 in 0u8..=5,
-        props in properties(PropertyContext::ConnAck),
-    ) {
-        let (code, props) = if v.is_v5() {
-            (code5, props)
-        } else {
-            (ReasonCode::from_v3_connack(code3).unwrap(), Vec::new())
-        };
-        let list = borrow_all(&props);
-        let p = Packet::ConnAck(ConnAck {
-            session_present: session_present && code == ReasonCode::Success,
-            code,
-            properties: Properties::from_list(&list),
-        });
-        check_packet(p, v)?;
+    fn connack_round_trips((v, m) in connack()) {
+        with_connack(&m, |p| check_packet(p, v))?;
     }
 
     #[test]
     fn publish_round_trips((v, m) in publish()) {
-        check_publish(&m, v)?;
+        with_publish(&m, |p| check_packet(p, v))?;
     }
 
     #[test]
     fn puback_round_trips((v, m) in ack(PacketType::PubAck, PropertyContext::PubAck)) {
-        check_ack(PacketType::PubAck, &m, v)?;
+        with_ack(PacketType::PubAck, &m, |p| check_packet(p, v))?;
     }
 
     #[test]
     fn pubrec_round_trips((v, m) in ack(PacketType::PubRec, PropertyContext::PubRec)) {
-        check_ack(PacketType::PubRec, &m, v)?;
+        with_ack(PacketType::PubRec, &m, |p| check_packet(p, v))?;
     }
 
     #[test]
     fn pubrel_round_trips((v, m) in ack(PacketType::PubRel, PropertyContext::PubRel)) {
-        check_ack(PacketType::PubRel, &m, v)?;
+        with_ack(PacketType::PubRel, &m, |p| check_packet(p, v))?;
     }
 
     #[test]
     fn pubcomp_round_trips((v, m) in ack(PacketType::PubComp, PropertyContext::PubComp)) {
-        check_ack(PacketType::PubComp, &m, v)?;
+        with_ack(PacketType::PubComp, &m, |p| check_packet(p, v))?;
     }
 
     #[test]
     fn subscribe_round_trips((v, m) in subscribe()) {
-        check_subscribe(&m, v)?;
+        with_subscribe(&m, |p| {
+            check_packet(p, v)?;
+            let buf = encode_packet(p, v).unwrap();
+            let Ok(Packet::Subscribe(decoded)) = decode(&buf, v) else {
+                return Err(TestCaseError::fail("not a SUBSCRIBE"));
+            };
+            prop_assert_eq!(decoded.subscriptions.len(), m.subs.len());
+            Ok(())
+        })?;
     }
 
     #[test]
     fn suback_round_trips((v, m) in suback()) {
-        check_suback(&m, v)?;
+        with_suback(&m, |p| check_packet(p, v))?;
     }
 
     #[test]
     fn unsubscribe_round_trips((v, m) in unsubscribe()) {
-        check_unsubscribe(&m, v)?;
+        with_unsubscribe(&m, |p| check_packet(p, v))?;
     }
 
     #[test]
     fn unsuback_round_trips((v, m) in unsuback()) {
-        check_unsuback(&m, v)?;
+        with_unsuback(&m, |p| check_packet(p, v))?;
     }
 
     #[test]
     fn disconnect_v5_round_trips(m in reason_props(PacketType::Disconnect, PropertyContext::Disconnect)) {
-        let list = borrow_all(&m.props);
-        let p = Packet::Disconnect(Disconnect { reason: m.reason, properties: Properties::from_list(&list) });
-        check_packet(p, ProtocolVersion::V5)?;
+        with_reason_props(PacketType::Disconnect, &m, |p| check_packet(p, ProtocolVersion::V5))?;
     }
 
     #[test]
     fn auth_v5_round_trips(m in reason_props(PacketType::Auth, PropertyContext::Auth)) {
-        let list = borrow_all(&m.props);
-        let p = Packet::Auth(Auth { reason: m.reason, properties: Properties::from_list(&list) });
-        check_packet(p, ProtocolVersion::V5)?;
+        with_reason_props(PacketType::Auth, &m, |p| check_packet(p, ProtocolVersion::V5))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: MUTATION_CASES, ..ProptestConfig::default() })]
+
+    /// Valid encodings with one to three bytes changed: decoding never panics, and whatever it accepts encodes
+    /// again, stably.
+    #[test]
+    fn mutated_encodings_decode_consistently(
+        (v, m) in any_packet(),
+        mutations in vec((any::<proptest::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut bytes = encode_any(&m, v);
+        for (at, value) in &mutations {
+            let at = at.index(bytes.len());
+            bytes[at] = *value;
+        }
+        check_decoded_consistency(&bytes, v)?;
+    }
+
+    /// A well-framed packet of any type with a random body: the same properties.
+    #[test]
+    fn random_bodies_decode_consistently(v in versions(), first in 0x10u8.., body in vec(any::<u8>(), 0..48)) {
+        let mut bytes = vec![first, u8::try_from(body.len()).unwrap()];
+        bytes.extend_from_slice(&body);
+        check_decoded_consistency(&bytes, v)?;
     }
 }
 
