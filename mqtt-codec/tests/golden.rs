@@ -696,8 +696,10 @@ fn v5_auth() {
     check(p, V5, &bytes);
     // Success with nothing else: both fields omitted.
     check(Packet::Auth(Auth { reason: ReasonCode::Success, properties: Properties::empty() }), V5, &[0xf0, 0x00]);
-    let p = Packet::Auth(Auth { reason: ReasonCode::ReAuthenticate, properties: Properties::empty() });
-    check(p, V5, &[0xf0, 0x01, 0x19]);
+    // Re-authentication names its method (omitting it is a protocol error, spec 3.15.2.2.2).
+    let props = [Property::AuthenticationMethod("m")];
+    let p = Packet::Auth(Auth { reason: ReasonCode::ReAuthenticate, properties: Properties::from_list(&props) });
+    check(p, V5, &[0xf0, 0x06, 0x19, 0x04, 0x15, 0x00, 0x01, b'm']);
 }
 
 #[test]
