@@ -881,3 +881,49 @@ fn encode_refuses_what_decode_rejects() {
     });
     assert_eq!(p.encoded_len(ProtocolVersion::V311), Err(EncodeError::InvalidValue));
 }
+
+/// Multi-byte Remaining Lengths and Property Lengths (2, 3 and 4 bytes), which the small generated packets rarely
+/// reach.
+#[test]
+fn long_packets_round_trip() {
+    let v5 = ProtocolVersion::V5;
+    let value = "v".repeat(20_000);
+    for (value_len, payload_len) in [(100, 100), (200, 20_000), (20_000, 0)] {
+        let props = [Property::UserProperty("k", &value[..value_len])];
+        let payload = vec![0x42u8; payload_len];
+        let p = Packet::Publish(Publish {
+            dup: false,
+            qos_pid: QosPid::AtLeastOnce(pid(7)),
+            retain: false,
+            topic: TopicName::new("t").unwrap(),
+            properties: Properties::from_list(&props),
+            payload: &payload,
+        });
+        check_packet(p, v5).unwrap();
+    }
+    // A 4-byte Remaining Length: the full prefix and short-buffer sweeps are too slow here, so sample them.
+    let payload = vec![0x42u8; 2_200_000];
+    let p = Packet::Publish(Publish {
+        dup: false,
+        qos_pid: QosPid::AtMostOnce,
+        retain: false,
+        topic: TopicName::new("t").unwrap(),
+        properties: Properties::empty(),
+        payload: &payload,
+    });
+    let bytes = encode_packet(p, ProtocolVersion::V311).unwrap();
+    let n = bytes.len();
+    assert_eq!(n, 1 + 4 + 3 + payload.len());
+    assert_eq!(&bytes[..5], &[0x30, 0xc3, 0xa3, 0x86, 0x01]); // 2_200_003 = 67 + 35 * 128 + 6 * 128^2 + 128^3
+    assert_eq!(decode(&bytes, ProtocolVersion::V311), Ok(p));
+    for k in [0, 1, 2, 4, 5, 6, 1000, n - 1] {
+        assert_eq!(Packet::decode_from(&bytes[..k], ProtocolVersion::V311, u32::MAX), Ok(None));
+    }
+    let max = u32::try_from(n - 1).unwrap();
+    assert_eq!(frame_len(&bytes[..5], max), Err(DecodeError::PacketTooLarge { len: max + 1, max }));
+    let mut small = vec![0u8; n - 1];
+    assert_eq!(
+        p.encode(ProtocolVersion::V311, &mut small),
+        Err(EncodeError::BufferTooSmall { needed: n, available: n - 1 })
+    );
+}
