@@ -9,20 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mqtt_codec::{DecodeError, Packet, ProtocolVersion, ReasonCode, decode, frame_len};
+use mqtt_codec::{ReasonCode, frame_len};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 use crate::router::ConnLink;
-use crate::session::{Context, Flow, ProtocolError, Session, refuse};
+use crate::session::{Context, Flow, Handshake, ProtocolError, Session, handshake};
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnSettings {
     pub max_packet_size: u32,
     pub connect_timeout: Duration,
-    pub max_keepalive: u16,
     /// Longest a single write may block before the peer is considered dead.
     pub write_timeout: Duration,
 }
@@ -107,27 +106,34 @@ where
         }
         () = stop.cancelled() => return Err(ConnError::Shutdown),
     };
-    let Some(frame) = first? else { return Err(ConnError::Closed) };
-    let connect = match decode(&frame, ProtocolVersion::V311) {
-        Ok(Packet::Connect(c)) => c,
-        Ok(_) => return Err(ConnError::NotConnect),
-        Err(DecodeError::UnsupportedProtocolLevel(level)) => {
-            // Answer in the 3.1.1 format with "unacceptable protocol version" [MQTT-3.1.2-2].
-            let refused = refuse(ProtocolVersion::V311, ReasonCode::UnsupportedProtocolVersion);
-            write_all(&mut wr, &refused.connack, cfg.write_timeout).await?;
-            let _ = wr.shutdown().await;
-            tracing::info!(level, "unsupported protocol level");
-            return Err(ConnError::Refused(refused.code));
-        }
-        Err(e) => return Err(ProtocolError::from(e).into()),
-    };
+    let Some(mut frame) = first? else { return Err(ConnError::Closed) };
     let kick = link.kick.clone();
-    let mut session = match Session::connect(ctx, &connect, link, cfg.max_keepalive, Instant::now()) {
-        Ok(s) => s,
-        Err(refused) => {
-            write_all(&mut wr, &refused.connack, cfg.write_timeout).await?;
-            let _ = wr.shutdown().await;
-            return Err(ConnError::Refused(refused.code));
+    let mut step = handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
+        ProtocolError::Unexpected(_) => ConnError::NotConnect,
+        e => ConnError::Protocol(e),
+    })?;
+    // MQTT 5 enhanced authentication may take several AUTH round trips, all within the CONNECT deadline.
+    let deadline = Instant::now() + cfg.connect_timeout;
+    let mut session = loop {
+        match step {
+            Handshake::Accepted(session) => break *session,
+            Handshake::Refused(refused) => {
+                write_all(&mut wr, &refused.connack, cfg.write_timeout).await?;
+                let _ = timeout(Duration::from_secs(1), wr.shutdown()).await;
+                return Err(ConnError::Refused(refused.code));
+            }
+            Handshake::Auth(pending) => {
+                write_all(&mut wr, &pending.out, cfg.write_timeout).await?;
+                let next = tokio::select! {
+                    r = tokio::time::timeout_at(deadline, read_frame(&mut rd, &mut rx, cfg.max_packet_size)) => {
+                        r.map_err(|_| ConnError::ConnectTimeout(cfg.connect_timeout))?
+                    }
+                    () = stop.cancelled() => return Err(ConnError::Shutdown),
+                };
+                let Some(next) = next? else { return Err(ConnError::Closed) };
+                frame = next;
+                step = pending.on_packet(&frame, Instant::now())?;
+            }
         }
     };
     tracing::Span::current().record("client_id", session.client_id());
@@ -145,7 +151,7 @@ where
         let _ = write_all(&mut wr, &bytes, Duration::from_secs(1)).await;
     }
     let _ = timeout(Duration::from_secs(1), wr.shutdown()).await;
-    session.close();
+    session.close(Instant::now());
     result
 }
 
@@ -173,7 +179,7 @@ where
                 return Ok(());
             }
         }
-        let more = session.poll_outbox()?;
+        let more = session.poll_outbox(Instant::now())?;
         let out = session.output();
         if !out.is_empty() {
             let bytes = std::mem::take(out);

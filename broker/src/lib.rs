@@ -35,7 +35,8 @@ use crate::connection::ConnSettings;
 use crate::listener::Accept;
 use crate::queue::OutboxLimits;
 use crate::router::{Counters, Router, RouterLimits};
-use crate::session::Context;
+use crate::session::auth::{Authenticator, NoMethods};
+use crate::session::{Capabilities, Context};
 
 /// Errors that stop the broker.
 #[derive(Debug, thiserror::Error)]
@@ -108,15 +109,28 @@ impl Broker {
             max_queued_bytes: l.max_queued_bytes,
             queue_qos0_offline: settings.sessions.queue_qos0_offline,
         };
+        let caps = Arc::new(Capabilities::from_settings(&settings));
         let limits = RouterLimits {
             outbox,
             max_retained: l.max_retained_messages,
             max_subscriptions: l.max_subscriptions_per_client,
+            shared_strategy: caps.shared_strategy,
         };
         let counters = Arc::new(Counters::default());
-        let ctx = Context { router: Arc::new(Mutex::new(Router::new(limits, counters.clone()))), counters };
+        let router = Arc::new(Mutex::new(Router::new(limits, counters.clone())));
+        let ctx = Context { router, counters, caps, auth: Arc::new(NoMethods) };
         let global_limit = Arc::new(Semaphore::new(l.max_connections));
         Ok(Self { shared: Arc::new(Shared { settings, ctx, global_limit, next_conn_id: Arc::default() }) })
+    }
+
+    /// Installs the MQTT 5 enhanced authentication methods (none by default: a CONNECT naming a method is refused
+    /// with `0x8C Bad authentication method`). Call before [`Broker::serve`].
+    #[must_use]
+    pub fn with_authenticator(mut self, auth: Arc<dyn Authenticator>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.ctx.auth = auth;
+        }
+        self
     }
 
     /// The settings in force.
@@ -163,7 +177,6 @@ impl Broker {
         let conn = Arc::new(ConnSettings {
             max_packet_size: settings.limits.max_packet_size,
             connect_timeout: settings.limits.connect_timeout,
-            max_keepalive: settings.sessions.max_keepalive,
             write_timeout: Duration::from_secs(30),
         });
         let accept = Arc::new(Accept {
@@ -180,6 +193,22 @@ impl Broker {
             tracing::debug!(addr = ?listener.local_addr().ok(), "serving");
             accept.tracker.spawn(listener::accept_loop(listener, local_limit, accept.clone()));
         }
+        // Delayed wills and session expiry run on a one-second tick.
+        let ticker = {
+            let ctx = self.shared.ctx.clone();
+            let stop = accept.stop.clone();
+            accept.tracker.spawn(async move {
+                let mut interval = tokio::time::interval(Duration::from_secs(1));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = interval.tick() => ctx.router().tick(tokio::time::Instant::now()),
+                    }
+                }
+            })
+        };
+        drop(ticker);
         shutdown.await;
         tracing::info!("shutting down");
         accept.stop.cancel();

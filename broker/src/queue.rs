@@ -1,11 +1,13 @@
 //! The outbound side of one session: a bounded queue of messages waiting, and the in-flight window of QoS 1/2
 //! messages sent but not yet acknowledged. It survives disconnects of persistent sessions.
 //!
-//! Pure data structure: no I/O, no clock. The session turns what [`Outbox::next_send`] yields into packets.
+//! Pure data structure: no I/O, no clock of its own. The session turns what [`Outbox::next_send`] yields into
+//! packets.
 
 use std::collections::VecDeque;
 
 use mqtt_codec::{PacketId, QoS};
+use tokio::time::Instant;
 
 use crate::message::Message;
 
@@ -20,31 +22,33 @@ pub enum InflightState {
     AwaitPubComp,
 }
 
-#[derive(Debug)]
-struct Inflight {
-    id: PacketId,
-    msg: Message,
-    qos: QoS,
-    retain: bool,
-    state: InflightState,
-    /// Sent on the current connection; cleared on disconnect so a resumed session resends it.
-    sent: bool,
-    /// Sent at least once before, so a PUBLISH resend carries DUP=1.
-    dup: bool,
+/// One message for one subscriber: the shared message plus what this subscription makes of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The message.
+    pub msg: Message,
+    /// QoS for this subscriber (the lower of the message's and the subscription's).
+    pub qos: QoS,
+    /// RETAIN flag to send.
+    pub retain: bool,
+    /// MQTT 5 Subscription Identifiers of every matching subscription.
+    pub sub_ids: Vec<u32>,
 }
 
 #[derive(Debug)]
-struct Queued {
-    msg: Message,
-    qos: QoS,
-    retain: bool,
+struct Inflight {
+    id: PacketId,
+    delivery: Delivery,
+    state: InflightState,
+    /// Sent on the current connection; cleared on disconnect so a resumed session resends it.
+    sent: bool,
 }
 
 /// What the session should put on the wire next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Send {
-    /// A PUBLISH; `id` is `None` for QoS 0.
-    Publish { id: Option<PacketId>, msg: Message, qos: QoS, retain: bool, dup: bool },
+    /// A PUBLISH; `id` is `None` for QoS 0; `dup` on a resend.
+    Publish { id: Option<PacketId>, delivery: Delivery, dup: bool },
     /// A PUBREL for a QoS 2 message whose PUBREC arrived.
     PubRel(PacketId),
 }
@@ -75,29 +79,54 @@ pub struct OutboxLimits {
 #[derive(Debug)]
 pub struct Outbox {
     limits: OutboxLimits,
-    queue: VecDeque<Queued>,
+    /// The window in force: the configured one, lowered to the client's MQTT 5 Receive Maximum.
+    window: u16,
+    queue: VecDeque<Delivery>,
     queued_bytes: usize,
     inflight: VecDeque<Inflight>,
     last_id: u16,
     dropped: u64,
+    expired: u64,
 }
 
 impl Outbox {
     /// An empty outbox.
     pub fn new(limits: OutboxLimits) -> Self {
-        Self { limits, queue: VecDeque::new(), queued_bytes: 0, inflight: VecDeque::new(), last_id: 0, dropped: 0 }
+        Self {
+            limits,
+            window: limits.max_inflight,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inflight: VecDeque::new(),
+            last_id: 0,
+            dropped: 0,
+            expired: 0,
+        }
     }
 
-    /// Queues a message for delivery at `qos`.
+    /// Sets the window for the connection now attached: the configured maximum, lowered to the client's Receive
+    /// Maximum [MQTT-3.3.4-9].
+    pub fn set_receive_maximum(&mut self, client_max: u16) {
+        self.window = self.limits.max_inflight.min(client_max).max(1);
+    }
+
+    /// Whether [`Outbox::push`] would queue this delivery now.
+    pub fn would_accept(&self, delivery: &Delivery, online: bool) -> bool {
+        (online || delivery.qos != QoS::AtMostOnce || self.limits.queue_qos0_offline)
+            && self.queue.len() < self.limits.max_queued
+            && self.queued_bytes.saturating_add(delivery.msg.cost()) <= self.limits.max_queued_bytes
+    }
+
+    /// Queues a delivery.
     ///
     /// # Errors
     /// [`Rejected::Full`] when the queue is at a limit (the drop is counted), [`Rejected::Offline`] for QoS 0
     /// while offline unless configured to queue it.
-    pub fn push(&mut self, msg: Message, qos: QoS, retain: bool, online: bool) -> Result<(), Rejected> {
-        if !online && qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
+    pub fn push(&mut self, delivery: Delivery, online: bool) -> Result<(), Rejected> {
+        if !online && delivery.qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
             return Err(Rejected::Offline);
         }
-        let cost = msg.cost();
+        let cost = delivery.msg.cost();
         if self.queue.len() >= self.limits.max_queued
             || self.queued_bytes.saturating_add(cost) > self.limits.max_queued_bytes
         {
@@ -105,44 +134,49 @@ impl Outbox {
             return Err(Rejected::Full);
         }
         self.queued_bytes = self.queued_bytes.saturating_add(cost);
-        self.queue.push_back(Queued { msg, qos, retain });
+        self.queue.push_back(delivery);
         Ok(())
     }
 
     /// The next thing to send, if the window allows: resends first (DUP PUBLISH or PUBREL), then queued messages
     /// in order. A QoS 1/2 message at the head of the queue waits while the window is full, and so does everything
-    /// behind it, so order is kept.
-    pub fn next_send(&mut self) -> Option<Send> {
-        if let Some(entry) = self.inflight.iter_mut().find(|e| !e.sent) {
+    /// behind it, so order is kept. Expired messages are dropped, never sent [MQTT-3.3.2-5].
+    pub fn next_send(&mut self, now: Instant) -> Option<Send> {
+        while let Some(pos) = self.inflight.iter().position(|e| !e.sent) {
+            let entry = self.inflight.get_mut(pos)?;
+            if entry.state != InflightState::AwaitPubComp && entry.delivery.msg.is_expired(now) {
+                self.inflight.remove(pos);
+                self.expired = self.expired.saturating_add(1);
+                continue;
+            }
             entry.sent = true;
             return Some(match entry.state {
                 InflightState::AwaitPubComp => Send::PubRel(entry.id),
-                _ => {
-                    let dup = entry.dup;
-                    entry.dup = true;
-                    Send::Publish {
-                        id: Some(entry.id),
-                        msg: entry.msg.clone(),
-                        qos: entry.qos,
-                        retain: entry.retain,
-                        dup,
-                    }
-                }
+                _ => Send::Publish { id: Some(entry.id), delivery: entry.delivery.clone(), dup: true },
             });
         }
-        let head = self.queue.front()?;
-        if head.qos != QoS::AtMostOnce && self.inflight.len() >= usize::from(self.limits.max_inflight) {
-            return None;
+        loop {
+            let head = self.queue.front()?;
+            if head.msg.is_expired(now) {
+                let head = self.queue.pop_front()?;
+                self.queued_bytes = self.queued_bytes.saturating_sub(head.msg.cost());
+                self.expired = self.expired.saturating_add(1);
+                continue;
+            }
+            if head.qos != QoS::AtMostOnce && self.inflight.len() >= usize::from(self.window) {
+                return None;
+            }
+            let delivery = self.queue.pop_front()?;
+            self.queued_bytes = self.queued_bytes.saturating_sub(delivery.msg.cost());
+            if delivery.qos == QoS::AtMostOnce {
+                return Some(Send::Publish { id: None, delivery, dup: false });
+            }
+            let id = self.next_id();
+            let state =
+                if delivery.qos == QoS::AtLeastOnce { InflightState::AwaitPubAck } else { InflightState::AwaitPubRec };
+            self.inflight.push_back(Inflight { id, delivery: delivery.clone(), state, sent: true });
+            return Some(Send::Publish { id: Some(id), delivery, dup: false });
         }
-        let Queued { msg, qos, retain } = self.queue.pop_front()?;
-        self.queued_bytes = self.queued_bytes.saturating_sub(msg.cost());
-        if qos == QoS::AtMostOnce {
-            return Some(Send::Publish { id: None, msg, qos, retain, dup: false });
-        }
-        let id = self.next_id();
-        let state = if qos == QoS::AtLeastOnce { InflightState::AwaitPubAck } else { InflightState::AwaitPubRec };
-        self.inflight.push_back(Inflight { id, msg: msg.clone(), qos, retain, state, sent: true, dup: true });
-        Some(Send::Publish { id: Some(id), msg, qos, retain, dup: false })
     }
 
     fn next_id(&mut self) -> PacketId {
@@ -162,25 +196,42 @@ impl Outbox {
     }
 
     /// PUBREC arrived. Returns whether it matched; if so a PUBREL is due and [`Outbox::next_send`] yields it.
-    pub fn on_pubrec(&mut self, id: PacketId) -> bool {
-        match self.inflight.iter_mut().find(|e| e.id == id) {
-            Some(e) if e.state == InflightState::AwaitPubRec => {
+    /// A PUBREC with an error reason (MQTT 5) ends the QoS 2 flow instead: pass `failed = true`.
+    pub fn on_pubrec(&mut self, id: PacketId, failed: bool) -> bool {
+        let Some(pos) = self.inflight.iter().position(|e| e.id == id) else { return false };
+        let Some(e) = self.inflight.get_mut(pos) else { return false };
+        match e.state {
+            InflightState::AwaitPubRec if failed => {
+                self.inflight.remove(pos);
+                true
+            }
+            // First PUBREC, or a repeat after our PUBREL was lost: (re)send PUBREL.
+            InflightState::AwaitPubRec | InflightState::AwaitPubComp => {
                 e.state = InflightState::AwaitPubComp;
                 e.sent = false;
                 true
             }
-            // A PUBREC repeated after our PUBREL was lost: send PUBREL again.
-            Some(e) if e.state == InflightState::AwaitPubComp => {
-                e.sent = false;
-                true
-            }
-            _ => false,
+            InflightState::AwaitPubAck => false,
         }
     }
 
     /// PUBCOMP arrived. Returns whether it matched.
     pub fn on_pubcomp(&mut self, id: PacketId) -> bool {
         self.remove_where(id, InflightState::AwaitPubComp)
+    }
+
+    /// Gives up on a message in flight that can never be sent to this client (too large for its Maximum Packet
+    /// Size); it is counted as dropped.
+    pub fn discard(&mut self, id: PacketId) {
+        if let Some(pos) = self.inflight.iter().position(|e| e.id == id) {
+            self.inflight.remove(pos);
+        }
+        self.dropped = self.dropped.saturating_add(1);
+    }
+
+    /// Counts a QoS 0 message that could not be sent to this client.
+    pub fn count_dropped(&mut self) {
+        self.dropped = self.dropped.saturating_add(1);
     }
 
     fn remove_where(&mut self, id: PacketId, state: InflightState) -> bool {
@@ -210,68 +261,89 @@ impl Outbox {
         self.inflight.len()
     }
 
-    /// Messages dropped because the queue was full.
+    /// Messages dropped because the queue was full or the client could not take them.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Messages that expired before they could be delivered.
+    pub fn expired(&self) -> u64 {
+        self.expired
     }
 
     /// Whether anything is ready for [`Outbox::next_send`] (a cheap check before taking the write path).
     pub fn has_pending(&self) -> bool {
         self.inflight.iter().any(|e| !e.sent)
-            || self.queue.front().is_some_and(|h| {
-                h.qos == QoS::AtMostOnce || self.inflight.len() < usize::from(self.limits.max_inflight)
-            })
+            || self
+                .queue
+                .front()
+                .is_some_and(|h| h.qos == QoS::AtMostOnce || self.inflight.len() < usize::from(self.window))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn limits(max_inflight: u16, max_queued: usize) -> OutboxLimits {
         OutboxLimits { max_inflight, max_queued, max_queued_bytes: 1 << 20, queue_qos0_offline: false }
     }
 
-    fn msg(n: u8) -> Message {
-        Message::from_parts("t", &[n], QoS::AtLeastOnce, false)
+    fn d(n: u8, qos: QoS) -> Delivery {
+        Delivery { msg: Message::from_parts("t", &[n], qos, false), qos, retain: false, sub_ids: Vec::new() }
     }
 
     fn publish_payload(s: Option<Send>) -> (Option<PacketId>, u8, bool) {
         match s {
-            Some(Send::Publish { id, msg, dup, .. }) => (id, msg.payload[0], dup),
+            Some(Send::Publish { id, delivery, dup }) => (id, delivery.msg.payload[0], dup),
             other => panic!("expected a publish, got {other:?}"),
         }
     }
 
     #[test]
     fn window_keeps_order_and_blocks_when_full() {
+        let now = Instant::now();
         let mut o = Outbox::new(limits(2, 10));
         for n in 0..4 {
-            o.push(msg(n), QoS::AtLeastOnce, false, true).unwrap();
+            o.push(d(n, QoS::AtLeastOnce), true).unwrap();
         }
-        let (id0, p0, _) = publish_payload(o.next_send());
-        let (_, p1, _) = publish_payload(o.next_send());
+        let (id0, p0, _) = publish_payload(o.next_send(now));
+        let (_, p1, _) = publish_payload(o.next_send(now));
         assert_eq!((p0, p1), (0, 1));
-        assert_eq!(o.next_send(), None, "window of 2 is full");
+        assert_eq!(o.next_send(now), None, "window of 2 is full");
         assert!(o.on_puback(id0.unwrap()));
-        assert_eq!(publish_payload(o.next_send()).1, 2);
-        assert_eq!(o.next_send(), None);
+        assert_eq!(publish_payload(o.next_send(now)).1, 2);
+        assert_eq!(o.next_send(now), None);
+    }
+
+    #[test]
+    fn receive_maximum_lowers_the_window() {
+        let now = Instant::now();
+        let mut o = Outbox::new(limits(10, 10));
+        o.set_receive_maximum(1);
+        o.push(d(1, QoS::AtLeastOnce), true).unwrap();
+        o.push(d(2, QoS::AtLeastOnce), true).unwrap();
+        assert!(o.next_send(now).is_some());
+        assert_eq!(o.next_send(now), None);
     }
 
     #[test]
     fn resend_after_disconnect_sets_dup_and_resends_pubrel() {
+        let now = Instant::now();
         let mut o = Outbox::new(limits(10, 10));
-        o.push(msg(1), QoS::AtLeastOnce, false, true).unwrap();
-        o.push(msg(2), QoS::ExactlyOnce, false, true).unwrap();
-        let (id1, _, dup1) = publish_payload(o.next_send());
-        let (id2, _, _) = publish_payload(o.next_send());
+        o.push(d(1, QoS::AtLeastOnce), true).unwrap();
+        o.push(d(2, QoS::ExactlyOnce), true).unwrap();
+        let (id1, _, dup1) = publish_payload(o.next_send(now));
+        let (id2, _, _) = publish_payload(o.next_send(now));
         assert!(!dup1);
-        assert!(o.on_pubrec(id2.unwrap()));
-        assert_eq!(o.next_send(), Some(Send::PubRel(id2.unwrap())));
+        assert!(o.on_pubrec(id2.unwrap(), false));
+        assert_eq!(o.next_send(now), Some(Send::PubRel(id2.unwrap())));
         o.on_disconnect();
-        let (rid, _, dup) = publish_payload(o.next_send());
+        let (rid, _, dup) = publish_payload(o.next_send(now));
         assert_eq!((rid, dup), (id1, true));
-        assert_eq!(o.next_send(), Some(Send::PubRel(id2.unwrap())));
+        assert_eq!(o.next_send(now), Some(Send::PubRel(id2.unwrap())));
         assert!(o.on_pubcomp(id2.unwrap()));
         assert!(o.on_puback(id1.unwrap()));
         assert_eq!(o.inflight(), 0);
@@ -280,35 +352,49 @@ mod tests {
     #[test]
     fn full_queue_drops_and_counts() {
         let mut o = Outbox::new(limits(1, 2));
-        o.push(msg(1), QoS::AtLeastOnce, false, false).unwrap();
-        o.push(msg(2), QoS::AtLeastOnce, false, false).unwrap();
-        assert_eq!(o.push(msg(3), QoS::AtLeastOnce, false, false), Err(Rejected::Full));
+        o.push(d(1, QoS::AtLeastOnce), false).unwrap();
+        o.push(d(2, QoS::AtLeastOnce), false).unwrap();
+        assert_eq!(o.push(d(3, QoS::AtLeastOnce), false), Err(Rejected::Full));
         assert_eq!(o.dropped(), 1);
-        assert_eq!(o.push(msg(4), QoS::AtMostOnce, false, false), Err(Rejected::Offline));
+        assert_eq!(o.push(d(4, QoS::AtMostOnce), false), Err(Rejected::Offline));
         assert_eq!(o.dropped(), 1);
     }
 
     #[test]
     fn byte_limit_counts_payload() {
-        let mut o = Outbox::new(OutboxLimits {
-            max_inflight: 1,
-            max_queued: 100,
-            max_queued_bytes: 5,
-            queue_qos0_offline: true,
-        });
-        let big = Message::from_parts("t", b"abcd", QoS::AtMostOnce, false);
-        o.push(big.clone(), QoS::AtMostOnce, false, false).unwrap();
-        assert_eq!(o.push(big, QoS::AtMostOnce, false, false), Err(Rejected::Full));
+        let limits = OutboxLimits { max_inflight: 1, max_queued: 100, max_queued_bytes: 5, queue_qos0_offline: true };
+        let mut o = Outbox::new(limits);
+        let big = Delivery {
+            msg: Message::from_parts("t", b"abcd", QoS::AtMostOnce, false),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            sub_ids: Vec::new(),
+        };
+        o.push(big.clone(), false).unwrap();
+        assert_eq!(o.push(big, false), Err(Rejected::Full));
+    }
+
+    #[test]
+    fn expired_messages_are_never_sent() {
+        let now = Instant::now();
+        let mut o = Outbox::new(limits(10, 10));
+        let mut old = d(1, QoS::AtLeastOnce);
+        old.msg.expires_at = Some(now + Duration::from_secs(1));
+        o.push(old, true).unwrap();
+        o.push(d(2, QoS::AtLeastOnce), true).unwrap();
+        assert_eq!(publish_payload(o.next_send(now + Duration::from_secs(2))).1, 2);
+        assert_eq!(o.expired(), 1);
     }
 
     #[test]
     fn packet_ids_skip_those_in_flight() {
+        let now = Instant::now();
         let mut o = Outbox::new(limits(3, 10));
         o.last_id = u16::MAX - 1;
         for n in 0..3 {
-            o.push(msg(n), QoS::AtLeastOnce, false, true).unwrap();
+            o.push(d(n, QoS::AtLeastOnce), true).unwrap();
         }
-        let ids: Vec<u16> = (0..3).map(|_| publish_payload(o.next_send()).0.unwrap().get()).collect();
+        let ids: Vec<u16> = (0..3).map(|_| publish_payload(o.next_send(now)).0.unwrap().get()).collect();
         assert_eq!(ids, vec![u16::MAX, 1, 2]);
     }
 }

@@ -12,14 +12,15 @@ pub mod trie;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mqtt_codec::{PacketId, QoS};
+use mqtt_codec::{PacketId, QoS, RetainHandling, SharedFilter};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::Message;
-use crate::queue::{Outbox, OutboxLimits, Rejected};
+use crate::queue::{Delivery, Outbox, OutboxLimits, Rejected};
 use store::{MemoryStore, Store};
 use trie::Trie;
 
@@ -52,14 +53,26 @@ pub struct SessionState {
     pub outbox: Outbox,
     /// Inbound QoS 2 packet ids received and not yet released by PUBREL.
     pub inbound_qos2: HashSet<PacketId>,
-    /// Clean session: discarded when the connection ends.
-    pub clean: bool,
+    /// How long the session outlives its connection: `None` forever, zero not at all.
+    pub expiry: Option<Duration>,
+    /// When the last connection ended, while offline.
+    pub disconnected_at: Option<Instant>,
     /// The connection attached now, if any.
     pub conn: Option<ConnLink>,
-    /// This session's subscriptions and their granted QoS.
-    pub subscriptions: HashMap<String, QoS>,
+    /// This session's subscriptions (full filter, `$share/...` included) and their options.
+    pub subscriptions: HashMap<String, SubOpts>,
     drops_since_log: u64,
-    last_drop_log: Option<Instant>,
+    last_drop_log: Option<std::time::Instant>,
+}
+
+impl SessionState {
+    /// Whether the session is offline and its expiry ran out at `now`.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        match (self.conn.is_some(), self.disconnected_at, self.expiry) {
+            (false, Some(at), Some(expiry)) => now.saturating_duration_since(at) >= expiry,
+            _ => false,
+        }
+    }
 }
 
 /// One session: its state and the signal that wakes its connection when messages are queued.
@@ -89,7 +102,17 @@ impl PartialEq for SessionRef {
     }
 }
 
-/// Limits the router applies.
+/// How a shared subscription group picks the member that gets a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SharedStrategy {
+    /// Members in turn.
+    #[default]
+    RoundRobin,
+    /// A member at random.
+    Random,
+}
+
+/// Limits and policies the router applies.
 #[derive(Debug, Clone, Copy)]
 pub struct RouterLimits {
     /// Per-session outbox limits.
@@ -98,6 +121,28 @@ pub struct RouterLimits {
     pub max_retained: usize,
     /// Subscriptions per session.
     pub max_subscriptions: usize,
+    /// How shared subscription groups pick a member.
+    pub shared_strategy: SharedStrategy,
+}
+
+/// The options of one subscription, as the trie stores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubOpts {
+    /// Granted QoS.
+    pub qos: QoS,
+    /// MQTT 5 No Local.
+    pub no_local: bool,
+    /// MQTT 5 Retain As Published.
+    pub retain_as_published: bool,
+    /// MQTT 5 Subscription Identifier.
+    pub id: Option<u32>,
+}
+
+impl SubOpts {
+    /// Plain options: a QoS and nothing else.
+    pub fn qos(qos: QoS) -> Self {
+        Self { qos, no_local: false, retain_as_published: false, id: None }
+    }
 }
 
 /// Why a subscription was refused.
@@ -107,14 +152,42 @@ pub enum SubscribeError {
     TooMany,
 }
 
+/// What became of a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Routed {
+    /// Sessions (or shared groups) whose subscriptions matched.
+    pub matched: usize,
+    /// Of those, how many could not take it (queue full).
+    pub dropped: usize,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    members: Vec<(SessionRef, SubOpts)>,
+    next: usize,
+}
+
+#[derive(Debug)]
+struct PendingWill {
+    client_id: Arc<str>,
+    due: Instant,
+    msg: Message,
+}
+
 /// Sessions, subscriptions and retained messages.
 #[derive(Debug)]
 pub struct Router {
     store: Box<dyn Store>,
-    trie: Trie<SessionRef>,
+    trie: Trie<SessionRef, SubOpts>,
+    /// Shared subscriptions: the trie maps each filter to the full `$share/{group}/{filter}` string, which names
+    /// the group.
+    shared_trie: Trie<Arc<str>, ()>,
+    groups: HashMap<Arc<str>, Group>,
+    pending_wills: Vec<PendingWill>,
     limits: RouterLimits,
     counters: Arc<Counters>,
-    scratch: Vec<(SessionRef, QoS)>,
+    scratch: Vec<(SessionRef, SubOpts)>,
+    rng: u64,
 }
 
 impl Router {
@@ -125,20 +198,50 @@ impl Router {
 
     /// A router over the given store.
     pub fn with_store(store: Box<dyn Store>, limits: RouterLimits, counters: Arc<Counters>) -> Self {
-        Self { store, trie: Trie::default(), limits, counters, scratch: Vec::new() }
+        Self {
+            store,
+            trie: Trie::default(),
+            shared_trie: Trie::default(),
+            groups: HashMap::new(),
+            pending_wills: Vec::new(),
+            limits,
+            counters,
+            scratch: Vec::new(),
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
     }
 
-    /// Attaches a connection to the session of `client_id`, creating or discarding it as `clean` says.
+    /// Attaches a connection to the session of `client_id`.
     ///
-    /// A connection already attached is kicked (takeover). Returns the session and whether it was resumed.
-    pub fn connect(&mut self, client_id: &str, clean: bool, link: ConnLink) -> (Arc<SessionHandle>, bool) {
+    /// `clean_start` discards a stored session; `expiry` is how long the session outlives the connection (`None`:
+    /// forever, zero: it ends with the connection). A connection already attached is kicked (takeover). A delayed
+    /// will of the session is cancelled by a resume, and published at once when the session is discarded. Returns
+    /// the session and whether a stored one was resumed.
+    pub fn connect(
+        &mut self,
+        client_id: &str,
+        clean_start: bool,
+        expiry: Option<Duration>,
+        link: ConnLink,
+        now: Instant,
+    ) -> (Arc<SessionHandle>, bool) {
+        let pending = self.pending_wills.iter().position(|w| &*w.client_id == client_id);
+        if let Some(pos) = pending {
+            let will = self.pending_wills.swap_remove(pos);
+            if clean_start {
+                self.publish(will.msg, None, now);
+            }
+        }
         if let Some(existing) = self.store.session(client_id).cloned() {
             let mut state = existing.lock();
             if let Some(old) = state.conn.take() {
                 old.kick.cancel();
             }
-            if !clean && !state.clean {
+            let expired = state.is_expired(now);
+            if !clean_start && !expired {
                 state.conn = Some(link);
+                state.expiry = expiry;
+                state.disconnected_at = None;
                 state.outbox.on_disconnect();
                 drop(state);
                 return (existing, true);
@@ -151,7 +254,8 @@ impl Router {
             state: Mutex::new(SessionState {
                 outbox: Outbox::new(self.limits.outbox),
                 inbound_qos2: HashSet::new(),
-                clean,
+                expiry,
+                disconnected_at: None,
                 conn: Some(link),
                 subscriptions: HashMap::new(),
                 drops_since_log: 0,
@@ -163,19 +267,64 @@ impl Router {
         (handle, false)
     }
 
-    /// The connection `conn_id` of this session ended. A clean session is discarded; a persistent one keeps its
-    /// subscriptions and queue, and resends what was in flight when it resumes.
-    pub fn disconnect(&mut self, session: &Arc<SessionHandle>, conn_id: u64) {
+    /// The connection `conn_id` of this session ended, with the will to publish (and its delay), if any.
+    ///
+    /// A session whose expiry is zero ends now; others keep their subscriptions and queue, and resend what was in
+    /// flight when they resume. A will goes out when its delay ends or the session ends, whichever comes first.
+    pub fn disconnect(
+        &mut self,
+        session: &Arc<SessionHandle>,
+        conn_id: u64,
+        will: Option<(Message, Duration)>,
+        now: Instant,
+    ) {
         let mut state = session.lock();
         if state.conn.as_ref().is_none_or(|c| c.id != conn_id) {
-            return; // taken over: the new connection owns the session now
+            drop(state);
+            // Taken over: the session lives on with the new connection; a will of the old one goes out now.
+            if let Some((msg, _)) = will {
+                self.publish(msg, None, now);
+            }
+            return;
         }
         state.conn = None;
+        state.disconnected_at = Some(now);
         state.outbox.on_disconnect();
-        let clean = state.clean;
+        let expiry = state.expiry;
         drop(state);
-        if clean {
+        if let Some((msg, delay)) = will {
+            let until_session_end = expiry.unwrap_or(Duration::MAX);
+            let wait = delay.min(until_session_end);
+            if wait.is_zero() {
+                self.publish(msg, None, now);
+            } else {
+                self.pending_wills.push(PendingWill { client_id: session.client_id.clone(), due: now + wait, msg });
+            }
+        }
+        if expiry == Some(Duration::ZERO) {
             self.remove_session(session);
+        }
+    }
+
+    /// Publishes wills whose delay ended and discards sessions whose expiry ran out while offline.
+    pub fn tick(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        self.pending_wills.retain(|w| {
+            if w.due <= now {
+                due.push(w.msg.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for msg in due {
+            self.publish(msg, None, now);
+        }
+        let expired: Vec<Arc<SessionHandle>> =
+            self.store.sessions().filter(|s| s.lock().is_expired(now)).cloned().collect();
+        for session in expired {
+            tracing::debug!(client_id = &*session.client_id, "session expired");
+            self.remove_session(&session);
         }
     }
 
@@ -184,44 +333,97 @@ impl Router {
             self.store.remove_session(&session.client_id);
         }
         let filters: Vec<String> = session.lock().subscriptions.drain().map(|(f, _)| f).collect();
-        let key = SessionRef(session.clone());
         for f in filters {
-            self.trie.remove(&f, &key);
+            self.unlink(session, &f);
         }
     }
 
-    /// Subscribes a session and queues the retained messages that match. Returns the granted QoS.
+    fn unlink(&mut self, session: &Arc<SessionHandle>, filter: &str) {
+        let key = SessionRef(session.clone());
+        if let Ok(Some(shared)) = SharedFilter::parse(filter) {
+            let name: Arc<str> = Arc::from(filter);
+            if let Some(group) = self.groups.get_mut(&name) {
+                group.members.retain(|(s, _)| *s != key);
+                if group.members.is_empty() {
+                    self.groups.remove(&name);
+                    self.shared_trie.remove(shared.filter.as_str(), &name);
+                }
+            }
+        } else {
+            self.trie.remove(filter, &key);
+        }
+    }
+
+    /// Subscribes a session (a `$share/{group}/{filter}` filter joins that group) and queues the retained messages
+    /// that match, as `retain_handling` says (never for shared subscriptions). Returns the granted QoS.
     ///
     /// # Errors
     /// [`SubscribeError::TooMany`] past the per-session limit.
-    pub fn subscribe(&mut self, session: &Arc<SessionHandle>, filter: &str, qos: QoS) -> Result<QoS, SubscribeError> {
-        {
+    pub fn subscribe(
+        &mut self,
+        session: &Arc<SessionHandle>,
+        filter: &str,
+        opts: SubOpts,
+        retain_handling: RetainHandling,
+        now: Instant,
+    ) -> Result<QoS, SubscribeError> {
+        let existed = {
             let mut state = session.lock();
-            if !state.subscriptions.contains_key(filter) && state.subscriptions.len() >= self.limits.max_subscriptions {
+            let existed = state.subscriptions.contains_key(filter);
+            if !existed && state.subscriptions.len() >= self.limits.max_subscriptions {
                 return Err(SubscribeError::TooMany);
             }
-            state.subscriptions.insert(filter.to_owned(), qos);
+            state.subscriptions.insert(filter.to_owned(), opts);
+            existed
+        };
+        let key = SessionRef(session.clone());
+        if let Ok(Some(shared)) = SharedFilter::parse(filter) {
+            let name: Arc<str> = Arc::from(filter);
+            let group = self.groups.entry(name.clone()).or_default();
+            match group.members.iter_mut().find(|(s, _)| *s == key) {
+                Some(member) => member.1 = opts,
+                None => group.members.push((key, opts)),
+            }
+            self.shared_trie.insert(shared.filter.as_str(), name, ());
+            return Ok(opts.qos);
         }
-        self.trie.insert(filter, SessionRef(session.clone()), qos);
-        let mut retained = Vec::new();
-        self.store.for_each_retained(filter, &mut |m| retained.push(m.clone()));
-        for msg in retained {
-            let effective = msg.qos.min(qos);
-            self.deliver(session, msg, effective, true);
+        self.trie.insert(filter, key, opts);
+        let send_retained = match retain_handling {
+            RetainHandling::SendAtSubscribe => true,
+            RetainHandling::SendAtNewSubscribe => !existed,
+            RetainHandling::DoNotSend => false,
+        };
+        if send_retained {
+            let mut retained = Vec::new();
+            self.store.for_each_retained(filter, &mut |m| {
+                if !m.is_expired(now) {
+                    retained.push(m.clone());
+                }
+            });
+            for msg in retained {
+                let qos = msg.qos.min(opts.qos);
+                let sub_ids = opts.id.into_iter().collect();
+                // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-8].
+                self.deliver(session, Delivery { msg, qos, retain: true, sub_ids });
+            }
         }
-        Ok(qos)
+        Ok(opts.qos)
     }
 
     /// Removes a subscription. Returns whether it existed.
     pub fn unsubscribe(&mut self, session: &Arc<SessionHandle>, filter: &str) -> bool {
         let existed = session.lock().subscriptions.remove(filter).is_some();
-        self.trie.remove(filter, &SessionRef(session.clone()));
+        if existed {
+            self.unlink(session, filter);
+        }
         existed
     }
 
     /// Routes a published message: updates the retained store, then queues one copy per matching session at the
-    /// highest QoS any of its matching subscriptions granted (capped by the message's QoS).
-    pub fn publish(&mut self, msg: Message) {
+    /// highest QoS any of its matching subscriptions granted (capped by the message's QoS), carrying every matching
+    /// Subscription Identifier [MQTT-3.3.4-3..5], and one copy per matching shared group. `origin` is the
+    /// publishing session, for No Local.
+    pub fn publish(&mut self, msg: Message, origin: Option<&Arc<SessionHandle>>, now: Instant) -> Routed {
         if msg.retain && self.store.set_retained(&msg).is_err() {
             tracing::warn!(
                 topic = msg.topic(),
@@ -229,42 +431,133 @@ impl Router {
                 "retained store full; message not retained"
             );
         }
+        if msg.is_expired(now) {
+            return Routed::default();
+        }
+        let mut routed = Routed::default();
         let mut matches = std::mem::take(&mut self.scratch);
         matches.clear();
         self.trie.matches(msg.topic(), &mut matches);
-        // One copy per session: sort by identity, keep the highest QoS [MQTT-3.3.5-1].
+        // One copy per session [MQTT-3.3.5-1]: sort by identity, merge the options of its matching subscriptions.
         matches.sort_by_key(|(s, _)| Arc::as_ptr(&s.0) as usize);
-        let mut i = 0;
-        while i < matches.len() {
-            let (session, mut qos) = matches[i].clone();
-            let mut j = i + 1;
-            while j < matches.len() && matches[j].0 == session {
-                qos = qos.max(matches[j].1);
-                j += 1;
+        let mut rest = matches.as_slice();
+        while let Some(((session, first), tail)) = rest.split_first() {
+            let same = tail.iter().take_while(|(s, _)| s == session).count();
+            let (group, after) = rest.split_at(same + 1);
+            rest = after;
+            let is_origin = origin.is_some_and(|o| Arc::ptr_eq(o, &session.0));
+            let mut qos = None;
+            let mut retain = false;
+            let mut sub_ids = Vec::new();
+            for (_, opts) in group {
+                if opts.no_local && is_origin {
+                    continue; // [MQTT-3.8.3-3]
+                }
+                qos = Some(qos.map_or(opts.qos, |q: QoS| q.max(opts.qos)));
+                retain |= opts.retain_as_published && msg.retain;
+                sub_ids.extend(opts.id);
             }
-            // Forwarded copies of a retained publication carry RETAIN=0 [MQTT-3.3.1-9].
-            self.deliver(&session.0, msg.clone(), qos.min(msg.qos), false);
-            i = j;
+            let _ = first;
+            let Some(qos) = qos else { continue };
+            routed.matched += 1;
+            let delivery = Delivery { msg: msg.clone(), qos: qos.min(msg.qos), retain, sub_ids };
+            if !self.deliver(&session.0, delivery) {
+                routed.dropped += 1;
+            }
         }
         matches.clear();
         self.scratch = matches;
+
+        let mut groups = Vec::new();
+        self.shared_trie.matches(msg.topic(), &mut groups);
+        for (name, ()) in groups {
+            routed.matched += 1;
+            if !self.deliver_shared(&name, &msg) {
+                routed.dropped += 1;
+            }
+        }
+        routed
     }
 
-    fn deliver(&self, session: &Arc<SessionHandle>, msg: Message, qos: QoS, retain: bool) {
+    /// Gives a message to one member of a shared group: the next in turn that is online and has room, else any
+    /// member that can queue it. Returns false if no member could take it.
+    fn deliver_shared(&mut self, name: &Arc<str>, msg: &Message) -> bool {
+        let strategy = self.limits.shared_strategy;
+        let start = match strategy {
+            SharedStrategy::RoundRobin => self.groups.get(name).map_or(0, |g| g.next),
+            SharedStrategy::Random => {
+                // xorshift64: cheap and good enough to spread load.
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 7;
+                self.rng ^= self.rng << 17;
+                usize::try_from(self.rng % 1_000_003).unwrap_or(0)
+            }
+        };
+        let Some(group) = self.groups.get(name) else { return false };
+        let n = group.members.len();
+        let order: Vec<(SessionRef, SubOpts)> =
+            (0..n).filter_map(|i| group.members.get((start + i) % n.max(1)).cloned()).collect();
+        // Online members first, then offline persistent ones that can queue it.
+        for online_pass in [true, false] {
+            for (i, (session, opts)) in order.iter().enumerate() {
+                if session.0.lock().conn.is_some() != online_pass {
+                    continue;
+                }
+                let delivery = Delivery {
+                    msg: msg.clone(),
+                    qos: msg.qos.min(opts.qos),
+                    retain: opts.retain_as_published && msg.retain,
+                    sub_ids: opts.id.into_iter().collect(),
+                };
+                if self.try_push(&session.0, delivery) {
+                    if let Some(group) = self.groups.get_mut(name) {
+                        group.next = (start + i + 1) % n.max(1);
+                    }
+                    return true;
+                }
+            }
+        }
+        self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            group = &**name,
+            topic = msg.topic(),
+            "no member of the shared subscription could take a message"
+        );
+        false
+    }
+
+    /// Pushes into a session's queue without counting a refusal. Returns whether it was queued.
+    fn try_push(&self, session: &Arc<SessionHandle>, delivery: Delivery) -> bool {
         let mut state = session.lock();
         let online = state.conn.is_some();
-        match state.outbox.push(msg, qos, retain, online) {
+        if state.outbox.would_accept(&delivery, online) && state.outbox.push(delivery, online).is_ok() {
+            drop(state);
+            if online {
+                session.wake.notify_one();
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Queues a delivery for a session; a full queue drops it, counted and logged. Returns whether it was queued
+    /// (a QoS 0 message skipped for an offline session counts as handled).
+    fn deliver(&self, session: &Arc<SessionHandle>, delivery: Delivery) -> bool {
+        let mut state = session.lock();
+        let online = state.conn.is_some();
+        match state.outbox.push(delivery, online) {
             Ok(()) => {
                 drop(state);
                 if online {
                     session.wake.notify_one();
                 }
+                true
             }
-            Err(Rejected::Offline) => {}
+            Err(Rejected::Offline) => true,
             Err(Rejected::Full) => {
                 self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
                 state.drops_since_log = state.drops_since_log.saturating_add(1);
-                let now = Instant::now();
+                let now = std::time::Instant::now();
                 if state.last_drop_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
                     tracing::warn!(
                         client_id = &*session.client_id,
@@ -276,6 +569,7 @@ impl Router {
                     state.drops_since_log = 0;
                     state.last_drop_log = Some(now);
                 }
+                false
             }
         }
     }
@@ -303,85 +597,195 @@ mod tests {
     fn router(max_queued: usize) -> Router {
         let outbox =
             OutboxLimits { max_inflight: 10, max_queued, max_queued_bytes: 1 << 20, queue_qos0_offline: false };
-        Router::new(RouterLimits { outbox, max_retained: 100, max_subscriptions: 10 }, Arc::default())
+        let limits = RouterLimits {
+            outbox,
+            max_retained: 100,
+            max_subscriptions: 10,
+            shared_strategy: SharedStrategy::RoundRobin,
+        };
+        Router::new(limits, Arc::default())
     }
 
     fn link(id: u64) -> ConnLink {
         ConnLink { id, kick: CancellationToken::new() }
     }
 
-    fn drain(s: &Arc<SessionHandle>) -> Vec<(Vec<u8>, QoS, bool)> {
+    fn drain(s: &Arc<SessionHandle>) -> Vec<(Vec<u8>, QoS, bool, Vec<u32>)> {
         let mut out = Vec::new();
         let mut st = s.lock();
-        while let Some(crate::queue::Send::Publish { msg, qos, retain, .. }) = st.outbox.next_send() {
-            out.push((msg.payload.to_vec(), qos, retain));
+        while let Some(crate::queue::Send::Publish { delivery: d, .. }) = st.outbox.next_send(Instant::now()) {
+            out.push((d.msg.payload.to_vec(), d.qos, d.retain, d.sub_ids));
         }
         out
     }
 
+    fn sub(r: &mut Router, s: &Arc<SessionHandle>, filter: &str, opts: SubOpts) {
+        r.subscribe(s, filter, opts, RetainHandling::SendAtSubscribe, Instant::now()).unwrap();
+    }
+
+    fn publish(r: &mut Router, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Routed {
+        r.publish(Message::from_parts(topic, payload, qos, retain), None, Instant::now())
+    }
+
+    const NEVER: Option<Duration> = None;
+    const NOW: Option<Duration> = Some(Duration::ZERO);
+
     #[test]
-    fn overlapping_subscriptions_deliver_one_copy_at_highest_qos() {
+    fn overlapping_subscriptions_deliver_one_copy_at_highest_qos_with_every_id() {
         let mut r = router(10);
-        let (s, _) = r.connect("c", true, link(1));
-        r.subscribe(&s, "a/#", QoS::AtMostOnce).unwrap();
-        r.subscribe(&s, "a/+", QoS::AtLeastOnce).unwrap();
-        r.publish(Message::from_parts("a/b", b"x", QoS::ExactlyOnce, false));
-        assert_eq!(drain(&s), vec![(b"x".to_vec(), QoS::AtLeastOnce, false)]);
+        let (s, _) = r.connect("c", true, NOW, link(1), Instant::now());
+        sub(&mut r, &s, "a/#", SubOpts { id: Some(7), ..SubOpts::qos(QoS::AtMostOnce) });
+        sub(&mut r, &s, "a/+", SubOpts { id: Some(9), ..SubOpts::qos(QoS::AtLeastOnce) });
+        let routed = publish(&mut r, "a/b", b"x", QoS::ExactlyOnce, false);
+        assert_eq!(routed, Routed { matched: 1, dropped: 0 });
+        let got = drain(&s);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, QoS::AtLeastOnce);
+        let mut ids = got[0].3.clone();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![7, 9]);
+    }
+
+    #[test]
+    fn no_local_and_retain_as_published() {
+        let mut r = router(10);
+        let (s, _) = r.connect("c", true, NOW, link(1), Instant::now());
+        sub(&mut r, &s, "n", SubOpts { no_local: true, ..SubOpts::qos(QoS::AtMostOnce) });
+        sub(&mut r, &s, "k", SubOpts { retain_as_published: true, ..SubOpts::qos(QoS::AtMostOnce) });
+        r.publish(Message::from_parts("n", b"own", QoS::AtMostOnce, false), Some(&s), Instant::now());
+        assert!(drain(&s).is_empty());
+        publish(&mut r, "k", b"kept", QoS::AtMostOnce, true);
+        assert_eq!(drain(&s), vec![(b"kept".to_vec(), QoS::AtMostOnce, true, vec![])]);
     }
 
     #[test]
     fn persistent_session_queues_while_offline_and_takeover_kicks() {
         let mut r = router(10);
-        let first = link(1);
-        let (s, present) = r.connect("p", false, first.clone());
+        let now = Instant::now();
+        let (s, present) = r.connect("p", false, NEVER, link(1), now);
         assert!(!present);
-        r.subscribe(&s, "t", QoS::AtLeastOnce).unwrap();
-        r.disconnect(&s, 1);
-        r.publish(Message::from_parts("t", b"q1", QoS::AtLeastOnce, false));
-        r.publish(Message::from_parts("t", b"q0", QoS::AtMostOnce, false));
-        let (s2, present) = r.connect("p", false, link(2));
+        sub(&mut r, &s, "t", SubOpts::qos(QoS::AtLeastOnce));
+        r.disconnect(&s, 1, None, now);
+        publish(&mut r, "t", b"q1", QoS::AtLeastOnce, false);
+        publish(&mut r, "t", b"q0", QoS::AtMostOnce, false);
+        let second = link(2);
+        let (s2, present) = r.connect("p", false, NEVER, second.clone(), now);
         assert!(present && Arc::ptr_eq(&s, &s2));
-        assert_eq!(drain(&s2), vec![(b"q1".to_vec(), QoS::AtLeastOnce, false)]);
-        let third = link(3);
-        r.connect("p", false, third);
-        assert!(!first.kick.is_cancelled());
-        // The connection of link 2 was kicked by link 3, and its late disconnect does not detach link 3.
-        r.disconnect(&s2, 2);
+        assert_eq!(drain(&s2), vec![(b"q1".to_vec(), QoS::AtLeastOnce, false, vec![])]);
+        r.connect("p", false, NEVER, link(3), now);
+        assert!(second.kick.is_cancelled());
+        // The late disconnect of the kicked connection does not detach the new one.
+        r.disconnect(&s2, 2, None, now);
         assert_eq!(s2.lock().conn.as_ref().map(|c| c.id), Some(3));
     }
 
     #[test]
-    fn clean_session_is_discarded_with_its_subscriptions() {
+    fn session_with_zero_expiry_is_discarded_with_its_subscriptions() {
         let mut r = router(10);
-        let (s, _) = r.connect("c", true, link(1));
-        r.subscribe(&s, "t", QoS::AtMostOnce).unwrap();
-        r.disconnect(&s, 1);
+        let (s, _) = r.connect("c", true, NOW, link(1), Instant::now());
+        sub(&mut r, &s, "t", SubOpts::qos(QoS::AtMostOnce));
+        sub(&mut r, &s, "$share/g/t", SubOpts::qos(QoS::AtMostOnce));
+        r.disconnect(&s, 1, None, Instant::now());
         assert_eq!(r.session_count(), 0);
-        assert!(r.trie.is_empty());
+        assert!(r.trie.is_empty() && r.shared_trie.is_empty() && r.groups.is_empty());
     }
 
     #[test]
-    fn retained_delivered_on_subscribe_with_retain_flag() {
+    fn session_expires_while_offline_and_delayed_will_goes_out() {
         let mut r = router(10);
-        r.publish(Message::from_parts("r/1", b"a", QoS::AtLeastOnce, true));
-        r.publish(Message::from_parts("r/2", b"b", QoS::AtMostOnce, true));
-        let (s, _) = r.connect("c", true, link(1));
-        r.subscribe(&s, "r/+", QoS::ExactlyOnce).unwrap();
+        let t0 = Instant::now();
+        let (watcher, _) = r.connect("w", true, NEVER, link(1), t0);
+        sub(&mut r, &watcher, "will", SubOpts::qos(QoS::AtMostOnce));
+        let (s, _) = r.connect("e", false, Some(Duration::from_secs(10)), link(2), t0);
+        let will = Message::from_parts("will", b"gone", QoS::AtMostOnce, false);
+        r.disconnect(&s, 2, Some((will, Duration::from_secs(5))), t0);
+        r.tick(t0 + Duration::from_secs(4));
+        assert!(drain(&watcher).is_empty(), "will delay not over yet");
+        r.tick(t0 + Duration::from_secs(5));
+        assert_eq!(drain(&watcher).len(), 1);
+        assert!(r.session("e").is_some());
+        r.tick(t0 + Duration::from_secs(10));
+        assert!(r.session("e").is_none(), "expired");
+    }
+
+    #[test]
+    fn reconnect_in_time_cancels_the_delayed_will() {
+        let mut r = router(10);
+        let t0 = Instant::now();
+        let (watcher, _) = r.connect("w", true, NEVER, link(1), t0);
+        sub(&mut r, &watcher, "will", SubOpts::qos(QoS::AtMostOnce));
+        let (s, _) = r.connect("e", false, NEVER, link(2), t0);
+        let will = Message::from_parts("will", b"gone", QoS::AtMostOnce, false);
+        r.disconnect(&s, 2, Some((will, Duration::from_secs(5))), t0);
+        r.connect("e", false, NEVER, link(3), t0 + Duration::from_secs(1));
+        r.tick(t0 + Duration::from_secs(10));
+        assert!(drain(&watcher).is_empty());
+    }
+
+    #[test]
+    fn retained_delivered_on_subscribe_as_retain_handling_says() {
+        let mut r = router(10);
+        publish(&mut r, "r/1", b"a", QoS::AtLeastOnce, true);
+        publish(&mut r, "r/2", b"b", QoS::AtMostOnce, true);
+        let (s, _) = r.connect("c", true, NOW, link(1), Instant::now());
+        sub(&mut r, &s, "r/+", SubOpts::qos(QoS::ExactlyOnce));
         let mut got = drain(&s);
         got.sort();
-        assert_eq!(got, vec![(b"a".to_vec(), QoS::AtLeastOnce, true), (b"b".to_vec(), QoS::AtMostOnce, true)]);
+        assert_eq!(
+            got,
+            vec![(b"a".to_vec(), QoS::AtLeastOnce, true, vec![]), (b"b".to_vec(), QoS::AtMostOnce, true, vec![])]
+        );
+        let now = Instant::now();
+        let opts = SubOpts::qos(QoS::AtMostOnce);
+        r.subscribe(&s, "r/+", opts, RetainHandling::SendAtNewSubscribe, now).unwrap();
+        assert!(drain(&s).is_empty(), "not a new subscription");
+        r.subscribe(&s, "r/#", opts, RetainHandling::DoNotSend, now).unwrap();
+        assert!(drain(&s).is_empty());
+    }
+
+    #[test]
+    fn shared_group_round_robin_and_full_member_does_not_lose() {
+        let mut r = router(1);
+        let now = Instant::now();
+        let (a, _) = r.connect("a", true, NOW, link(1), now);
+        let (b, _) = r.connect("b", true, NOW, link(2), now);
+        sub(&mut r, &a, "$share/g/jobs/+", SubOpts::qos(QoS::AtLeastOnce));
+        sub(&mut r, &b, "$share/g/jobs/+", SubOpts::qos(QoS::AtLeastOnce));
+        for n in 0..2u8 {
+            assert_eq!(publish(&mut r, "jobs/x", &[n], QoS::AtLeastOnce, false), Routed { matched: 1, dropped: 0 });
+        }
+        assert_eq!(drain(&a).len() + drain(&b).len(), 2);
+        assert_eq!(a.lock().outbox.queued() + b.lock().outbox.queued(), 0);
+        // Fill a's queue (limit 1): the group's next message goes to b instead of being dropped.
+        a.lock()
+            .outbox
+            .push(
+                Delivery {
+                    msg: Message::from_parts("x", b"", QoS::AtLeastOnce, false),
+                    qos: QoS::AtLeastOnce,
+                    retain: false,
+                    sub_ids: vec![],
+                },
+                true,
+            )
+            .unwrap();
+        for n in 0..1u8 {
+            assert_eq!(publish(&mut r, "jobs/y", &[n], QoS::AtLeastOnce, false).dropped, 0);
+        }
+        assert_eq!(b.lock().outbox.queued(), 1);
     }
 
     #[test]
     fn full_queue_drops_for_that_session_only() {
         let mut r = router(1);
-        let (slow, _) = r.connect("slow", false, link(1));
-        let (fast, _) = r.connect("fast", false, link(2));
-        r.subscribe(&slow, "t", QoS::AtLeastOnce).unwrap();
-        r.subscribe(&fast, "t", QoS::AtLeastOnce).unwrap();
-        r.publish(Message::from_parts("t", b"1", QoS::AtLeastOnce, false));
+        let now = Instant::now();
+        let (slow, _) = r.connect("slow", false, NEVER, link(1), now);
+        let (fast, _) = r.connect("fast", false, NEVER, link(2), now);
+        sub(&mut r, &slow, "t", SubOpts::qos(QoS::AtLeastOnce));
+        sub(&mut r, &fast, "t", SubOpts::qos(QoS::AtLeastOnce));
+        publish(&mut r, "t", b"1", QoS::AtLeastOnce, false);
         assert_eq!(drain(&fast).len(), 1);
-        r.publish(Message::from_parts("t", b"2", QoS::AtLeastOnce, false));
+        assert_eq!(publish(&mut r, "t", b"2", QoS::AtLeastOnce, false), Routed { matched: 2, dropped: 1 });
         assert_eq!(drain(&fast).len(), 1);
         assert_eq!(slow.lock().outbox.dropped(), 1);
         assert_eq!(r.counters.messages_dropped.load(Ordering::Relaxed), 1);

@@ -20,6 +20,8 @@ pub trait Store: Send + std::fmt::Debug {
     fn remove_session(&mut self, client_id: &str) -> Option<Arc<SessionHandle>>;
     /// Sessions held.
     fn session_count(&self) -> usize;
+    /// Every session.
+    fn sessions(&self) -> Box<dyn Iterator<Item = &Arc<SessionHandle>> + '_>;
     /// Stores, replaces or (empty payload) clears a retained message.
     ///
     /// # Errors
@@ -60,6 +62,10 @@ impl Store for MemoryStore {
 
     fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    fn sessions(&self) -> Box<dyn Iterator<Item = &Arc<SessionHandle>> + '_> {
+        Box::new(self.sessions.values())
     }
 
     fn set_retained(&mut self, msg: &Message) -> Result<(), RetainedFull> {

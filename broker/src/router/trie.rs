@@ -5,51 +5,50 @@
 
 use std::collections::HashMap;
 
-use mqtt_codec::QoS;
-
 #[derive(Debug)]
-struct Node<T> {
-    children: HashMap<Box<str>, Node<T>>,
-    subscribers: Vec<(T, QoS)>,
+struct Node<T, V> {
+    children: HashMap<Box<str>, Node<T, V>>,
+    subscribers: Vec<(T, V)>,
 }
 
-impl<T> Default for Node<T> {
+impl<T, V> Default for Node<T, V> {
     fn default() -> Self {
         Self { children: HashMap::new(), subscribers: Vec::new() }
     }
 }
 
-impl<T> Node<T> {
+impl<T, V> Node<T, V> {
     fn is_empty(&self) -> bool {
         self.children.is_empty() && self.subscribers.is_empty()
     }
 }
 
-/// Topic filters and their subscribers of type `T` (compared with `==` for identity).
+/// Topic filters and their subscribers of type `T` (compared with `==` for identity), each with a value `V`
+/// (the subscription's options).
 #[derive(Debug)]
-pub struct Trie<T> {
-    root: Node<T>,
+pub struct Trie<T, V> {
+    root: Node<T, V>,
     len: usize,
 }
 
-impl<T> Default for Trie<T> {
+impl<T, V> Default for Trie<T, V> {
     fn default() -> Self {
         Self { root: Node::default(), len: 0 }
     }
 }
 
-impl<T: Clone + PartialEq> Trie<T> {
+impl<T: Clone + PartialEq, V: Clone> Trie<T, V> {
     /// Adds or updates a subscription. Returns `true` if it is new, `false` if it replaced one.
-    pub fn insert(&mut self, filter: &str, subscriber: T, qos: QoS) -> bool {
+    pub fn insert(&mut self, filter: &str, subscriber: T, value: V) -> bool {
         let mut node = &mut self.root;
         for level in filter.split('/') {
             node = node.children.entry(level.into()).or_default();
         }
         if let Some(existing) = node.subscribers.iter_mut().find(|(s, _)| *s == subscriber) {
-            existing.1 = qos;
+            existing.1 = value;
             false
         } else {
-            node.subscribers.push((subscriber, qos));
+            node.subscribers.push((subscriber, value));
             self.len = self.len.saturating_add(1);
             true
         }
@@ -66,7 +65,7 @@ impl<T: Clone + PartialEq> Trie<T> {
     }
 
     /// Appends every subscription matching `topic` to `out`; a subscriber may appear once per matching filter.
-    pub fn matches(&self, topic: &str, out: &mut Vec<(T, QoS)>) {
+    pub fn matches(&self, topic: &str, out: &mut Vec<(T, V)>) {
         let levels: Vec<&str> = topic.split('/').collect();
         // A wildcard in the first level never matches a topic starting with `$` [MQTT-4.7.2-1].
         let system = topic.starts_with('$');
@@ -84,7 +83,7 @@ impl<T: Clone + PartialEq> Trie<T> {
     }
 }
 
-fn remove_at<T: PartialEq>(node: &mut Node<T>, levels: &[&str], subscriber: &T) -> bool {
+fn remove_at<T: PartialEq, V>(node: &mut Node<T, V>, levels: &[&str], subscriber: &T) -> bool {
     let Some((first, rest)) = levels.split_first() else {
         let before = node.subscribers.len();
         node.subscribers.retain(|(s, _)| s != subscriber);
@@ -100,7 +99,7 @@ fn remove_at<T: PartialEq>(node: &mut Node<T>, levels: &[&str], subscriber: &T) 
     removed
 }
 
-fn collect<T: Clone>(node: &Node<T>, levels: &[&str], depth: usize, system: bool, out: &mut Vec<(T, QoS)>) {
+fn collect<T: Clone, V: Clone>(node: &Node<T, V>, levels: &[&str], depth: usize, system: bool, out: &mut Vec<(T, V)>) {
     let wildcard_ok = !(system && depth == 0);
     if wildcard_ok && let Some(hash) = node.children.get("#") {
         out.extend(hash.subscribers.iter().cloned());
@@ -120,9 +119,11 @@ fn collect<T: Clone>(node: &Node<T>, levels: &[&str], depth: usize, system: bool
 
 #[cfg(test)]
 mod tests {
+    use mqtt_codec::QoS;
+
     use super::*;
 
-    fn matching(trie: &Trie<u32>, topic: &str) -> Vec<u32> {
+    fn matching(trie: &Trie<u32, QoS>, topic: &str) -> Vec<u32> {
         let mut out = Vec::new();
         trie.matches(topic, &mut out);
         let mut ids: Vec<u32> = out.into_iter().map(|(s, _)| s).collect();

@@ -1,0 +1,368 @@
+//! The MQTT protocol state of one connection: packets and `now` in, bytes to send out.
+//!
+//! No sockets, no tasks, no clock: [`connection`](crate::connection) feeds it frames and the time, and writes what
+//! it leaves in the output buffer. Routing goes through the synchronous [`Router`].
+//!
+//! - [`connect`]: the CONNECT handshake, with MQTT 5 enhanced authentication ([`auth`]).
+//! - `inbound`: PUBLISH, SUBSCRIBE and UNSUBSCRIBE from the client.
+//! - `outbound`: deliveries from the session's outbox to the client.
+
+pub mod auth;
+pub mod connect;
+mod inbound;
+mod outbound;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use mqtt_codec::{
+    Ack, Auth, DecodeError, Disconnect, EncodeError, Packet, PacketType, Properties, Property, ProtocolVersion, QoS,
+    ReasonCode, decode,
+};
+use tokio::time::Instant;
+
+use crate::message::Message;
+use crate::router::{Counters, Router, SessionHandle, SharedStrategy};
+use auth::{AuthExchange, AuthStep, Authenticator};
+
+pub use connect::{Handshake, Pending, Refused, handshake};
+
+/// What ends a connection from the protocol's side.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// A packet broke the codec's rules.
+    #[error("malformed packet: {0}")]
+    Decode(#[from] DecodeError),
+    /// A packet the client must not send now (a second CONNECT [MQTT-3.1.0-2], or a server-only packet).
+    #[error("unexpected {0:?} packet")]
+    Unexpected(PacketType),
+    /// Nothing arrived within 1.5 times the keep alive [MQTT-3.1.2-24].
+    #[error("keep alive timeout")]
+    KeepAliveTimeout,
+    /// A rule of the session broken, with the reason code the server reports.
+    #[error("{1} ({0:?})")]
+    Violation(ReasonCode, &'static str),
+    /// A packet could not be encoded (an internal error).
+    #[error("encode: {0}")]
+    Encode(#[from] EncodeError),
+}
+
+impl ProtocolError {
+    /// The MQTT 5 reason code for the DISCONNECT that reports this error.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            Self::Decode(e) => e.reason_code(),
+            Self::Unexpected(_) => ReasonCode::ProtocolError,
+            Self::KeepAliveTimeout => ReasonCode::KeepAliveTimeout,
+            Self::Violation(code, _) => *code,
+            Self::Encode(_) => ReasonCode::ImplementationSpecificError,
+        }
+    }
+}
+
+/// What the connection should do after a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// The client sent DISCONNECT: flush and close.
+    Disconnect,
+}
+
+/// What the server offers and enforces, derived from the settings once.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// Largest packet accepted (advertised as Maximum Packet Size).
+    pub max_packet_size: u32,
+    /// Inbound QoS 1/2 publications a client may have unacknowledged (advertised as Receive Maximum).
+    pub receive_maximum: u16,
+    /// Topic aliases a client may use towards us (advertised as Topic Alias Maximum).
+    pub topic_alias_maximum: u16,
+    /// Whether we use topic aliases towards clients that allow them.
+    pub server_topic_aliases: bool,
+    /// Largest keep alive granted; 0 keeps the client's.
+    pub max_keepalive: u16,
+    /// Largest MQTT 5 Session Expiry Interval granted; `None` allows "never expires".
+    pub max_session_expiry: Option<Duration>,
+    /// Expiry of MQTT 3.x persistent sessions; `None` never.
+    pub persistent_session_expiry: Option<Duration>,
+    /// Retained messages accepted.
+    pub retain_available: bool,
+    /// Highest QoS accepted.
+    pub maximum_qos: QoS,
+    /// Wildcard subscriptions accepted.
+    pub wildcard_subscriptions: bool,
+    /// Subscription identifiers accepted.
+    pub subscription_identifiers: bool,
+    /// Shared subscriptions accepted.
+    pub shared_subscriptions: bool,
+    /// Prefix of the Response Information sent to clients that ask for it; `None` sends none.
+    pub response_information: Option<String>,
+    /// Most levels a topic name or filter may have.
+    pub max_topic_levels: usize,
+    /// How shared subscription groups pick a member (for the router).
+    pub shared_strategy: SharedStrategy,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 2 * 1024 * 1024,
+            receive_maximum: 1024,
+            topic_alias_maximum: 32,
+            server_topic_aliases: true,
+            max_keepalive: 0,
+            max_session_expiry: None,
+            persistent_session_expiry: None,
+            retain_available: true,
+            maximum_qos: QoS::ExactlyOnce,
+            wildcard_subscriptions: true,
+            subscription_identifiers: true,
+            shared_subscriptions: true,
+            response_information: None,
+            max_topic_levels: 64,
+            shared_strategy: SharedStrategy::RoundRobin,
+        }
+    }
+}
+
+impl Capabilities {
+    /// What the settings offer.
+    pub fn from_settings(settings: &crate::Settings) -> Self {
+        let l = &settings.limits;
+        let s = &settings.sessions;
+        Self {
+            max_packet_size: l.max_packet_size,
+            max_keepalive: s.max_keepalive,
+            persistent_session_expiry: s.persistent_session_expiry,
+            ..Self::default()
+        }
+    }
+}
+
+/// Broker-wide context a session needs.
+#[derive(Clone)]
+pub struct Context {
+    /// The router.
+    pub router: Arc<Mutex<Router>>,
+    /// Counters.
+    pub counters: Arc<Counters>,
+    /// What the server offers.
+    pub caps: Arc<Capabilities>,
+    /// Enhanced authentication methods.
+    pub auth: Arc<dyn Authenticator>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("caps", &self.caps).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Locks the router. A poisoned lock is recovered: the router's state stays consistent per operation.
+    pub fn router(&self) -> MutexGuard<'_, Router> {
+        self.router.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Encodes a packet at the end of `out`.
+pub(crate) fn encode_into(out: &mut Vec<u8>, packet: &Packet<'_>, version: ProtocolVersion) -> Result<(), EncodeError> {
+    let len = packet.encoded_len(version)?;
+    let start = out.len();
+    out.resize(start.saturating_add(len), 0);
+    let written = packet.encode(version, out.get_mut(start..).unwrap_or_default());
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written.map(|_| ())
+}
+
+/// The protocol state of one live connection.
+pub struct Session {
+    ctx: Context,
+    version: ProtocolVersion,
+    handle: Arc<SessionHandle>,
+    conn_id: u64,
+    keep_alive: Option<Duration>,
+    last_rx: Instant,
+    /// The will and its delay.
+    will: Option<(Message, Duration)>,
+    out: Vec<u8>,
+    /// The session expiry requested at CONNECT (zero may not become non-zero at DISCONNECT).
+    session_expiry: Option<Duration>,
+    /// MQTT 5: the client's Maximum Packet Size (`u32::MAX` if it set none).
+    client_max_packet: u32,
+    /// MQTT 5: aliases the client may receive.
+    client_topic_alias_max: u16,
+    /// MQTT 5: whether reason strings and user properties may go on acks.
+    problem_information: bool,
+    inbound_aliases: HashMap<u16, Bytes>,
+    outbound_aliases: HashMap<Box<str>, u16>,
+    /// MQTT 5 enhanced authentication: the method of this connection, and a re-authentication under way.
+    auth_method: Option<String>,
+    reauth: Option<Box<dyn AuthExchange>>,
+}
+
+impl Session {
+    /// The client identifier (assigned by the broker when the client sent none).
+    pub fn client_id(&self) -> &str {
+        &self.handle.client_id
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The session handle (its wake signal tells the connection about new messages).
+    pub fn handle(&self) -> &Arc<SessionHandle> {
+        &self.handle
+    }
+
+    /// Bytes waiting to be written.
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// When [`Session::on_timeout`] must be called, if ever.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.keep_alive.map(|k| self.last_rx + k)
+    }
+
+    /// Checks the keep alive.
+    ///
+    /// # Errors
+    /// [`ProtocolError::KeepAliveTimeout`] once 1.5 keep alive periods passed without a packet.
+    pub fn on_timeout(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        match self.next_deadline() {
+            Some(deadline) if now >= deadline => Err(ProtocolError::KeepAliveTimeout),
+            _ => Ok(()),
+        }
+    }
+
+    fn send(&mut self, packet: &Packet<'_>) -> Result<(), ProtocolError> {
+        Ok(encode_into(&mut self.out, packet, self.version)?)
+    }
+
+    /// Handles one framed packet.
+    ///
+    /// # Errors
+    /// A [`ProtocolError`] closes the connection (and publishes the will).
+    pub fn on_packet(&mut self, now: Instant, frame: &Bytes) -> Result<Flow, ProtocolError> {
+        self.last_rx = now;
+        let packet = decode(frame, self.version)?;
+        match packet {
+            Packet::Publish(p) => self.on_publish(frame, &p, now)?,
+            Packet::PubAck(a) => {
+                self.handle.lock().outbox.on_puback(a.packet_id);
+            }
+            Packet::PubRec(a) => {
+                let failed = a.reason.is_error();
+                if !self.handle.lock().outbox.on_pubrec(a.packet_id, failed) && self.version.is_v5() && !failed {
+                    let rel = Ack { reason: ReasonCode::PacketIdentifierNotFound, ..Ack::new(a.packet_id) };
+                    self.send(&Packet::PubRel(rel))?;
+                }
+            }
+            Packet::PubComp(a) => {
+                self.handle.lock().outbox.on_pubcomp(a.packet_id);
+            }
+            Packet::PubRel(a) => {
+                let known = self.handle.lock().inbound_qos2.remove(&a.packet_id);
+                let mut comp = Ack::new(a.packet_id);
+                if !known && self.version.is_v5() {
+                    comp.reason = ReasonCode::PacketIdentifierNotFound;
+                }
+                // PUBCOMP even for an unknown id: our earlier PUBCOMP may have been lost [MQTT-4.3.3-11].
+                self.send(&Packet::PubComp(comp))?;
+            }
+            Packet::Subscribe(s) => self.on_subscribe(&s, now)?,
+            Packet::Unsubscribe(u) => self.on_unsubscribe(&u)?,
+            Packet::PingReq => self.send(&Packet::PingResp)?,
+            Packet::Disconnect(d) => return self.on_disconnect(&d),
+            Packet::Auth(a) => self.on_auth(&a)?,
+            other => return Err(ProtocolError::Unexpected(other.packet_type())),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn on_disconnect(&mut self, d: &Disconnect<'_>) -> Result<Flow, ProtocolError> {
+        if let Some(secs) = d.properties.session_expiry_interval() {
+            // A session that was to end with the connection cannot be made to outlive it [MQTT-3.14.2-2].
+            if self.session_expiry == Some(Duration::ZERO) && secs != 0 {
+                return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "session expiry set at DISCONNECT"));
+            }
+            let expiry = connect::expiry_from_secs(secs, self.ctx.caps.max_session_expiry);
+            self.handle.lock().expiry = expiry;
+        }
+        // A normal DISCONNECT discards the will [MQTT-3.1.2-10]; MQTT 5's 0x04 asks for it to be published.
+        if d.reason != ReasonCode::DisconnectWithWillMessage {
+            self.will = None;
+        }
+        Ok(Flow::Disconnect)
+    }
+
+    /// Re-authentication (MQTT 5, section 4.12.1).
+    fn on_auth(&mut self, a: &Auth<'_>) -> Result<(), ProtocolError> {
+        let Some(method) = self.auth_method.clone() else {
+            return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "AUTH without enhanced authentication"));
+        };
+        if a.properties.authentication_method() != Some(method.as_str()) {
+            return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "AUTH with another method"));
+        }
+        let data = a.properties.authentication_data().unwrap_or_default();
+        let step = match (a.reason, self.reauth.as_mut()) {
+            (ReasonCode::ReAuthenticate, _) => {
+                let mut exchange = self
+                    .ctx
+                    .auth
+                    .start(&method, self.client_id())
+                    .ok_or(ProtocolError::Violation(ReasonCode::BadAuthenticationMethod, "method withdrawn"))?;
+                let step = exchange.step(data);
+                self.reauth = Some(exchange);
+                step
+            }
+            (ReasonCode::ContinueAuthentication, Some(exchange)) => exchange.step(data),
+            _ => return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "unexpected AUTH")),
+        };
+        let (reason, data) = match step {
+            AuthStep::Continue(d) => (ReasonCode::ContinueAuthentication, Some(d)),
+            AuthStep::Success(d) => {
+                self.reauth = None;
+                (ReasonCode::Success, d)
+            }
+            AuthStep::Failure => {
+                return Err(ProtocolError::Violation(ReasonCode::NotAuthorized, "re-authentication failed"));
+            }
+        };
+        let mut props = vec![Property::AuthenticationMethod(&method)];
+        if let Some(d) = &data {
+            props.push(Property::AuthenticationData(d));
+        }
+        self.send(&Packet::Auth(Auth { reason, properties: Properties::from_list(&props) }))
+    }
+
+    /// The encoded DISCONNECT for an MQTT 5 client, before the server closes for `reason`.
+    pub fn disconnect_packet(&self, reason: ReasonCode) -> Option<Vec<u8>> {
+        if !self.version.is_v5() {
+            return None;
+        }
+        let mut out = Vec::new();
+        encode_into(&mut out, &Packet::Disconnect(Disconnect::with_reason(reason)), self.version).ok()?;
+        Some(out)
+    }
+
+    /// Ends the connection: hands the will (unless the client sent a normal DISCONNECT) to the router, which
+    /// publishes it now or after its delay, and detaches from the session.
+    pub fn close(mut self, now: Instant) {
+        let will = self.will.take().filter(|(w, _)| !w.topic().starts_with('$'));
+        if let Some((w, delay)) = &will {
+            tracing::debug!(client_id = &*self.handle.client_id, topic = w.topic(), ?delay, "will");
+        }
+        self.ctx.router().disconnect(&self.handle, self.conn_id, will, now);
+        self.ctx.counters.clients_connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}

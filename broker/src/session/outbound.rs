@@ -1,0 +1,112 @@
+//! Deliveries from the session's outbox to the client, batched into the output buffer.
+
+use std::sync::atomic::Ordering;
+
+use mqtt_codec::{Ack, Packet, Properties, Property, Publish, QoS, QosPid, TopicName};
+use tokio::time::Instant;
+
+use super::{ProtocolError, Session, encode_into};
+use crate::queue::{Delivery, Send};
+
+/// Most bytes queued for writing per wakeup before the connection flushes and comes back for more.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+impl Session {
+    /// Moves what the outbox has ready into the output buffer, up to a batch limit. Returns whether more is ready.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Encode`] on an internal encoding failure.
+    pub fn poll_outbox(&mut self, now: Instant) -> Result<bool, ProtocolError> {
+        let handle = self.handle.clone();
+        let mut state = handle.lock();
+        let mut delivered = 0u64;
+        let mut dropped = 0u64;
+        let more = loop {
+            if self.out.len() >= MAX_BATCH_BYTES {
+                break state.outbox.has_pending();
+            }
+            let Some(next) = state.outbox.next_send(now) else { break false };
+            match next {
+                Send::Publish { id, delivery, dup } => {
+                    let qos_pid = match (delivery.qos, id) {
+                        (QoS::AtLeastOnce, Some(id)) => QosPid::AtLeastOnce(id),
+                        (QoS::ExactlyOnce, Some(id)) => QosPid::ExactlyOnce(id),
+                        _ => QosPid::AtMostOnce,
+                    };
+                    if self.write_publish(&delivery, qos_pid, dup, now)? {
+                        delivered += 1;
+                    } else {
+                        // Larger than the client's Maximum Packet Size: never sent to it [MQTT-3.1.2-25].
+                        dropped += 1;
+                        match id {
+                            Some(id) => state.outbox.discard(id),
+                            None => state.outbox.count_dropped(),
+                        }
+                    }
+                }
+                Send::PubRel(id) => encode_into(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,
+            }
+        };
+        drop(state);
+        let counters = &self.ctx.counters;
+        counters.messages_delivered.fetch_add(delivered, Ordering::Relaxed);
+        if dropped > 0 {
+            counters.messages_dropped.fetch_add(dropped, Ordering::Relaxed);
+            tracing::debug!(
+                client_id = self.client_id(),
+                dropped,
+                "messages larger than the client's maximum packet size"
+            );
+        }
+        Ok(more)
+    }
+
+    /// Encodes one PUBLISH. Returns `false` (writing nothing) when it exceeds the client's Maximum Packet Size.
+    fn write_publish(&mut self, d: &Delivery, qos_pid: QosPid, dup: bool, now: Instant) -> Result<bool, ProtocolError> {
+        let v5 = self.version.is_v5();
+        let topic_str = d.msg.topic();
+        let topic = TopicName::new(topic_str).map_err(|_| mqtt_codec::EncodeError::InvalidValue)?;
+        let mut props: Vec<Property<'_>> = Vec::new();
+        if v5 {
+            d.msg.forwarded_properties(now, &mut props);
+            props.extend(d.sub_ids.iter().map(|&id| Property::SubscriptionIdentifier(id)));
+        }
+        let dup = dup && qos_pid != QosPid::AtMostOnce;
+        let retain = d.retain;
+        let payload: &[u8] = &d.msg.payload;
+        let full_len = Packet::Publish(Publish {
+            dup,
+            qos_pid,
+            retain,
+            topic,
+            properties: Properties::from_list(&props),
+            payload,
+        })
+        .encoded_len(self.version)?;
+        // Room for a Topic Alias property, so an alias never pushes a packet over the limit.
+        if full_len.saturating_add(3) > usize::try_from(self.client_max_packet).unwrap_or(usize::MAX) {
+            return Ok(false);
+        }
+        let mut topic = topic;
+        // Broker-to-client topic aliases: the first message on a topic sets an alias, later ones send it alone.
+        if v5 && self.client_topic_alias_max > 0 {
+            let known = self.outbound_aliases.get(topic_str).copied();
+            let alias = known.or_else(|| {
+                let next = u16::try_from(self.outbound_aliases.len()).ok()?.checked_add(1)?;
+                (next <= self.client_topic_alias_max).then(|| {
+                    self.outbound_aliases.insert(topic_str.into(), next);
+                    next
+                })
+            });
+            if let Some(alias) = alias {
+                props.push(Property::TopicAlias(alias));
+                if known.is_some() {
+                    topic = TopicName::empty();
+                }
+            }
+        }
+        let publish = Publish { dup, qos_pid, retain, topic, properties: Properties::from_list(&props), payload };
+        encode_into(&mut self.out, &Packet::Publish(publish), self.version)?;
+        Ok(true)
+    }
+}
