@@ -138,7 +138,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
 
     fn alloc_pid(&mut self) -> Option<PacketId> {
         for _ in 0..=INFLIGHT.saturating_add(SUBS) {
-            let pid = PacketId::new(self.next_pid).unwrap_or(PacketId::new(1)?).next();
+            let pid = PacketId::new(self.next_pid.wrapping_add(1)).or(PacketId::new(1))?;
             self.next_pid = pid.get();
             if !self.store.pid_in_use(pid.get()) && !self.subs.pid_in_use(pid.get()) {
                 return Some(pid);
@@ -160,7 +160,9 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         if self.store.is_full() {
             return Err(Rejected::Full(msg));
         }
-        let Some(pid) = self.alloc_pid() else { return Err(Rejected::Full(msg)) };
+        let saved_pid = self.next_pid;
+        let pid = if msg.qos == QoS::AtMostOnce { PacketId::new(1) } else { self.alloc_pid() };
+        let Some(pid) = pid else { return Err(Rejected::Full(msg)) };
         let version = self.version();
         let max_out = usize::try_from(self.max_out).unwrap_or(usize::MAX);
         let free = self.store.free();
@@ -169,12 +171,17 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         let n = match wire::publish(topic, msg.payload, msg.qos, pid, msg.retain, version, out) {
             Ok(n) => n,
             Err(mqtt_codec::EncodeError::BufferTooSmall { needed, .. }) if needed <= max_out => {
+                self.next_pid = saved_pid;
                 return Err(Rejected::Full(msg));
             }
-            Err(_) => return Err(Rejected::Invalid(msg)),
+            Err(_) => {
+                self.next_pid = saved_pid;
+                return Err(Rejected::Invalid(msg));
+            }
         };
         let stored_pid = if msg.qos == QoS::AtMostOnce { 0 } else { pid.get() };
         if !self.store.commit(stored_pid, msg.qos as u8, n) {
+            self.next_pid = saved_pid;
             return Err(Rejected::Full(msg));
         }
         Ok((msg.qos != QoS::AtMostOnce).then_some(pid))
@@ -280,8 +287,12 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     /// # Errors
     /// Anything the broker may not send, or may not send now, and malformed bytes; CONNACK refusals; an MQTT 5
     /// DISCONNECT. The link is then down.
+    ///
+    /// `now` is accepted for symmetry with the other inputs: no deadline depends on what arrives, since keepalive
+    /// counts what the client sends and PINGRESP is matched by kind.
     pub fn on_packet<'f>(&mut self, now: Instant, frame: &'f [u8]) -> Result<Option<Event<'f>>, Error> {
-        let result = wire::decode(frame, self.version()).map_err(Error::Malformed).and_then(|p| self.handle(now, p));
+        let _ = now;
+        let result = wire::decode(frame, self.version()).map_err(Error::Malformed).and_then(|p| self.handle(p));
         if result.is_err() {
             self.link = Link::Down;
         }
@@ -292,11 +303,11 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         self.acks.push_back((kind, pid)).map_err(|_| Error::Overrun)
     }
 
-    fn handle<'f>(&mut self, now: Instant, packet: Packet<'f>) -> Result<Option<Event<'f>>, Error> {
+    fn handle<'f>(&mut self, packet: Packet<'f>) -> Result<Option<Event<'f>>, Error> {
         let unexpected = Error::Unexpected(packet.packet_type() as u8);
         if let Link::Connecting(_) = self.link {
             return match packet {
-                Packet::ConnAck(c) => self.on_connack(now, c),
+                Packet::ConnAck(c) => self.on_connack(c),
                 _ => Err(unexpected),
             };
         }
@@ -387,12 +398,11 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         Some(Event::Published { pid, reason })
     }
 
-    fn on_connack<'f>(&mut self, now: Instant, c: mqtt_codec::ConnAck<'f>) -> Result<Option<Event<'f>>, Error> {
+    fn on_connack<'f>(&mut self, c: mqtt_codec::ConnAck<'f>) -> Result<Option<Event<'f>>, Error> {
         if c.code != ReasonCode::Success {
             return Err(Error::Refused(c.code));
         }
         self.link = Link::Up;
-        self.last_tx = now;
         self.keep_alive_ms = u64::from(self.opts.keep_alive_secs).saturating_mul(1000);
         #[cfg(feature = "v5")]
         {

@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(s.send_publish(0, &mut out), Some(4));
         assert_eq!(out[..4], [0xa0; 4]);
         assert_eq!(s.bytes(0)[0], 0xa8, "DUP set in the store after the first send");
-        assert!(matches!(s.next_to_send(1), None), "quota of one in flight");
+        assert!(s.next_to_send(1).is_none(), "quota of one in flight");
         s.release(0);
         assert!(matches!(s.next_to_send(1), Some(Outgoing::PubRel(1))));
         assert_eq!(s.bytes(1), &[0xc4; 3]);
