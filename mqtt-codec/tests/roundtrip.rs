@@ -797,6 +797,50 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
+
+    /// Several packets of one connection, arriving in arbitrary chunks as a socket delivers them: reading with
+    /// `decode_from` whenever bytes arrive yields exactly the packets that were sent, in order.
+    #[test]
+    fn streams_arriving_in_chunks_decode_in_order(
+        packets in vec(any_packet(), 1..8),
+        cuts in vec(any::<proptest::sample::Index>(), 0..6),
+    ) {
+        let v = packets[0].0;
+        let packets: Vec<_> = packets.into_iter().filter(|(pv, _)| *pv == v).map(|(_, m)| m).collect();
+        let encoded: Vec<Vec<u8>> = packets.iter().map(|m| encode_any(m, v)).collect();
+        let stream = encoded.concat();
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+        cuts.push(stream.len());
+        cuts.sort_unstable();
+        let (mut rx, mut sent, mut received) = (Vec::new(), 0, Vec::new());
+        for cut in cuts {
+            rx.extend_from_slice(&stream[sent..cut]);
+            sent = cut;
+            loop {
+                match Packet::decode_from(&rx, v, u32::MAX) {
+                    Ok(Some((_, used))) => {
+                        received.push(rx[..used].to_vec());
+                        rx.drain(..used);
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(TestCaseError::fail(format!("{e:?} at {} bytes into the stream", sent - rx.len()))),
+                }
+            }
+        }
+        prop_assert!(rx.is_empty());
+        prop_assert_eq!(received.len(), packets.len());
+        for ((m, bytes), frame) in packets.iter().zip(&encoded).zip(&received) {
+            prop_assert_eq!(frame, bytes);
+            with_any(m, v, |p| {
+                prop_assert_eq!(decode(frame, v), Ok(p));
+                Ok(())
+            })?;
+        }
+    }
+}
+
 /// The packets without variable fields, in every version they exist in.
 #[test]
 fn fixed_packets_round_trip() {
