@@ -19,6 +19,10 @@ impl Session {
     pub fn poll_outbox(&mut self, now: Instant) -> Result<bool, ProtocolError> {
         let handle = self.handle.clone();
         let mut state = handle.lock();
+        if state.conn.as_ref().is_none_or(|c| c.id != self.conn_id) {
+            // Taken over: what is queued belongs to the new connection now; sending it here could lose it.
+            return Ok(false);
+        }
         let mut delivered = 0u64;
         let mut dropped = 0u64;
         let more = loop {
