@@ -1,0 +1,214 @@
+//! External programs: the built `broker` binary, and clients other projects wrote (`mosquitto_pub`,
+//! `mosquitto_sub`, Python paho-mqtt).
+//!
+//! A missing program skips the test locally, but fails it when `REQUIRE_INTEROP=1` (CI sets it).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Whether missing interop programs fail the test instead of skipping it.
+pub fn interop_required() -> bool {
+    std::env::var("REQUIRE_INTEROP").is_ok_and(|v| v == "1")
+}
+
+/// Returns `true` when `available`; otherwise skips (returns `false`) or, under `REQUIRE_INTEROP=1`, panics.
+pub fn require(what: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    assert!(!interop_required(), "{what} is missing and REQUIRE_INTEROP=1; run scripts/interop-deps.sh");
+    eprintln!("SKIPPED: {what} is missing (run scripts/interop-deps.sh; REQUIRE_INTEROP=1 makes this fail)");
+    false
+}
+
+/// Whether a program is on the PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Whether `python3` can import paho-mqtt 2.x.
+pub fn paho_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import sys, paho.mqtt; sys.exit(0 if int(paho.mqtt.__version__.split('.')[0]) >= 2 else 1)"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The workspace root.
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Where the `broker` binary is: `$BROKER_BIN`, else beside this test executable (`<target>/debug/broker`),
+/// else `$CARGO_TARGET_DIR/debug/broker`, else `<workspace>/target/debug/broker`.
+pub fn broker_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BROKER_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let mut candidates = Vec::new();
+    // Test executables live in <target>/<profile>/deps/.
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(profile_dir) = exe.parent().and_then(Path::parent) {
+            candidates.push(profile_dir.join("broker"));
+        }
+    }
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(dir).join("debug").join("broker"));
+    }
+    candidates.push(workspace_dir().join("target").join("debug").join("broker"));
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// The `broker` binary running as a child process; killed on drop.
+pub struct BrokerProcess {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Child,
+    /// Everything it wrote to stderr so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ ... final byte in @..~
+            for d in chars.by_ref() {
+                if ('@'..='~').contains(&d) && d != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The address in a log line containing `listening` and `addr=127.0.0.1:PORT`.
+pub fn parse_listen_line(line: &str) -> Option<SocketAddr> {
+    let line = strip_ansi(line);
+    if !line.contains("listening") {
+        return None;
+    }
+    let rest = &line[line.find("addr=")? + "addr=".len()..];
+    let value: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ',').collect();
+    value.trim_matches('"').parse().ok()
+}
+
+impl BrokerProcess {
+    /// Starts the built broker with `--listen 127.0.0.1:0` plus `extra_args`, and waits (10 s) for the
+    /// `listening addr=` line. `None` (a skip) when the binary is missing and interop is not required.
+    pub fn start(extra_args: &[&str]) -> Option<Self> {
+        let bin = broker_bin();
+        if !require("the broker binary (cargo build -p broker)", bin.is_some()) {
+            return None;
+        }
+        let bin = bin.unwrap();
+        let mut child = Command::new(&bin)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        // Keep draining stderr for the whole run, so the broker never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = parse_listen_line(&line) {
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(addr) => Some(Self { addr, child, log }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} printed no `listening addr=` line within 10 s; stderr:\n{}",
+                    bin.display(),
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Its stderr so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The output of a finished program.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs a program to completion under a time limit (it is killed past it, and the test fails).
+pub async fn run(program: &str, args: &[&str], limit: Duration) -> Output {
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let out = crate::within_for(limit, &format!("{program} {args:?}"), child.wait_with_output()).await.unwrap();
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_line_is_parsed_with_or_without_colours() {
+        let want: SocketAddr = "127.0.0.1:40123".parse().unwrap();
+        let plain = "2026-01-01T00:00:00Z  INFO broker: listening addr=127.0.0.1:40123";
+        assert_eq!(parse_listen_line(plain), Some(want));
+        let coloured = "\u{1b}[32m INFO\u{1b}[0m \u{1b}[2mbroker\u{1b}[0m: listening \u{1b}[3maddr\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:40123";
+        assert_eq!(parse_listen_line(coloured), Some(want));
+        assert_eq!(parse_listen_line("INFO broker: serving addr=127.0.0.1:1"), None);
+    }
+}
