@@ -281,8 +281,13 @@ impl Router {
         let mut state = session.lock();
         if state.conn.as_ref().is_none_or(|c| c.id != conn_id) {
             drop(state);
-            // Taken over: the session lives on with the new connection; a will of the old one goes out now.
-            if let Some((msg, _)) = will {
+            // Taken over. If the new connection resumed this session, a delayed will is cancelled by that
+            // reconnection [MQTT-3.1.3-9]; an immediate one, or any will of a session that a clean start
+            // discarded, goes out now [MQTT-3.1.4-3].
+            let resumed = self.store.session(&session.client_id).is_some_and(|s| Arc::ptr_eq(s, session));
+            if let Some((msg, delay)) = will
+                && (!resumed || delay.is_zero())
+            {
                 self.publish(msg, None, now);
             }
             return;
