@@ -13,7 +13,7 @@ pub const MAX_REMAINING_LENGTH: u32 = MAX_VARINT;
 /// receiver never buffers it.
 ///
 /// # Errors
-/// [`DecodeError::MalformedVarInt`] for a Remaining Length of more than 4 bytes,
+/// [`DecodeError::MalformedVarInt`] for a Remaining Length of more than 4 bytes or not in its shortest form,
 /// [`DecodeError::InvalidPacketType`] for packet type 0, and [`DecodeError::PacketTooLarge`].
 pub fn frame_len(buf: &[u8], max_packet_size: u32) -> Result<Option<usize>, DecodeError> {
     let Some((&first, rest)) = buf.split_first() else {
