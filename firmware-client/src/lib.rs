@@ -19,7 +19,9 @@
 //! use firmware_client::{Instant, Message, Options, Session, QoS, Event};
 //!
 //! let mut store = [0u8; 256];
-//! let mut session: Session<'_, 4, 2, 32> = Session::new(Options::new("sensor-1"), &mut store);
+//! let mut options = Options::new("sensor-1");
+//! # #[cfg(feature = "v5")] { options.version = firmware_client::ProtocolVersion::V311; }
+//! let mut session: Session<'_, 4, 2, 32> = Session::new(options, &mut store);
 //! let temp = session.subscribe("cmd/sensor-1/#", QoS::AtLeastOnce).unwrap();
 //! // Accepted while offline: sent after CONNACK, in order.
 //! session.publish(Message::new("sensors/1/t", b"21.5", QoS::AtLeastOnce)).unwrap();

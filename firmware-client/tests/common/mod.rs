@@ -1,5 +1,7 @@
-//! Test helpers: a scripted in-memory transport and helpers to run a blocking client against it.
+//! Test helpers: a scripted in-memory transport, and (in `net`) TCP adapters, mosquitto and interop scenarios.
 #![allow(dead_code)]
+
+pub mod net;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
