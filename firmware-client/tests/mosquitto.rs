@@ -1,35 +1,53 @@
 //! Interop with Debian's mosquitto, started per test on a free 127.0.0.1 port: the blocking client over
-//! `std::net::TcpStream` (the async client over tokio is in `async_tokio.rs`).
+//! `std::net::TcpStream` and (feature `async`) the async client over tokio, in MQTT 3.1.1 and (feature `v5`) 5.0.
 
 mod common;
 
-use common::net::{self, Mosquitto};
+use common::net::{self, Dev, Mosquitto};
 
 macro_rules! interop {
-    ($($name:ident: $scenario:ident, $v5:expr;)*) => {$(
+    ($dev:ident, $v5:expr; $($name:ident: $scenario:ident;)*) => {$(
         #[test]
         fn $name() {
             let Some(m) = Mosquitto::start(stringify!($name)) else { return };
-            net::$scenario(m.addr, concat!("mq-", stringify!($name)), $v5);
+            let addr = m.addr;
+            net::block_on(net::$scenario(|id| $dev::new(addr, id, $v5), concat!("mq-", stringify!($name))));
         }
     )*};
 }
 
-interop! {
-    qos_0_1_2_both_ways: qos_both_ways, false;
-    qos2_publish_killed_midflow_arrives_once: qos2_outbound_killed, false;
-    qos2_receive_killed_midflow_delivered_once: qos2_inbound_killed, false;
-    offline_publishes_delivered_after_reconnect: offline_publishes, false;
+macro_rules! all_scenarios {
+    ($dev:ident, $v5:expr) => {
+        interop! { $dev, $v5;
+            qos_0_1_2_both_ways: qos_both_ways;
+            qos2_publish_killed_midflow_arrives_once: qos2_outbound_killed;
+            qos2_receive_killed_midflow_delivered_once: qos2_inbound_killed;
+            offline_publishes_delivered_after_reconnect: offline_publishes;
+        }
+    };
+}
+
+mod blocking {
+    use super::*;
+    all_scenarios!(Dev, false);
 }
 
 #[cfg(feature = "v5")]
-mod v5 {
+mod blocking_v5 {
     use super::*;
+    all_scenarios!(Dev, true);
+}
 
-    interop! {
-    v5_qos_0_1_2_both_ways: qos_both_ways, true;
-    v5_qos2_publish_killed_midflow_arrives_once: qos2_outbound_killed, true;
-    v5_qos2_receive_killed_midflow_delivered_once: qos2_inbound_killed, true;
-    v5_offline_publishes_delivered_after_reconnect: offline_publishes, true;
-    }
+#[cfg(feature = "async")]
+mod tokio {
+    use super::*;
+    use net::ADev;
+    all_scenarios!(ADev, false);
+}
+
+#[cfg(all(feature = "async", feature = "v5"))]
+mod tokio_v5 {
+    use super::*;
+    use net::ADev;
+    all_scenarios!(ADev, true);
 }
