@@ -390,6 +390,7 @@ impl Device for Dev {
 }
 
 #[cfg(feature = "async")]
+#[allow(unused_imports)]
 pub use tokio_dev::ADev;
 
 #[cfg(feature = "async")]
