@@ -374,10 +374,18 @@ impl RawClient {
         self.send(&Packet::PingReq).await;
     }
 
-    /// Sends PINGREQ and expects PINGRESP: proof that the connection is alive and served.
-    pub async fn assert_alive(&mut self) {
+    /// Sends PINGREQ and expects PINGRESP: proof that the connection is alive and served. PUBLISH packets that
+    /// arrive first are returned.
+    pub async fn assert_alive(&mut self) -> Vec<RxPublish> {
         self.ping().await;
-        assert_eq!(self.recv().await, Rx::PingResp, "connection should still be served");
+        let mut skipped = Vec::new();
+        loop {
+            match self.recv().await {
+                Rx::PingResp => return skipped,
+                Rx::Publish(p) => skipped.push(p),
+                other => panic!("expected PINGRESP (connection still served), got {other:?}"),
+            }
+        }
     }
 
     /// Sends DISCONNECT and closes the socket.
@@ -424,6 +432,35 @@ impl RawClient {
         }
     }
 
+    /// Receives `n` PUBLISH packets as a well-behaved subscriber: PUBACK for QoS 1, PUBREC then PUBCOMP for QoS 2,
+    /// until every flow it started is complete.
+    pub async fn recv_acking(&mut self, n: usize) -> Vec<RxPublish> {
+        let mut got = Vec::with_capacity(n);
+        let mut open_qos2 = 0usize;
+        while got.len() < n || open_qos2 > 0 {
+            match self.recv().await {
+                Rx::Publish(p) => {
+                    match (p.qos, p.pid) {
+                        (QoS::AtLeastOnce, Some(id)) => self.puback(id).await,
+                        (QoS::ExactlyOnce, Some(id)) => {
+                            self.pubrec(id).await;
+                            open_qos2 += 1;
+                        }
+                        _ => {}
+                    }
+                    got.push(p);
+                }
+                Rx::PubRel(id) => {
+                    self.pubcomp(id).await;
+                    open_qos2 = open_qos2.saturating_sub(1);
+                }
+                other => panic!("expected PUBLISH or PUBREL, got {other:?}"),
+            }
+        }
+        assert_eq!(got.len(), n, "more PUBLISH packets than expected: {got:?}");
+        got
+    }
+
     /// Asserts nothing arrives for `d` (and the connection stays open).
     pub async fn expect_silence(&mut self, d: Duration) {
         match self.next_event(d).await {
@@ -435,14 +472,23 @@ impl RawClient {
     /// Waits until the broker closes the connection, skipping packets it sends first (returned). Panics if it is
     /// still open after `limit`.
     pub async fn expect_closed(&mut self, limit: Duration) -> Vec<Rx> {
+        match self.closed_within(limit).await {
+            Ok(seen) => seen,
+            Err(seen) => panic!("connection still open after {limit:?} (received {seen:?})"),
+        }
+    }
+
+    /// `Ok` with the packets received before the broker closed the connection within `limit`, else `Err` with
+    /// the packets received while it stayed open.
+    pub async fn closed_within(&mut self, limit: Duration) -> Result<Vec<Rx>, Vec<Rx>> {
         let deadline = Instant::now() + limit;
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next_event(left).await {
-                Event::Closed => return seen,
+                Event::Closed => return Ok(seen),
                 Event::Packet(p) => seen.push(p),
-                Event::Silent => panic!("connection still open after {limit:?} (received {seen:?})"),
+                Event::Silent => return Err(seen),
             }
         }
     }

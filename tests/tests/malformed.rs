@@ -1,0 +1,161 @@
+//! Malformed and hostile input over raw sockets: each case closes that connection (MQTT 3.1.1 has no reason
+//! codes to send), and the broker keeps serving everyone else.
+
+use std::time::Duration;
+
+use tests::raw::{ConnectOpts, Qos, RawClient, Rx};
+use tests::{Settings, TestBroker, WAIT, start_broker, unique};
+
+/// A PUBLISH with a raw topic field.
+fn publish_with_topic(flags: u8, topic: &[u8], pid: Option<u16>, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    body.extend_from_slice(topic);
+    if let Some(pid) = pid {
+        body.extend_from_slice(&pid.to_be_bytes());
+    }
+    body.extend_from_slice(payload);
+    assert!(body.len() < 128);
+    let mut v = vec![0x30 | flags, body.len() as u8];
+    v.extend_from_slice(&body);
+    v
+}
+
+struct Case {
+    name: &'static str,
+    /// Send CONNECT first.
+    connected: bool,
+    bytes: Vec<u8>,
+}
+
+fn cases() -> Vec<Case> {
+    let mut bad_name = ConnectOpts::new(&unique("bad-name")).encode();
+    bad_name[4..8].copy_from_slice(b"MQTX");
+    let c = |name, connected, bytes: Vec<u8>| Case { name, connected, bytes };
+    vec![
+        c("bad protocol name", false, bad_name),
+        c("missing CONNECT (PUBLISH first)", false, publish_with_topic(0, b"a/b", None, b"x")),
+        c("missing CONNECT (SUBSCRIBE first)", false, vec![0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'#', 0x00]),
+        c("packet over the max size", true, {
+            let mut v = vec![0x30, 0x80, 0x10]; // remaining length 2048 > max 1024
+            v.extend_from_slice(&[0u8; 64]);
+            v
+        }),
+        c("invalid UTF-8 topic", true, publish_with_topic(0, &[b'a', 0xc3, 0x28], None, b"x")),
+        c("UTF-16 surrogate in topic", true, publish_with_topic(0, &[0xed, 0xa0, 0x80], None, b"x")),
+        c("NUL in topic", true, publish_with_topic(0, b"a\0b", None, b"x")),
+        c("empty topic", true, publish_with_topic(0, b"", None, b"x")),
+        c("+ wildcard in a PUBLISH topic", true, publish_with_topic(0, b"a/+/c", None, b"x")),
+        c("# wildcard in a PUBLISH topic", true, publish_with_topic(0x02, b"a/#", Some(1), b"x")),
+        c("PUBLISH QoS 3", true, publish_with_topic(0x06, b"a", Some(1), b"x")),
+        c("QoS 1 PUBLISH with packet id 0", true, publish_with_topic(0x02, b"a", Some(0), b"x")),
+        c("PUBLISH QoS 0 with DUP=1", true, publish_with_topic(0x08, b"a", None, b"x")),
+        c("remaining length shorter than the topic", true, vec![0x30, 0x02, 0x00, 0x05, b'a']),
+        c("reserved packet type 0", true, vec![0x00, 0x00]),
+        c("AUTH in MQTT 3.1.1", true, vec![0xf0, 0x00]),
+        c("varint over four bytes", true, vec![0x30, 0xff, 0xff, 0xff, 0xff, 0x01]),
+        c("SUBSCRIBE with flags 0000", true, vec![0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00]),
+        c("SUBSCRIBE without filters", true, vec![0x82, 0x02, 0x00, 0x01]),
+        c("SUBSCRIBE asking QoS 3", true, vec![0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x03]),
+        c("SUBSCRIBE filter a/#/b", true, vec![0x82, 0x0a, 0x00, 0x01, 0x00, 0x05, b'a', b'/', b'#', b'/', b'b', 0x00]),
+        c("UNSUBSCRIBE filter a+", true, vec![0xa2, 0x06, 0x00, 0x01, 0x00, 0x02, b'a', b'+']),
+        c("PUBREL with flags 0000", true, vec![0x60, 0x02, 0x00, 0x01]),
+        c("CONNACK from a client", true, vec![0x20, 0x02, 0x00, 0x00]),
+        c("SUBACK from a client", true, vec![0x90, 0x03, 0x00, 0x01, 0x00]),
+        c("PINGRESP from a client", true, vec![0xd0, 0x00]),
+        c("second CONNECT", true, ConnectOpts::new(&unique("again")).encode()),
+    ]
+}
+
+/// A subscriber and a publisher that must keep working while the hostile clients come and go.
+async fn bystanders(b: &TestBroker, topic: &str) -> (RawClient, RawClient) {
+    let mut sub = RawClient::connect_v311(b.addr, &unique("bystander-sub")).await;
+    sub.subscribe_one(topic, Qos::AtLeastOnce).await;
+    let publisher = RawClient::connect_v311(b.addr, &unique("bystander-pub")).await;
+    (sub, publisher)
+}
+
+async fn round_trip(sub: &mut RawClient, publisher: &mut RawClient, topic: &str, text: &str) {
+    publisher.publish_acked(topic, text.as_bytes(), Qos::AtLeastOnce, false).await;
+    let p = sub.recv_publish().await;
+    assert_eq!(p.text(), text);
+    sub.puback(p.pid.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_malformed_packet_closes_only_its_connection() {
+    let mut settings = Settings::default();
+    settings.limits.max_packet_size = 1024;
+    let b = start_broker(settings).await;
+    let topic = unique("calm/t");
+    let (mut sub, mut publisher) = bystanders(&b, &topic).await;
+
+    let mut failures = Vec::new();
+    for case in cases() {
+        let mut c = if case.connected {
+            RawClient::connect_v311(b.addr, &unique("hostile")).await
+        } else {
+            RawClient::tcp(b.addr).await
+        };
+        c.send_raw(&case.bytes).await;
+        // A close is the only answer: no CONNACK, no acknowledgement, nothing routed.
+        match c.closed_within(Duration::from_secs(2)).await {
+            Ok(seen) if seen.is_empty() => {}
+            Ok(seen) => failures.push(format!("{}: closed, but first sent {seen:?}", case.name)),
+            Err(seen) => failures.push(format!("{}: still open after 2 s; sent {seen:?}", case.name)),
+        }
+        round_trip(&mut sub, &mut publisher, &topic, case.name).await;
+    }
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    sub.expect_silence(Duration::from_millis(200)).await;
+    b.wait_stats("only the bystanders connected", |s| s.clients_connected == 2).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubrel_for_an_unknown_id_is_answered_with_pubcomp() {
+    // MQTT 3.1.1 4.3.3: the receiver answers every PUBREL with PUBCOMP, even for an id it no longer holds (its
+    // PUBCOMP may have been lost), so this is no protocol violation: the connection stays up.
+    let b = start_broker(Settings::default()).await;
+    let mut c = RawClient::connect_v311(b.addr, &unique("stray-rel")).await;
+    c.pubrel(4242).await;
+    assert_eq!(c.recv().await, Rx::PubComp(4242));
+    c.assert_alive().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_floods_do_not_disturb_other_clients() {
+    // Noise may start like a CONNECT with a long body: the CONNECT deadline closes those.
+    let mut settings = Settings::default();
+    settings.limits.connect_timeout = Duration::from_secs(1);
+    let b = start_broker(settings).await;
+    let topic = unique("flood/t");
+    let (mut sub, mut publisher) = bystanders(&b, &topic).await;
+    // Several connections at once sending 64 KiB of noise each (deterministic xorshift bytes).
+    let mut tasks = Vec::new();
+    for n in 0..8u64 {
+        let addr = b.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut c = RawClient::tcp(addr).await;
+            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ n;
+            let noise: Vec<u8> = (0..65536)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = c.try_send_raw(&noise).await;
+            c.expect_closed(WAIT).await;
+        }));
+    }
+    round_trip(&mut sub, &mut publisher, &topic, "during the flood").await;
+    for t in tasks {
+        tests::within("a noisy connection to be closed", t).await.unwrap();
+    }
+    round_trip(&mut sub, &mut publisher, &topic, "after the flood").await;
+    b.wait_stats("only the bystanders connected", |s| s.clients_connected == 2).await;
+    b.shutdown().await;
+}
