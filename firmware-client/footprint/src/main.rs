@@ -46,16 +46,24 @@ fn millis() -> u64 {
     black_box(0)
 }
 
+/// The configuration measured: 4 messages in flight or queued, 2 subscriptions, 32-byte filters.
 #[cfg(feature = "client")]
-fn run() -> ! {
-    use firmware_client::blocking::Client;
+type Client = firmware_client::blocking::Client<'static, Opaque, 4, 2, 32>;
+
+/// Lent buffers: 512-byte store, 256-byte receive and transmit buffers.
+#[cfg(feature = "client")]
+const BUFFERS: usize = 512 + 256 + 256;
+
+#[cfg(feature = "client")]
+fn run(
+    client: &'static mut Option<Client>,
+    store: &'static mut [u8],
+    rx: &'static mut [u8],
+    tx: &'static mut [u8],
+) -> ! {
     use firmware_client::{Event, Instant, Message, Options, QoS, Session};
 
-    let mut store = [0u8; 512];
-    let mut rx = [0u8; 256];
-    let mut tx = [0u8; 256];
-    let session: Session<'_, 4, 2, 32> = Session::new(Options::new("fw-1"), &mut store);
-    let mut client = Client::new(session, &mut rx, &mut tx);
+    let client = client.insert(Client::new(Session::new(Options::new("fw-1"), store), rx, tx));
     let cmd = client.subscribe("cmd/fw-1/#", QoS::ExactlyOnce).ok();
     loop {
         if client.connect(Opaque, Instant::from_millis(millis())).is_err() {
@@ -82,19 +90,27 @@ fn run() -> ! {
     }
 }
 
-#[cfg(not(feature = "client"))]
-fn run() -> ! {
-    use embedded_io::{Read, Write};
-    let mut buf = [0u8; 256];
-    loop {
-        let _ = black_box(millis());
-        if let Ok(n) = Opaque.read(&mut buf) {
-            let _ = Opaque.write(buf.get(..n).unwrap_or_default());
-        }
-    }
-}
-
+#[cfg(feature = "client")]
 #[entry]
 fn main() -> ! {
-    run()
+    static mut CLIENT: Option<Client> = None;
+    static mut STORE: [u8; 512] = [0; 512];
+    static mut RX: [u8; 256] = [0; 256];
+    static mut TX: [u8; 256] = [0; 256];
+    let _ = BUFFERS;
+    run(CLIENT, STORE, RX, TX)
+}
+
+/// The baseline: runtime, the opaque transport and one 256-byte buffer.
+#[cfg(not(feature = "client"))]
+#[entry]
+fn main() -> ! {
+    use embedded_io::{Read, Write};
+    static mut BUF: [u8; 256] = [0; 256];
+    loop {
+        let _ = black_box(millis());
+        if let Ok(n) = Opaque.read(BUF) {
+            let _ = Opaque.write(BUF.get(..n).unwrap_or_default());
+        }
+    }
 }

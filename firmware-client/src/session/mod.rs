@@ -16,7 +16,7 @@ mod wire;
 
 pub use subs::SubId;
 
-use heapless::{Deque, Vec};
+use heapless::Vec;
 use mqtt_codec::{Packet, PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicFilter, TopicName};
 
 use crate::{Error, Event, Instant, Message, Options, Rejected};
@@ -27,8 +27,10 @@ use wire::AckKind;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Link {
     Down,
-    /// CONNECT queued or sent at the instant given, CONNACK awaited.
-    Connecting(Option<Instant>),
+    /// CONNECT queued.
+    ConnectDue,
+    /// CONNECT sent at `since`, CONNACK awaited.
+    Connecting,
     Up,
 }
 
@@ -43,14 +45,18 @@ pub struct Session<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: us
     store: Store<'a, INFLIGHT>,
     subs: Subs<SUBS, TOPIC>,
     /// Inbound QoS 2 identifiers delivered to the application, PUBREL not yet received.
-    incoming: Vec<u16, INFLIGHT>,
-    acks: Deque<(AckKind, PacketId), 4>,
+    incoming: Vec<u16, INFLIGHT, u8>,
+    /// Acknowledgements to send; the front ends send them before handling the next packet.
+    acks: Vec<(AckKind, PacketId), 4, u8>,
     ping_due: bool,
-    ping_sent: Option<Instant>,
+    /// PINGREQ queued or sent at `since`, PINGRESP awaited.
+    ping_out: bool,
+    /// When CONNECT or the outstanding PINGREQ was handed out.
+    since: Instant,
     disconnect_due: bool,
     last_tx: Instant,
     next_pid: u16,
-    keep_alive_ms: u64,
+    keep_alive_ms: u32,
     max_in: u32,
     max_out: u32,
     /// The broker's Receive Maximum.
@@ -60,7 +66,7 @@ pub struct Session<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: us
 impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'a, INFLIGHT, SUBS, TOPIC> {
     /// A session that has never connected. `store` holds the outbound messages (see the type's doc).
     pub fn new(opts: Options<'a>, store: &'a mut [u8]) -> Self {
-        const { assert!(INFLIGHT > 0 && INFLIGHT <= 65_535, "INFLIGHT must be 1 to 65535") };
+        const { assert!(INFLIGHT > 0 && INFLIGHT <= 255, "INFLIGHT must be 1 to 255") };
         let max = u32::try_from(store.len()).unwrap_or(u32::MAX);
         Self {
             opts,
@@ -68,13 +74,14 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             store: Store::new(store),
             subs: Subs::new(),
             incoming: Vec::new(),
-            acks: Deque::new(),
+            acks: Vec::new(),
             ping_due: false,
-            ping_sent: None,
+            ping_out: false,
+            since: Instant::from_millis(0),
             disconnect_due: false,
             last_tx: Instant::from_millis(0),
             next_pid: 0,
-            keep_alive_ms: u64::from(opts.keep_alive_secs).saturating_mul(1000),
+            keep_alive_ms: u32::from(opts.keep_alive_secs).saturating_mul(1000),
             max_in: u32::MAX,
             max_out: max,
             quota: u16::MAX,
@@ -109,10 +116,10 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     /// unacknowledged messages in their original order with DUP=1, PUBRELs, pending (un)subscriptions and the
     /// messages queued while offline.
     pub fn connect(&mut self, now: Instant) {
-        self.link = Link::Connecting(None);
+        self.link = Link::ConnectDue;
         self.acks.clear();
         self.ping_due = false;
-        self.ping_sent = None;
+        self.ping_out = false;
         self.disconnect_due = false;
         self.last_tx = now;
         self.store.mark_all_unsent();
@@ -217,8 +224,9 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             other => return other,
         };
         self.last_tx = now;
-        if let Link::Connecting(None) = self.link {
-            self.link = Link::Connecting(Some(now));
+        if self.link == Link::ConnectDue {
+            self.link = Link::Connecting;
+            self.since = now;
         }
         Ok(Some(n))
     }
@@ -226,8 +234,8 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     fn next_packet(&mut self, out: &mut [u8]) -> Result<Option<usize>, Error> {
         let version = self.version();
         match self.link {
-            Link::Down | Link::Connecting(Some(_)) => return Ok(None),
-            Link::Connecting(None) => {
+            Link::Down | Link::Connecting => return Ok(None),
+            Link::ConnectDue => {
                 let receive_max = u16::try_from(INFLIGHT).unwrap_or(u16::MAX);
                 return wire::connect(&self.opts, version, self.max_in, receive_max, out)
                     .map(Some)
@@ -235,7 +243,8 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             }
             Link::Up => {}
         }
-        if let Some((kind, pid)) = self.acks.pop_front() {
+        if let Some(&(kind, pid)) = self.acks.first() {
+            self.acks.remove(0);
             return wire::ack(kind, pid, out).map(Some).map_err(Error::Encode);
         }
         if self.disconnect_due {
@@ -300,12 +309,12 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     }
 
     fn push_ack(&mut self, kind: AckKind, pid: PacketId) -> Result<(), Error> {
-        self.acks.push_back((kind, pid)).map_err(|_| Error::Overrun)
+        self.acks.push((kind, pid)).map_err(|_| Error::Overrun)
     }
 
     fn handle<'f>(&mut self, packet: Packet<'f>) -> Result<Option<Event<'f>>, Error> {
         let unexpected = Error::Unexpected(packet.packet_type() as u8);
-        if let Link::Connecting(_) = self.link {
+        if matches!(self.link, Link::Connecting | Link::ConnectDue) {
             return match packet {
                 Packet::ConnAck(c) => self.on_connack(c),
                 _ => Err(unexpected),
@@ -381,7 +390,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
                 Ok(Some(Event::Unsubscribed { sub: id }))
             }
             Packet::PingResp => {
-                self.ping_sent = None;
+                self.ping_out = false;
                 Ok(None)
             }
             Packet::Disconnect(d) => Err(Error::ServerDisconnect(d.reason)),
@@ -403,7 +412,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             return Err(Error::Refused(c.code));
         }
         self.link = Link::Up;
-        self.keep_alive_ms = u64::from(self.opts.keep_alive_secs).saturating_mul(1000);
+        self.keep_alive_ms = u32::from(self.opts.keep_alive_secs).saturating_mul(1000);
         #[cfg(feature = "v5")]
         {
             let p = &c.properties;
@@ -412,7 +421,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
                 self.max_out = self.max_out.min(max);
             }
             if let Some(ka) = p.server_keep_alive() {
-                self.keep_alive_ms = u64::from(ka).saturating_mul(1000);
+                self.keep_alive_ms = u32::from(ka).saturating_mul(1000);
             }
         }
         if !c.session_present {
@@ -431,18 +440,17 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     /// [`Error::Timeout`]: the link is dead.
     pub fn poll_timeout(&mut self, now: Instant) -> Result<(), Error> {
         let timeout = u64::from(self.opts.response_timeout_ms);
-        let expired = match (self.link, self.ping_sent) {
-            (Link::Connecting(Some(t)), _) | (Link::Up, Some(t)) => now >= t.after(timeout),
-            _ => false,
-        };
+        let waiting = self.link == Link::Connecting || (self.link == Link::Up && self.ping_out);
+        let expired = waiting && now >= self.since.after(timeout);
         if expired {
             self.link = Link::Down;
             return Err(Error::Timeout);
         }
-        let idle = now >= self.last_tx.after(self.keep_alive_ms);
-        if self.link == Link::Up && self.keep_alive_ms > 0 && self.ping_sent.is_none() && !self.ping_due && idle {
+        let idle = now >= self.last_tx.after(u64::from(self.keep_alive_ms));
+        if self.link == Link::Up && self.keep_alive_ms > 0 && !self.ping_out && idle {
             self.ping_due = true;
-            self.ping_sent = Some(now);
+            self.ping_out = true;
+            self.since = now;
         }
         Ok(())
     }
@@ -450,9 +458,9 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     /// When [`Session::poll_timeout`] next has work: call it then, or earlier.
     pub fn next_deadline(&self) -> Option<Instant> {
         let timeout = u64::from(self.opts.response_timeout_ms);
-        match (self.link, self.ping_sent) {
-            (Link::Connecting(Some(t)), _) | (Link::Up, Some(t)) => Some(t.after(timeout)),
-            (Link::Up, None) if self.keep_alive_ms > 0 => Some(self.last_tx.after(self.keep_alive_ms)),
+        match (self.link, self.ping_out) {
+            (Link::Connecting, _) | (Link::Up, true) => Some(self.since.after(timeout)),
+            (Link::Up, false) if self.keep_alive_ms > 0 => Some(self.last_tx.after(u64::from(self.keep_alive_ms))),
             _ => None,
         }
     }

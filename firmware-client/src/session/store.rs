@@ -35,7 +35,7 @@ pub(crate) enum Outgoing {
 pub(crate) struct Store<'a, const N: usize> {
     buf: &'a mut [u8],
     used: usize,
-    entries: Vec<Entry, N>,
+    entries: Vec<Entry, N, u8>,
 }
 
 impl<'a, const N: usize> Store<'a, N> {

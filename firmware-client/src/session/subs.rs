@@ -31,7 +31,7 @@ pub(crate) enum State {
 }
 
 pub(crate) struct Sub<const L: usize> {
-    pub(crate) filter: String<L>,
+    pub(crate) filter: String<L, u8>,
     pub(crate) qos: QoS,
     pub(crate) state: State,
 }
@@ -42,7 +42,7 @@ pub(crate) struct Subs<const S: usize, const L: usize> {
 
 impl<const S: usize, const L: usize> Subs<S, L> {
     pub(crate) const fn new() -> Self {
-        const { assert!(S <= 255, "at most 255 subscriptions") };
+        const { assert!(S <= 255 && L <= 255, "at most 255 subscriptions of at most 255 bytes") };
         Self { slots: [const { None }; S] }
     }
 
