@@ -105,11 +105,11 @@ fn main() -> ! {
 #[cfg(not(feature = "client"))]
 #[entry]
 fn main() -> ! {
-    use embedded_io::{Read, Write};
     static mut BUF: [u8; 256] = [0; 256];
+    use embedded_io::{Read, Write};
     loop {
         let _ = black_box(millis());
-        if let Ok(n) = Opaque.read(BUF) {
+        if let Ok(n) = Opaque.read(BUF.as_mut_slice()) {
             let _ = Opaque.write(BUF.get(..n).unwrap_or_default());
         }
     }
