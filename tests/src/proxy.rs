@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 struct Ctl {
-    cut_on: Mutex<Option<PacketType>>,
+    /// Packet type that cuts the connection, per direction: [client to broker, broker to client].
+    cut_on: [Mutex<Option<PacketType>>; 2],
     frozen: AtomicBool,
     kill: watch::Sender<u64>,
     cuts: AtomicUsize,
@@ -34,7 +35,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let ctl = Arc::new(Ctl {
-            cut_on: Mutex::new(None),
+            cut_on: [Mutex::new(None), Mutex::new(None)],
             frozen: AtomicBool::new(false),
             kill: watch::channel(0).0,
             cuts: AtomicUsize::new(0),
@@ -52,10 +53,15 @@ impl Proxy {
 
     /// The next time a client sends a packet of this type, the relay drops it and closes that connection.
     pub fn cut_on_client_packet(&self, kind: PacketType) {
-        *self.ctl.cut_on.lock().unwrap() = Some(kind);
+        *self.ctl.cut_on[0].lock().unwrap() = Some(kind);
     }
 
-    /// How many connections were cut by [`Proxy::cut_on_client_packet`].
+    /// The next time the broker sends a packet of this type, the relay drops it and closes that connection.
+    pub fn cut_on_server_packet(&self, kind: PacketType) {
+        *self.ctl.cut_on[1].lock().unwrap() = Some(kind);
+    }
+
+    /// How many connections were cut by [`Proxy::cut_on_client_packet`] or [`Proxy::cut_on_server_packet`].
     pub fn cuts(&self) -> usize {
         self.ctl.cuts.load(Ordering::SeqCst)
     }
@@ -83,14 +89,14 @@ async fn relay(client: TcpStream, server: TcpStream, ctl: Arc<Ctl>) {
     let (crd, cwr) = client.into_split();
     let (srd, swr) = server.into_split();
     tokio::select! {
-        () = upstream(crd, swr, &ctl) => {}
-        () = downstream(srd, cwr, &ctl) => {}
+        () = pump(crd, swr, &ctl, 0) => {}
+        () = pump(srd, cwr, &ctl, 1) => {}
         _ = kill.changed() => {}
     }
 }
 
-/// Client to broker, frame by frame, so a packet type can be intercepted.
-async fn upstream(mut rd: OwnedReadHalf, mut wr: OwnedWriteHalf, ctl: &Ctl) {
+/// One direction, frame by frame, so a packet type can be intercepted.
+async fn pump(mut rd: OwnedReadHalf, mut wr: OwnedWriteHalf, ctl: &Ctl, dir: usize) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -108,7 +114,7 @@ async fn upstream(mut rd: OwnedReadHalf, mut wr: OwnedWriteHalf, ctl: &Ctl) {
                 Ok(Some(len)) => {
                     let kind = buf.first().and_then(|b| PacketType::from_u8(b >> 4));
                     {
-                        let mut cut = ctl.cut_on.lock().unwrap();
+                        let mut cut = ctl.cut_on[dir].lock().unwrap();
                         if kind.is_some() && *cut == kind {
                             *cut = None;
                             ctl.cuts.fetch_add(1, Ordering::SeqCst);
@@ -129,22 +135,6 @@ async fn upstream(mut rd: OwnedReadHalf, mut wr: OwnedWriteHalf, ctl: &Ctl) {
                     break;
                 }
             }
-        }
-    }
-}
-
-async fn downstream(mut rd: OwnedReadHalf, mut wr: OwnedWriteHalf, ctl: &Ctl) {
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if ctl.frozen.load(Ordering::SeqCst) {
-            continue;
-        }
-        if wr.write_all(&chunk[..n]).await.is_err() {
-            return;
         }
     }
 }
