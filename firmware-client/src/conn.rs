@@ -35,7 +35,7 @@ impl<'a> Buffers<'a> {
     pub(crate) fn release(&mut self) {
         if self.rx_used > 0 {
             if let Some(live) = self.rx.get_mut(..self.rx_len) {
-                live.copy_within(self.rx_used.min(live.len()).., 0);
+                crate::session::shift_down(live, self.rx_used);
             }
             self.rx_len = self.rx_len.saturating_sub(self.rx_used);
             self.rx_used = 0;

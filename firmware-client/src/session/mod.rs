@@ -14,6 +14,7 @@ mod store;
 mod subs;
 mod wire;
 
+pub(crate) use store::shift_down;
 pub use subs::SubId;
 
 use heapless::Vec;
@@ -244,7 +245,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             Link::Up => {}
         }
         if let Some(&(kind, pid)) = self.acks.first() {
-            self.acks.remove(0);
+            store::remove(&mut self.acks, 0);
             return wire::ack(kind, pid, out).map(Some).map_err(Error::Encode);
         }
         if self.disconnect_due {
@@ -364,7 +365,9 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             }
             Packet::PubComp(a) => Ok(self.complete(self.store.find(a.packet_id.get(), 2, true), a.packet_id, a.reason)),
             Packet::PubRel(a) => {
-                self.incoming.retain(|&p| p != a.packet_id.get());
+                if let Some(idx) = self.incoming.iter().position(|&p| p == a.packet_id.get()) {
+                    store::remove(&mut self.incoming, idx);
+                }
                 self.push_ack(AckKind::PubComp, a.packet_id)?;
                 Ok(None)
             }

@@ -17,6 +17,29 @@ const REL: u8 = 0b1000;
 /// The DUP flag in a PUBLISH's first byte.
 const DUP: u8 = 0b1000;
 
+/// Moves `buf[from..]` to the start of `buf`, one byte at a time: `copy_within` would link `memmove`, 1.5 KB of
+/// flash on Cortex-M for the few bytes the client moves.
+pub(crate) fn shift_down(buf: &mut [u8], from: usize) {
+    let mut i = 0usize;
+    while let Some(&b) = buf.get(i.saturating_add(from)) {
+        if let Some(d) = buf.get_mut(i) {
+            *d = b;
+        }
+        i = i.saturating_add(1);
+    }
+}
+
+/// `Vec::remove` without `memmove` (see [`shift_down`]).
+pub(crate) fn remove<T, const N: usize>(v: &mut Vec<T, N, u8>, idx: usize) {
+    let len = v.len();
+    for i in idx.saturating_add(1)..len {
+        v.swap(i.saturating_sub(1), i);
+    }
+    if idx < len {
+        v.pop();
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Entry {
     pid: u16,
@@ -86,7 +109,7 @@ impl<'a, const N: usize> Store<'a, N> {
         let start = self.start(idx);
         let Some(end) = start.checked_add(len).filter(|&end| end <= self.used) else { return };
         if let Some(region) = self.buf.get_mut(start..self.used) {
-            region.copy_within(len.., 0);
+            shift_down(region, len);
         }
         self.used = self.used.saturating_sub(end.saturating_sub(start));
     }
@@ -94,7 +117,7 @@ impl<'a, const N: usize> Store<'a, N> {
     pub(crate) fn remove(&mut self, idx: usize) {
         if idx < self.entries.len() {
             self.drop_bytes(idx);
-            self.entries.remove(idx);
+            remove(&mut self.entries, idx);
         }
     }
 
@@ -107,7 +130,9 @@ impl<'a, const N: usize> Store<'a, N> {
 
     /// The broker has no session: PUBRELs are pointless (the message was delivered), PUBLISHes are sent anew.
     pub(crate) fn forget_released(&mut self) {
-        self.entries.retain(|e| e.flags & REL == 0);
+        while let Some(idx) = self.entries.iter().position(|e| e.flags & REL != 0) {
+            remove(&mut self.entries, idx);
+        }
     }
 
     pub(crate) fn pid_in_use(&self, pid: u16) -> bool {

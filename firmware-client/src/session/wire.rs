@@ -110,7 +110,8 @@ pub(crate) fn connect(
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
     let v5 = version.is_v5();
-    if opts.client_id.contains('\0') || opts.username.is_some_and(|u| u.contains('\0')) {
+    let nul = |s: &str| s.bytes().any(|b| b == 0);
+    if nul(opts.client_id) || opts.username.is_some_and(nul) {
         return Err(EncodeError::InvalidValue);
     }
     if !v5 && opts.password.is_some() && opts.username.is_none() {
