@@ -236,3 +236,44 @@ async fn retained_will_is_stored() {
     assert_eq!((p.text().as_str(), p.retain), ("offline", true));
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn will_to_a_dollar_topic_is_not_published() {
+    let b = start_default_broker().await;
+    let name = unique("dollar-will");
+    let dollar = format!("$will/{name}");
+    let mut watcher = RawClient::connect_v311(b.addr, &unique("watch")).await;
+    let codes = watcher.subscribe(&[("#", Qos::AtLeastOnce), (&dollar, Qos::AtLeastOnce)]).await;
+    assert_eq!(codes, vec![1, 1]);
+    let opts = ConnectOpts::new(&unique("forger")).will(&dollar, b"forged", Qos::AtLeastOnce, true);
+    let (c, _) = RawClient::connect(b.addr, &opts).await;
+    c.drop_connection();
+    b.wait_stats("the forger to be gone", |s| s.clients_connected == 1).await;
+    watcher.expect_silence(QUIET).await;
+    assert_eq!(b.stats().retained_messages, 0);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_persistent_session_expires_when_configured() {
+    let mut settings = Settings::default();
+    settings.sessions.persistent_session_expiry = Some(Duration::from_millis(500));
+    let b = start_broker(settings).await;
+    let id = unique("expiring");
+    let topic = unique("expiring/t");
+    let opts = ConnectOpts::new(&id).clean(false);
+    let (mut sub, _) = RawClient::connect(b.addr, &opts).await;
+    sub.subscribe_one(&topic, Qos::AtLeastOnce).await;
+    sub.disconnect().await;
+    // Kept for a while...
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(b.broker.session_stats(&id).is_some(), "the session is kept right after the disconnect");
+    // ...then discarded.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let mut publisher = RawClient::connect_v311(b.addr, &unique("pub")).await;
+    publisher.publish_acked(&topic, b"nobody", Qos::AtLeastOnce, false).await;
+    let (mut sub, present) = RawClient::connect(b.addr, &opts).await;
+    assert!(!present, "the session expired 500 ms after the disconnect");
+    sub.expect_silence(QUIET).await;
+    b.shutdown().await;
+}
