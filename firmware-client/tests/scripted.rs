@@ -275,3 +275,21 @@ fn broker_closing_the_connection_is_reported() {
     let s = connect(&mut c, 64, 3, true);
     assert_eq!(s.unread(), 0);
 }
+
+#[test]
+fn disconnect_sends_disconnect_and_a_later_connect_resumes() {
+    let (mut store, mut rx, mut tx) = bufs();
+    let mut c = TestClient::new(Session::new(opts("c"), &mut store), &mut rx, &mut tx);
+    let s = connect(&mut c, 64, 0, false);
+    c.publish(Message::new("t", b"1", QoS::AtLeastOnce)).unwrap();
+    pump(&mut c, &s, t(1)).unwrap();
+    assert_eq!(s.take(), [0x32, 6, 0, 1, b't', 0, 1, b'1']);
+    let old = c.disconnect(t(2)).unwrap();
+    assert!(old.is_some(), "the transport is handed back for closing");
+    assert_eq!(s.take(), [0xe0, 0]);
+    assert!(!c.session().is_connected());
+    assert_eq!(c.poll(t(3)).unwrap_err(), ClientError::NoTransport);
+    let s = connect(&mut c, 64, 4, true);
+    pump(&mut c, &s, t(5)).unwrap();
+    assert_eq!(s.take(), [0x3a, 6, 0, 1, b't', 0, 1, b'1'], "unacknowledged QoS 1 resent with DUP=1");
+}
