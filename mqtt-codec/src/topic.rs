@@ -146,21 +146,20 @@ impl defmt::Format for TopicFilter<'_> {
     }
 }
 
-/// One pass over the bytes, for the common case of a valid filter: every `+` and `#` fills its level, `#` ends the
-/// filter, and there is no U+0000. [`check_filter`] falls back to its level-by-level walk to name the error.
+/// The common case of a valid filter, in one pass: every `+` and `#` fills its level, nothing follows `#`, and
+/// there is no U+0000. [`check_filter`] falls back to its level-by-level walk to name the error.
 fn filter_is_valid(s: &[u8]) -> bool {
-    // `prev` starts as a virtual separator before the first level.
-    let (mut prev, mut ended) = (b'/', false);
-    for &b in s {
-        let wildcard_ok = prev == b'/' || !matches!(b, b'+' | b'#');
-        let after_plus_ok = prev != b'+' || b == b'/';
-        if ended || b == 0 || !wildcard_ok || !after_plus_ok {
-            return false;
+    let at = |i: Option<usize>| i.and_then(|i| s.get(i)).copied();
+    let byte_ok = |(i, &b): (usize, &u8)| match b {
+        0 => false,
+        b'+' | b'#' => {
+            let next = at(i.checked_add(1));
+            matches!(at(i.checked_sub(1)), None | Some(b'/'))
+                && if b == b'#' { next.is_none() } else { matches!(next, None | Some(b'/')) }
         }
-        ended = b == b'#';
-        prev = b;
-    }
-    !s.is_empty()
+        _ => true,
+    };
+    !s.is_empty() && s.iter().enumerate().all(byte_ok)
 }
 
 fn check_filter(s: &str) -> Result<(), DecodeError> {
