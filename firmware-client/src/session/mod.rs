@@ -280,15 +280,9 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         let pid = self.alloc_pid().ok_or(Error::BufferTooSmall)?;
         let Some(s) = self.subs.get_mut(id) else { return Ok(None) };
         let filter = TopicFilter::new(&s.filter).map_err(Error::Malformed)?;
-        let n = if s.state == SubState::ToSubscribe {
-            let n = wire::subscribe(pid, filter, s.qos, version, out).map_err(Error::Encode)?;
-            s.state = SubState::Subscribing(pid.get());
-            n
-        } else {
-            let n = wire::unsubscribe(pid, filter, version, out).map_err(Error::Encode)?;
-            s.state = SubState::Unsubscribing(pid.get());
-            n
-        };
+        let subscribing = s.state == SubState::ToSubscribe;
+        let n = wire::subscribe(pid, filter, subscribing.then_some(s.qos), version, out).map_err(Error::Encode)?;
+        s.state = if subscribing { SubState::Subscribing(pid.get()) } else { SubState::Unsubscribing(pid.get()) };
         Ok(Some(n))
     }
 

@@ -21,49 +21,46 @@ pub(crate) enum AckKind {
     PubComp = 0x70,
 }
 
-/// A cursor over the output; `None` means it ran out of room (never, after [`frame`] sized it).
+/// A cursor over an output region sized by [`frame`]. Writes past its end are dropped and caught by
+/// [`Writer::finish`], so the encoders need no error path per field.
 struct Writer<'o> {
     out: &'o mut [u8],
     pos: usize,
 }
 
 impl Writer<'_> {
-    fn u8(&mut self, b: u8) -> Option<()> {
-        *self.out.get_mut(self.pos)? = b;
-        self.pos = self.pos.checked_add(1)?;
-        Some(())
-    }
-
-    fn u16(&mut self, v: u16) -> Option<()> {
-        self.raw(&v.to_be_bytes())
-    }
-
-    fn u32(&mut self, v: u32) -> Option<()> {
-        self.raw(&v.to_be_bytes())
-    }
-
-    fn raw(&mut self, b: &[u8]) -> Option<()> {
-        let end = self.pos.checked_add(b.len())?;
-        self.out.get_mut(self.pos..end)?.copy_from_slice(b);
-        self.pos = end;
-        Some(())
-    }
-
-    /// A two-byte length and the bytes (length checked by [`field`] when sizing).
-    fn field(&mut self, b: &[u8]) -> Option<()> {
-        self.u16(u16::try_from(b.len()).ok()?)?;
-        self.raw(b)
-    }
-
-    fn varint(&mut self, mut v: usize) -> Option<()> {
-        loop {
-            let byte = u8::try_from(v & 0x7f).ok()?;
-            v >>= 7;
-            if v == 0 {
-                return self.u8(byte);
-            }
-            self.u8(byte | 0x80)?;
+    fn u8(&mut self, b: u8) {
+        if let Some(x) = self.out.get_mut(self.pos) {
+            *x = b;
         }
+        self.pos = self.pos.saturating_add(1);
+    }
+
+    fn u16(&mut self, v: u16) {
+        self.raw(&v.to_be_bytes());
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.raw(&v.to_be_bytes());
+    }
+
+    fn raw(&mut self, b: &[u8]) {
+        let end = self.pos.saturating_add(b.len());
+        if let Some(x) = self.out.get_mut(self.pos..end) {
+            x.copy_from_slice(b);
+        }
+        self.pos = end;
+    }
+
+    /// A two-byte length and the bytes; [`field`] checked the length when sizing.
+    fn field(&mut self, b: &[u8]) {
+        self.u16(u16::try_from(b.len()).unwrap_or(u16::MAX));
+        self.raw(b);
+    }
+
+    /// The packet length, once everything was written exactly into the region.
+    fn finish(self) -> Result<usize, EncodeError> {
+        if self.pos == self.out.len() { Ok(self.pos) } else { Err(EncodeError::InvalidValue) }
     }
 }
 
@@ -75,29 +72,36 @@ fn field(b: &[u8]) -> Result<usize, EncodeError> {
     Ok(b.len().saturating_add(2))
 }
 
-/// Writes a fixed header and a `body_len`-byte body, after checking the whole packet fits `out`.
-fn frame(
-    out: &mut [u8],
-    first: u8,
-    body_len: usize,
-    body: impl FnOnce(&mut Writer<'_>) -> Option<()>,
-) -> Result<usize, EncodeError> {
-    let header = match body_len {
-        0..=127 => 2,
-        128..=16_383 => 3,
-        16_384..=2_097_151 => 4,
-        2_097_152..=268_435_455 => 5,
-        _ => return Err(EncodeError::PacketTooLong),
-    };
+/// Checks that a packet with a `body_len`-byte body fits `out`, writes its fixed header and returns a writer for
+/// the body over exactly the packet's bytes.
+fn frame(out: &mut [u8], first: u8, body_len: usize) -> Result<Writer<'_>, EncodeError> {
+    if body_len > 268_435_455 {
+        return Err(EncodeError::PacketTooLong);
+    }
+    let mut header = 2usize;
+    let mut rest = body_len >> 7;
+    while rest > 0 {
+        header = header.saturating_add(1);
+        rest >>= 7;
+    }
     let total = body_len.saturating_add(header);
     let available = out.len();
     let Some(out) = out.get_mut(..total) else { return Err(EncodeError::BufferTooSmall { needed: total, available }) };
     let mut w = Writer { out, pos: 0 };
-    w.u8(first).and_then(|()| w.varint(body_len)).and_then(|()| body(&mut w)).ok_or(EncodeError::InvalidValue)?;
-    if w.pos == total { Ok(total) } else { Err(EncodeError::InvalidValue) }
+    w.u8(first);
+    let mut v = body_len;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            w.u8(byte);
+            return Ok(w);
+        }
+        w.u8(byte | 0x80);
+    }
 }
 
-/// Sums field sizes, failing on the first too long.
+/// Sums field sizes, failing on overflow.
 fn sum(parts: &[usize]) -> Result<usize, EncodeError> {
     parts.iter().try_fold(0usize, |acc, &p| acc.checked_add(p)).ok_or(EncodeError::PacketTooLong)
 }
@@ -120,9 +124,9 @@ pub(crate) fn connect(
     let mut flags = 0u8;
     let mut len = sum(&[10, field(opts.client_id.as_bytes())?])?;
     // Properties: Session Expiry Interval, Receive Maximum, Maximum Packet Size; will properties: none.
-    const PROPS: usize = 13;
+    const PROPS: u8 = 13;
     if v5 {
-        len = sum(&[len, 1, PROPS])?;
+        len = sum(&[len, 1, usize::from(PROPS)])?;
     }
     if let Some(w) = &opts.will {
         TopicName::new(w.topic).map_err(|_| EncodeError::InvalidValue)?;
@@ -140,39 +144,38 @@ pub(crate) fn connect(
     if opts.clean_start {
         flags |= 0x02;
     }
-    frame(out, 0x10, len, |w| {
-        w.field(b"MQTT")?;
-        w.u8(version.level())?;
-        w.u8(flags)?;
-        w.u16(opts.keep_alive_secs)?;
+    let mut w = frame(out, 0x10, len)?;
+    w.field(b"MQTT");
+    w.u8(version.level());
+    w.u8(flags);
+    w.u16(opts.keep_alive_secs);
+    if v5 {
+        w.u8(PROPS);
+        w.u8(0x11);
+        #[cfg(feature = "v5")]
+        w.u32(opts.session_expiry_secs);
+        #[cfg(not(feature = "v5"))]
+        w.u32(0);
+        w.u8(0x21);
+        w.u16(receive_max);
+        w.u8(0x27);
+        w.u32(max_in);
+    }
+    w.field(opts.client_id.as_bytes());
+    if let Some(will) = &opts.will {
         if v5 {
-            w.u8(PROPS as u8)?;
-            w.u8(0x11)?;
-            #[cfg(feature = "v5")]
-            w.u32(opts.session_expiry_secs)?;
-            #[cfg(not(feature = "v5"))]
-            w.u32(0)?;
-            w.u8(0x21)?;
-            w.u16(receive_max)?;
-            w.u8(0x27)?;
-            w.u32(max_in)?;
+            w.u8(0);
         }
-        w.field(opts.client_id.as_bytes())?;
-        if let Some(will) = &opts.will {
-            if v5 {
-                w.u8(0)?;
-            }
-            w.field(will.topic.as_bytes())?;
-            w.field(will.payload)?;
-        }
-        if let Some(u) = opts.username {
-            w.field(u.as_bytes())?;
-        }
-        if let Some(p) = opts.password {
-            w.field(p)?;
-        }
-        Some(())
-    })
+        w.field(will.topic.as_bytes());
+        w.field(will.payload);
+    }
+    if let Some(u) = opts.username {
+        w.field(u.as_bytes());
+    }
+    if let Some(p) = opts.password {
+        w.field(p);
+    }
+    w.finish()
 }
 
 /// PUBLISH with DUP=0 (the store sets DUP on its copy once sent). `pid` is ignored for QoS 0.
@@ -187,66 +190,56 @@ pub(crate) fn publish(
 ) -> Result<usize, EncodeError> {
     let has_pid = qos != QoS::AtMostOnce;
     let v5 = version.is_v5();
-    let len = sum(&[field(topic.as_str().as_bytes())?, if has_pid { 2 } else { 0 }, usize::from(v5), payload.len()])?;
-    frame(out, 0x30 | ((qos as u8) << 1) | u8::from(retain), len, |w| {
-        w.field(topic.as_str().as_bytes())?;
-        if has_pid {
-            w.u16(pid.get())?;
-        }
-        if v5 {
-            w.u8(0)?;
-        }
-        w.raw(payload)
-    })
+    let topic = topic.as_str().as_bytes();
+    let len = sum(&[field(topic)?, if has_pid { 2 } else { 0 }, usize::from(v5), payload.len()])?;
+    let mut w = frame(out, 0x30 | ((qos as u8) << 1) | u8::from(retain), len)?;
+    w.field(topic);
+    if has_pid {
+        w.u16(pid.get());
+    }
+    if v5 {
+        w.u8(0);
+    }
+    w.raw(payload);
+    w.finish()
 }
 
 pub(crate) fn ack(kind: AckKind, pid: PacketId, out: &mut [u8]) -> Result<usize, EncodeError> {
-    frame(out, kind as u8, 2, |w| w.u16(pid.get()))
+    let mut w = frame(out, kind as u8, 2)?;
+    w.u16(pid.get());
+    w.finish()
 }
 
+/// SUBSCRIBE to `filter` with maximum QoS `qos`, or UNSUBSCRIBE from it when `qos` is `None`.
 pub(crate) fn subscribe(
     pid: PacketId,
     filter: TopicFilter<'_>,
-    qos: QoS,
+    qos: Option<QoS>,
     version: ProtocolVersion,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
     let v5 = version.is_v5();
-    let len = sum(&[2, usize::from(v5), field(filter.as_str().as_bytes())?, 1])?;
-    frame(out, 0x82, len, |w| {
-        w.u16(pid.get())?;
-        if v5 {
-            w.u8(0)?;
-        }
-        w.field(filter.as_str().as_bytes())?;
-        w.u8(qos as u8)
-    })
-}
-
-pub(crate) fn unsubscribe(
-    pid: PacketId,
-    filter: TopicFilter<'_>,
-    version: ProtocolVersion,
-    out: &mut [u8],
-) -> Result<usize, EncodeError> {
-    let v5 = version.is_v5();
-    let len = sum(&[2, usize::from(v5), field(filter.as_str().as_bytes())?])?;
-    frame(out, 0xa2, len, |w| {
-        w.u16(pid.get())?;
-        if v5 {
-            w.u8(0)?;
-        }
-        w.field(filter.as_str().as_bytes())
-    })
+    let filter = filter.as_str().as_bytes();
+    let len = sum(&[2, usize::from(v5), field(filter)?, usize::from(qos.is_some())])?;
+    let mut w = frame(out, if qos.is_some() { 0x82 } else { 0xa2 }, len)?;
+    w.u16(pid.get());
+    if v5 {
+        w.u8(0);
+    }
+    w.field(filter);
+    if let Some(q) = qos {
+        w.u8(q as u8);
+    }
+    w.finish()
 }
 
 pub(crate) fn pingreq(out: &mut [u8]) -> Result<usize, EncodeError> {
-    frame(out, 0xc0, 0, |_| Some(()))
+    frame(out, 0xc0, 0)?.finish()
 }
 
 /// DISCONNECT; in MQTT 5 an empty body means Normal Disconnection.
 pub(crate) fn disconnect(out: &mut [u8]) -> Result<usize, EncodeError> {
-    frame(out, 0xe0, 0, |_| Some(()))
+    frame(out, 0xe0, 0)?.finish()
 }
 
 #[cfg(feature = "v5")]
