@@ -41,7 +41,7 @@ pub struct TestBroker {
 /// # Panics
 /// When the settings are refused or the port cannot be bound.
 pub async fn start_broker(settings: Settings) -> TestBroker {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = within("bind 127.0.0.1:0", TcpListener::bind("127.0.0.1:0")).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let broker = Broker::new(settings).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

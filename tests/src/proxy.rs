@@ -32,7 +32,7 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a relay to `target` on 127.0.0.1:0.
     pub async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::within("bind 127.0.0.1:0", TcpListener::bind("127.0.0.1:0")).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let ctl = Arc::new(Ctl {
             cut_on: [Mutex::new(None), Mutex::new(None)],
@@ -43,7 +43,8 @@ impl Proxy {
         let c = ctl.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(target).await else { continue };
+                let connecting = tokio::time::timeout(crate::WAIT, TcpStream::connect(target)).await;
+                let Ok(Ok(server)) = connecting else { continue };
                 let _ = (client.set_nodelay(true), server.set_nodelay(true));
                 tokio::spawn(relay(client, server, c.clone()));
             }
