@@ -254,3 +254,26 @@ async fn traffic_resets_the_keepalive_and_zero_disables_it() {
     forever.assert_alive().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_every_connection() {
+    let b = start_default_broker().await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(RawClient::connect_v311(b.addr, &unique("bye")).await);
+    }
+    // One more socket that never sent CONNECT.
+    let mut pending = RawClient::tcp(b.addr).await;
+    b.wait_stats("5 clients", |s| s.clients_connected == 5).await;
+    let started = Instant::now();
+    let addr = b.addr;
+    b.shutdown().await;
+    // The listener is gone too.
+    let refused = tests::within("connect after shutdown", tokio::net::TcpStream::connect(addr)).await;
+    assert!(refused.is_err(), "still accepting after shutdown");
+    for c in &mut clients {
+        assert!(c.expect_closed(WAIT).await.is_empty());
+    }
+    pending.expect_closed(WAIT).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
+}
