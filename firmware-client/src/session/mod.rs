@@ -18,12 +18,25 @@ pub(crate) use store::shift_down;
 pub use subs::SubId;
 
 use heapless::Vec;
-use mqtt_codec::{Packet, PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicFilter, TopicName};
+use mqtt_codec::{PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicFilter, TopicName};
 
 use crate::{Error, Event, Instant, Message, Options, Rejected};
 use store::{Outgoing, Store};
 use subs::{State as SubState, Subs};
-use wire::AckKind;
+use wire::{AckKind, Inbound};
+
+/// The packet type of an inbound packet, for errors.
+fn packet_type(p: &Inbound<'_>) -> u8 {
+    match p {
+        Inbound::ConnAck { .. } => 2,
+        Inbound::Publish { .. } => 3,
+        Inbound::Ack(kind, ..) | Inbound::Other(kind) => *kind,
+        Inbound::SubAck(..) => 9,
+        Inbound::UnsubAck(_) => 11,
+        Inbound::PingResp => 13,
+        Inbound::Disconnect(_) => 14,
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Link {
@@ -307,25 +320,23 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         self.acks.push((kind, pid)).map_err(|_| Error::Overrun)
     }
 
-    fn handle<'f>(&mut self, packet: Packet<'f>) -> Result<Option<Event<'f>>, Error> {
-        let unexpected = Error::Unexpected(packet.packet_type() as u8);
+    fn handle<'f>(&mut self, packet: Inbound<'f>) -> Result<Option<Event<'f>>, Error> {
         if matches!(self.link, Link::Connecting | Link::ConnectDue) {
             return match packet {
-                Packet::ConnAck(c) => self.on_connack(c),
-                _ => Err(unexpected),
+                Inbound::ConnAck { session_present, code, limits } => self.on_connack(session_present, code, limits),
+                _ => Err(Error::Unexpected(packet_type(&packet))),
             };
         }
         if self.link != Link::Up {
             return Err(Error::NotConnected);
         }
         match packet {
-            Packet::Publish(p) => {
-                let topic = p.topic.as_str();
+            Inbound::Publish { topic, payload, qos_pid, retain } => {
                 if topic.is_empty() {
                     // We never allow topic aliases, so an empty topic is a protocol error.
-                    return Err(unexpected);
+                    return Err(Error::Unexpected(3));
                 }
-                match p.qos_pid {
+                match qos_pid {
                     QosPid::AtMostOnce => {}
                     QosPid::AtLeastOnce(pid) => self.push_ack(AckKind::PubAck, pid)?,
                     QosPid::ExactlyOnce(pid) => {
@@ -340,16 +351,14 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
                         }
                     }
                 }
-                let qos = p.qos_pid.qos();
                 let sub = self.subs.matching(topic);
-                Ok(Some(Event::Message(Message { topic, payload: p.payload, qos, retain: p.retain }, sub)))
+                Ok(Some(Event::Message(Message { topic, payload, qos: qos_pid.qos(), retain }, sub)))
             }
-            Packet::PubAck(a) => Ok(self.complete(self.store.find(a.packet_id.get(), 1, false), a.packet_id, a.reason)),
-            Packet::PubRec(a) => {
-                let pid = a.packet_id;
+            Inbound::Ack(4, pid, reason) => Ok(self.complete(self.store.find(pid.get(), 1, false), pid, reason)),
+            Inbound::Ack(5, pid, reason) => {
                 if let Some(idx) = self.store.find(pid.get(), 2, false) {
-                    if a.reason.is_error() {
-                        return Ok(self.complete(Some(idx), pid, a.reason));
+                    if reason.is_error() {
+                        return Ok(self.complete(Some(idx), pid, reason));
                     }
                     self.store.release(idx);
                 } else if !self.store.resend_rel(pid.get()) {
@@ -357,23 +366,22 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
                 }
                 Ok(None)
             }
-            Packet::PubComp(a) => Ok(self.complete(self.store.find(a.packet_id.get(), 2, true), a.packet_id, a.reason)),
-            Packet::PubRel(a) => {
-                if let Some(idx) = self.incoming.iter().position(|&p| p == a.packet_id.get()) {
+            Inbound::Ack(6, pid, _) => {
+                if let Some(idx) = self.incoming.iter().position(|&p| p == pid.get()) {
                     store::remove(&mut self.incoming, idx);
                 }
-                self.push_ack(AckKind::PubComp, a.packet_id)?;
+                self.push_ack(AckKind::PubComp, pid)?;
                 Ok(None)
             }
-            Packet::SubAck(s) => {
-                let code = s.codes.iter().next().unwrap_or(ReasonCode::UnspecifiedError);
+            Inbound::Ack(_, pid, reason) => Ok(self.complete(self.store.find(pid.get(), 2, true), pid, reason)),
+            Inbound::SubAck(pid, code) => {
                 let granted = match code {
                     ReasonCode::Success => Some(QoS::AtMostOnce),
                     ReasonCode::GrantedQoS1 => Some(QoS::AtLeastOnce),
                     ReasonCode::GrantedQoS2 => Some(QoS::ExactlyOnce),
                     _ => None,
                 };
-                let Some((id, sub)) = self.subs.find(s.packet_id.get()) else { return Ok(None) };
+                let Some((id, sub)) = self.subs.find(pid.get()) else { return Ok(None) };
                 if granted.is_some() {
                     sub.state = SubState::Active;
                 } else {
@@ -381,17 +389,17 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
                 }
                 Ok(Some(Event::Subscribed { sub: id, granted }))
             }
-            Packet::UnsubAck(u) => {
-                let Some((id, _)) = self.subs.find(u.packet_id.get()) else { return Ok(None) };
+            Inbound::UnsubAck(pid) => {
+                let Some((id, _)) = self.subs.find(pid.get()) else { return Ok(None) };
                 self.subs.remove(id);
                 Ok(Some(Event::Unsubscribed { sub: id }))
             }
-            Packet::PingResp => {
+            Inbound::PingResp => {
                 self.ping_out = false;
                 Ok(None)
             }
-            Packet::Disconnect(d) => Err(Error::ServerDisconnect(d.reason)),
-            _ => Err(unexpected),
+            Inbound::Disconnect(reason) => Err(Error::ServerDisconnect(reason)),
+            other => Err(Error::Unexpected(packet_type(&other))),
         }
     }
 
@@ -404,30 +412,31 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         Some(Event::Published { pid, reason })
     }
 
-    fn on_connack<'f>(&mut self, c: mqtt_codec::ConnAck<'f>) -> Result<Option<Event<'f>>, Error> {
-        if c.code != ReasonCode::Success {
-            return Err(Error::Refused(c.code));
+    fn on_connack<'f>(
+        &mut self,
+        session_present: bool,
+        code: ReasonCode,
+        limits: wire::Limits,
+    ) -> Result<Option<Event<'f>>, Error> {
+        if code != ReasonCode::Success {
+            return Err(Error::Refused(code));
         }
         self.link = Link::Up;
         self.keep_alive_ms = u32::from(self.opts.keep_alive_secs).saturating_mul(1000);
-        #[cfg(feature = "v5")]
-        {
-            let p = &c.properties;
-            self.quota = p.receive_maximum().unwrap_or(u16::MAX);
-            if let Some(max) = p.maximum_packet_size() {
-                self.max_out = self.max_out.min(max);
-            }
-            if let Some(ka) = p.server_keep_alive() {
-                self.keep_alive_ms = u32::from(ka).saturating_mul(1000);
-            }
+        self.quota = limits.receive_max.unwrap_or(u16::MAX);
+        if let Some(max) = limits.max_packet {
+            self.max_out = self.max_out.min(max);
         }
-        if !c.session_present {
+        if let Some(ka) = limits.keep_alive {
+            self.keep_alive_ms = u32::from(ka).saturating_mul(1000);
+        }
+        if !session_present {
             self.store.forget_released();
             self.incoming.clear();
             self.subs.on_reconnect(false);
         }
-        debug!("connected, session present: {}", c.session_present);
-        Ok(Some(Event::Connected { session_present: c.session_present }))
+        debug!("connected, session present: {}", session_present);
+        Ok(Some(Event::Connected { session_present }))
     }
 
     /// Keepalive from the caller's clock: queues PINGREQ once the link has been idle for the keep alive interval,

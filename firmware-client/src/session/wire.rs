@@ -7,7 +7,9 @@
 //! against the codec byte for byte, and a property test checks that the decoder accepts exactly what the codec
 //! accepts.
 
-use mqtt_codec::{EncodeError, PacketId, ProtocolVersion, QoS, TopicFilter, TopicName};
+use mqtt_codec::{
+    DecodeError, EncodeError, PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicFilter, TopicName,
+};
 
 use crate::Options;
 
@@ -242,19 +244,91 @@ pub(crate) fn disconnect(out: &mut [u8]) -> Result<usize, EncodeError> {
     frame(out, 0xe0, 0)?.finish()
 }
 
-#[cfg(feature = "v5")]
-pub(crate) use mqtt_codec::decode;
+/// A packet from the broker, reduced to what the session uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inbound<'a> {
+    ConnAck {
+        session_present: bool,
+        code: ReasonCode,
+        /// MQTT 5: Receive Maximum, Maximum Packet Size, Server Keep Alive.
+        limits: Limits,
+    },
+    Publish {
+        topic: &'a str,
+        payload: &'a [u8],
+        qos_pid: QosPid,
+        retain: bool,
+    },
+    /// PUBACK, PUBREC, PUBREL or PUBCOMP: the packet type, identifier and (MQTT 5) reason.
+    Ack(u8, PacketId, ReasonCode),
+    /// SUBACK with its first code (the client subscribes one filter at a time).
+    SubAck(PacketId, ReasonCode),
+    UnsubAck(PacketId),
+    PingResp,
+    /// MQTT 5 DISCONNECT from the server.
+    #[cfg_attr(not(feature = "v5"), allow(dead_code))]
+    Disconnect(ReasonCode),
+    /// A packet type a server must not send (the 3.1.1 decoder refuses those outright).
+    #[cfg_attr(not(feature = "v5"), allow(dead_code))]
+    Other(u8),
+}
 
-#[cfg(not(feature = "v5"))]
-pub(crate) use v311::decode;
+/// MQTT 5 CONNACK properties the session obeys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Limits {
+    pub(crate) receive_max: Option<u16>,
+    pub(crate) max_packet: Option<u32>,
+    pub(crate) keep_alive: Option<u16>,
+}
+
+/// Decodes one framed packet from the broker.
+pub(crate) fn decode(frame: &[u8], version: ProtocolVersion) -> Result<Inbound<'_>, DecodeError> {
+    #[cfg(feature = "v5")]
+    return mqtt_codec::decode(frame, version).map(inbound);
+    #[cfg(not(feature = "v5"))]
+    v311::decode(frame, version)
+}
+
+/// The session's view of a packet decoded by `mqtt-codec`.
+#[cfg(any(test, feature = "v5"))]
+pub(crate) fn inbound(p: mqtt_codec::Packet<'_>) -> Inbound<'_> {
+    use mqtt_codec::{Packet, Property};
+    match p {
+        Packet::ConnAck(c) => {
+            let mut limits = Limits::default();
+            for p in c.properties.iter() {
+                match p {
+                    Property::ReceiveMaximum(v) => limits.receive_max = Some(v),
+                    Property::MaximumPacketSize(v) => limits.max_packet = Some(v),
+                    Property::ServerKeepAlive(v) => limits.keep_alive = Some(v),
+                    _ => {}
+                }
+            }
+            Inbound::ConnAck { session_present: c.session_present, code: c.code, limits }
+        }
+        Packet::Publish(p) => {
+            Inbound::Publish { topic: p.topic.as_str(), payload: p.payload, qos_pid: p.qos_pid, retain: p.retain }
+        }
+        Packet::PubAck(a) => Inbound::Ack(4, a.packet_id, a.reason),
+        Packet::PubRec(a) => Inbound::Ack(5, a.packet_id, a.reason),
+        Packet::PubRel(a) => Inbound::Ack(6, a.packet_id, a.reason),
+        Packet::PubComp(a) => Inbound::Ack(7, a.packet_id, a.reason),
+        Packet::SubAck(s) => {
+            Inbound::SubAck(s.packet_id, s.codes.iter().next().unwrap_or(ReasonCode::UnspecifiedError))
+        }
+        Packet::UnsubAck(u) => Inbound::UnsubAck(u.packet_id),
+        Packet::PingResp => Inbound::PingResp,
+        Packet::Disconnect(d) => Inbound::Disconnect(d.reason),
+        other => Inbound::Other(other.packet_type() as u8),
+    }
+}
 
 /// The MQTT 3.1.1 decoder for the packets a server sends, as strict as `mqtt_codec::decode`.
 #[cfg(any(test, not(feature = "v5")))]
 pub(crate) mod v311 {
-    use mqtt_codec::{
-        Ack, ConnAck, DecodeError, List, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, QosPid,
-        ReasonCode, SubAck, TopicName, UnsubAck,
-    };
+    use mqtt_codec::{DecodeError, PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicName};
+
+    use super::{Inbound, Limits};
 
     fn pid(b: &[u8]) -> Result<PacketId, DecodeError> {
         match b {
@@ -264,20 +338,18 @@ pub(crate) mod v311 {
         }
     }
 
-    fn suback_code(b: u8) -> Result<&'static [ReasonCode], DecodeError> {
-        Ok(match b {
-            0 => &[ReasonCode::Success],
-            1 => &[ReasonCode::GrantedQoS1],
-            2 => &[ReasonCode::GrantedQoS2],
-            0x80 => &[ReasonCode::UnspecifiedError],
-            code => return Err(DecodeError::InvalidReasonCode { packet_type: 9, code }),
-        })
+    fn suback_code(code: u8) -> Result<ReasonCode, DecodeError> {
+        match code {
+            0 | 1 | 2 | 0x80 => {
+                ReasonCode::from_u8(code).ok_or(DecodeError::InvalidReasonCode { packet_type: 9, code })
+            }
+            _ => Err(DecodeError::InvalidReasonCode { packet_type: 9, code }),
+        }
     }
 
-    /// Decodes one framed MQTT 3.1.1 packet of a type a server sends. Client packet types are refused as
-    /// [`DecodeError::InvalidPacketType`]. A SUBACK keeps only its first return code (the client subscribes one
-    /// filter at a time), after checking them all.
-    pub(crate) fn decode(frame: &[u8], _version: ProtocolVersion) -> Result<Packet<'_>, DecodeError> {
+    /// Decodes one framed MQTT 3.1.1 packet of a type a server sends; other types are refused as
+    /// [`DecodeError::InvalidPacketType`]. A SUBACK keeps only its first return code, after checking them all.
+    pub(crate) fn decode(frame: &[u8], _version: ProtocolVersion) -> Result<Inbound<'_>, DecodeError> {
         let (&first, rest) = frame.split_first().ok_or(DecodeError::Truncated)?;
         match mqtt_codec::frame_len(frame, u32::MAX)? {
             Some(total) if total == frame.len() => {}
@@ -289,7 +361,7 @@ pub(crate) mod v311 {
         let body = rest.get(header.saturating_add(1)..).ok_or(DecodeError::Truncated)?;
         let (kind, flags) = (first >> 4, first & 0x0f);
         let fixed = if kind == 6 { 2 } else { 0 };
-        if kind != 3 && matches!(kind, 2 | 4..=7 | 9 | 11 | 13) && flags != fixed {
+        if matches!(kind, 2 | 4..=7 | 9 | 11 | 13) && flags != fixed {
             return Err(DecodeError::InvalidHeaderFlags { packet_type: kind, flags });
         }
         Ok(match kind {
@@ -306,7 +378,7 @@ pub(crate) mod v311 {
                 if session_present && code != ReasonCode::Success {
                     return Err(DecodeError::SessionPresentOnRefusal);
                 }
-                Packet::ConnAck(ConnAck { session_present, code, properties: Properties::empty() })
+                Inbound::ConnAck { session_present, code, limits: Limits::default() }
             }
             3 => {
                 let dup = flags & 0b1000 != 0;
@@ -318,7 +390,7 @@ pub(crate) mod v311 {
                 let (topic, rest) =
                     rest.split_at_checked(usize::from(u16::from_be_bytes(*len))).ok_or(DecodeError::Truncated)?;
                 let topic = core::str::from_utf8(topic).map_err(|_| DecodeError::InvalidUtf8)?;
-                let topic = TopicName::new(topic)?;
+                let topic = TopicName::new(topic)?.as_str();
                 let (qos_pid, payload) = match qos {
                     QoS::AtMostOnce => (QosPid::AtMostOnce, rest),
                     _ => {
@@ -326,41 +398,23 @@ pub(crate) mod v311 {
                         (QosPid::from_parts(qos, pid(id)?), payload)
                     }
                 };
-                Packet::Publish(Publish {
-                    dup,
-                    qos_pid,
-                    retain: flags & 1 != 0,
-                    topic,
-                    properties: Properties::empty(),
-                    payload,
-                })
+                Inbound::Publish { topic, payload, qos_pid, retain: flags & 1 != 0 }
             }
-            4 => Packet::PubAck(Ack::new(pid(body)?)),
-            5 => Packet::PubRec(Ack::new(pid(body)?)),
-            6 => Packet::PubRel(Ack::new(pid(body)?)),
-            7 => Packet::PubComp(Ack::new(pid(body)?)),
+            4..=7 => Inbound::Ack(kind, pid(body)?, ReasonCode::Success),
             9 => {
                 let (id, codes) = body.split_at_checked(2).ok_or(DecodeError::Truncated)?;
                 let packet_id = pid(id)?;
                 let (&first_code, more) = codes.split_first().ok_or(DecodeError::EmptyPayload)?;
-                let first_code = suback_code(first_code)?;
                 for &c in more {
                     suback_code(c)?;
                 }
-                Packet::SubAck(SubAck {
-                    packet_id,
-                    properties: Properties::empty(),
-                    codes: List::from_slice(first_code),
-                })
+                Inbound::SubAck(packet_id, suback_code(first_code)?)
             }
-            11 => Packet::UnsubAck(UnsubAck {
-                packet_id: pid(body)?,
-                properties: Properties::empty(),
-                codes: List::from_slice(&[]),
-            }),
-            13 if body.is_empty() => Packet::PingResp,
+            11 => Inbound::UnsubAck(pid(body)?),
+            13 if body.is_empty() => Inbound::PingResp,
             13 => return Err(DecodeError::TrailingBytes),
-            other => return Err(DecodeError::InvalidPacketType(other)),
+            // Client packet types, and DISCONNECT, which a 3.1.1 server never sends.
+            _ => return Err(DecodeError::InvalidPacketType(kind)),
         })
     }
 }
