@@ -385,3 +385,58 @@ async fn max_retained_messages_is_a_hard_limit() {
     publisher.assert_alive().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_in_and_fan_out_lose_nothing() {
+    let b = start_default_broker().await;
+    let topic = unique("fan/t");
+    const SUBS: usize = 10;
+    const PUBS: usize = 5;
+    const EACH: usize = 40;
+    let mut readers = Vec::new();
+    for _ in 0..SUBS {
+        let mut s = RawClient::connect_v311(b.addr, &unique("fan-sub")).await;
+        s.subscribe_one(&format!("{topic}/+"), Qos::AtLeastOnce).await;
+        readers.push(tokio::spawn(async move {
+            let got = s.recv_acking(PUBS * EACH).await;
+            // Per publisher, order is kept.
+            let mut per_pub = vec![Vec::new(); PUBS];
+            for p in got {
+                let (from, n) = p
+                    .text()
+                    .split_once(':')
+                    .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
+                    .unwrap();
+                per_pub[from].push(n);
+            }
+            per_pub
+        }));
+    }
+    let mut writers = Vec::new();
+    for from in 0..PUBS {
+        let addr = b.addr;
+        let topic = format!("{topic}/{from}");
+        writers.push(tokio::spawn(async move {
+            let mut p = RawClient::connect_v311(addr, &unique("fan-pub")).await;
+            for n in 0..EACH {
+                let qos = if n % 2 == 0 { Qos::AtLeastOnce } else { Qos::ExactlyOnce };
+                p.publish_acked(&topic, format!("{from}:{n}").as_bytes(), qos, false).await;
+            }
+        }));
+    }
+    for w in writers {
+        tests::within("a publisher", w).await.unwrap();
+    }
+    for r in readers {
+        let per_pub = tests::within("a subscriber", r).await.unwrap();
+        for got in per_pub {
+            assert_eq!(got, (0..EACH).collect::<Vec<_>>());
+        }
+    }
+    let s = b.stats();
+    assert_eq!(
+        (s.messages_received, s.messages_delivered, s.messages_dropped),
+        ((PUBS * EACH) as u64, (SUBS * PUBS * EACH) as u64, 0)
+    );
+    b.shutdown().await;
+}

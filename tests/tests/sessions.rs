@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tests::raw::{ConnectOpts, Qos, RawClient, Rx};
+use tests::raw::{ConnectOpts, Qos, RawClient, Rx, Version};
 use tests::{Settings, WAIT, start_broker, start_default_broker, unique};
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -274,6 +274,66 @@ async fn offline_persistent_session_expires_when_configured() {
     publisher.publish_acked(&topic, b"nobody", Qos::AtLeastOnce, false).await;
     let (mut sub, present) = RawClient::connect(b.addr, &opts).await;
     assert!(!present, "the session expired 500 ms after the disconnect");
+    sub.expect_silence(QUIET).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_resends_what_the_old_connection_left_unacknowledged() {
+    let b = start_default_broker().await;
+    let id = unique("handover");
+    let topic = unique("handover/t");
+    // The first connection speaks MQTT 3.1, the one taking over 3.1.1: the session does not care.
+    let (mut old, _) = RawClient::connect(b.addr, &ConnectOpts::new(&id).clean(false).version(Version::V31)).await;
+    old.subscribe_one(&topic, Qos::AtLeastOnce).await;
+    let mut publisher = RawClient::connect_v311(b.addr, &unique("pub")).await;
+    publisher.publish_acked(&topic, b"pending", Qos::AtLeastOnce, false).await;
+    let first = old.recv_publish().await;
+    assert!(!first.dup);
+
+    let (mut new, present) = RawClient::connect(b.addr, &ConnectOpts::new(&id).clean(false)).await;
+    assert!(present);
+    old.expect_closed(WAIT).await;
+    let again = new.recv_publish().await;
+    assert_eq!((again.text().as_str(), again.pid, again.dup), ("pending", first.pid, true));
+    new.puback(again.pid.unwrap()).await;
+    publisher.publish_acked(&topic, b"next", Qos::AtLeastOnce, false).await;
+    let next = new.recv_publish().await;
+    assert_eq!((next.text().as_str(), next.dup), ("next", false));
+    new.puback(next.pid.unwrap()).await;
+    new.expect_silence(QUIET).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_queue_limit_drops_visibly_and_keeps_the_oldest() {
+    let mut settings = Settings::default();
+    settings.limits.max_inflight_messages = 2;
+    settings.limits.max_queued_messages = 3;
+    let b = start_broker(settings).await;
+    let id = unique("offline-full");
+    let topic = unique("offline-full/t");
+    let opts = ConnectOpts::new(&id).clean(false);
+    let (mut sub, _) = RawClient::connect(b.addr, &opts).await;
+    sub.subscribe_one(&topic, Qos::AtLeastOnce).await;
+    sub.disconnect().await;
+    b.wait_stats("the subscriber offline", |s| s.clients_connected == 0).await;
+
+    let mut publisher = RawClient::connect_v311(b.addr, &unique("pub")).await;
+    const N: u64 = 10;
+    for i in 0..N {
+        publisher.publish_acked(&topic, i.to_string().as_bytes(), Qos::AtLeastOnce, false).await;
+    }
+    let s = b.wait_session(&id, "drops while offline", |s| s.dropped_messages > 0).await;
+    let kept = s.queued_messages + s.inflight_messages;
+    assert!((3..=5).contains(&kept), "an offline session keeps the queue (and at most the window): {s:?}");
+    assert_eq!(s.dropped_messages, N - kept as u64);
+    assert_eq!(b.stats().messages_dropped, s.dropped_messages);
+
+    let (mut sub, present) = RawClient::connect(b.addr, &opts).await;
+    assert!(present);
+    let got: Vec<String> = sub.recv_acking(kept).await.iter().map(|p| p.text()).collect();
+    assert_eq!(got, (0..kept).map(|i| i.to_string()).collect::<Vec<_>>(), "the oldest are kept, in order");
     sub.expect_silence(QUIET).await;
     b.shutdown().await;
 }
