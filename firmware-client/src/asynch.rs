@@ -57,6 +57,26 @@ impl<'a, T: Read + Write, const INFLIGHT: usize, const SUBS: usize, const TOPIC:
         Ok(old)
     }
 
+    /// Starts a new connection over the current transport, which the caller has reopened in place (an
+    /// embassy-net `TcpSocket`, for example, is reused: `abort`, then `connect` again); see
+    /// [`Client::transport_mut`].
+    ///
+    /// # Errors
+    /// [`ClientError::NoTransport`], or when CONNECT cannot be written.
+    pub async fn reconnect(&mut self, now: Instant) -> Result<(), ClientError<T::Error>> {
+        if self.transport.is_none() {
+            return Err(ClientError::NoTransport);
+        }
+        self.bufs.reset();
+        self.session.connect(now);
+        self.flush(now).await
+    }
+
+    /// The transport, to reopen it in place before [`Client::reconnect`].
+    pub fn transport_mut(&mut self) -> Option<&mut T> {
+        self.transport.as_mut()
+    }
+
     /// Queues a publish (see [`Session::publish`]).
     ///
     /// # Errors

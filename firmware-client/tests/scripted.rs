@@ -293,3 +293,23 @@ fn disconnect_sends_disconnect_and_a_later_connect_resumes() {
     pump(&mut c, &s, t(5)).unwrap();
     assert_eq!(s.take(), [0x3a, 6, 0, 1, b't', 0, 1, b'1'], "unacknowledged QoS 1 resent with DUP=1");
 }
+
+#[test]
+fn reconnect_reuses_the_transport_in_place() {
+    let (mut store, mut rx, mut tx) = bufs();
+    let mut c = TestClient::new(Session::new(opts("c"), &mut store), &mut rx, &mut tx);
+    assert_eq!(c.reconnect(t(0)).unwrap_err(), ClientError::NoTransport);
+    let s = connect(&mut c, 64, 0, false);
+    c.publish(Message::new("t", b"1", QoS::AtLeastOnce)).unwrap();
+    pump(&mut c, &s, t(1)).unwrap();
+    s.take();
+    s.break_link();
+    assert!(pump(&mut c, &s, t(2)).is_err());
+    // "Reopen" the same transport, as an embassy-net socket would be, and resume.
+    c.transport_mut().unwrap().0.borrow_mut().broken = false;
+    c.reconnect(t(3)).unwrap();
+    assert_eq!(s.take(), CONNECT_C);
+    s.feed(&CONNACK_SP);
+    assert_eq!(pump(&mut c, &s, t(4)).unwrap(), ["Connected { session_present: true }"]);
+    assert_eq!(s.take(), [0x3a, 6, 0, 1, b't', 0, 1, b'1']);
+}
