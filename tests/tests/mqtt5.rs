@@ -12,6 +12,8 @@ mod v5client;
 mod auth;
 #[path = "mqtt5/connack.rs"]
 mod connack;
+#[path = "mqtt5/edge.rs"]
+mod edge;
 #[path = "mqtt5/interop.rs"]
 mod interop;
 #[path = "mqtt5/publish.rs"]
