@@ -230,7 +230,12 @@ fn accept(
         out: Vec::with_capacity(64),
         session_expiry: expiry,
         client_max_packet: props.maximum_packet_size().unwrap_or(u32::MAX),
-        client_topic_alias_max: if caps.server_topic_aliases { props.topic_alias_maximum().unwrap_or(0) } else { 0 },
+        // Our own alias table is bounded too: a client offering 65,535 aliases does not make us keep that many topics.
+        client_topic_alias_max: if caps.server_topic_aliases {
+            props.topic_alias_maximum().unwrap_or(0).min(caps.topic_alias_maximum)
+        } else {
+            0
+        },
         problem_information: props.request_problem_information().unwrap_or(true),
         inbound_aliases: HashMap::new(),
         outbound_aliases: HashMap::new(),
