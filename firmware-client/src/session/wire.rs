@@ -23,11 +23,13 @@ pub(crate) enum AckKind {
     PubComp = 0x70,
 }
 
-/// A cursor over an output region sized by [`frame`]. Writes past its end are dropped and caught by
-/// [`Writer::finish`], so the encoders need no error path per field.
+/// A cursor over the output. Writes past its end are dropped but counted, so the same body code first measures a
+/// packet (over an empty slice) and then writes it: no separate sizing code per packet.
 struct Writer<'o> {
     out: &'o mut [u8],
     pos: usize,
+    /// A field longer than 65,535 bytes.
+    too_long: bool,
 }
 
 impl Writer<'_> {
@@ -54,29 +56,25 @@ impl Writer<'_> {
         self.pos = end;
     }
 
-    /// A two-byte length and the bytes; [`field`] checked the length when sizing.
+    /// A two-byte length and the bytes.
     fn field(&mut self, b: &[u8]) {
-        self.u16(u16::try_from(b.len()).unwrap_or(u16::MAX));
+        let len = u16::try_from(b.len()).unwrap_or_else(|_| {
+            self.too_long = true;
+            u16::MAX
+        });
+        self.u16(len);
         self.raw(b);
     }
-
-    /// The packet length, once everything was written exactly into the region.
-    fn finish(self) -> Result<usize, EncodeError> {
-        if self.pos == self.out.len() { Ok(self.pos) } else { Err(EncodeError::InvalidValue) }
-    }
 }
 
-/// The size of a length-prefixed field.
-fn field(b: &[u8]) -> Result<usize, EncodeError> {
-    if b.len() > usize::from(u16::MAX) {
+/// Encodes a packet: `body` writes everything after the fixed header; it runs once to measure and once to write.
+fn packet(out: &mut [u8], first: u8, body: &impl Fn(&mut Writer<'_>)) -> Result<usize, EncodeError> {
+    let mut measure = Writer { out: &mut [], pos: 0, too_long: false };
+    body(&mut measure);
+    if measure.too_long {
         return Err(EncodeError::FieldTooLong);
     }
-    Ok(b.len().saturating_add(2))
-}
-
-/// Checks that a packet with a `body_len`-byte body fits `out`, writes its fixed header and returns a writer for
-/// the body over exactly the packet's bytes.
-fn frame(out: &mut [u8], first: u8, body_len: usize) -> Result<Writer<'_>, EncodeError> {
+    let body_len = measure.pos;
     if body_len > 268_435_455 {
         return Err(EncodeError::PacketTooLong);
     }
@@ -89,7 +87,7 @@ fn frame(out: &mut [u8], first: u8, body_len: usize) -> Result<Writer<'_>, Encod
     let total = body_len.saturating_add(header);
     let available = out.len();
     let Some(out) = out.get_mut(..total) else { return Err(EncodeError::BufferTooSmall { needed: total, available }) };
-    let mut w = Writer { out, pos: 0 };
+    let mut w = Writer { out, pos: 0, too_long: false };
     w.u8(first);
     let mut v = body_len;
     loop {
@@ -97,15 +95,12 @@ fn frame(out: &mut [u8], first: u8, body_len: usize) -> Result<Writer<'_>, Encod
         v >>= 7;
         if v == 0 {
             w.u8(byte);
-            return Ok(w);
+            break;
         }
         w.u8(byte | 0x80);
     }
-}
-
-/// Sums field sizes, failing on overflow.
-fn sum(parts: &[usize]) -> Result<usize, EncodeError> {
-    parts.iter().try_fold(0usize, |acc, &p| acc.checked_add(p)).ok_or(EncodeError::PacketTooLong)
+    body(&mut w);
+    Ok(total)
 }
 
 pub(crate) fn connect(
@@ -124,60 +119,52 @@ pub(crate) fn connect(
         return Err(EncodeError::InvalidValue);
     }
     let mut flags = 0u8;
-    let mut len = sum(&[10, field(opts.client_id.as_bytes())?])?;
-    // Properties: Session Expiry Interval, Receive Maximum, Maximum Packet Size; will properties: none.
-    const PROPS: u8 = 13;
-    if v5 {
-        len = sum(&[len, 1, usize::from(PROPS)])?;
-    }
     if let Some(w) = &opts.will {
         TopicName::new(w.topic).map_err(|_| EncodeError::InvalidValue)?;
         flags |= 0x04 | ((w.qos as u8) << 3) | (u8::from(w.retain) << 5);
-        len = sum(&[len, field(w.topic.as_bytes())?, field(w.payload)?, usize::from(v5)])?;
     }
-    if let Some(u) = opts.username {
+    if opts.username.is_some() {
         flags |= 0x80;
-        len = sum(&[len, field(u.as_bytes())?])?;
     }
-    if let Some(p) = opts.password {
+    if opts.password.is_some() {
         flags |= 0x40;
-        len = sum(&[len, field(p)?])?;
     }
     if opts.clean_start {
         flags |= 0x02;
     }
-    let mut w = frame(out, 0x10, len)?;
-    w.field(b"MQTT");
-    w.u8(version.level());
-    w.u8(flags);
-    w.u16(opts.keep_alive_secs);
-    if v5 {
-        w.u8(PROPS);
-        w.u8(0x11);
-        #[cfg(feature = "v5")]
-        w.u32(opts.session_expiry_secs);
-        #[cfg(not(feature = "v5"))]
-        w.u32(0);
-        w.u8(0x21);
-        w.u16(receive_max);
-        w.u8(0x27);
-        w.u32(max_in);
-    }
-    w.field(opts.client_id.as_bytes());
-    if let Some(will) = &opts.will {
+    packet(out, 0x10, &|w| {
+        w.field(b"MQTT");
+        w.u8(version.level());
+        w.u8(flags);
+        w.u16(opts.keep_alive_secs);
         if v5 {
-            w.u8(0);
+            // Session Expiry Interval, Receive Maximum, Maximum Packet Size.
+            w.u8(13);
+            w.u8(0x11);
+            #[cfg(feature = "v5")]
+            w.u32(opts.session_expiry_secs);
+            #[cfg(not(feature = "v5"))]
+            w.u32(0);
+            w.u8(0x21);
+            w.u16(receive_max);
+            w.u8(0x27);
+            w.u32(max_in);
         }
-        w.field(will.topic.as_bytes());
-        w.field(will.payload);
-    }
-    if let Some(u) = opts.username {
-        w.field(u.as_bytes());
-    }
-    if let Some(p) = opts.password {
-        w.field(p);
-    }
-    w.finish()
+        w.field(opts.client_id.as_bytes());
+        if let Some(will) = &opts.will {
+            if v5 {
+                w.u8(0);
+            }
+            w.field(will.topic.as_bytes());
+            w.field(will.payload);
+        }
+        if let Some(u) = opts.username {
+            w.field(u.as_bytes());
+        }
+        if let Some(p) = opts.password {
+            w.field(p);
+        }
+    })
 }
 
 /// PUBLISH with DUP=0 (the store sets DUP on its copy once sent). `pid` is ignored for QoS 0.
@@ -190,26 +177,20 @@ pub(crate) fn publish(
     version: ProtocolVersion,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    let has_pid = qos != QoS::AtMostOnce;
-    let v5 = version.is_v5();
-    let topic = topic.as_str().as_bytes();
-    let len = sum(&[field(topic)?, if has_pid { 2 } else { 0 }, usize::from(v5), payload.len()])?;
-    let mut w = frame(out, 0x30 | ((qos as u8) << 1) | u8::from(retain), len)?;
-    w.field(topic);
-    if has_pid {
-        w.u16(pid.get());
-    }
-    if v5 {
-        w.u8(0);
-    }
-    w.raw(payload);
-    w.finish()
+    packet(out, 0x30 | ((qos as u8) << 1) | u8::from(retain), &|w| {
+        w.field(topic.as_str().as_bytes());
+        if qos != QoS::AtMostOnce {
+            w.u16(pid.get());
+        }
+        if version.is_v5() {
+            w.u8(0);
+        }
+        w.raw(payload);
+    })
 }
 
 pub(crate) fn ack(kind: AckKind, pid: PacketId, out: &mut [u8]) -> Result<usize, EncodeError> {
-    let mut w = frame(out, kind as u8, 2)?;
-    w.u16(pid.get());
-    w.finish()
+    packet(out, kind as u8, &|w| w.u16(pid.get()))
 }
 
 /// SUBSCRIBE to `filter` with maximum QoS `qos`, or UNSUBSCRIBE from it when `qos` is `None`.
@@ -220,28 +201,25 @@ pub(crate) fn subscribe(
     version: ProtocolVersion,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    let v5 = version.is_v5();
-    let filter = filter.as_str().as_bytes();
-    let len = sum(&[2, usize::from(v5), field(filter)?, usize::from(qos.is_some())])?;
-    let mut w = frame(out, if qos.is_some() { 0x82 } else { 0xa2 }, len)?;
-    w.u16(pid.get());
-    if v5 {
-        w.u8(0);
-    }
-    w.field(filter);
-    if let Some(q) = qos {
-        w.u8(q as u8);
-    }
-    w.finish()
+    packet(out, if qos.is_some() { 0x82 } else { 0xa2 }, &|w| {
+        w.u16(pid.get());
+        if version.is_v5() {
+            w.u8(0);
+        }
+        w.field(filter.as_str().as_bytes());
+        if let Some(q) = qos {
+            w.u8(q as u8);
+        }
+    })
 }
 
 pub(crate) fn pingreq(out: &mut [u8]) -> Result<usize, EncodeError> {
-    frame(out, 0xc0, 0)?.finish()
+    packet(out, 0xc0, &|_| {})
 }
 
 /// DISCONNECT; in MQTT 5 an empty body means Normal Disconnection.
 pub(crate) fn disconnect(out: &mut [u8]) -> Result<usize, EncodeError> {
-    frame(out, 0xe0, 0)?.finish()
+    packet(out, 0xe0, &|_| {})
 }
 
 /// A packet from the broker, reduced to what the session uses.
