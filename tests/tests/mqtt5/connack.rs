@@ -142,7 +142,11 @@ async fn session_expiry_keeps_the_session_for_its_interval_then_discards_it() {
     let (mut s, _) = C5::connect(b.addr, &Conn::v311(&old).clean(false)).await;
     s.sub(&topic, 1).await;
     s.disconnect().await;
-    b.wait_stats("three offline sessions", |s| s.clients_connected == 0 && s.sessions == 3).await;
+    // A non-zero expiry can be raised at DISCONNECT [MQTT-3.14.2-2 allows it when CONNECT's was not 0].
+    let raised = unique("expraise");
+    let (s, _) = C5::connect(b.addr, &Conn::new(&raised).clean(false).expiry(1)).await;
+    s.disconnect_with(ReasonCode::Success, &[Property::SessionExpiryInterval(60)]).await;
+    b.wait_stats("four offline sessions", |s| s.clients_connected == 0 && s.sessions == 4).await;
     let mut p = C5::v5(b.addr, &unique("exppub")).await;
     p.publish_ok(Pub::new(&topic, b"queued", 1)).await;
     b.wait_session(&short, "a queued message", |s| s.queued_messages == 1).await;
@@ -151,6 +155,7 @@ async fn session_expiry_keeps_the_session_for_its_interval_then_discards_it() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(b.broker.session_stats(&short).is_none(), "expired v5 session discarded");
     assert!(b.broker.session_stats(&old).is_none(), "expired 3.1.1 session discarded");
+    assert!(b.broker.session_stats(&raised).is_some(), "the expiry raised at DISCONNECT to 60 s holds");
     let (mut s, ack) = C5::connect(b.addr, &Conn::new(&short).clean(false).expiry(1)).await;
     assert!(!ack.connack().session_present);
     s.expect_silence(QUIET).await;

@@ -269,3 +269,51 @@ async fn shared_subscription_member_with_a_full_queue_does_not_lose_messages() {
     assert_eq!(b.stats().messages_dropped, 0);
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_subscription_prefers_online_members_and_queues_for_offline_ones() {
+    let b = start_default_broker().await;
+    let topic = unique("shoff/t");
+    let filter = format!("$share/g/{topic}");
+    let ids = [unique("shoffa"), unique("shoffb")];
+    let conn = |id: &str| Conn::new(id).clean(false).expiry(60);
+    let mut online = Vec::new();
+    for id in &ids {
+        let (mut c, _) = C5::connect(b.addr, &conn(id)).await;
+        c.subscribe_with(&[Sub::new(&filter, 1)], Some(11)).await;
+        online.push(c);
+    }
+    let gone = online.remove(0);
+    gone.disconnect().await;
+    b.wait_stats("member a offline", |s| s.clients_connected == 1).await;
+    let mut p = C5::v5(b.addr, &unique("shoffpub")).await;
+    for i in 0..4 {
+        p.publish_ok(Pub::new(&topic, format!("{i}").as_bytes(), 1)).await;
+    }
+    let live = &mut online[0];
+    for i in 0..4 {
+        let f = live.recv_publish().await;
+        assert_eq!(f.text(), i.to_string(), "all to the online member");
+        assert_eq!(sub_ids(&f.publish().properties), vec![11], "with the shared subscription's identifier");
+        live.ack(&f).await;
+    }
+    assert_eq!(b.broker.session_stats(&ids[0]).map(|s| s.queued_messages), Some(0));
+    // Everyone offline: the group's messages wait in a member's session instead of being lost.
+    online.remove(0).disconnect().await;
+    b.wait_stats("both offline", |s| s.clients_connected == 1).await;
+    for i in 4..6 {
+        let (r, _) = p.publish_ack(Pub::new(&topic, format!("{i}").as_bytes(), 1)).await;
+        assert_eq!(r, ReasonCode::Success);
+    }
+    let mut got = Vec::new();
+    for id in &ids {
+        let (mut c, _) = C5::connect(b.addr, &conn(id)).await;
+        while let crate::v5client::Ev::Frame(f) = c.next_event(QUIET).await {
+            got.push(f.text());
+            c.ack(&f).await;
+        }
+    }
+    got.sort();
+    assert_eq!(got, vec!["4", "5"]);
+    b.shutdown().await;
+}
