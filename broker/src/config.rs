@@ -1,9 +1,32 @@
 //! Settings: what the broker runs with, validated once.
 //!
-//! `Settings::default()` is the embedded default configuration: local only, anonymous.
+//! `Settings::default()` is the embedded default configuration ([`DEFAULT_CONFIG`]): local only, anonymous.
+//!
+//! [`Config::load`] layers three sources, later ones winning: the embedded default TOML, the user's TOML file,
+//! then `BROKER__<SECTION>__<KEY>` environment variables. The merged tree is deserialized into private serde
+//! structs that reject unknown keys, then validated once into [`Settings`] and [`LogSettings`]. Every error
+//! names the key it is about, as in `limits.max_packet_size: must be between 16 and 268435460 (got 3)`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The default configuration, commented; `broker --print-default-config` prints it.
+///
+/// It parses to [`Settings::default()`] and [`LogSettings::default()`].
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override the file, as in `BROKER__LIMITS__MAX_CONNECTIONS=500`.
+pub const ENV_PREFIX: &str = "BROKER";
+
+/// Separator between prefix, section and key in environment variable names.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// Largest MQTT packet: a 268,435,455-byte Remaining Length plus a 5-byte fixed header.
+pub const MAX_PACKET_SIZE_LIMIT: u32 = 268_435_460;
 
 /// Validated settings the broker runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,3 +105,774 @@ impl Default for Limits {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// One human-readable line per event, fields as `key=value`.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Log output settings; the binary installs the subscriber, the library only emits `tracing` events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+    /// `tracing` filter directives (`EnvFilter` syntax) used when `RUST_LOG` is not set.
+    pub level: String,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(format!("must be \"text\" or \"json\" (got {s:?})")),
+        }
+    }
+}
+
+impl LogFormat {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".to_owned() }
+    }
+}
+
+/// Everything a configuration file sets: the broker's [`Settings`] and the binary's [`LogSettings`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// What [`crate::run`] takes.
+    pub settings: Settings,
+    /// How the binary logs.
+    pub log: LogSettings,
+}
+
+/// A configuration that cannot be used. The message names the file, key or variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file cannot be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML.
+    #[error("{origin}: {message}")]
+    Syntax {
+        /// The file.
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key is unknown, or its value has the wrong type or is out of range.
+    #[error("{key}: {reason}{}", env.as_ref().map(|v| format!(" (set by {v})")).unwrap_or_default())]
+    Invalid {
+        /// Dotted path of the key, as in `limits.max_packet_size` or `listeners[0].bind`.
+        key: String,
+        /// What is wrong, with the value found.
+        reason: String,
+        /// The environment variable that set the value, if one did.
+        env: Option<String>,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid { key: key.into(), reason: reason.into(), env: None }
+    }
+
+    /// The dotted key path this error is about, if it is about one key.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the embedded default, then the TOML file at `path` if given, then `BROKER__*` environment variables.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, key or variable at fault.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => {
+                Some(std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?)
+            }
+            None => None,
+        };
+        let name = path.map(|p| p.display().to_string());
+        let file = name.as_deref().zip(text.as_deref());
+        Self::from_sources(file, broker_env_vars())
+    }
+
+    /// Loads the embedded default, then `toml`; no environment variables. Handy in tests.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn from_toml(toml: &str) -> Result<Self, ConfigError> {
+        Self::from_sources(Some(("config", toml)), HashMap::new())
+    }
+
+    /// Loads the embedded default, then `file` (a name for messages and its TOML text), then the `BROKER__*`
+    /// entries of `env` (other entries are ignored).
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn from_sources(file: Option<(&str, &str)>, env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        use ::config::{Environment, File, FileFormat};
+        let env_keys: HashMap<String, String> =
+            env.keys().filter_map(|var| env_key(var).map(|key| (key, var.clone()))).collect();
+        let mut builder = ::config::Config::builder().add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml));
+        if let Some((_, text)) = file {
+            builder = builder.add_source(File::from_str(text, FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .separator(ENV_SEPARATOR)
+                .try_parsing(true)
+                .source(Some(env.into_iter().collect())),
+        );
+        let origin = file.map_or("default config", |(name, _)| name);
+        let parsed = builder
+            .build()
+            .and_then(|c| c.try_deserialize::<FileConfig>())
+            .map_err(|e| from_config_error(e, origin))
+            .and_then(FileConfig::validate);
+        parsed.map_err(|e| match e {
+            ConfigError::Invalid { key, reason, env: None } => {
+                let env = env_keys.get(&key).cloned();
+                ConfigError::Invalid { key, reason, env }
+            }
+            other => other,
+        })
+    }
+}
+
+/// The `BROKER__*` variables of the process environment.
+fn broker_env_vars() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| env_key(k).is_some())
+        .collect()
+}
+
+/// `BROKER__LIMITS__MAX_CONNECTIONS` -> `limits.max_connections`, the way the `config` crate maps it.
+fn env_key(var: &str) -> Option<String> {
+    let lower = var.to_lowercase();
+    let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}").to_lowercase();
+    let rest = lower.strip_prefix(&prefix)?;
+    Some(rest.replace(ENV_SEPARATOR, "."))
+}
+
+/// Turns the `config` crate's errors into ours, keeping the key path.
+fn from_config_error(e: ::config::ConfigError, origin: &str) -> ConfigError {
+    use ::config::ConfigError as E;
+    match e {
+        E::FileParse { cause, .. } => {
+            ConfigError::Syntax { origin: origin.to_owned(), message: one_line(&cause.to_string()) }
+        }
+        E::Type { unexpected, expected, key, .. } => {
+            ConfigError::invalid(key.unwrap_or_default(), format!("expected {expected}, found {unexpected}"))
+        }
+        E::At { error, key, .. } => {
+            let inner = from_config_error(*error, origin);
+            match (key, inner) {
+                (Some(outer), ConfigError::Invalid { key, reason, env }) => {
+                    ConfigError::Invalid { key: join_key(&outer, &key), reason, env }
+                }
+                (_, inner) => inner,
+            }
+        }
+        other => {
+            let message = other.to_string();
+            // serde's words for a key the struct does not have: "unknown field `x`, expected one of ...".
+            match message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')) {
+                Some((field, rest)) => {
+                    let expected = rest.trim_start_matches(", ");
+                    ConfigError::invalid(field, format!("unknown key ({expected})"))
+                }
+                None => ConfigError::invalid("", message),
+            }
+        }
+    }
+}
+
+fn join_key(outer: &str, inner: &str) -> String {
+    match (outer.is_empty(), inner.is_empty()) {
+        (_, true) => outer.to_owned(),
+        (true, false) => inner.to_owned(),
+        (false, false) if inner.starts_with('[') => format!("{outer}{inner}"),
+        (false, false) => format!("{outer}.{inner}"),
+    }
+}
+
+/// TOML parser messages span several lines with a source excerpt; keep the position and the reason.
+fn one_line(message: &str) -> String {
+    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    match (lines.first(), lines.last()) {
+        (Some(first), Some(last)) if lines.len() > 1 => format!("{first}: {last}"),
+        _ => message.trim().to_owned(),
+    }
+}
+
+/// The file form: what TOML and the environment may say, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    listeners: Vec<FileListener>,
+    limits: FileLimits,
+    sessions: FileSessions,
+    log: FileLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileListener {
+    bind: String,
+    #[serde(default)]
+    max_connections: Option<Int>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileLimits {
+    max_connections: Int,
+    max_packet_size: Int,
+    connect_timeout_secs: Int,
+    max_inflight_messages: Int,
+    max_queued_messages: Int,
+    max_queued_bytes: Int,
+    max_retained_messages: Int,
+    max_subscriptions_per_client: Int,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileSessions {
+    queue_qos0_offline: Bool,
+    max_keepalive: Int,
+    persistent_session_expiry_secs: Int,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileLog {
+    format: String,
+    level: String,
+}
+
+/// An integer, also from a string (environment variables without `try_parsing`); a float is an error rather
+/// than being rounded, which is what the `config` crate would do for an `i64` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Int(i64);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Int;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Int, E> {
+                Ok(Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Int, E> {
+                i64::try_from(v).map(Int).map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Int, E> {
+                i64::try_from(v).map(Int).map_err(|_| E::custom(format!("{v} is out of range")))
+            }
+            fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Int, E> {
+                i64::try_from(v).map(Int).map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Int, E> {
+                v.trim().parse().map(Int).map_err(|_| E::invalid_type(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `true` or `false`, also as a string; the `config` crate alone would take `3` or `"on"` as `true`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bool(bool);
+
+impl<'de> Deserialize<'de> for Bool {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bool;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true or false")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Bool, E> {
+                Ok(Bool(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bool, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "true" => Ok(Bool(true)),
+                    "false" => Ok(Bool(false)),
+                    _ => Err(E::invalid_type(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn to_int<T: TryInto<i64>>(v: T) -> Int {
+    Int(v.try_into().unwrap_or(i64::MAX))
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        let s = Settings::default();
+        let listeners = s
+            .listeners
+            .iter()
+            .map(|l| FileListener { bind: l.bind.to_string(), max_connections: l.max_connections.map(to_int) })
+            .collect();
+        Self { listeners, limits: FileLimits::default(), sessions: FileSessions::default(), log: FileLog::default() }
+    }
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        let l = Limits::default();
+        Self {
+            max_connections: to_int(l.max_connections),
+            max_packet_size: to_int(l.max_packet_size),
+            connect_timeout_secs: to_int(l.connect_timeout.as_secs()),
+            max_inflight_messages: to_int(l.max_inflight_messages),
+            max_queued_messages: to_int(l.max_queued_messages),
+            max_queued_bytes: to_int(l.max_queued_bytes),
+            max_retained_messages: to_int(l.max_retained_messages),
+            max_subscriptions_per_client: to_int(l.max_subscriptions_per_client),
+        }
+    }
+}
+
+impl Default for FileSessions {
+    fn default() -> Self {
+        let s = SessionSettings::default();
+        Self {
+            queue_qos0_offline: Bool(s.queue_qos0_offline),
+            max_keepalive: to_int(s.max_keepalive),
+            persistent_session_expiry_secs: to_int(s.persistent_session_expiry.map_or(0, |d| d.as_secs())),
+        }
+    }
+}
+
+impl Default for FileLog {
+    fn default() -> Self {
+        let l = LogSettings::default();
+        Self { format: l.format.as_str().to_owned(), level: l.level }
+    }
+}
+
+/// Largest connection cap: what a tokio semaphore can count.
+const MAX_CONNECTIONS_LIMIT: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
+/// `value` as a `T` within `min..=max`, or an error naming `key`.
+fn ranged<T>(key: &str, Int(value): Int, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: TryFrom<i64> + Into<i128> + Copy + std::fmt::Display,
+{
+    let ok = i128::from(value) >= min.into() && i128::from(value) <= max.into();
+    match T::try_from(value) {
+        Ok(v) if ok => Ok(v),
+        _ => Err(ConfigError::invalid(key, format!("must be between {min} and {max} (got {value})"))),
+    }
+}
+
+/// `value` as a `usize` of at least `min`, or an error naming `key`.
+fn at_least(key: &str, Int(value): Int, min: usize) -> Result<usize, ConfigError> {
+    match usize::try_from(value) {
+        Ok(v) if v >= min => Ok(v),
+        _ => Err(ConfigError::invalid(key, format!("must be at least {min} (got {value})"))),
+    }
+}
+
+impl FileConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let l = &self.limits;
+        let max_connections_limit = u64::try_from(MAX_CONNECTIONS_LIMIT).unwrap_or(u64::MAX);
+        let conn_cap = |key: &str, v: Int| -> Result<usize, ConfigError> {
+            let n = ranged::<u64>(key, v, 1, max_connections_limit)?;
+            usize::try_from(n).map_err(|_| ConfigError::invalid(key, "too large"))
+        };
+        let limits = Limits {
+            max_connections: conn_cap("limits.max_connections", l.max_connections)?,
+            max_packet_size: ranged("limits.max_packet_size", l.max_packet_size, 16, MAX_PACKET_SIZE_LIMIT)?,
+            connect_timeout: Duration::from_secs(ranged(
+                "limits.connect_timeout_secs",
+                l.connect_timeout_secs,
+                1,
+                3600,
+            )?),
+            max_inflight_messages: ranged("limits.max_inflight_messages", l.max_inflight_messages, 1, u16::MAX)?,
+            max_queued_messages: at_least("limits.max_queued_messages", l.max_queued_messages, 1)?,
+            max_queued_bytes: at_least("limits.max_queued_bytes", l.max_queued_bytes, 1)?,
+            max_retained_messages: at_least("limits.max_retained_messages", l.max_retained_messages, 0)?,
+            max_subscriptions_per_client: at_least(
+                "limits.max_subscriptions_per_client",
+                l.max_subscriptions_per_client,
+                1,
+            )?,
+        };
+        // A message bigger than the whole queue could never be delivered; refuse that setup up front.
+        let packet = usize::try_from(limits.max_packet_size).unwrap_or(usize::MAX);
+        if limits.max_queued_bytes < packet {
+            return Err(ConfigError::invalid(
+                "limits.max_queued_bytes",
+                format!(
+                    "must be at least limits.max_packet_size ({packet}) so that the largest message fits (got {})",
+                    limits.max_queued_bytes
+                ),
+            ));
+        }
+
+        if self.listeners.is_empty() {
+            return Err(ConfigError::invalid("listeners", "at least one listener is needed"));
+        }
+        let mut listeners: Vec<ListenerSettings> = Vec::with_capacity(self.listeners.len());
+        for (i, l) in self.listeners.iter().enumerate() {
+            let key = format!("listeners[{i}].bind");
+            let bind: SocketAddr = l.bind.trim().parse().map_err(|_| {
+                ConfigError::invalid(
+                    &key,
+                    format!(
+                        "not an IP address and port such as \"127.0.0.1:1883\" or \"[::]:1883\" (got {:?})",
+                        l.bind
+                    ),
+                )
+            })?;
+            if let Some(j) = listeners.iter().position(|o| o.bind == bind && bind.port() != 0) {
+                return Err(ConfigError::invalid(&key, format!("{bind} is already listeners[{j}].bind")));
+            }
+            let max_connections = match l.max_connections {
+                Some(v) => Some(conn_cap(&format!("listeners[{i}].max_connections"), v)?),
+                None => None,
+            };
+            listeners.push(ListenerSettings { bind, max_connections });
+        }
+
+        let s = &self.sessions;
+        let expiry = ranged::<u64>(
+            "sessions.persistent_session_expiry_secs",
+            s.persistent_session_expiry_secs,
+            0,
+            u32::MAX.into(),
+        )?;
+        let sessions = SessionSettings {
+            queue_qos0_offline: s.queue_qos0_offline.0,
+            max_keepalive: ranged("sessions.max_keepalive", s.max_keepalive, 0, u16::MAX)?,
+            persistent_session_expiry: (expiry > 0).then(|| Duration::from_secs(expiry)),
+        };
+
+        let level = self.log.level.trim();
+        if level.is_empty() {
+            return Err(ConfigError::invalid("log.level", "must not be empty (for example \"info\")"));
+        }
+        let format = self.log.format.parse().map_err(|reason| ConfigError::invalid("log.format", reason))?;
+        let log = LogSettings { format, level: level.to_owned() };
+        Ok(Config { settings: Settings { listeners, limits, sessions }, log })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn err(toml: &str) -> String {
+        Config::from_toml(toml).unwrap_err().to_string()
+    }
+
+    /// Every leaf key of a TOML text, dotted (`limits.max_connections`, `listeners.bind`).
+    fn leaf_keys(toml: &str) -> Vec<String> {
+        fn walk(prefix: &str, v: &::config::Value, out: &mut Vec<String>) {
+            match &v.kind {
+                ::config::ValueKind::Table(t) => {
+                    for (k, v) in t {
+                        walk(&join_key(prefix, k), v, out);
+                    }
+                }
+                ::config::ValueKind::Array(a) => a.iter().for_each(|v| walk(prefix, v, out)),
+                _ => out.push(prefix.to_owned()),
+            }
+        }
+        let c = ::config::Config::builder()
+            .add_source(::config::File::from_str(toml, ::config::FileFormat::Toml))
+            .build()
+            .unwrap();
+        let mut out = Vec::new();
+        walk("", &c.cache, &mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn default_toml_is_exactly_the_default_settings() {
+        let c = Config::from_sources(None, HashMap::new()).unwrap();
+        assert_eq!(c.settings, Settings::default());
+        assert_eq!(c.log, LogSettings::default());
+        // The default TOML spells out every key rather than leaning on serde defaults.
+        let keys = leaf_keys(DEFAULT_CONFIG);
+        let want = [
+            "limits.connect_timeout_secs",
+            "limits.max_connections",
+            "limits.max_inflight_messages",
+            "limits.max_packet_size",
+            "limits.max_queued_bytes",
+            "limits.max_queued_messages",
+            "limits.max_retained_messages",
+            "limits.max_subscriptions_per_client",
+            "listeners.bind",
+            "log.format",
+            "log.level",
+            "sessions.max_keepalive",
+            "sessions.persistent_session_expiry_secs",
+            "sessions.queue_qos0_offline",
+        ];
+        assert_eq!(keys, want);
+        // And those values are the defaults: the file form parsed alone gives the same settings.
+        let alone: FileConfig = ::config::Config::builder()
+            .add_source(::config::File::from_str(DEFAULT_CONFIG, ::config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        assert_eq!(alone.validate().unwrap(), Config::default());
+    }
+
+    #[test]
+    fn docs_describe_every_key_of_the_default_config() {
+        let docs = include_str!("../../docs/configuration.md");
+        for key in leaf_keys(DEFAULT_CONFIG) {
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(docs.contains(&format!("`{leaf}`")), "docs/configuration.md does not describe {key}");
+        }
+        // The commented-out listener key too.
+        assert!(docs.contains("`max_connections`"));
+    }
+
+    #[test]
+    fn a_file_changes_only_the_keys_it_sets() {
+        let c =
+            Config::from_toml("[limits]\nmax_inflight_messages = 8\n[sessions]\nqueue_qos0_offline = true\n").unwrap();
+        let mut want = Config::default();
+        want.settings.limits.max_inflight_messages = 8;
+        want.settings.sessions.queue_qos0_offline = true;
+        assert_eq!(c, want);
+    }
+
+    #[test]
+    fn listeners_in_a_file_replace_the_default_listener() {
+        let c = Config::from_toml(
+            "[[listeners]]\nbind = \"0.0.0.0:1884\"\nmax_connections = 5\n[[listeners]]\nbind = \"[::1]:0\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.settings.listeners,
+            vec![
+                ListenerSettings { bind: "0.0.0.0:1884".parse().unwrap(), max_connections: Some(5) },
+                ListenerSettings { bind: "[::1]:0".parse().unwrap(), max_connections: None },
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_log_and_expiry_are_converted() {
+        let c = Config::from_toml(
+            "[limits]\nconnect_timeout_secs = 3\n[sessions]\npersistent_session_expiry_secs = 3600\n\
+             max_keepalive = 120\n[log]\nformat = \"json\"\nlevel = \"debug,broker=trace\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.settings.limits.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.settings.sessions.persistent_session_expiry, Some(Duration::from_secs(3600)));
+        assert_eq!(c.settings.sessions.max_keepalive, 120);
+        assert_eq!(c.log, LogSettings { format: LogFormat::Json, level: "debug,broker=trace".into() });
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        assert!(err("[limits]\nmax_conections = 5\n").starts_with("limits.max_conections: unknown key (expected"));
+        assert!(err("verbose = true\n").starts_with("verbose: unknown key"));
+        assert!(err("[tls]\ncert = \"x\"\n").starts_with("tls: unknown key"));
+        assert!(err("[[listeners]]\nbind = \"127.0.0.1:1\"\nport = 2\n").starts_with("listeners[0].port: unknown key"));
+        // Keys are case-sensitive in files.
+        assert!(err("[LIMITS]\nmax_connections = 5\n").starts_with("LIMITS: unknown key"));
+        let e = Config::from_toml("[sessions]\nqueue_qos0 = true\n").unwrap_err();
+        assert_eq!(e.key(), Some("sessions.queue_qos0"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_why() {
+        let cases = [
+            ("[limits]\nmax_packet_size = 3", "limits.max_packet_size: must be between 16 and 268435460 (got 3)"),
+            (
+                "[limits]\nmax_packet_size = 268435461",
+                "limits.max_packet_size: must be between 16 and 268435460 (got 268435461)",
+            ),
+            (
+                "[limits]\nmax_inflight_messages = 0",
+                "limits.max_inflight_messages: must be between 1 and 65535 (got 0)",
+            ),
+            (
+                "[limits]\nmax_inflight_messages = 65536",
+                "limits.max_inflight_messages: must be between 1 and 65535 (got 65536)",
+            ),
+            (
+                "[limits]\nmax_connections = 0",
+                "limits.max_connections: must be between 1 and 2305843009213693951 (got 0)",
+            ),
+            ("[limits]\nmax_queued_messages = -1", "limits.max_queued_messages: must be at least 1 (got -1)"),
+            ("[limits]\nconnect_timeout_secs = 0", "limits.connect_timeout_secs: must be between 1 and 3600 (got 0)"),
+            (
+                "[limits]\nmax_subscriptions_per_client = 0",
+                "limits.max_subscriptions_per_client: must be at least 1 (got 0)",
+            ),
+            ("[limits]\nmax_retained_messages = -5", "limits.max_retained_messages: must be at least 0 (got -5)"),
+            ("[sessions]\nmax_keepalive = 70000", "sessions.max_keepalive: must be between 0 and 65535 (got 70000)"),
+            (
+                "[sessions]\npersistent_session_expiry_secs = -1",
+                "sessions.persistent_session_expiry_secs: must be between 0 and 4294967295 (got -1)",
+            ),
+            (
+                "[limits]\nmax_connections = \"many\"",
+                "limits.max_connections: invalid type: string \"many\", expected an integer",
+            ),
+            (
+                "[limits]\nmax_connections = 1.5",
+                "limits.max_connections: invalid type: floating point `1.5`, expected an integer",
+            ),
+            (
+                "[sessions]\nqueue_qos0_offline = 1",
+                "sessions.queue_qos0_offline: invalid type: integer `1`, expected true or false",
+            ),
+            ("[log]\nformat = \"xml\"", "log.format: must be \"text\" or \"json\" (got \"xml\")"),
+            ("[log]\nlevel = \" \"", "log.level: must not be empty (for example \"info\")"),
+            ("listeners = []", "listeners: at least one listener is needed"),
+            (
+                "[[listeners]]\nbind = \"localhost:1883\"",
+                "listeners[0].bind: not an IP address and port such as \"127.0.0.1:1883\" or \"[::]:1883\" (got \"localhost:1883\")",
+            ),
+            (
+                "[[listeners]]\nbind = \"127.0.0.1:1\"\n[[listeners]]\nbind = \"127.0.0.1:1\"",
+                "listeners[1].bind: 127.0.0.1:1 is already listeners[0].bind",
+            ),
+            (
+                "[[listeners]]\nbind = \"127.0.0.1:1\"\nmax_connections = 0",
+                "listeners[0].max_connections: must be between 1 and 2305843009213693951 (got 0)",
+            ),
+            (
+                "[limits]\nmax_queued_bytes = 1000",
+                "limits.max_queued_bytes: must be at least limits.max_packet_size (2097152) so that the largest \
+                 message fits (got 1000)",
+            ),
+        ];
+        for (toml, want) in cases {
+            assert_eq!(err(toml), want, "for {toml:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file_and_position_on_one_line() {
+        let e = Config::from_sources(Some(("site.toml", "[limits\n")), HashMap::new()).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("site.toml: TOML parse error at line 1, column "), "{msg}");
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = Config::from_sources(
+            Some(("f", "[limits]\nmax_connections = 100\nmax_queued_messages = 7\n")),
+            env(&[
+                ("BROKER__LIMITS__MAX_CONNECTIONS", "5"),
+                ("BROKER__SESSIONS__QUEUE_QOS0_OFFLINE", "true"),
+                ("BROKER__LOG__FORMAT", "json"),
+                ("PATH", "/usr/bin"),
+                ("BROKERAGE", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.settings.limits.max_connections, 5);
+        assert_eq!(c.settings.limits.max_queued_messages, 7, "keys the environment does not set keep the file's");
+        assert!(c.settings.sessions.queue_qos0_offline);
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn environment_errors_name_the_key_and_the_variable() {
+        let e = Config::from_sources(None, env(&[("BROKER__LIMITS__MAX_CONNECTIONS", "0")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "limits.max_connections: must be between 1 and 2305843009213693951 (got 0) \
+             (set by BROKER__LIMITS__MAX_CONNECTIONS)"
+        );
+        let e = Config::from_sources(None, env(&[("BROKER__LIMITS__MAX_CONECTIONS", "5")])).unwrap_err();
+        assert!(
+            e.to_string().starts_with("limits.max_conections: unknown key")
+                && e.to_string().ends_with("(set by BROKER__LIMITS__MAX_CONECTIONS)"),
+            "{e}"
+        );
+        let e = Config::from_sources(None, env(&[("BROKER__LIMITS__MAX_CONNECTIONS", "lots")])).unwrap_err();
+        assert_eq!(e.key(), Some("limits.max_connections"));
+    }
+
+    #[test]
+    fn load_reads_the_file_and_reports_a_missing_one() {
+        let dir = std::env::temp_dir().join(format!("broker-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("broker.toml");
+        std::fs::write(&path, "[limits]\nmax_retained_messages = 0\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.settings.limits.max_retained_messages, 0);
+        let missing = dir.join("missing.toml");
+        let e = Config::load(Some(&missing)).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }));
+        assert!(e.to_string().starts_with(&format!("cannot read config file {}: ", missing.display())));
+        let e = Config::load(Some(&{
+            std::fs::write(dir.join("bad.toml"), "[limits]\nmax_packet_size = 3\n").unwrap();
+            dir.join("bad.toml")
+        }))
+        .unwrap_err();
+        assert_eq!(e.key(), Some("limits.max_packet_size"));
+    }
+
+    #[test]
+    fn printed_default_config_parses_back() {
+        assert_eq!(Config::from_toml(DEFAULT_CONFIG).unwrap(), Config::default());
+        // Uncommenting the commented-out listener cap gives a valid file too.
+        let edited = DEFAULT_CONFIG.replace("# max_connections = 1000", "max_connections = 1000");
+        let c = Config::from_toml(&edited).unwrap();
+        assert_eq!(c.settings.listeners[0].max_connections, Some(1000));
+    }
+}

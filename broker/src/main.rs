@@ -1,0 +1,178 @@
+//! The `broker` binary: reads the configuration, installs logging, binds the listeners and runs the broker until
+//! SIGINT or SIGTERM.
+//!
+//! With no arguments it serves anonymous MQTT on 127.0.0.1:1883 only, from the embedded default configuration.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow_lite::Context;
+use broker::config::{Config, DEFAULT_CONFIG, ListenerSettings, LogFormat};
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+/// An MQTT 3.1 / 3.1.1 / 5.0 broker for edge devices and IoT gateways.
+///
+/// Settings come from the embedded default, then --config FILE, then BROKER__<SECTION>__<KEY> environment
+/// variables (such as BROKER__LIMITS__MAX_CONNECTIONS=500), then these flags.
+#[derive(Debug, Parser)]
+#[command(name = "broker", version, about, long_about)]
+struct Args {
+    /// TOML configuration file; keys it does not set keep their defaults.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Print the default configuration, with comments, and exit.
+    #[arg(long, exclusive = true)]
+    print_default_config: bool,
+
+    /// Listen on this port instead of each configured listener's port (0 picks a free port).
+    #[arg(long, short = 'p', value_name = "N", conflicts_with = "listen")]
+    port: Option<u16>,
+
+    /// Listen on ADDR (IP:PORT) instead of the configured listeners; repeat for several.
+    #[arg(long, short = 'l', value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+
+    /// Log line format (overrides log.format).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<CliLogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CliLogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{DEFAULT_CONFIG}");
+        return ExitCode::SUCCESS;
+    }
+    match start(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the configuration, installs logging, then runs the broker on a tokio runtime.
+fn start(args: Args) -> Result<(), String> {
+    let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    apply_flags(&mut config, &args);
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    runtime.block_on(serve(config))
+}
+
+/// Command line flags win over the file and the environment.
+fn apply_flags(config: &mut Config, args: &Args) {
+    if !args.listen.is_empty() {
+        config.settings.listeners =
+            args.listen.iter().map(|&bind| ListenerSettings { bind, max_connections: None }).collect();
+    }
+    if let Some(port) = args.port {
+        for l in &mut config.settings.listeners {
+            l.bind.set_port(port);
+        }
+    }
+    if let Some(format) = args.log_format {
+        config.log.format = match format {
+            CliLogFormat::Text => LogFormat::Text,
+            CliLogFormat::Json => LogFormat::Json,
+        };
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` wins over `log.level`. Colour only on a terminal, so that piped lines read
+/// `addr=127.0.0.1:1883` verbatim.
+fn init_logging(config: &Config) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => {
+            EnvFilter::try_new(&directives).map_err(|e| format!("RUST_LOG: {e} (got {directives:?})"))?
+        }
+        _ => {
+            EnvFilter::try_new(&config.log.level).map_err(|e| format!("log.level: {e} (got {:?})", config.log.level))?
+        }
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let installed = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        _ => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+    };
+    installed.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    // Install the signal handlers before announcing the listeners, so a signal sent as soon as the address is
+    // logged stops the broker gracefully rather than killing the process.
+    let shutdown = shutdown_signal().context("cannot install signal handlers")?;
+    let mut listeners = Vec::with_capacity(config.settings.listeners.len());
+    for l in &config.settings.listeners {
+        let listener = TcpListener::bind(l.bind).await.with_context(|| format!("cannot listen on {}", l.bind))?;
+        listeners.push(listener);
+    }
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting broker");
+    for listener in &listeners {
+        let local_addr = listener.local_addr().context("listener address")?;
+        tracing::info!(addr = %local_addr, "listening");
+    }
+    broker::run(listeners, config.settings, shutdown).await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "shutting down");
+    })
+}
+
+/// Resolves on the first Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
+    Ok(async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot wait for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+        tracing::info!("shutting down");
+    })
+}
+
+/// `anyhow`-style context for `main` without the dependency: errors become one line of text.
+mod anyhow_lite {
+    use std::fmt::Display;
+
+    pub trait Context<T> {
+        fn context(self, what: &str) -> Result<T, String>;
+        fn with_context(self, what: impl FnOnce() -> String) -> Result<T, String>;
+    }
+
+    impl<T, E: Display> Context<T> for Result<T, E> {
+        fn context(self, what: &str) -> Result<T, String> {
+            self.map_err(|e| format!("{what}: {e}"))
+        }
+        fn with_context(self, what: impl FnOnce() -> String) -> Result<T, String> {
+            self.map_err(|e| format!("{}: {e}", what()))
+        }
+    }
+}
