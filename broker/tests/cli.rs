@@ -148,9 +148,14 @@ impl Running {
     }
 
     /// Sends SIGTERM and returns the exit status, which must come within 5 s.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    fn terminate(self) -> std::process::ExitStatus {
+        self.signal("-TERM")
+    }
+
+    /// Sends a signal (`-TERM`, `-INT`) and returns the exit status, which must come within 5 s.
+    fn signal(mut self, signal: &str) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -158,7 +163,7 @@ impl Running {
             }
             if Instant::now() > deadline {
                 self.child.kill().unwrap();
-                panic!("broker did not exit within 5 s of SIGTERM");
+                panic!("broker did not exit within 5 s of kill {signal}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -239,4 +244,25 @@ fn env_limit_applies_to_the_running_broker() {
     let (_second, ack) = connect(b'b');
     assert!(ack.is_empty(), "second connection over the limit got {ack:?}");
     assert!(broker.terminate().success());
+}
+
+#[test]
+fn ctrl_c_stops_the_broker_cleanly() {
+    let mut broker = Running::start(&["--port", "0"], &[]);
+    let addr = broker.listening(1)[0];
+    assert_eq!(addr.ip().to_string(), "127.0.0.1", "the default listener is local only");
+    let status = broker.signal("-INT");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn conflicting_or_malformed_flags_are_usage_errors() {
+    let out = run(&["--port", "0", "--listen", "127.0.0.1:0"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--listen"), "{}", stderr(&out));
+    let out = run(&["--listen", "localhost"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("invalid value 'localhost'"), "{}", stderr(&out));
+    let out = run(&["--log-format", "xml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
 }
