@@ -155,7 +155,9 @@ impl Running {
     /// Sends a signal (`-TERM`, `-INT`) and returns the exit status, which must come within 5 s.
     fn signal(mut self, signal: &str) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+        // The shell's built-in kill: a fresh Debian image may lack procps' /bin/kill.
+        let kill = format!("kill {signal} {pid}");
+        assert!(Command::new("sh").args(["-c", &kill]).status().unwrap().success());
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
