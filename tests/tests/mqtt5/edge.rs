@@ -263,3 +263,51 @@ async fn unsubscribing_a_shared_subscription() {
     assert_eq!(r, ReasonCode::NoMatchingSubscribers);
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resent_message_after_reconnect_carries_its_full_topic() {
+    let b = start_default_broker().await;
+    let topic = unique("aresend/t");
+    let id = unique("aresend");
+    let conn = Conn::new(&id).clean(false).expiry(60).aliases(5);
+    let (mut c, _) = C5::connect(b.addr, &conn).await;
+    c.sub(&topic, 1).await;
+    let mut p = C5::v5(b.addr, &unique("aresendpub")).await;
+    p.publish_ok(Pub::new(&topic, b"1", 1)).await;
+    p.publish_ok(Pub::new(&topic, b"2", 1)).await;
+    let first = c.recv_publish().await;
+    c.ack(&first).await;
+    let second = c.recv_publish().await;
+    assert!(second.publish().topic.is_empty(), "sent by alias: {second:?}");
+    drop(c); // unacknowledged
+    b.wait_stats("offline", |s| s.clients_connected == 1).await;
+    let (mut c, _) = C5::connect(b.addr, &conn).await;
+    let again = c.recv_publish().await;
+    let p = again.publish();
+    assert!(p.dup, "a resend");
+    assert_eq!(again.text(), "2");
+    assert_eq!(p.topic.as_str(), topic, "the new connection knows no alias: full topic [MQTT-3.3.2-7]");
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubrec_with_an_error_ends_the_qos2_flow_and_frees_the_window() {
+    let b = start_default_broker().await;
+    let topic = unique("recerr/t");
+    let (mut c, _) = C5::connect(b.addr, &Conn::new(&unique("recerr")).receive_maximum(1)).await;
+    c.sub(&topic, 2).await;
+    let mut p = C5::v5(b.addr, &unique("recerrpub")).await;
+    p.publish_ok(Pub::new(&topic, b"refused", 2)).await;
+    p.publish_ok(Pub::new(&topic, b"next", 2)).await;
+    let f = c.recv_publish().await;
+    assert_eq!(f.text(), "refused");
+    let id = f.publish().qos_pid.packet_id().unwrap();
+    let rec = mqtt_codec::Ack { reason: ReasonCode::UnspecifiedError, ..mqtt_codec::Ack::new(id) };
+    c.send(&Packet::PubRec(rec)).await;
+    // No PUBREL for a refused message; the window opens for the next one.
+    let f = c.recv_publish().await;
+    assert_eq!(f.text(), "next", "got {f:?}");
+    c.ack(&f).await;
+    c.expect_silence(QUIET).await;
+    b.shutdown().await;
+}
