@@ -43,10 +43,12 @@ impl<'a, T: Read + Write, const INFLIGHT: usize, const SUBS: usize, const TOPIC:
     Client<'a, T, INFLIGHT, SUBS, TOPIC>
 {
     /// A client without a transport yet. `rx` must hold the largest packet the broker may send, `tx` the largest
-    /// the client sends.
+    /// the client sends; at most 65,535 bytes of each are used.
     pub fn new(mut session: Session<'a, INFLIGHT, SUBS, TOPIC>, rx: &'a mut [u8], tx: &'a mut [u8]) -> Self {
-        session.set_buffer_limits(rx.len(), tx.len());
-        Self { transport: None, session, bufs: Buffers::new(rx, tx) }
+        let bufs = Buffers::new(rx, tx);
+        let (rx_len, tx_len) = bufs.limits();
+        session.set_buffer_limits(rx_len, tx_len);
+        Self { transport: None, session, bufs }
     }
 
     /// The sans-IO session, for everything the client does not forward.

@@ -9,18 +9,32 @@ use mqtt_codec::frame_len;
 
 use crate::{Error, Event, Instant, Session};
 
+/// Cursors are `u16`: packets are measured in buffers of at most 64 KiB (larger buffers are used up to that).
 pub(crate) struct Buffers<'a> {
     rx: &'a mut [u8],
-    rx_len: usize,
-    rx_used: usize,
     tx: &'a mut [u8],
-    tx_pos: usize,
-    tx_len: usize,
+    rx_len: u16,
+    rx_used: u16,
+    tx_pos: u16,
+    tx_len: u16,
 }
 
 impl<'a> Buffers<'a> {
     pub(crate) fn new(rx: &'a mut [u8], tx: &'a mut [u8]) -> Self {
-        Self { rx, rx_len: 0, rx_used: 0, tx, tx_pos: 0, tx_len: 0 }
+        let rx = match rx.len() {
+            n if n > usize::from(u16::MAX) => rx.get_mut(..usize::from(u16::MAX)).unwrap_or_default(),
+            _ => rx,
+        };
+        let tx = match tx.len() {
+            n if n > usize::from(u16::MAX) => tx.get_mut(..usize::from(u16::MAX)).unwrap_or_default(),
+            _ => tx,
+        };
+        Self { rx, tx, rx_len: 0, rx_used: 0, tx_pos: 0, tx_len: 0 }
+    }
+
+    /// The buffer sizes in use.
+    pub(crate) fn limits(&self) -> (usize, usize) {
+        (self.rx.len(), self.tx.len())
     }
 
     /// A new transport: whatever was half received or half sent belongs to the old one.
@@ -34,8 +48,8 @@ impl<'a> Buffers<'a> {
     /// Drops the packet handed out by the previous [`Buffers::next_event`].
     pub(crate) fn release(&mut self) {
         if self.rx_used > 0 {
-            if let Some(live) = self.rx.get_mut(..self.rx_len) {
-                crate::session::shift_down(live, self.rx_used);
+            if let Some(live) = self.rx.get_mut(..usize::from(self.rx_len)) {
+                crate::session::shift_down(live, usize::from(self.rx_used));
             }
             self.rx_len = self.rx_len.saturating_sub(self.rx_used);
             self.rx_used = 0;
@@ -50,28 +64,31 @@ impl<'a> Buffers<'a> {
     ) -> Result<&[u8], Error> {
         if self.tx_pos >= self.tx_len {
             self.tx_pos = 0;
-            self.tx_len = session.poll_transmit(now, self.tx)?.unwrap_or(0);
+            let n = session.poll_transmit(now, self.tx)?.unwrap_or(0);
+            self.tx_len = u16::try_from(n).map_err(|_| Error::BufferTooSmall)?;
         }
-        Ok(self.tx.get(self.tx_pos..self.tx_len).unwrap_or_default())
+        Ok(self.tx.get(usize::from(self.tx_pos)..usize::from(self.tx_len)).unwrap_or_default())
     }
 
     pub(crate) fn sent(&mut self, n: usize) {
+        let n = u16::try_from(n).unwrap_or(u16::MAX);
         self.tx_pos = self.tx_pos.saturating_add(n).min(self.tx_len);
     }
 
     /// Free space for the next read.
     pub(crate) fn read_buf(&mut self) -> &mut [u8] {
-        self.rx.get_mut(self.rx_len..).unwrap_or_default()
+        self.rx.get_mut(usize::from(self.rx_len)..).unwrap_or_default()
     }
 
     pub(crate) fn received(&mut self, n: usize) {
-        self.rx_len = self.rx_len.saturating_add(n).min(self.rx.len());
+        let n = u16::try_from(n).unwrap_or(u16::MAX);
+        self.rx_len = self.rx_len.saturating_add(n).min(u16::try_from(self.rx.len()).unwrap_or(u16::MAX));
     }
 
     /// Whether a whole packet is buffered.
     pub(crate) fn has_frame(&self) -> Result<bool, Error> {
         let max = u32::try_from(self.rx.len()).unwrap_or(u32::MAX);
-        let live = self.rx.get(..self.rx_len).unwrap_or_default();
+        let live = self.rx.get(..usize::from(self.rx_len)).unwrap_or_default();
         Ok(frame_len(live, max).map_err(Error::Malformed)?.is_some())
     }
 
@@ -82,9 +99,9 @@ impl<'a> Buffers<'a> {
         now: Instant,
     ) -> Result<Option<Event<'_>>, Error> {
         let max = u32::try_from(self.rx.len()).unwrap_or(u32::MAX);
-        let live = self.rx.get(..self.rx_len).unwrap_or_default();
+        let live = self.rx.get(..usize::from(self.rx_len)).unwrap_or_default();
         let Some(len) = frame_len(live, max).map_err(Error::Malformed)? else { return Ok(None) };
-        self.rx_used = len;
+        self.rx_used = u16::try_from(len).unwrap_or(u16::MAX);
         session.on_packet(now, live.get(..len).unwrap_or_default())
     }
 }

@@ -60,8 +60,9 @@ pub struct Session<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: us
     subs: Subs<SUBS, TOPIC>,
     /// Inbound QoS 2 identifiers delivered to the application, PUBREL not yet received.
     incoming: Vec<u16, INFLIGHT, u8>,
-    /// Acknowledgements to send; the front ends send them before handling the next packet.
-    acks: Vec<(AckKind, PacketId), 4, u8>,
+    /// Acknowledgements to send. The front ends send them before handling the next packet, so one is the most
+    /// ever queued; a sans-IO caller must call `poll_transmit` between packets (else [`Error::Overrun`]).
+    acks: Vec<(AckKind, PacketId), 2, u8>,
     ping_due: bool,
     /// PINGREQ queued or sent at `since`, PINGRESP awaited.
     ping_out: bool,
