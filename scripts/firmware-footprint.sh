@@ -30,6 +30,11 @@ printf '%-22s %8d %8d %8d %12s %14s\n' baseline "$bt" "$bd" "$bb" - -
 for f in client v5; do
     measure "--features $f"
     read -r t d b <<<"$sizes"
+    # Formatting must stay off the client's code paths (no defmt/log feature here): no core::fmt in the image.
+    if "${size_tool%size}nm" -C "$elf" | grep -q 'core::fmt'; then
+        echo "firmware-footprint: core::fmt is linked into the $f image" >&2
+        exit 1
+    fi
     name=$([ "$f" = client ] && echo "MQTT 3.1.1" || echo "MQTT 5 (v5)")
     printf '%-22s %8d %8d %8d %10d B %12d B\n' "$name" "$t" "$d" "$b" $((t + d - bt - bd)) $((d + b - buffers - (bd + bb - 256)))
 done
