@@ -96,3 +96,62 @@ async fn will_properties_are_forwarded() {
     watcher.ack(&f).await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn will_message_expiry_counts_from_publication_not_from_connect() {
+    let b = start_default_broker().await;
+    let topic = unique("wexp/t");
+    let mut watcher = C5::v5(b.addr, &unique("wexpwatch")).await;
+    watcher.sub(&topic, 1).await;
+    let mut w = will(&topic, None);
+    w.message_expiry = Some(1);
+    let (mut c, _) = C5::connect(b.addr, &Conn::new(&unique("wexp")).will(w)).await;
+    // Connected for longer than the will's lifetime, then vanishing: the will is published now, with 1 s to live.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    c.send(&mqtt_codec::Packet::PingReq).await;
+    c.recv().await;
+    drop(c);
+    let f = match watcher.next_event(Duration::from_secs(2)).await {
+        crate::v5client::Ev::Frame(f) => f,
+        other => panic!("no will (got {other:?}): its Message Expiry Interval ran from CONNECT, not from publication"),
+    };
+    assert_eq!(f.text(), "gone");
+    assert_eq!(f.publish().properties.message_expiry_interval(), Some(1));
+    watcher.ack(&f).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_start_reconnect_ends_the_session_and_sends_the_pending_will_at_once() {
+    let b = start_default_broker().await;
+    let topic = unique("wcs/t");
+    let id = unique("wcs");
+    let mut watcher = C5::v5(b.addr, &unique("wcswatch")).await;
+    watcher.sub(&topic, 1).await;
+    let (c, _) = C5::connect(b.addr, &Conn::new(&id).clean(false).expiry(60).will(will(&topic, Some(60)))).await;
+    drop(c);
+    b.wait_stats("offline", |s| s.clients_connected == 1).await;
+    watcher.expect_silence(QUIET).await;
+    let (_c, ack) = C5::connect(b.addr, &Conn::new(&id).clean(true)).await;
+    assert!(!ack.connack().session_present);
+    let f = watcher.recv_publish().await;
+    assert_eq!(f.text(), "gone", "the old session ended, so its will goes out");
+    watcher.ack(&f).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_will_is_retained() {
+    let b = start_default_broker().await;
+    let topic = unique("wret/t");
+    let mut w = will(&topic, None);
+    w.retain = true;
+    let (c, _) = C5::connect(b.addr, &Conn::new(&unique("wret")).will(w)).await;
+    drop(c);
+    b.wait_stats("the will retained", |s| s.retained_messages == 1).await;
+    let mut late = C5::v5(b.addr, &unique("wretlate")).await;
+    late.sub(&topic, 1).await;
+    let f = late.recv_publish().await;
+    assert!(f.publish().retain && f.text() == "gone", "{f:?}");
+    b.shutdown().await;
+}
