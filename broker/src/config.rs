@@ -14,6 +14,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use mqtt_codec::QoS;
+
+use crate::router::SharedStrategy;
+
 /// The default configuration, commented; `broker --print-default-config` prints it.
 ///
 /// It parses to [`Settings::default()`] and [`LogSettings::default()`].
@@ -37,6 +41,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Session behaviour.
     pub sessions: SessionSettings,
+    /// Protocol features offered (advertised to MQTT 5 clients in CONNACK, enforced for every version).
+    pub mqtt: MqttSettings,
 }
 
 /// One listener.
@@ -80,12 +86,61 @@ pub struct SessionSettings {
     pub persistent_session_expiry: Option<Duration>,
 }
 
+/// Protocol features: what the broker offers and enforces. MQTT 5 clients learn them from CONNACK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttSettings {
+    /// Retained messages accepted.
+    pub retain_available: bool,
+    /// Highest QoS accepted from publishers.
+    pub maximum_qos: QoS,
+    /// Subscriptions with `+` and `#` accepted.
+    pub wildcard_subscriptions: bool,
+    /// MQTT 5 Subscription Identifiers accepted.
+    pub subscription_identifiers: bool,
+    /// Shared subscriptions (`$share/{group}/{filter}`) accepted.
+    pub shared_subscriptions: bool,
+    /// How a shared subscription group picks the member that gets a message.
+    pub shared_subscription_strategy: SharedStrategy,
+    /// Inbound QoS 1/2 publications a client may have unacknowledged (MQTT 5 Receive Maximum).
+    pub receive_maximum: u16,
+    /// Topic aliases an MQTT 5 client may use towards the broker; also bounds the broker's aliases towards it.
+    pub topic_alias_maximum: u16,
+    /// Whether the broker uses topic aliases towards MQTT 5 clients that allow them.
+    pub server_topic_aliases: bool,
+    /// Largest MQTT 5 Session Expiry Interval granted; `None` lets clients ask for "never".
+    pub max_session_expiry: Option<Duration>,
+    /// Prefix of the Response Information sent to MQTT 5 clients that ask for it (`{prefix}/{client id}`).
+    pub response_information: Option<String>,
+    /// Most levels a topic name or filter may have.
+    pub max_topic_levels: usize,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        Self {
+            retain_available: true,
+            maximum_qos: QoS::ExactlyOnce,
+            wildcard_subscriptions: true,
+            subscription_identifiers: true,
+            shared_subscriptions: true,
+            shared_subscription_strategy: SharedStrategy::RoundRobin,
+            receive_maximum: 1024,
+            topic_alias_maximum: 32,
+            server_topic_aliases: true,
+            max_session_expiry: None,
+            response_information: None,
+            max_topic_levels: 64,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
             listeners: vec![ListenerSettings { bind: SocketAddr::from(([127, 0, 0, 1], 1883)), max_connections: None }],
             limits: Limits::default(),
             sessions: SessionSettings::default(),
+            mqtt: MqttSettings::default(),
         }
     }
 }
@@ -342,6 +397,7 @@ struct FileConfig {
     listeners: Vec<FileListener>,
     limits: FileLimits,
     sessions: FileSessions,
+    mqtt: FileMqtt,
     log: FileLog,
 }
 
@@ -372,6 +428,93 @@ struct FileSessions {
     queue_qos0_offline: Bool,
     max_keepalive: Int,
     persistent_session_expiry_secs: Int,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileMqtt {
+    retain_available: Bool,
+    maximum_qos: Int,
+    wildcard_subscriptions: Bool,
+    subscription_identifiers: Bool,
+    shared_subscriptions: Bool,
+    shared_subscription_strategy: String,
+    receive_maximum: Int,
+    topic_alias_maximum: Int,
+    server_topic_aliases: Bool,
+    max_session_expiry_secs: Int,
+    response_information: String,
+    max_topic_levels: Int,
+}
+
+impl Default for FileMqtt {
+    fn default() -> Self {
+        let m = MqttSettings::default();
+        Self {
+            retain_available: Bool(m.retain_available),
+            maximum_qos: to_int(m.maximum_qos as u8),
+            wildcard_subscriptions: Bool(m.wildcard_subscriptions),
+            subscription_identifiers: Bool(m.subscription_identifiers),
+            shared_subscriptions: Bool(m.shared_subscriptions),
+            shared_subscription_strategy: strategy_name(m.shared_subscription_strategy).to_owned(),
+            receive_maximum: to_int(m.receive_maximum),
+            topic_alias_maximum: to_int(m.topic_alias_maximum),
+            server_topic_aliases: Bool(m.server_topic_aliases),
+            max_session_expiry_secs: to_int(m.max_session_expiry.map_or(0, |d| d.as_secs())),
+            response_information: m.response_information.unwrap_or_default(),
+            max_topic_levels: to_int(m.max_topic_levels),
+        }
+    }
+}
+
+fn strategy_name(s: SharedStrategy) -> &'static str {
+    match s {
+        SharedStrategy::RoundRobin => "round_robin",
+        SharedStrategy::Random => "random",
+    }
+}
+
+impl FileMqtt {
+    fn validate(&self) -> Result<MqttSettings, ConfigError> {
+        let maximum_qos = match ranged::<u8>("mqtt.maximum_qos", self.maximum_qos, 0, 2)? {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
+        let shared_subscription_strategy = match self.shared_subscription_strategy.trim() {
+            "round_robin" => SharedStrategy::RoundRobin,
+            "random" => SharedStrategy::Random,
+            other => {
+                return Err(ConfigError::invalid(
+                    "mqtt.shared_subscription_strategy",
+                    format!("must be \"round_robin\" or \"random\" (got {other:?})"),
+                ));
+            }
+        };
+        let expiry = ranged::<u64>("mqtt.max_session_expiry_secs", self.max_session_expiry_secs, 0, u32::MAX.into())?;
+        let info = self.response_information.trim();
+        if info.contains(['+', '#', '\0']) {
+            return Err(ConfigError::invalid(
+                "mqtt.response_information",
+                "must be usable as a topic prefix (no '+', '#' or NUL)",
+            ));
+        }
+        Ok(MqttSettings {
+            retain_available: self.retain_available.0,
+            maximum_qos,
+            wildcard_subscriptions: self.wildcard_subscriptions.0,
+            subscription_identifiers: self.subscription_identifiers.0,
+            shared_subscriptions: self.shared_subscriptions.0,
+            shared_subscription_strategy,
+            receive_maximum: ranged("mqtt.receive_maximum", self.receive_maximum, 1, u16::MAX)?,
+            topic_alias_maximum: ranged("mqtt.topic_alias_maximum", self.topic_alias_maximum, 0, u16::MAX)?,
+            server_topic_aliases: self.server_topic_aliases.0,
+            max_session_expiry: (expiry > 0).then(|| Duration::from_secs(expiry)),
+            response_information: (!info.is_empty()).then(|| info.to_owned()),
+            max_topic_levels: ranged::<u64>("mqtt.max_topic_levels", self.max_topic_levels, 1, 65_535)
+                .map(|v| usize::try_from(v).unwrap_or(usize::MAX))?,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -453,7 +596,13 @@ impl Default for FileConfig {
             .iter()
             .map(|l| FileListener { bind: l.bind.to_string(), max_connections: l.max_connections.map(to_int) })
             .collect();
-        Self { listeners, limits: FileLimits::default(), sessions: FileSessions::default(), log: FileLog::default() }
+        Self {
+            listeners,
+            limits: FileLimits::default(),
+            sessions: FileSessions::default(),
+            mqtt: FileMqtt::default(),
+            log: FileLog::default(),
+        }
     }
 }
 
@@ -591,13 +740,15 @@ impl FileConfig {
             persistent_session_expiry: (expiry > 0).then(|| Duration::from_secs(expiry)),
         };
 
+        let mqtt = self.mqtt.validate()?;
+
         let level = self.log.level.trim();
         if level.is_empty() {
             return Err(ConfigError::invalid("log.level", "must not be empty (for example \"info\")"));
         }
         let format = self.log.format.parse().map_err(|reason| ConfigError::invalid("log.format", reason))?;
         let log = LogSettings { format, level: level.to_owned() };
-        Ok(Config { settings: Settings { listeners, limits, sessions }, log })
+        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt }, log })
     }
 }
 
@@ -656,6 +807,18 @@ mod tests {
             "listeners.bind",
             "log.format",
             "log.level",
+            "mqtt.max_session_expiry_secs",
+            "mqtt.max_topic_levels",
+            "mqtt.maximum_qos",
+            "mqtt.receive_maximum",
+            "mqtt.response_information",
+            "mqtt.retain_available",
+            "mqtt.server_topic_aliases",
+            "mqtt.shared_subscription_strategy",
+            "mqtt.shared_subscriptions",
+            "mqtt.subscription_identifiers",
+            "mqtt.topic_alias_maximum",
+            "mqtt.wildcard_subscriptions",
             "sessions.max_keepalive",
             "sessions.persistent_session_expiry_secs",
             "sessions.queue_qos0_offline",
@@ -669,6 +832,28 @@ mod tests {
             .try_deserialize()
             .unwrap();
         assert_eq!(alone.validate().unwrap(), Config::default());
+    }
+
+    #[test]
+    fn mqtt_section_is_validated_and_applied() {
+        let c = Config::from_toml(
+            "[mqtt]\nmaximum_qos = 1\nshared_subscription_strategy = \"random\"\nmax_session_expiry_secs = 60\nresponse_information = \"resp\"",
+        )
+        .unwrap();
+        assert_eq!(c.settings.mqtt.maximum_qos, QoS::AtLeastOnce);
+        assert_eq!(c.settings.mqtt.shared_subscription_strategy, SharedStrategy::Random);
+        assert_eq!(c.settings.mqtt.max_session_expiry, Some(Duration::from_secs(60)));
+        assert_eq!(c.settings.mqtt.response_information.as_deref(), Some("resp"));
+        for (toml, key) in [
+            ("[mqtt]\nmaximum_qos = 3", "mqtt.maximum_qos"),
+            ("[mqtt]\nshared_subscription_strategy = \"first\"", "mqtt.shared_subscription_strategy"),
+            ("[mqtt]\nreceive_maximum = 0", "mqtt.receive_maximum"),
+            ("[mqtt]\nresponse_information = \"a/#\"", "mqtt.response_information"),
+            ("[mqtt]\nmax_topic_levels = 0", "mqtt.max_topic_levels"),
+        ] {
+            let err = Config::from_toml(toml).unwrap_err();
+            assert_eq!(err.key(), Some(key), "{toml}: {err}");
+        }
     }
 
     #[test]

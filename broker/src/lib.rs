@@ -19,7 +19,7 @@ pub mod queue;
 pub mod router;
 pub mod session;
 
-pub use config::{Limits, ListenerSettings, SessionSettings, Settings};
+pub use config::{Config, ConfigError, Limits, ListenerSettings, MqttSettings, SessionSettings, Settings};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -132,13 +132,23 @@ impl Default for Capabilities {
 impl Capabilities {
     /// What the settings offer.
     pub fn from_settings(settings: &crate::Settings) -> Self {
-        let l = &settings.limits;
-        let s = &settings.sessions;
+        let m = &settings.mqtt;
         Self {
-            max_packet_size: l.max_packet_size,
-            max_keepalive: s.max_keepalive,
-            persistent_session_expiry: s.persistent_session_expiry,
-            ..Self::default()
+            max_packet_size: settings.limits.max_packet_size,
+            receive_maximum: m.receive_maximum,
+            topic_alias_maximum: m.topic_alias_maximum,
+            server_topic_aliases: m.server_topic_aliases,
+            max_keepalive: settings.sessions.max_keepalive,
+            max_session_expiry: m.max_session_expiry,
+            persistent_session_expiry: settings.sessions.persistent_session_expiry,
+            retain_available: m.retain_available,
+            maximum_qos: m.maximum_qos,
+            wildcard_subscriptions: m.wildcard_subscriptions,
+            subscription_identifiers: m.subscription_identifiers,
+            shared_subscriptions: m.shared_subscriptions,
+            response_information: m.response_information.clone(),
+            max_topic_levels: m.max_topic_levels,
+            shared_strategy: m.shared_subscription_strategy,
         }
     }
 }
