@@ -84,6 +84,7 @@ pub struct Broker {
     shared: Arc<Shared>,
 }
 
+#[derive(Clone)]
 struct Shared {
     settings: Settings,
     ctx: Context,
@@ -126,11 +127,11 @@ impl Broker {
     /// Installs the MQTT 5 enhanced authentication methods (none by default: a CONNECT naming a method is refused
     /// with `0x8C Bad authentication method`). Call before [`Broker::serve`].
     #[must_use]
-    pub fn with_authenticator(mut self, auth: Arc<dyn Authenticator>) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.ctx.auth = auth;
-        }
-        self
+    pub fn with_authenticator(self, auth: Arc<dyn Authenticator>) -> Self {
+        // Other handles to this broker keep the authenticator they had; this one and its clones use `auth`.
+        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|arc| (*arc).clone());
+        shared.ctx.auth = auth;
+        Self { shared: Arc::new(shared) }
     }
 
     /// The settings in force.

@@ -53,6 +53,14 @@ impl Message {
         self
     }
 
+    /// The same message with its expiry counted from `now`: a will's Message Expiry Interval starts when the will
+    /// is published, not when the client connected.
+    #[must_use]
+    pub fn published_at(self, now: Instant) -> Self {
+        let props = self.props.clone();
+        self.with_properties(props, now)
+    }
+
     /// A message from owned parts (wills of MQTT 3 clients, tests).
     pub fn from_parts(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Self {
         Self::new(Bytes::copy_from_slice(topic.as_bytes()), Bytes::copy_from_slice(payload), qos, retain)

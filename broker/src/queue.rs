@@ -144,6 +144,9 @@ impl Outbox {
     pub fn next_send(&mut self, now: Instant) -> Option<Send> {
         while let Some(pos) = self.inflight.iter().position(|e| !e.sent) {
             let entry = self.inflight.get_mut(pos)?;
+            // [MQTT-3.3.2-5] only requires dropping copies whose delivery has not started; we also drop an expired
+            // message that is to be resent after a reconnect, so that an expired message never reaches a client. A
+            // QoS 2 message already at PUBREL finishes its flow.
             if entry.state != InflightState::AwaitPubComp && entry.delivery.msg.is_expired(now) {
                 self.inflight.remove(pos);
                 self.expired = self.expired.saturating_add(1);

@@ -229,7 +229,7 @@ impl Router {
         if let Some(pos) = pending {
             let will = self.pending_wills.swap_remove(pos);
             if clean_start {
-                self.publish(will.msg, None, now);
+                self.publish_will(will.msg, now);
             }
         }
         if let Some(existing) = self.store.session(client_id).cloned() {
@@ -288,7 +288,7 @@ impl Router {
             if let Some((msg, delay)) = will
                 && (!resumed || delay.is_zero())
             {
-                self.publish(msg, None, now);
+                self.publish_will(msg, now);
             }
             return;
         }
@@ -301,7 +301,7 @@ impl Router {
             let until_session_end = expiry.unwrap_or(Duration::MAX);
             let wait = delay.min(until_session_end);
             if wait.is_zero() {
-                self.publish(msg, None, now);
+                self.publish_will(msg, now);
             } else {
                 self.pending_wills.push(PendingWill { client_id: session.client_id.clone(), due: now + wait, msg });
             }
@@ -323,7 +323,7 @@ impl Router {
             }
         });
         for msg in due {
-            self.publish(msg, None, now);
+            self.publish_will(msg, now);
         }
         let expired: Vec<Arc<SessionHandle>> =
             self.store.sessions().filter(|s| s.lock().is_expired(now)).cloned().collect();
@@ -331,6 +331,10 @@ impl Router {
             tracing::debug!(client_id = &*session.client_id, "session expired");
             self.remove_session(&session);
         }
+    }
+
+    fn publish_will(&mut self, msg: Message, now: Instant) {
+        self.publish(msg.published_at(now), None, now);
     }
 
     fn remove_session(&mut self, session: &Arc<SessionHandle>) {
