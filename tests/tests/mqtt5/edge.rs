@@ -311,3 +311,15 @@ async fn pubrec_with_an_error_ends_the_qos2_flow_and_frees_the_window() {
     c.expect_silence(QUIET).await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assigned_client_identifier_resumes_its_session() {
+    let b = start_default_broker().await;
+    let (c, ack) = C5::connect(b.addr, &Conn::new("").clean(false).expiry(60)).await;
+    let id = ack.connack().properties.assigned_client_identifier().unwrap().to_owned();
+    c.disconnect().await;
+    let (_, ack) = C5::connect(b.addr, &Conn::new(&id).clean(false).expiry(60)).await;
+    assert!(ack.connack().session_present);
+    assert_eq!(ack.connack().properties.assigned_client_identifier(), None, "no new id when the client sent one");
+    b.shutdown().await;
+}

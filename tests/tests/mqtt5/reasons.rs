@@ -179,3 +179,43 @@ async fn disconnect_0x04_publishes_the_will_and_a_normal_one_does_not() {
     }
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reason_string_is_left_out_when_it_would_exceed_the_client_maximum_packet_size() {
+    let b = start_default_broker().await;
+    let (mut c, _) = C5::connect(b.addr, &Conn::new(&unique("rsmax")).max_packet(16)).await;
+    let (r, f) = c.publish_ack(Pub::new("$x/t", b"x", 1)).await;
+    assert_eq!(r, ReasonCode::NotAuthorized);
+    assert!(
+        f.bytes.len() <= 16,
+        "PUBACK of {} bytes exceeds the client's Maximum Packet Size 16 [MQTT-3.4.2-2]: {f:?}",
+        f.bytes.len()
+    );
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_topic_with_a_wildcard_is_refused() {
+    let b = start_default_broker().await;
+    let topic = unique("rtw/t");
+    let mut sub = C5::v5(b.addr, &unique("rtwsub")).await;
+    sub.sub(&topic, 1).await;
+    let mut c = C5::v5(b.addr, &unique("rtw")).await;
+    let mut p = Pub::new(&topic, b"x", 1);
+    p.pid = 1;
+    p.response_topic = Some("replies/X".into());
+    // The codec will not encode a wildcard there; patch it on the wire.
+    let mut bytes = p.encode(c.version);
+    let at = bytes.windows(9).position(|w| w == b"replies/X").unwrap() + 8;
+    bytes[at] = b'+';
+    c.send_raw(&bytes).await;
+    // [MQTT-3.3.2-14]: the Response Topic must not contain wildcards; a server treats it as an error.
+    let seen = c.expect_closed(CLOSE).await;
+    let last = seen.last().and_then(crate::v5client::Frame::disconnect_reason);
+    assert!(
+        matches!(last, Some(ReasonCode::ProtocolError | ReasonCode::MalformedPacket | ReasonCode::TopicNameInvalid)),
+        "expected DISCONNECT 0x82 (or 0x81/0x90), got {seen:?}"
+    );
+    sub.expect_silence(QUIET).await;
+    b.shutdown().await;
+}
