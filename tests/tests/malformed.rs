@@ -159,3 +159,100 @@ async fn garbage_floods_do_not_disturb_other_clients() {
     b.wait_stats("only the bystanders connected", |s| s.clients_connected == 2).await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_split_byte_by_byte_or_coalesced_are_framed_correctly() {
+    let b = start_broker(Settings::default()).await;
+    let topic = unique("framing/t");
+    let (mut sub, mut publisher) = bystanders(&b, &topic).await;
+
+    // Byte by byte: CONNECT, then a QoS 1 PUBLISH, each byte its own write.
+    let mut slow = RawClient::tcp(b.addr).await;
+    let mut stream = ConnectOpts::new(&unique("dribble")).encode();
+    stream.extend(tests::raw::publish_bytes(
+        tests::raw::Version::V311,
+        &topic,
+        b"dribbled",
+        Qos::AtLeastOnce,
+        3,
+        false,
+        false,
+    ));
+    for byte in stream {
+        slow.send_raw(&[byte]).await;
+    }
+    assert_eq!(slow.recv().await, Rx::ConnAck { session_present: false, code: 0 });
+    assert_eq!(slow.recv().await, Rx::PubAck(3));
+    let p = sub.recv_publish().await;
+    assert_eq!(p.text(), "dribbled");
+    sub.puback(p.pid.unwrap()).await;
+
+    // Coalesced: CONNECT, SUBSCRIBE, three PUBLISH and PINGREQ in one write.
+    let own = unique("coalesced/t");
+    let v = tests::raw::Version::V311;
+    let mut burst = ConnectOpts::new(&unique("burst")).encode();
+    let filter_len = own.len() as u16;
+    let mut subscribe = vec![0x82, (2 + 2 + own.len() + 1) as u8, 0x00, 0x07];
+    subscribe.extend_from_slice(&filter_len.to_be_bytes());
+    subscribe.extend_from_slice(own.as_bytes());
+    subscribe.push(0x01);
+    burst.extend(subscribe);
+    for (i, qos) in [Qos::AtMostOnce, Qos::AtLeastOnce, Qos::ExactlyOnce].into_iter().enumerate() {
+        burst.extend(tests::raw::publish_bytes(v, &own, format!("b{i}").as_bytes(), qos, 10 + i as u16, false, false));
+    }
+    burst.extend([0xc0, 0x00]);
+    let mut fast = RawClient::tcp(b.addr).await;
+    fast.send_raw(&burst).await;
+    let mut got = Vec::new();
+    while got.len() < 8 {
+        got.push(fast.recv().await);
+    }
+    let expect_in_order = [
+        Rx::ConnAck { session_present: false, code: 0 },
+        Rx::SubAck { pid: 7, codes: vec![1] },
+        Rx::PubAck(11),
+        Rx::PubRec(12),
+        Rx::PingResp,
+    ];
+    let acks: Vec<Rx> = got.iter().filter(|p| !matches!(p, Rx::Publish(_))).cloned().collect();
+    assert_eq!(acks, expect_in_order);
+    let texts: Vec<String> =
+        got.iter().filter_map(|p| if let Rx::Publish(p) = p { Some(p.text()) } else { None }).collect();
+    assert_eq!(texts, ["b0", "b1", "b2"], "its own messages, in order");
+    round_trip(&mut sub, &mut publisher, &topic, "still fine").await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_its_socket_blocks_nobody() {
+    let b = start_broker(Settings::default()).await;
+    let topic = unique("stalled/t");
+    // This one subscribes and then never reads again: its TCP buffers fill up.
+    let stalled_id = unique("stalled");
+    let mut stalled = RawClient::connect_v311(b.addr, &stalled_id).await;
+    stalled.subscribe_one(&topic, Qos::AtMostOnce).await;
+    let (mut sub, mut publisher) = bystanders(&b, &topic).await;
+    let reader = tokio::spawn(async move {
+        let mut n = 0usize;
+        while n < 4000 {
+            let p = sub.recv_publish().await;
+            if let Some(id) = p.pid {
+                sub.puback(id).await;
+            }
+            n += 1;
+        }
+        sub
+    });
+    // 4000 x 2 KiB = 8 MiB: far more than the socket buffers of the stalled client hold.
+    let payload = vec![b'z'; 2048];
+    for _ in 0..4000 {
+        publisher.publish_acked(&topic, &payload, Qos::AtMostOnce, false).await;
+    }
+    publisher.assert_alive().await;
+    let _sub = tests::within_for(2 * WAIT, "the reading subscriber to get all 4000", reader).await.unwrap();
+    // The stalled client's socket and then its queue filled; the overflow is dropped and counted against it alone.
+    let s = b.broker.session_stats(&stalled_id).unwrap();
+    assert!(s.queued_messages == 1000 && s.dropped_messages > 0, "the stalled client did not back up: {s:?}");
+    assert_eq!(b.stats().messages_dropped, s.dropped_messages);
+    b.shutdown().await;
+}
