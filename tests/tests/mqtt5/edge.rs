@@ -323,3 +323,14 @@ async fn assigned_client_identifier_resumes_its_session() {
     assert_eq!(ack.connack().properties.assigned_client_identifier(), None, "no new id when the client sent one");
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_filter_levels_are_counted_without_the_share_prefix() {
+    let b = start_default_broker().await;
+    let mut c = C5::v5(b.addr, &unique("shlv")).await;
+    let levels = vec!["l"; 64].join("/");
+    // 64 levels are allowed in a plain filter, and the same filter in a group: `$share/g/` is not a topic level.
+    let codes = c.subscribe_with(&[Sub::new(&levels, 1), Sub::new(&format!("$share/g/{levels}"), 1)], None).await;
+    assert_eq!(codes, vec![ReasonCode::GrantedQoS1, ReasonCode::GrantedQoS1]);
+    b.shutdown().await;
+}
