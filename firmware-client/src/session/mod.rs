@@ -12,13 +12,14 @@
 
 mod store;
 mod subs;
+mod topic;
 mod wire;
 
 pub(crate) use store::shift_down;
 pub use subs::SubId;
 
 use heapless::Vec;
-use mqtt_codec::{PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicFilter, TopicName};
+use mqtt_codec::{PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicName};
 
 use crate::{Error, Event, Instant, Message, Options, Rejected};
 use store::{Outgoing, Store};
@@ -215,7 +216,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     /// [`Rejected::Full`] when `SUBS` subscriptions exist; [`Rejected::Invalid`] for an invalid filter or one longer
     /// than `TOPIC`. The filter is handed back.
     pub fn subscribe<'f>(&mut self, filter: &'f str, qos: QoS) -> Result<SubId, Rejected<&'f str>> {
-        if TopicFilter::new(filter).is_err() || filter.len() > TOPIC {
+        if !topic::valid_filter(filter) || filter.len() > TOPIC {
             return Err(Rejected::Invalid(filter));
         }
         self.subs.add(filter, qos).ok_or(Rejected::Full(filter))
@@ -293,9 +294,8 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         let Some((id, _)) = todo else { return Ok(None) };
         let pid = self.alloc_pid().ok_or(Error::BufferTooSmall)?;
         let Some(s) = self.subs.get_mut(id) else { return Ok(None) };
-        let filter = TopicFilter::new(&s.filter).map_err(Error::Malformed)?;
         let subscribing = s.state == SubState::ToSubscribe;
-        let n = wire::subscribe(pid, filter, subscribing.then_some(s.qos), version, out).map_err(Error::Encode)?;
+        let n = wire::subscribe(pid, &s.filter, subscribing.then_some(s.qos), version, out).map_err(Error::Encode)?;
         s.state = if subscribing { SubState::Subscribing(pid.get()) } else { SubState::Unsubscribing(pid.get()) };
         Ok(Some(n))
     }

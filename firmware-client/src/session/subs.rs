@@ -2,7 +2,9 @@
 //! incoming topics to a [`SubId`] so the application can pick its handler.
 
 use heapless::String;
-use mqtt_codec::{QoS, matches};
+use mqtt_codec::QoS;
+
+use super::topic::matches;
 
 /// A subscription's handle: returned by `subscribe`, and carried by each message whose topic it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,9 +7,7 @@
 //! against the codec byte for byte, and a property test checks that the decoder accepts exactly what the codec
 //! accepts.
 
-use mqtt_codec::{
-    DecodeError, EncodeError, PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicFilter, TopicName,
-};
+use mqtt_codec::{DecodeError, EncodeError, PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicName};
 
 use crate::Options;
 
@@ -196,7 +194,7 @@ pub(crate) fn ack(kind: AckKind, pid: PacketId, out: &mut [u8]) -> Result<usize,
 /// SUBSCRIBE to `filter` with maximum QoS `qos`, or UNSUBSCRIBE from it when `qos` is `None`.
 pub(crate) fn subscribe(
     pid: PacketId,
-    filter: TopicFilter<'_>,
+    filter: &str,
     qos: Option<QoS>,
     version: ProtocolVersion,
     out: &mut [u8],
@@ -206,7 +204,7 @@ pub(crate) fn subscribe(
         if version.is_v5() {
             w.u8(0);
         }
-        w.field(filter.as_str().as_bytes());
+        w.field(filter.as_bytes());
         if let Some(q) = qos {
             w.u8(q as u8);
         }
