@@ -440,3 +440,25 @@ async fn fan_in_and_fan_out_lose_nothing() {
     );
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubscribing_replaces_the_subscription_and_resends_retained() {
+    let b = start_default_broker().await;
+    let topic = unique("resub/t");
+    let mut publisher = RawClient::connect_v311(b.addr, &unique("pub")).await;
+    publisher.publish_acked(&topic, b"kept", Qos::ExactlyOnce, true).await;
+    let mut sub = RawClient::connect_v311(b.addr, &unique("sub")).await;
+    sub.subscribe_one(&topic, Qos::ExactlyOnce).await;
+    let p = sub.recv_acking(1).await.remove(0);
+    assert_eq!((p.text().as_str(), p.qos, p.retain), ("kept", Qos::ExactlyOnce, true));
+
+    // The same filter again at QoS 0: one subscription, now at QoS 0, and the retained message comes again.
+    sub.subscribe_one(&topic, Qos::AtMostOnce).await;
+    let p = sub.recv_publish().await;
+    assert_eq!((p.text().as_str(), p.qos, p.retain), ("kept", Qos::AtMostOnce, true));
+    publisher.publish_acked(&topic, b"live", Qos::ExactlyOnce, false).await;
+    let p = sub.recv_publish().await;
+    assert_eq!((p.text().as_str(), p.qos), ("live", Qos::AtMostOnce));
+    sub.expect_silence(QUIET).await;
+    b.shutdown().await;
+}
