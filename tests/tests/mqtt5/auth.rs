@@ -206,3 +206,21 @@ async fn auth_without_enhanced_authentication_is_a_protocol_error() {
     c.expect_disconnect(ReasonCode::ProtocolError, CLOSE).await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_with_another_method_is_refused_during_connect_and_re_authentication() {
+    let b = AuthBroker::start().await;
+    let id = unique("authother");
+    let (mut c, _) = C5::connect_with(b.addr, &Conn::new(&id).auth(METHOD, b"hello")).await;
+    c.send_raw(&auth_packet(ReasonCode::ContinueAuthentication, "TEST-ONESHOT", b"ok")).await;
+    let seen = c.expect_closed(CLOSE).await;
+    assert!(
+        seen.iter().all(|f| !matches!(f.packet(), Packet::ConnAck(a) if a.code == ReasonCode::Success)),
+        "never accepted: {seen:?}"
+    );
+    let (mut c, ack) = authenticate(b.addr, &unique("authother2")).await;
+    assert_eq!(ack.connack().code, ReasonCode::Success);
+    c.send_raw(&auth_packet(ReasonCode::ReAuthenticate, "TEST-ONESHOT", b"ok")).await;
+    c.expect_disconnect(ReasonCode::ProtocolError, CLOSE).await;
+    b.shutdown().await;
+}

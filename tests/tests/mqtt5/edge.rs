@@ -334,3 +334,39 @@ async fn shared_filter_levels_are_counted_without_the_share_prefix() {
     assert_eq!(codes, vec![ReasonCode::GrantedQoS1, ReasonCode::GrantedQoS1]);
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_packet_ids_get_0x92_on_pubcomp_and_pubrel() {
+    let b = start_default_broker().await;
+    let mut c = C5::v5(b.addr, &unique("pid92")).await;
+    c.send(&Packet::PubRel(mqtt_codec::Ack::new(crate::v5client::pid(77)))).await;
+    match c.recv().await.packet() {
+        Packet::PubComp(a) => {
+            assert_eq!((a.packet_id.get(), a.reason), (77, ReasonCode::PacketIdentifierNotFound));
+        }
+        other => panic!("expected PUBCOMP, got {other:?}"),
+    }
+    c.send(&Packet::PubRec(mqtt_codec::Ack::new(crate::v5client::pid(78)))).await;
+    match c.recv().await.packet() {
+        Packet::PubRel(a) => assert_eq!((a.packet_id.get(), a.reason), (78, ReasonCode::PacketIdentifierNotFound)),
+        other => panic!("expected PUBREL, got {other:?}"),
+    }
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_start_takeover_publishes_a_delayed_will_at_once() {
+    let b = start_default_broker().await;
+    let topic = unique("towc/t");
+    let id = unique("towc");
+    let mut watcher = C5::v5(b.addr, &unique("towcwatch")).await;
+    watcher.sub(&topic, 1).await;
+    let w = WillSpec { topic: topic.clone(), payload: b"w".to_vec(), qos: 1, delay: Some(30), ..WillSpec::default() };
+    let (mut first, _) = C5::connect(b.addr, &Conn::new(&id).clean(false).expiry(60).will(w)).await;
+    let (_second, ack) = C5::connect(b.addr, &Conn::new(&id).clean(true)).await;
+    assert!(!ack.connack().session_present);
+    first.expect_disconnect(ReasonCode::SessionTakenOver, CLOSE).await;
+    let f = watcher.recv_publish().await;
+    assert_eq!(f.text(), "w", "the taken-over session ended, so its will goes out without waiting 30 s");
+    b.shutdown().await;
+}
