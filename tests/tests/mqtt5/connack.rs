@@ -322,3 +322,24 @@ async fn server_keep_alive_caps_the_client_keep_alive() {
     assert!(waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3000), "closed after {waited:?}");
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_receive_maximum_counts_qos2_until_pubcomp() {
+    let b = start_default_broker().await;
+    let topic = unique("rm2/t");
+    let (mut sub, _) = C5::connect(b.addr, &Conn::new(&unique("rm2")).receive_maximum(1)).await;
+    sub.sub(&topic, 2).await;
+    let mut p = C5::v5(b.addr, &unique("rm2pub")).await;
+    p.publish_ok(Pub::new(&topic, b"a", 2)).await;
+    p.publish_ok(Pub::new(&topic, b"b", 2)).await;
+    let f = sub.recv_publish().await;
+    let id = f.publish().qos_pid.packet_id().unwrap();
+    sub.send(&Packet::PubRec(mqtt_codec::Ack::new(id))).await;
+    assert!(matches!(sub.recv().await.packet(), Packet::PubRel(a) if a.packet_id == id));
+    // The send quota comes back with PUBCOMP, not PUBREC [MQTT-4.9.0-2].
+    sub.expect_silence(QUIET).await;
+    sub.send(&Packet::PubComp(mqtt_codec::Ack::new(id))).await;
+    let f = sub.recv_publish().await;
+    assert_eq!(f.text(), "b");
+    b.shutdown().await;
+}

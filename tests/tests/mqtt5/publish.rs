@@ -134,6 +134,8 @@ async fn client_topic_alias_sets_then_replaces_the_topic() {
     let mut got = Vec::new();
     for _ in 0..4 {
         let f = sub.recv_publish().await;
+        // The publisher's alias is per hop: never forwarded to a subscriber that allowed none.
+        assert_eq!(f.publish().properties.topic_alias(), None, "{f:?}");
         got.push((f.publish().topic.as_str().to_owned(), f.text()));
         sub.ack(&f).await;
     }
@@ -220,5 +222,47 @@ async fn subscription_identifier_from_a_client_publish_is_a_protocol_error() {
     });
     c.send(&p).await;
     c.expect_disconnect(ReasonCode::ProtocolError, Duration::from_secs(2)).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_keep_their_properties() {
+    let b = start_default_broker().await;
+    let topic = unique("rprop/t");
+    let mut p = C5::v5(b.addr, &unique("rproppub")).await;
+    let mut msg = Pub::new(&topic, b"{}", 1).retain().user("k", "v");
+    msg.content_type = Some("application/json".into());
+    msg.pfi = Some(true);
+    msg.response_topic = Some("rprop/reply".into());
+    p.publish_ok(msg).await;
+    let mut late = C5::v5(b.addr, &unique("rproplate")).await;
+    late.sub(&topic, 1).await;
+    let f = late.recv_publish().await;
+    let props = f.publish().properties;
+    assert!(f.publish().retain);
+    assert_eq!(props.content_type(), Some("application/json"));
+    assert_eq!(props.payload_format_indicator(), Some(true));
+    assert_eq!(props.response_topic(), Some("rprop/reply"));
+    assert_eq!(user_props(&props), vec![("k".into(), "v".into())]);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_expiring_while_waiting_behind_the_window_is_skipped() {
+    let b = start_default_broker().await;
+    let topic = unique("mewin/t");
+    let (mut c, _) = C5::connect(b.addr, &Conn::new(&unique("mewin")).receive_maximum(1)).await;
+    c.sub(&topic, 1).await;
+    let mut p = C5::v5(b.addr, &unique("mewinpub")).await;
+    p.publish_ok(Pub::new(&topic, b"first", 1)).await;
+    p.publish_ok(Pub::new(&topic, b"short", 1).expiry(1)).await;
+    p.publish_ok(Pub::new(&topic, b"last", 1)).await;
+    let first = c.recv_publish().await;
+    assert_eq!(first.text(), "first");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    c.ack(&first).await;
+    let f = c.recv_publish().await;
+    assert_eq!(f.text(), "last", "the message that expired while queued is never sent");
+    c.ack(&f).await;
     b.shutdown().await;
 }
