@@ -1,11 +1,11 @@
 //! The bytes on the wire: the packets a client sends, and (without `v5`) the packets a broker sends.
 //!
-//! `mqtt-codec` is the reference: it validates topics and filters, frames the stream and, with `v5`, decodes.
-//! This module writes the client's few packet shapes directly and, for MQTT 3.1.1, decodes the seven server
-//! packet types directly, because the codec's general `encode`/`decode` link every packet type and the MQTT 5
-//! property machinery into the image (about 12 KB of flash on Cortex-M4). Unit tests check both directions
-//! against the codec byte for byte, and a property test checks that the decoder accepts exactly what the codec
-//! accepts.
+//! `mqtt-codec` is the reference. It frames the stream and validates topic names, and with `v5` it decodes. This
+//! module writes the client's few packet shapes directly and, for MQTT 3.1.1, decodes the seven server packet types
+//! directly, because the codec's general `encode`/`decode` link every packet type and the MQTT 5 property
+//! machinery into the image (about 12 KB of flash on Cortex-M4). Unit tests check both directions against the
+//! codec: encoding byte for byte, and (by property test) decoding that accepts exactly what the codec accepts and
+//! yields the same packet.
 
 use mqtt_codec::{DecodeError, EncodeError, PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicName};
 
