@@ -10,6 +10,8 @@ mod v5client;
 
 #[path = "mqtt5/auth.rs"]
 mod auth;
+#[path = "mqtt5/config.rs"]
+mod config;
 #[path = "mqtt5/connack.rs"]
 mod connack;
 #[path = "mqtt5/edge.rs"]
