@@ -67,7 +67,7 @@ pub struct Limits {
     pub max_inflight_messages: u16,
     /// Messages waiting per session behind the in-flight window.
     pub max_queued_messages: usize,
-    /// Payload bytes waiting per session behind the in-flight window.
+    /// Bytes (topic, payload and properties) waiting per session behind the in-flight window.
     pub max_queued_bytes: usize,
     /// Retained messages held by the broker.
     pub max_retained_messages: usize,
