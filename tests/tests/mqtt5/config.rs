@@ -242,3 +242,67 @@ async fn topic_levels_of_a_shared_filter_are_counted_without_the_share_prefix() 
     assert_eq!(codes, vec![ReasonCode::GrantedQoS1, ReasonCode::TopicFilterInvalid]);
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_topic_alias_maximum_also_bounds_the_aliases_we_send() {
+    let mut s = Settings::default();
+    s.mqtt.topic_alias_maximum = 2;
+    let b = start_broker(s).await;
+    let root = unique("cfgab");
+    let (mut c, _) = C5::connect(b.addr, &Conn::new(&unique("cfgab")).aliases(10)).await;
+    c.sub(&format!("{root}/+"), 0).await;
+    let mut p = C5::v5(b.addr, &unique("cfgabpub")).await;
+    let topics: Vec<String> = (0..4).map(|i| format!("{root}/{i}")).collect();
+    for t in topics.iter().chain(topics.iter()) {
+        p.publish_ok(Pub::new(t, b"x", 0)).await;
+    }
+    for t in topics.iter().chain(topics.iter()) {
+        let f = c.recv_publish().await;
+        if let Some(a) = f.publish().properties.topic_alias() {
+            assert!((1..=2).contains(&a), "alias {a} above mqtt.topic_alias_maximum 2");
+        }
+        assert_eq!(&c.topic_of(&f), t);
+    }
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt3_clients_are_held_to_the_same_limits() {
+    let b = start_broker(restricted()).await;
+    let mut c = C5::connect(b.addr, &Conn::v311(&unique("cfg311"))).await.0;
+    // MQTT 3.x has one failure code in SUBACK.
+    let codes = c
+        .subscribe_with(&[Sub::new("cfg311/+", 1), Sub::new("$share/g/cfg311/t", 1), Sub::new("cfg311/t", 2)], None)
+        .await;
+    assert_eq!(codes.iter().map(|c| c.to_u8()).collect::<Vec<_>>(), vec![0x80, 0x80, 0x01]);
+    // A QoS 2 publication above Maximum QoS closes the connection (no DISCONNECT in MQTT 3).
+    c.publish(Pub::new("cfg311/t", b"x", 2)).await;
+    let seen = c.expect_closed(CLOSE).await;
+    assert!(seen.is_empty(), "MQTT 3 gets no DISCONNECT: {seen:?}");
+    b.shutdown().await;
+}
+
+#[test]
+fn mqtt_section_of_a_config_file_reaches_the_settings() {
+    let dir = std::env::temp_dir().join(unique("v5cfg"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broker.toml");
+    std::fs::write(
+        &path,
+        "[mqtt]\nretain_available = false\nmaximum_qos = 1\nshared_subscription_strategy = \"random\"\n\
+         receive_maximum = 7\ntopic_alias_maximum = 3\nmax_session_expiry_secs = 90\n\
+         response_information = \"resp\"\nmax_topic_levels = 5\n",
+    )
+    .unwrap();
+    let cfg = broker::config::Config::load(Some(&path)).unwrap();
+    let m = &cfg.settings.mqtt;
+    assert!(!m.retain_available);
+    assert_eq!(m.maximum_qos, QoS::AtLeastOnce);
+    assert_eq!(m.shared_subscription_strategy, SharedStrategy::Random);
+    assert_eq!((m.receive_maximum, m.topic_alias_maximum, m.max_topic_levels), (7, 3, 5));
+    assert_eq!(m.max_session_expiry, Some(Duration::from_secs(90)));
+    assert_eq!(m.response_information.as_deref(), Some("resp"));
+    // Untouched keys keep their defaults.
+    assert!(m.wildcard_subscriptions && m.subscription_identifiers && m.shared_subscriptions && m.server_topic_aliases);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
