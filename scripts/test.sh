@@ -15,17 +15,12 @@ fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step "dependencies"
-apt_missing=()
-command -v mosquitto_pub >/dev/null 2>&1 || apt_missing+=(mosquitto-clients)
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || apt_missing+=(mosquitto)
-command -v arm-none-eabi-size >/dev/null 2>&1 || apt_missing+=(binutils-arm-none-eabi)
-if [ "${#apt_missing[@]}" -gt 0 ]; then
-  echo "installing: ${apt_missing[*]}"
+# Debian's mosquitto and mosquitto-clients, and paho-mqtt 2.x, for the interop tests.
+bash scripts/interop-deps.sh
+# arm-none-eabi-size for the firmware footprint report.
+if ! command -v arm-none-eabi-size >/dev/null 2>&1; then
   as_root apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${apt_missing[@]}"
-fi
-if ! python3 -c 'import paho.mqtt, sys; sys.exit(0 if int(paho.mqtt.__version__.split(".")[0]) >= 2 else 1)' 2>/dev/null; then
-  python3 -m pip install --quiet 'paho-mqtt>=2,<3'
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends binutils-arm-none-eabi
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
@@ -38,14 +33,21 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "workspace tests"
-# The interop tests run the broker binary, so build it first.
+# The interop tests run the broker binary, so build it first. firmware-client runs below with its features.
 cargo build -p broker --locked
-cargo test --workspace --locked
+cargo test --workspace --exclude firmware-client --locked
 
-step "no_std cross builds"
+step "mqtt-codec alone for the firmware target"
 cargo build -p mqtt-codec --target thumbv7em-none-eabihf --locked
+
+step "firmware-client: host tests (3.1.1 and v5), cross builds, footprint"
+CARGO_LOCKED=1 bash scripts/firmware-test.sh
+
+step "load generator smoke run"
+CARGO_LOCKED=1 bash scripts/bench-smoke.sh
 
 step "fuzz smoke runs"
 bash scripts/fuzz-smoke.sh
+bash scripts/firmware-fuzz.sh
 
 step "all checks passed"
