@@ -146,7 +146,14 @@ async fn session_expiry_keeps_the_session_for_its_interval_then_discards_it() {
     let raised = unique("expraise");
     let (s, _) = C5::connect(b.addr, &Conn::new(&raised).clean(false).expiry(1)).await;
     s.disconnect_with(ReasonCode::Success, &[Property::SessionExpiryInterval(60)]).await;
-    b.wait_stats("four offline sessions", |s| s.clients_connected == 0 && s.sessions == 4).await;
+    // A resumed session takes the expiry of the CONNECT that resumed it.
+    let lowered = unique("explower");
+    let (s, _) = C5::connect(b.addr, &Conn::new(&lowered).clean(false).expiry(60)).await;
+    s.disconnect().await;
+    let (s, ack) = C5::connect(b.addr, &Conn::new(&lowered).clean(false).expiry(1)).await;
+    assert!(ack.connack().session_present);
+    s.disconnect().await;
+    b.wait_stats("five offline sessions", |s| s.clients_connected == 0 && s.sessions == 5).await;
     let mut p = C5::v5(b.addr, &unique("exppub")).await;
     p.publish_ok(Pub::new(&topic, b"queued", 1)).await;
     b.wait_session(&short, "a queued message", |s| s.queued_messages == 1).await;
@@ -156,6 +163,7 @@ async fn session_expiry_keeps_the_session_for_its_interval_then_discards_it() {
     assert!(b.broker.session_stats(&short).is_none(), "expired v5 session discarded");
     assert!(b.broker.session_stats(&old).is_none(), "expired 3.1.1 session discarded");
     assert!(b.broker.session_stats(&raised).is_some(), "the expiry raised at DISCONNECT to 60 s holds");
+    assert!(b.broker.session_stats(&lowered).is_none(), "resumed with expiry 1: expired");
     let (mut s, ack) = C5::connect(b.addr, &Conn::new(&short).clean(false).expiry(1)).await;
     assert!(!ack.connack().session_present);
     s.expect_silence(QUIET).await;

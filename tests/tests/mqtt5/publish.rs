@@ -266,3 +266,17 @@ async fn message_expiring_while_waiting_behind_the_window_is_skipped() {
     c.ack(&f).await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_message_published_through_an_alias_is_kept_under_its_topic() {
+    let b = start_default_broker().await;
+    let topic = unique("aret/t");
+    let mut p = C5::v5(b.addr, &unique("aretpub")).await;
+    p.publish_ok(Pub::new(&topic, b"1", 1).alias(1)).await;
+    p.publish_ok(Pub::new("", b"2", 1).alias(1).retain()).await;
+    let mut late = C5::v5(b.addr, &unique("aretlate")).await;
+    late.sub(&topic, 1).await;
+    let f = late.recv_publish().await;
+    assert_eq!((f.publish().topic.as_str(), f.text().as_str(), f.publish().retain), (topic.as_str(), "2", true));
+    b.shutdown().await;
+}

@@ -145,6 +145,8 @@ pub struct Conn {
     pub auth: Option<(String, Vec<u8>)>,
     /// Will: topic, payload, qos, retain, delay, extra properties.
     pub will: Option<WillSpec>,
+    /// Payload Format Indicator of the will.
+    pub will_pfi: Option<bool>,
 }
 
 #[derive(Clone, Default)]
@@ -176,6 +178,7 @@ impl Conn {
             user: Vec::new(),
             auth: None,
             will: None,
+            will_pfi: None,
         }
     }
 
@@ -249,6 +252,9 @@ impl Conn {
         let will = self.will.as_ref().map(|w| {
             if let Some(d) = w.delay {
                 will_props.push(Property::WillDelayInterval(d));
+            }
+            if let Some(p) = self.will_pfi {
+                will_props.push(Property::PayloadFormatIndicator(p));
             }
             if let Some(e) = w.message_expiry {
                 will_props.push(Property::MessageExpiryInterval(e));

@@ -155,3 +155,16 @@ async fn retained_will_is_retained() {
     assert!(f.publish().retain && f.text() == "gone", "{f:?}");
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn will_with_payload_format_indicator_and_invalid_utf8_is_refused_with_0x99() {
+    let b = start_default_broker().await;
+    let mut w = will("wpfi/t", None);
+    w.payload = vec![0xff, 0xfe];
+    let mut conn = Conn::new(&unique("wpfi")).will(w);
+    conn.will_pfi = Some(true);
+    let (mut c, f) = C5::connect_with(b.addr, &conn).await;
+    assert_eq!(f.connack().code, mqtt_codec::ReasonCode::PayloadFormatInvalid);
+    c.expect_closed(Duration::from_secs(2)).await;
+    b.shutdown().await;
+}
