@@ -47,11 +47,21 @@ impl AuthExchange for OneShot {
     }
 }
 
+/// Never decides: challenges again and again.
+struct Forever;
+
+impl AuthExchange for Forever {
+    fn step(&mut self, _data: &[u8]) -> AuthStep {
+        AuthStep::Continue(b"again".to_vec())
+    }
+}
+
 impl Authenticator for TestAuth {
     fn start(&self, method: &str, client_id: &str) -> Option<Box<dyn AuthExchange>> {
         match method {
             METHOD => Some(Box::new(Exchange { client_id: client_id.to_owned(), challenged: false })),
             "TEST-ONESHOT" => Some(Box::new(OneShot)),
+            "TEST-FOREVER" => Some(Box::new(Forever)),
             _ => None,
         }
     }
@@ -66,9 +76,13 @@ struct AuthBroker {
 
 impl AuthBroker {
     async fn start() -> Self {
+        Self::start_with(Settings::default()).await
+    }
+
+    async fn start_with(settings: Settings) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let broker = Broker::new(Settings::default()).unwrap().with_authenticator(Arc::new(TestAuth));
+        let broker = Broker::new(settings).unwrap().with_authenticator(Arc::new(TestAuth));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             broker
@@ -222,5 +236,35 @@ async fn auth_with_another_method_is_refused_during_connect_and_re_authenticatio
     assert_eq!(ack.connack().code, ReasonCode::Success);
     c.send_raw(&auth_packet(ReasonCode::ReAuthenticate, "TEST-ONESHOT", b"ok")).await;
     c.expect_disconnect(ReasonCode::ProtocolError, CLOSE).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_exchange_ends_at_the_connect_deadline() {
+    let mut settings = Settings::default();
+    settings.limits.connect_timeout = Duration::from_secs(1);
+    let b = AuthBroker::start_with(settings).await;
+    let (mut c, first) = C5::connect_with(b.addr, &Conn::new(&unique("forever")).auth("TEST-FOREVER", b"x")).await;
+    assert_eq!(first.auth().reason, ReasonCode::ContinueAuthentication);
+    let t0 = std::time::Instant::now();
+    // A client that keeps answering does not keep the handshake open past the CONNECT deadline.
+    loop {
+        if !c.try_send_raw(&auth_packet(ReasonCode::ContinueAuthentication, "TEST-FOREVER", b"more")).await {
+            break;
+        }
+        match c.next_event(Duration::from_secs(3)).await {
+            crate::v5client::Ev::Frame(f) if matches!(f.packet(), Packet::Auth(_)) => {}
+            crate::v5client::Ev::Frame(f) => {
+                assert_ne!(f.connack().code, ReasonCode::Success);
+                c.expect_closed(CLOSE).await;
+                break;
+            }
+            crate::v5client::Ev::Closed => break,
+            crate::v5client::Ev::Silent => panic!("neither an answer nor a close"),
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3), "still authenticating after {:?}", t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(t0.elapsed() < Duration::from_millis(2500), "closed after {:?}", t0.elapsed());
     b.shutdown().await;
 }

@@ -431,6 +431,11 @@ impl C5 {
         within("write", self.stream.write_all(bytes)).await.unwrap();
     }
 
+    /// Writes bytes; false if the broker already closed the socket.
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
+        matches!(timeout(WAIT, self.stream.write_all(bytes)).await, Ok(Ok(())))
+    }
+
     pub async fn send(&mut self, p: &Packet<'_>) {
         let b = encode(p, self.version);
         self.send_raw(&b).await;
