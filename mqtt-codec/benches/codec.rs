@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use bytes::BytesMut;
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group};
 use mqtt_codec::{
     List, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, QosPid, Subscribe, Subscription,
     SubscriptionOptions, TopicFilter, TopicName,
@@ -182,5 +182,43 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// `CODEC_BENCH_COUNT="<group>/<op>/<library> <iterations>"` runs one benchmark body that many times and exits,
+/// without criterion, for counting instructions under `valgrind --tool=cachegrind`: wall-clock time on a shared
+/// machine is noisy, instruction counts are not. `<op>` is `decode`, `encode` or `clone` (the `BytesMut` clone
+/// that mqttbytes decoding consumes, to subtract). See `docs/codec-benchmarks.md`.
+fn count(spec: &str) {
+    let (name, n) = spec.split_once(' ').expect("\"<group>/<op>/<library> <iterations>\"");
+    let n: u64 = n.parse().expect("iterations");
+    let (group, rest) = name.split_once('/').expect("group/op/library");
+    let case = cases().into_iter().find(|c| c.name == group).expect("known group");
+    let stream = BytesMut::from(&case.bytes[..]);
+    let mut out = vec![0u8; case.bytes.len()];
+    let mut buf = BytesMut::with_capacity(case.bytes.len());
+    let mut acc = 0usize;
+    for _ in 0..n {
+        acc = acc.wrapping_add(match rest {
+            "decode/mqtt-codec" => decode_ours(&case, black_box(&case.bytes)),
+            "decode/mqttbytes" => decode_theirs(&case, black_box(&mut stream.clone())),
+            "clone/mqttbytes" => black_box(stream.clone()).len(),
+            "encode/mqtt-codec" => black_box(&case.ours).encode(case.version, black_box(&mut out)).unwrap(),
+            "encode/mqttbytes" => {
+                buf.clear();
+                black_box(&case.theirs).write(black_box(&mut buf))
+            }
+            other => panic!("unknown benchmark {other}"),
+        });
+    }
+    println!("{name}: {n} iterations ({acc})");
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    match std::env::var("CODEC_BENCH_COUNT") {
+        Ok(spec) => count(&spec),
+        Err(_) => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}
