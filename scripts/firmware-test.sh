@@ -7,13 +7,17 @@
 # skip without it) and binutils-arm-none-eabi (arm-none-eabi-size).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# CARGO_LOCKED=1: build against the committed Cargo.lock only.
+locked=()
+[ "${CARGO_LOCKED:-}" = 1 ] && locked=(--locked)
 
-cargo test -p firmware-client --features async
-cargo test -p firmware-client --features async,v5
+cargo test "${locked[@]}" -p firmware-client --features async
+cargo test "${locked[@]}" -p firmware-client --features async,v5
 
 for features in "" "v5" "async" "async,v5" "defmt,async,v5" "log,async"; do
     echo "== cargo build -p firmware-client --target thumbv7em-none-eabihf --features '$features'"
-    cargo build -p firmware-client --target thumbv7em-none-eabihf --no-default-features --features "$features"
+    cargo build "${locked[@]}" -p firmware-client --target thumbv7em-none-eabihf --no-default-features \
+        --features "$features"
 done
 
 scripts/firmware-footprint.sh
