@@ -52,6 +52,57 @@ pub struct ListenerSettings {
     pub bind: SocketAddr,
     /// Connections this listener accepts at once (within `limits.max_connections`).
     pub max_connections: Option<usize>,
+    /// MQTT straight over the stream, or inside WebSocket binary frames.
+    pub transport: Transport,
+    /// TLS on this listener (`mqtts`, `wss`); `None` is plaintext.
+    pub tls: Option<TlsSettings>,
+}
+
+impl ListenerSettings {
+    /// A plaintext MQTT listener on `bind` with no cap of its own.
+    pub fn plain(bind: SocketAddr) -> Self {
+        Self { bind, max_connections: None, transport: Transport::Mqtt, tls: None }
+    }
+}
+
+/// What a listener speaks above TCP (or TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// MQTT packets directly on the stream.
+    Mqtt,
+    /// An HTTP upgrade to WebSocket on `path` (subprotocol `mqtt`), then MQTT in binary frames.
+    WebSocket {
+        /// Request path accepted for the upgrade, such as `/mqtt`.
+        path: String,
+    },
+}
+
+/// Whether a TLS listener asks for client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate is requested.
+    None,
+    /// A certificate is requested; one that is sent must chain to the CA bundle, none is also accepted.
+    Optional,
+    /// A certificate chaining to the CA bundle is required.
+    Required,
+}
+
+/// TLS settings of one listener. The files are read at start and again when they change (or on SIGHUP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// Client certificate policy.
+    pub client_auth: ClientAuth,
+    /// PEM CA bundle that client certificates must chain to; required unless `client_auth` is `None`.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate revocation lists checked against client certificates.
+    pub crl_files: Vec<PathBuf>,
+    /// A verified client certificate's subject CN (or first DNS/e-mail/URI SAN) becomes the client's identity.
+    pub use_identity_as_username: bool,
 }
 
 /// Limits with sane defaults for an edge box.
@@ -137,7 +188,7 @@ impl Default for MqttSettings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            listeners: vec![ListenerSettings { bind: SocketAddr::from(([127, 0, 0, 1], 1883)), max_connections: None }],
+            listeners: vec![ListenerSettings::plain(SocketAddr::from(([127, 0, 0, 1], 1883)))],
             limits: Limits::default(),
             sessions: SessionSettings::default(),
             mqtt: MqttSettings::default(),
@@ -373,12 +424,23 @@ fn from_config_error(e: ::config::ConfigError, origin: &str) -> ConfigError {
 }
 
 fn join_key(outer: &str, inner: &str) -> String {
-    match (outer.is_empty(), inner.is_empty()) {
+    let joined = match (outer.is_empty(), inner.is_empty()) {
         (_, true) => outer.to_owned(),
         (true, false) => inner.to_owned(),
         (false, false) if inner.starts_with('[') => format!("{outer}{inner}"),
         (false, false) => format!("{outer}.{inner}"),
+    };
+    // The config crate writes an index followed by a key as `[0]tls`; we write `[0].tls`.
+    let mut out = String::with_capacity(joined.len() + 2);
+    let mut after_index = false;
+    for c in joined.chars() {
+        if after_index && c != '.' && c != '[' {
+            out.push('.');
+        }
+        after_index = c == ']';
+        out.push(c);
     }
+    out
 }
 
 /// TOML parser messages span several lines with a source excerpt; keep the position and the reason.
@@ -407,6 +469,100 @@ struct FileListener {
     bind: String,
     #[serde(default)]
     max_connections: Option<Int>,
+    #[serde(default)]
+    transport: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    tls: Option<FileTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert_file: String,
+    key_file: String,
+    #[serde(default)]
+    client_auth: Option<String>,
+    #[serde(default)]
+    ca_file: Option<String>,
+    #[serde(default)]
+    crl_files: Vec<String>,
+    #[serde(default)]
+    use_identity_as_username: Option<Bool>,
+}
+
+impl FileListener {
+    fn validate(&self, i: usize) -> Result<(Transport, Option<TlsSettings>), ConfigError> {
+        let key = |k: &str| format!("listeners[{i}].{k}");
+        let transport = match self.transport.as_deref().map(str::trim) {
+            None | Some("mqtt") => {
+                if self.path.is_some() {
+                    return Err(ConfigError::invalid(key("path"), "only a \"websocket\" listener has a path"));
+                }
+                Transport::Mqtt
+            }
+            Some("websocket") => {
+                let path = self.path.as_deref().unwrap_or("/mqtt").trim();
+                if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                    return Err(ConfigError::invalid(
+                        key("path"),
+                        format!("must start with / and have no spaces, as in \"/mqtt\" (got {path:?})"),
+                    ));
+                }
+                Transport::WebSocket { path: path.to_owned() }
+            }
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    key("transport"),
+                    format!("must be \"mqtt\" or \"websocket\" (got {other:?})"),
+                ));
+            }
+        };
+        let Some(t) = &self.tls else { return Ok((transport, None)) };
+        let file = |k: &str, v: &str| -> Result<PathBuf, ConfigError> {
+            let v = v.trim();
+            if v.is_empty() {
+                return Err(ConfigError::invalid(key(&format!("tls.{k}")), "must name a PEM file"));
+            }
+            Ok(PathBuf::from(v))
+        };
+        let client_auth = match t.client_auth.as_deref().map(str::trim) {
+            None | Some("none") => ClientAuth::None,
+            Some("optional") => ClientAuth::Optional,
+            Some("required") => ClientAuth::Required,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    key("tls.client_auth"),
+                    format!("must be \"none\", \"optional\" or \"required\" (got {other:?})"),
+                ));
+            }
+        };
+        let ca_file = t.ca_file.as_deref().map(|v| file("ca_file", v)).transpose()?;
+        if client_auth != ClientAuth::None && ca_file.is_none() {
+            return Err(ConfigError::invalid(
+                key("tls.ca_file"),
+                "is needed when client_auth is \"optional\" or \"required\"",
+            ));
+        }
+        let use_identity_as_username = t.use_identity_as_username.is_some_and(|b| b.0);
+        if use_identity_as_username && client_auth == ClientAuth::None {
+            return Err(ConfigError::invalid(
+                key("tls.use_identity_as_username"),
+                "needs client_auth \"optional\" or \"required\"",
+            ));
+        }
+        let crl_files = t.crl_files.iter().map(|v| file("crl_files", v)).collect::<Result<Vec<_>, _>>()?;
+        let tls = TlsSettings {
+            cert_file: file("cert_file", &t.cert_file)?,
+            key_file: file("key_file", &t.key_file)?,
+            client_auth,
+            ca_file,
+            crl_files,
+            use_identity_as_username,
+        };
+        Ok((transport, Some(tls)))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -594,7 +750,13 @@ impl Default for FileConfig {
         let listeners = s
             .listeners
             .iter()
-            .map(|l| FileListener { bind: l.bind.to_string(), max_connections: l.max_connections.map(to_int) })
+            .map(|l| FileListener {
+                bind: l.bind.to_string(),
+                max_connections: l.max_connections.map(to_int),
+                transport: None,
+                path: None,
+                tls: None,
+            })
             .collect();
         Self {
             listeners,
@@ -724,7 +886,8 @@ impl FileConfig {
                 Some(v) => Some(conn_cap(&format!("listeners[{i}].max_connections"), v)?),
                 None => None,
             };
-            listeners.push(ListenerSettings { bind, max_connections });
+            let (transport, tls) = l.validate(i)?;
+            listeners.push(ListenerSettings { bind, max_connections, transport, tls });
         }
 
         let s = &self.sessions;
@@ -878,6 +1041,58 @@ mod tests {
     }
 
     #[test]
+    fn websocket_and_tls_listeners() {
+        let c = Config::from_toml(
+            "[[listeners]]\nbind = \"127.0.0.1:8083\"\ntransport = \"websocket\"\n\
+             [[listeners]]\nbind = \"127.0.0.1:8884\"\ntransport = \"websocket\"\npath = \"/ws\"\n\
+             [listeners.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\n\
+             [[listeners]]\nbind = \"0.0.0.0:8883\"\n[listeners.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\n\
+             client_auth = \"required\"\nca_file = \"ca.pem\"\ncrl_files = [\"ca.crl\"]\n\
+             use_identity_as_username = true\n",
+        )
+        .unwrap();
+        let l = &c.settings.listeners;
+        assert_eq!(l[0].transport, Transport::WebSocket { path: "/mqtt".into() });
+        assert_eq!(l[0].tls, None);
+        assert_eq!(l[1].transport, Transport::WebSocket { path: "/ws".into() });
+        let tls = l[1].tls.as_ref().unwrap();
+        assert_eq!((tls.client_auth, tls.ca_file.as_ref()), (ClientAuth::None, None));
+        assert_eq!(l[2].transport, Transport::Mqtt);
+        assert_eq!(
+            l[2].tls,
+            Some(TlsSettings {
+                cert_file: "s.pem".into(),
+                key_file: "s.key".into(),
+                client_auth: ClientAuth::Required,
+                ca_file: Some("ca.pem".into()),
+                crl_files: vec!["ca.crl".into()],
+                use_identity_as_username: true,
+            })
+        );
+    }
+
+    #[test]
+    fn bad_listener_transport_and_tls_keys_are_named() {
+        let tls = "[listeners.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\n";
+        let cases = [
+            ("transport = \"quic\"\n", "listeners[0].transport: must be \"mqtt\" or \"websocket\" (got \"quic\")"),
+            ("path = \"/x\"\n", "listeners[0].path: only a \"websocket\" listener has a path"),
+            ("transport = \"websocket\"\npath = \"mqtt\"\n", "listeners[0].path: must start with /"),
+            (&format!("{tls}client_auth = \"maybe\"\n"), "listeners[0].tls.client_auth: must be \"none\""),
+            (&format!("{tls}client_auth = \"required\"\n"), "listeners[0].tls.ca_file: is needed when"),
+            (&format!("{tls}use_identity_as_username = true\n"), "listeners[0].tls.use_identity_as_username: needs"),
+            ("[listeners.tls]\ncert_file = \"\"\nkey_file = \"k\"\n", "listeners[0].tls.cert_file: must name"),
+            (&format!("{tls}verify = true\n"), "listeners[0].tls.verify: unknown key"),
+        ];
+        for (extra, want) in cases {
+            let got = err(&format!("[[listeners]]\nbind = \"127.0.0.1:1\"\n{extra}"));
+            assert!(got.starts_with(want), "{extra:?}: got {got:?}, want {want:?}");
+        }
+        let missing = err("[[listeners]]\nbind = \"127.0.0.1:1\"\n[listeners.tls]\ncert_file = \"s.pem\"\n");
+        assert!(missing.contains("missing") && missing.contains("tls.key_file"), "{missing}");
+    }
+
+    #[test]
     fn listeners_in_a_file_replace_the_default_listener() {
         let c = Config::from_toml(
             "[[listeners]]\nbind = \"0.0.0.0:1884\"\nmax_connections = 5\n[[listeners]]\nbind = \"[::1]:0\"\n",
@@ -886,8 +1101,11 @@ mod tests {
         assert_eq!(
             c.settings.listeners,
             vec![
-                ListenerSettings { bind: "0.0.0.0:1884".parse().unwrap(), max_connections: Some(5) },
-                ListenerSettings { bind: "[::1]:0".parse().unwrap(), max_connections: None },
+                ListenerSettings {
+                    max_connections: Some(5),
+                    ..ListenerSettings::plain("0.0.0.0:1884".parse().unwrap())
+                },
+                ListenerSettings::plain("[::1]:0".parse().unwrap()),
             ]
         );
     }

@@ -3,7 +3,9 @@
 //! Data flows socket -> codec -> session -> router -> per-subscriber queues -> socket:
 //!
 //! - [`config`]: validated [`Settings`] with the embedded defaults.
-//! - `listener`: accepts connections under a connection cap.
+//! - [`tls`]: rustls server configs from PEM files, reloaded when the files change.
+//! - `listener`: accepts connections under a connection cap; the connection's task does TLS and the WebSocket
+//!   upgrade (`ws`) before MQTT.
 //! - `connection`: one task per client; the only module that does I/O on the socket.
 //! - `session`: the sans-IO MQTT state machine of one client (packets and `now` in, actions out).
 //! - `router`: subscriptions, retained messages and the sessions' queues, behind one storage interface.
@@ -18,8 +20,11 @@ pub mod message;
 pub mod queue;
 pub mod router;
 pub mod session;
+pub mod tls;
+mod ws;
 
 pub use config::{Config, ConfigError, Limits, ListenerSettings, MqttSettings, SessionSettings, Settings};
+pub use listener::Listener;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection::ConnSettings;
-use crate::listener::Accept;
+use crate::listener::{Accept, Identities};
 use crate::queue::OutboxLimits;
 use crate::router::{Counters, Router, RouterLimits};
 use crate::session::auth::{Authenticator, NoMethods};
@@ -90,6 +95,8 @@ struct Shared {
     ctx: Context,
     global_limit: Arc<Semaphore>,
     next_conn_id: Arc<AtomicU64>,
+    /// Client certificate identities of live TLS connections (`use_identity_as_username`).
+    identities: Identities,
 }
 
 impl Broker {
@@ -121,7 +128,15 @@ impl Broker {
         let router = Arc::new(Mutex::new(Router::new(limits, counters.clone())));
         let ctx = Context { router, counters, caps, auth: Arc::new(NoMethods) };
         let global_limit = Arc::new(Semaphore::new(l.max_connections));
-        Ok(Self { shared: Arc::new(Shared { settings, ctx, global_limit, next_conn_id: Arc::default() }) })
+        Ok(Self {
+            shared: Arc::new(Shared {
+                settings,
+                ctx,
+                global_limit,
+                next_conn_id: Arc::default(),
+                identities: Identities::default(),
+            }),
+        })
     }
 
     /// Installs the MQTT 5 enhanced authentication methods (none by default: a CONNECT naming a method is refused
@@ -165,13 +180,45 @@ impl Broker {
         })
     }
 
-    /// Serves MQTT on these bound listeners until `shutdown` resolves.
+    /// The client certificate identities of the connections open now, on listeners with
+    /// `use_identity_as_username` (the certificate's subject CN, else its first SAN).
+    ///
+    /// Authentication and ACLs do not exist yet; until they do, this is where the identity is visible, and each
+    /// connection's log lines carry it as the `identity` field.
+    pub fn connected_identities(&self) -> Vec<String> {
+        let map = self.shared.identities.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ids: Vec<String> = map.values().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Serves MQTT on these bound sockets until `shutdown` resolves. Socket `i` gets the transport, TLS and
+    /// connection cap of `settings.listeners[i]` (plain MQTT when there is no such entry).
     ///
     /// # Errors
-    /// [`Error::Io`] when a listener fails for good.
+    /// [`Error::Settings`] when a listener's TLS files are unusable; [`Error::Io`] when a listener fails for good.
     pub async fn serve(
         &self,
         listeners: Vec<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
+        let mut built = Vec::with_capacity(listeners.len());
+        for (i, tcp) in listeners.into_iter().enumerate() {
+            built.push(match self.shared.settings.listeners.get(i) {
+                Some(l) => Listener::from_tcp(tcp, l).map_err(|e| Error::Settings(format!("listeners[{i}]: {e}")))?,
+                None => Listener::plain(tcp),
+            });
+        }
+        self.serve_listeners(built, shutdown).await
+    }
+
+    /// Serves MQTT on these listeners (plain, TLS, WebSocket, WSS) until `shutdown` resolves.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a listener fails for good.
+    pub async fn serve_listeners(
+        &self,
+        listeners: Vec<Listener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), Error> {
         let settings = &self.shared.settings;
@@ -185,13 +232,13 @@ impl Broker {
             conn,
             global_limit: self.shared.global_limit.clone(),
             next_conn_id: self.shared.next_conn_id.clone(),
+            identities: self.shared.identities.clone(),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
-        for (i, listener) in listeners.into_iter().enumerate() {
-            let local_limit =
-                settings.listeners.get(i).and_then(|l| l.max_connections).map(|n| Arc::new(Semaphore::new(n)));
-            tracing::debug!(addr = ?listener.local_addr().ok(), "serving");
+        for listener in listeners {
+            let local_limit = listener.max_connections().map(|n| Arc::new(Semaphore::new(n)));
+            tracing::debug!(addr = ?listener.local_addr().ok(), scheme = listener.scheme(), "serving");
             accept.tracker.spawn(listener::accept_loop(listener, local_limit, accept.clone()));
         }
         // Delayed wills and session expiry run on a one-second tick.

@@ -1,18 +1,106 @@
-//! The accept loop of one listener: caps connections, backs off on accept errors, and spawns one task per client.
+//! Listeners: plain MQTT, MQTT over TLS, WebSocket and WebSocket over TLS.
+//!
+//! The accept loop only accepts, applies the connection caps and spawns one task per client. That task does the
+//! TLS handshake and the WebSocket upgrade (together under the CONNECT timeout), then hands the stream to
+//! `connection::serve`, which reads CONNECT under its own timeout. A client that fails its handshake (plaintext on
+//! a TLS port, an untrusted or expired certificate, TLS 1.1) costs one log line and its own task, nothing else.
+//! The loop also polls a TLS listener's files every second and swaps in a new config when they change.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::config::{ListenerSettings, Transport};
 use crate::connection::{self, ConnSettings};
 use crate::router::ConnLink;
 use crate::session::Context;
+use crate::tls::{TlsError, TlsReloader, certificate_identity};
+use crate::ws;
+
+/// A bound listener with its transport and TLS config, ready for [`crate::Broker::serve_listeners`].
+#[derive(Debug)]
+pub struct Listener {
+    tcp: TcpListener,
+    transport: Transport,
+    tls: Option<TlsReloader>,
+    max_connections: Option<usize>,
+}
+
+impl Listener {
+    /// Binds `settings.bind` and loads its TLS files.
+    ///
+    /// # Errors
+    /// The bind error, or [`TlsError`] (as an `InvalidInput` I/O error) when the TLS files are unusable.
+    pub async fn bind(settings: &ListenerSettings) -> std::io::Result<Self> {
+        let tcp = TcpListener::bind(settings.bind).await?;
+        Self::from_tcp(tcp, settings).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    }
+
+    /// Serves `settings`' transport and TLS on an already bound socket (its `bind` is ignored).
+    ///
+    /// # Errors
+    /// [`TlsError`] when the TLS files are unusable.
+    pub fn from_tcp(tcp: TcpListener, settings: &ListenerSettings) -> Result<Self, TlsError> {
+        let alpn: &[u8] = match settings.transport {
+            Transport::Mqtt => b"mqtt",
+            Transport::WebSocket { .. } => b"http/1.1",
+        };
+        let tls = settings.tls.clone().map(|t| TlsReloader::new(t, alpn)).transpose()?;
+        Ok(Self { tcp, transport: settings.transport.clone(), tls, max_connections: settings.max_connections })
+    }
+
+    /// Plain MQTT over TCP on an already bound socket.
+    pub fn plain(tcp: TcpListener) -> Self {
+        Self { tcp, transport: Transport::Mqtt, tls: None, max_connections: None }
+    }
+
+    /// The address it is bound to.
+    ///
+    /// # Errors
+    /// As [`TcpListener::local_addr`].
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// A handle to its TLS config, to reload it (on SIGHUP, say); `None` for a plaintext listener.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.clone()
+    }
+
+    /// A short name of what it speaks: `mqtt`, `mqtts`, `ws` or `wss`.
+    pub fn scheme(&self) -> &'static str {
+        match (&self.transport, self.tls.is_some()) {
+            (Transport::Mqtt, false) => "mqtt",
+            (Transport::Mqtt, true) => "mqtts",
+            (Transport::WebSocket { .. }, false) => "ws",
+            (Transport::WebSocket { .. }, true) => "wss",
+        }
+    }
+
+    /// This listener with a cap of its own on connections held at once.
+    #[must_use]
+    pub fn with_max_connections(mut self, max: Option<usize>) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    pub(crate) fn max_connections(&self) -> Option<usize> {
+        self.max_connections
+    }
+}
+
+/// Client certificate identities of live connections, by connection id.
+pub(crate) type Identities = Arc<Mutex<HashMap<u64, String>>>;
 
 /// What every accept loop shares.
 pub(crate) struct Accept {
@@ -20,18 +108,28 @@ pub(crate) struct Accept {
     pub conn: Arc<ConnSettings>,
     pub global_limit: Arc<Semaphore>,
     pub next_conn_id: Arc<AtomicU64>,
+    pub identities: Identities,
     pub stop: CancellationToken,
     pub tracker: TaskTracker,
 }
 
-pub(crate) async fn accept_loop(listener: TcpListener, local_limit: Option<Arc<Semaphore>>, a: Arc<Accept>) {
-    let addr = listener.local_addr().ok();
+pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Semaphore>>, a: Arc<Accept>) {
+    let addr = listener.tcp.local_addr().ok();
     let mut backoff = Duration::from_millis(5);
     let mut last_refusal_log: Option<tokio::time::Instant> = None;
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let listener = Arc::new(listener);
     loop {
         let accepted = tokio::select! {
             () = a.stop.cancelled() => break,
-            r = listener.accept() => r,
+            _ = watch.tick(), if listener.tls.is_some() => {
+                if let Some(tls) = &listener.tls {
+                    tls.poll_changes();
+                }
+                continue;
+            }
+            r = listener.tcp.accept() => r,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => {
@@ -64,15 +162,101 @@ pub(crate) async fn accept_loop(listener: TcpListener, local_limit: Option<Arc<S
             tracing::debug!(error = %e, "TCP_NODELAY");
         }
         let id = a.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let link = ConnLink { id, kick: CancellationToken::new() };
-        let (ctx, conn, stop) = (a.ctx.clone(), a.conn.clone(), a.stop.clone());
-        let span = tracing::info_span!("conn", %peer, client_id = tracing::field::Empty);
+        // The config is read per connection, so a reload applies from the next client on.
+        let tls =
+            listener.tls.as_ref().map(|t| (TlsAcceptor::from(t.current()), t.settings().use_identity_as_username));
+        let span = tracing::info_span!(
+            "conn",
+            %peer,
+            scheme = listener.scheme(),
+            identity = tracing::field::Empty,
+            client_id = tracing::field::Empty
+        );
+        let (a2, listener) = (a.clone(), listener.clone());
         a.tracker.spawn(
             async move {
                 let _permits = (global, local);
-                connection::serve(stream, ctx, conn, link, stop).await;
+                let _identity = IdentityGuard { map: a2.identities.clone(), id };
+                if let Err(e) = handshake_and_serve(stream, &listener.transport, tls, id, &a2).await {
+                    tracing::info!(error = %e, "handshake failed");
+                }
             }
             .instrument(span),
         );
     }
+}
+
+/// Removes a connection's identity when its task ends.
+struct IdentityGuard {
+    map: Identities,
+    id: u64,
+}
+
+impl Drop for IdentityGuard {
+    fn drop(&mut self) {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("WebSocket upgrade: {0}")]
+    Ws(tokio_tungstenite::tungstenite::Error),
+    #[error("no handshake within {0:?}")]
+    Timeout(Duration),
+    #[error("server shutting down")]
+    Shutdown,
+}
+
+/// Runs `f` under the CONNECT timeout, or until shutdown.
+async fn bounded<T>(a: &Accept, f: impl Future<Output = Result<T, HandshakeError>>) -> Result<T, HandshakeError> {
+    let limit = a.conn.connect_timeout;
+    tokio::select! {
+        r = tokio::time::timeout(limit, f) => r.map_err(|_| HandshakeError::Timeout(limit))?,
+        () = a.stop.cancelled() => Err(HandshakeError::Shutdown),
+    }
+}
+
+async fn handshake_and_serve(
+    stream: TcpStream,
+    transport: &Transport,
+    tls: Option<(TlsAcceptor, bool)>,
+    id: u64,
+    a: &Accept,
+) -> Result<(), HandshakeError> {
+    let Some((acceptor, use_identity)) = tls else {
+        return upgrade_and_serve(stream, transport, id, a).await;
+    };
+    let stream = bounded(a, async { acceptor.accept(stream).await.map_err(HandshakeError::Tls) }).await?;
+    let (_, conn) = stream.get_ref();
+    tracing::debug!(version = ?conn.protocol_version(), alpn = ?conn.alpn_protocol().map(String::from_utf8_lossy), "TLS established");
+    if use_identity {
+        let identity = conn.peer_certificates().and_then(|c| c.first()).and_then(certificate_identity);
+        if let Some(identity) = identity {
+            tracing::Span::current().record("identity", identity.as_str());
+            tracing::info!(%identity, "client certificate identity");
+            a.identities.lock().unwrap_or_else(PoisonError::into_inner).insert(id, identity);
+        }
+    }
+    upgrade_and_serve(stream, transport, id, a).await
+}
+
+async fn upgrade_and_serve<S>(stream: S, transport: &Transport, id: u64, a: &Accept) -> Result<(), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let link = ConnLink { id, kick: CancellationToken::new() };
+    let (ctx, conn, stop) = (a.ctx.clone(), a.conn.clone(), a.stop.clone());
+    match transport {
+        Transport::Mqtt => connection::serve(stream, ctx, conn, link, stop).await,
+        Transport::WebSocket { path } => {
+            // Room for the largest packet plus framing; a message may hold more than one packet.
+            let max = usize::try_from(a.conn.max_packet_size).unwrap_or(usize::MAX).saturating_add(64 * 1024);
+            let ws = bounded(a, async { ws::accept(stream, path, max).await.map_err(HandshakeError::Ws) }).await?;
+            connection::serve(ws, ctx, conn, link, stop).await;
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! The `broker` binary: reads the configuration, installs logging, binds the listeners and runs the broker until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM. SIGHUP reloads every TLS listener's certificate, key and CA files.
 //!
 //! With no arguments it serves anonymous MQTT on 127.0.0.1:1883 only, from the embedded default configuration.
 
@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow_lite::Context;
+use broker::Listener;
 use broker::config::{Config, DEFAULT_CONFIG, ListenerSettings, LogFormat};
+use broker::tls::TlsReloader;
 use clap::Parser;
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 /// An MQTT 3.1 / 3.1.1 / 5.0 broker for edge devices and IoT gateways.
@@ -77,8 +78,7 @@ fn start(args: Args) -> Result<(), String> {
 /// Command line flags win over the file and the environment.
 fn apply_flags(config: &mut Config, args: &Args) {
     if !args.listen.is_empty() {
-        config.settings.listeners =
-            args.listen.iter().map(|&bind| ListenerSettings { bind, max_connections: None }).collect();
+        config.settings.listeners = args.listen.iter().map(|&bind| ListenerSettings::plain(bind)).collect();
     }
     if let Some(port) = args.port {
         for l in &mut config.settings.listeners {
@@ -118,16 +118,40 @@ async fn serve(config: Config) -> Result<(), String> {
     let shutdown = shutdown_signal().context("cannot install signal handlers")?;
     let mut listeners = Vec::with_capacity(config.settings.listeners.len());
     for l in &config.settings.listeners {
-        let listener = TcpListener::bind(l.bind).await.with_context(|| format!("cannot listen on {}", l.bind))?;
+        let listener = Listener::bind(l).await.with_context(|| format!("cannot listen on {}", l.bind))?;
         listeners.push(listener);
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting broker");
     for listener in &listeners {
         let local_addr = listener.local_addr().context("listener address")?;
-        tracing::info!(addr = %local_addr, "listening");
+        tracing::info!(addr = %local_addr, scheme = listener.scheme(), "listening");
     }
-    broker::run(listeners, config.settings, shutdown).await.map_err(|e| e.to_string())?;
+    reload_on_sighup(listeners.iter().filter_map(Listener::tls_reloader).collect())
+        .context("cannot install the SIGHUP handler")?;
+    let broker = broker::Broker::new(config.settings).map_err(|e| e.to_string())?;
+    broker.serve_listeners(listeners, shutdown).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reloads the TLS files of these listeners on every SIGHUP (they are also watched for changes).
+#[cfg(unix)]
+fn reload_on_sighup(reloaders: Vec<TlsReloader>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!(listeners = reloaders.len(), "SIGHUP: reloading TLS files");
+            for r in &reloaders {
+                r.reload_logged("SIGHUP");
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_reloaders: Vec<TlsReloader>) -> std::io::Result<()> {
     Ok(())
 }
 
