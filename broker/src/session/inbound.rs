@@ -138,7 +138,14 @@ impl Session {
             }
             None => Properties::empty(),
         };
-        let ack = Ack { packet_id: id, reason, properties };
+        let mut ack = Ack { packet_id: id, reason, properties };
+        // A Reason String is left out rather than exceed the client's Maximum Packet Size [MQTT-3.4.2-2].
+        let oversize = |a: Ack<'_>| {
+            Packet::PubAck(a).encoded_len(self.version).map_or(true, |n| n > self.client_max_packet as usize)
+        };
+        if !ack.properties.is_empty() && oversize(ack) {
+            ack.properties = Properties::empty();
+        }
         self.send(&if puback { Packet::PubAck(ack) } else { Packet::PubRec(ack) })
     }
 
