@@ -324,40 +324,6 @@ async fn paho_over_tls() {
     b.shutdown().await;
 }
 
-/// Runs a paho-mqtt 2.x client: connect, subscribe, publish "hello-paho" to itself, print "got <payload>".
-pub async fn paho_roundtrip(port: u16, transport: &str, ws_path: &str, ca: Option<&std::path::Path>) -> String {
-    let script = r#"
-import sys, threading, paho.mqtt.client as mqtt
-port, transport, path, ca, topic = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
-done = threading.Event()
-c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=topic.replace("/", "-"), transport=transport)
-if path:
-    c.ws_set_options(path=path)
-if ca:
-    c.tls_set(ca_certs=ca)
-def on_connect(client, userdata, flags, reason, props):
-    client.subscribe(topic, qos=1)
-def on_subscribe(client, userdata, mid, reasons, props):
-    client.publish(topic, b"hello-paho", qos=1)
-def on_message(client, userdata, msg):
-    print("got " + msg.payload.decode(), flush=True)
-    done.set()
-c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
-c.connect("localhost", port, keepalive=10)
-c.loop_start()
-ok = done.wait(10)
-c.disconnect()
-c.loop_stop()
-sys.exit(0 if ok else 3)
-"#;
-    let topic = unique("paho/tls");
-    let ca = ca.map(path).unwrap_or_default();
-    let port = port.to_string();
-    let out = run("python3", &["-c", script, &port, transport, ws_path, &ca, &topic], Duration::from_secs(20)).await;
-    assert_eq!(out.code, Some(0), "paho ({transport}, ca {ca:?}): {}{}", out.stdout, out.stderr);
-    out.stdout.trim().to_owned()
-}
-
 /// Rotation: new certificate files are picked up without a restart; a new connection sees the new serial, the
 /// connection opened before keeps publishing; broken files keep the previous certificate.
 #[tokio::test]
