@@ -122,7 +122,7 @@ impl Broker {
             outbox,
             max_retained: l.max_retained_messages,
             max_subscriptions: l.max_subscriptions_per_client,
-            shared_strategy: caps.shared_strategy,
+            shared_strategy: caps.mqtt.shared_subscription_strategy,
         };
         let counters = Arc::new(Counters::default());
         let router = Arc::new(Mutex::new(Router::new(limits, counters.clone())));

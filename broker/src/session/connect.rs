@@ -161,10 +161,10 @@ fn check(ctx: &Context, c: &Connect<'_>) -> Option<ReasonCode> {
         return Some(ReasonCode::ClientIdentifierNotValid);
     }
     if let Some(w) = &c.will {
-        if w.qos > caps.maximum_qos {
+        if w.qos > caps.mqtt.maximum_qos {
             return Some(ReasonCode::QoSNotSupported); // [MQTT-3.2.2-12]
         }
-        if w.retain && !caps.retain_available {
+        if w.retain && !caps.mqtt.retain_available {
             return Some(ReasonCode::RetainNotSupported); // [MQTT-3.2.2-13]
         }
         if w.properties.payload_format_indicator() == Some(true) && std::str::from_utf8(w.payload).is_err() {
@@ -198,7 +198,7 @@ fn accept(
     let props = &connect.properties;
     let asked_expiry = props.session_expiry_interval().unwrap_or(0);
     let expiry = if v5 {
-        expiry_from_secs(asked_expiry, caps.max_session_expiry)
+        expiry_from_secs(asked_expiry, caps.mqtt.max_session_expiry)
     } else if connect.clean_start {
         Some(Duration::ZERO)
     } else {
@@ -231,8 +231,8 @@ fn accept(
         session_expiry: expiry,
         client_max_packet: props.maximum_packet_size().unwrap_or(u32::MAX),
         // Our own alias table is bounded too: a client offering 65,535 aliases does not make us keep that many topics.
-        client_topic_alias_max: if caps.server_topic_aliases {
-            props.topic_alias_maximum().unwrap_or(0).min(caps.topic_alias_maximum)
+        client_topic_alias_max: if caps.mqtt.server_topic_aliases {
+            props.topic_alias_maximum().unwrap_or(0).min(caps.mqtt.topic_alias_maximum)
         } else {
             0
         },
@@ -245,6 +245,7 @@ fn accept(
 
     // CONNACK properties (MQTT 5): what the server grants and offers.
     let response_information = caps
+        .mqtt
         .response_information
         .as_ref()
         .filter(|_| props.request_response_information() == Some(true))
@@ -255,29 +256,29 @@ fn accept(
             let secs = expiry.map_or(u32::MAX, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX - 1));
             p.push(Property::SessionExpiryInterval(secs));
         }
-        if caps.receive_maximum < u16::MAX {
-            p.push(Property::ReceiveMaximum(caps.receive_maximum));
+        if caps.mqtt.receive_maximum < u16::MAX {
+            p.push(Property::ReceiveMaximum(caps.mqtt.receive_maximum));
         }
-        if caps.maximum_qos < QoS::ExactlyOnce {
-            p.push(Property::MaximumQoS(caps.maximum_qos));
+        if caps.mqtt.maximum_qos < QoS::ExactlyOnce {
+            p.push(Property::MaximumQoS(caps.mqtt.maximum_qos));
         }
-        if !caps.retain_available {
+        if !caps.mqtt.retain_available {
             p.push(Property::RetainAvailable(false));
         }
         p.push(Property::MaximumPacketSize(caps.max_packet_size));
         if let Some(id) = &assigned {
             p.push(Property::AssignedClientIdentifier(id));
         }
-        if caps.topic_alias_maximum > 0 {
-            p.push(Property::TopicAliasMaximum(caps.topic_alias_maximum));
+        if caps.mqtt.topic_alias_maximum > 0 {
+            p.push(Property::TopicAliasMaximum(caps.mqtt.topic_alias_maximum));
         }
-        if !caps.wildcard_subscriptions {
+        if !caps.mqtt.wildcard_subscriptions {
             p.push(Property::WildcardSubscriptionAvailable(false));
         }
-        if !caps.subscription_identifiers {
+        if !caps.mqtt.subscription_identifiers {
             p.push(Property::SubscriptionIdentifierAvailable(false));
         }
-        if !caps.shared_subscriptions {
+        if !caps.mqtt.shared_subscriptions {
             p.push(Property::SharedSubscriptionAvailable(false));
         }
         if keep_alive != asked_keep_alive {

@@ -17,7 +17,7 @@ impl Session {
         let Some(alias) = p.properties.topic_alias() else {
             return Ok(frame.slice_ref(p.topic.as_str().as_bytes()));
         };
-        if alias > self.ctx.caps.topic_alias_maximum {
+        if alias > self.ctx.caps.mqtt.topic_alias_maximum {
             return Err(ProtocolError::Violation(ReasonCode::TopicAliasInvalid, "topic alias above the maximum"));
         }
         if p.topic.is_empty() {
@@ -38,10 +38,10 @@ impl Session {
         let caps = self.ctx.caps.clone();
         let v5 = self.version.is_v5();
         let qos = p.qos_pid.qos();
-        if qos > caps.maximum_qos {
+        if qos > caps.mqtt.maximum_qos {
             return Err(ProtocolError::Violation(ReasonCode::QoSNotSupported, "QoS above Maximum QoS"));
         }
-        if p.retain && !caps.retain_available {
+        if p.retain && !caps.mqtt.retain_available {
             return Err(ProtocolError::Violation(ReasonCode::RetainNotSupported, "retain not available"));
         }
         if p.properties.subscription_identifier().is_some() {
@@ -51,7 +51,9 @@ impl Session {
         // Inbound QoS 2 flow control: PUBLISH beyond our Receive Maximum [MQTT-3.3.4-8].
         if let QosPid::ExactlyOnce(id) = p.qos_pid {
             let state = self.handle.lock();
-            if v5 && !state.inbound_qos2.contains(&id) && state.inbound_qos2.len() >= usize::from(caps.receive_maximum)
+            if v5
+                && !state.inbound_qos2.contains(&id)
+                && state.inbound_qos2.len() >= usize::from(caps.mqtt.receive_maximum)
             {
                 return Err(ProtocolError::Violation(ReasonCode::ReceiveMaximumExceeded, "receive maximum exceeded"));
             }
@@ -61,7 +63,7 @@ impl Session {
             // Clients cannot publish into `$` topics.
             tracing::debug!(client_id = self.client_id(), "publish to a $ topic refused");
             ReasonCode::NotAuthorized
-        } else if topic.iter().filter(|b| **b == b'/').count() >= caps.max_topic_levels {
+        } else if topic.iter().filter(|b| **b == b'/').count() >= caps.mqtt.max_topic_levels {
             tracing::debug!(client_id = self.client_id(), "publish to a topic with too many levels refused");
             ReasonCode::TopicNameInvalid
         } else if p.properties.payload_format_indicator() == Some(true) && std::str::from_utf8(p.payload).is_err() {
@@ -160,17 +162,17 @@ impl Session {
                 let filter = sub.filter;
                 let shared = filter.shared();
                 let bare = shared.map_or(filter, |s| s.filter);
-                let code = if id.is_some() && !caps.subscription_identifiers {
+                let code = if id.is_some() && !caps.mqtt.subscription_identifiers {
                     ReasonCode::SubscriptionIdentifiersNotSupported
-                } else if shared.is_some() && !caps.shared_subscriptions {
+                } else if shared.is_some() && !caps.mqtt.shared_subscriptions {
                     ReasonCode::SharedSubscriptionsNotSupported
-                } else if bare.has_wildcards() && !caps.wildcard_subscriptions {
+                } else if bare.has_wildcards() && !caps.mqtt.wildcard_subscriptions {
                     ReasonCode::WildcardSubscriptionsNotSupported
-                } else if filter.as_str().split('/').count() > caps.max_topic_levels {
+                } else if bare.as_str().split('/').count() > caps.mqtt.max_topic_levels {
                     ReasonCode::TopicFilterInvalid
                 } else {
                     let opts = SubOpts {
-                        qos: sub.options.qos.min(caps.maximum_qos),
+                        qos: sub.options.qos.min(caps.mqtt.maximum_qos),
                         no_local: sub.options.no_local,
                         retain_as_published: sub.options.retain_as_published,
                         id,

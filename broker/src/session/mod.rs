@@ -19,13 +19,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_codec::{
-    Ack, Auth, DecodeError, Disconnect, EncodeError, Packet, PacketType, Properties, Property, ProtocolVersion, QoS,
+    Ack, Auth, DecodeError, Disconnect, EncodeError, Packet, PacketType, Properties, Property, ProtocolVersion,
     ReasonCode, decode,
 };
 use tokio::time::Instant;
 
+use crate::config::MqttSettings;
 use crate::message::Message;
-use crate::router::{Counters, Router, SessionHandle, SharedStrategy};
+use crate::router::{Counters, Router, SessionHandle};
 use auth::{AuthExchange, AuthStep, Authenticator};
 
 pub use connect::{Handshake, Pending, Refused, handshake};
@@ -73,82 +74,26 @@ pub enum Flow {
 }
 
 /// What the server offers and enforces, derived from the settings once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Capabilities {
+    /// Protocol features (advertised to MQTT 5 clients in CONNACK).
+    pub mqtt: MqttSettings,
     /// Largest packet accepted (advertised as Maximum Packet Size).
     pub max_packet_size: u32,
-    /// Inbound QoS 1/2 publications a client may have unacknowledged (advertised as Receive Maximum).
-    pub receive_maximum: u16,
-    /// Topic aliases a client may use towards us (advertised as Topic Alias Maximum).
-    pub topic_alias_maximum: u16,
-    /// Whether we use topic aliases towards clients that allow them.
-    pub server_topic_aliases: bool,
     /// Largest keep alive granted; 0 keeps the client's.
     pub max_keepalive: u16,
-    /// Largest MQTT 5 Session Expiry Interval granted; `None` allows "never expires".
-    pub max_session_expiry: Option<Duration>,
     /// Expiry of MQTT 3.x persistent sessions; `None` never.
     pub persistent_session_expiry: Option<Duration>,
-    /// Retained messages accepted.
-    pub retain_available: bool,
-    /// Highest QoS accepted.
-    pub maximum_qos: QoS,
-    /// Wildcard subscriptions accepted.
-    pub wildcard_subscriptions: bool,
-    /// Subscription identifiers accepted.
-    pub subscription_identifiers: bool,
-    /// Shared subscriptions accepted.
-    pub shared_subscriptions: bool,
-    /// Prefix of the Response Information sent to clients that ask for it; `None` sends none.
-    pub response_information: Option<String>,
-    /// Most levels a topic name or filter may have.
-    pub max_topic_levels: usize,
-    /// How shared subscription groups pick a member (for the router).
-    pub shared_strategy: SharedStrategy,
-}
-
-impl Default for Capabilities {
-    fn default() -> Self {
-        Self {
-            max_packet_size: 2 * 1024 * 1024,
-            receive_maximum: 1024,
-            topic_alias_maximum: 32,
-            server_topic_aliases: true,
-            max_keepalive: 0,
-            max_session_expiry: None,
-            persistent_session_expiry: None,
-            retain_available: true,
-            maximum_qos: QoS::ExactlyOnce,
-            wildcard_subscriptions: true,
-            subscription_identifiers: true,
-            shared_subscriptions: true,
-            response_information: None,
-            max_topic_levels: 64,
-            shared_strategy: SharedStrategy::RoundRobin,
-        }
-    }
 }
 
 impl Capabilities {
     /// What the settings offer.
     pub fn from_settings(settings: &crate::Settings) -> Self {
-        let m = &settings.mqtt;
         Self {
+            mqtt: settings.mqtt.clone(),
             max_packet_size: settings.limits.max_packet_size,
-            receive_maximum: m.receive_maximum,
-            topic_alias_maximum: m.topic_alias_maximum,
-            server_topic_aliases: m.server_topic_aliases,
             max_keepalive: settings.sessions.max_keepalive,
-            max_session_expiry: m.max_session_expiry,
             persistent_session_expiry: settings.sessions.persistent_session_expiry,
-            retain_available: m.retain_available,
-            maximum_qos: m.maximum_qos,
-            wildcard_subscriptions: m.wildcard_subscriptions,
-            subscription_identifiers: m.subscription_identifiers,
-            shared_subscriptions: m.shared_subscriptions,
-            response_information: m.response_information.clone(),
-            max_topic_levels: m.max_topic_levels,
-            shared_strategy: m.shared_subscription_strategy,
         }
     }
 }
@@ -305,7 +250,7 @@ impl Session {
             if self.session_expiry == Some(Duration::ZERO) && secs != 0 {
                 return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "session expiry set at DISCONNECT"));
             }
-            let expiry = connect::expiry_from_secs(secs, self.ctx.caps.max_session_expiry);
+            let expiry = connect::expiry_from_secs(secs, self.ctx.caps.mqtt.max_session_expiry);
             self.handle.lock().expiry = expiry;
         }
         // A normal DISCONNECT discards the will [MQTT-3.1.2-10]; MQTT 5's 0x04 asks for it to be published.
