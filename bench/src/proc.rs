@@ -35,6 +35,8 @@ pub fn reset_peak(pid: &str) {
 /// CPU and memory of one process over a scenario.
 pub struct Probe {
     pid: Option<String>,
+    /// When the probe started: CPU shares are taken over the whole run, setup included.
+    pub started: std::time::Instant,
     cpu0: Option<f64>,
     /// Resident KiB when the probe started.
     pub rss0: Option<u64>,
@@ -59,6 +61,7 @@ impl Probe {
         }
         Self {
             pid: pid.map(str::to_owned),
+            started: std::time::Instant::now(),
             cpu0: pid.and_then(cpu_seconds),
             rss0: pid.and_then(|p| status_kib(p, "VmRSS")),
         }

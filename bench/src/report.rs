@@ -25,6 +25,8 @@ pub struct Report {
     pub bench_cpu_s: Option<f64>,
     /// Wall-clock seconds of the measured part.
     pub wall_s: f64,
+    /// Wall-clock seconds of the whole run, setup included: the span the CPU times cover.
+    pub run_s: f64,
     /// Whether the run finished before its time limit.
     pub completed: bool,
 }
@@ -87,7 +89,7 @@ impl Report {
             let _ = write!(s, " foreign {}", e.foreign);
         }
         let pct =
-            |c: Option<f64>| c.map_or_else(|| "?".into(), |c| format!("{:.0}%", 100.0 * c / self.wall_s.max(1e-9)));
+            |c: Option<f64>| c.map_or_else(|| "?".into(), |c| format!("{:.0}%", 100.0 * c / self.run_s.max(1e-9)));
         if self.broker.cpu_s.is_some() {
             let _ = write!(
                 s,
@@ -119,7 +121,7 @@ impl Report {
             s,
             "}},\"headline\":{},\"lost\":{},\"duplicated\":{},\"reordered\":{},\"foreign\":{},\
              \"broker_cpu_s\":{},\"broker_peak_rss_kib\":{},\"broker_rss_kib\":{},\"bench_cpu_s\":{},\
-             \"wall_s\":{},\"completed\":{},\"ok\":{}}}",
+             \"wall_s\":{},\"run_s\":{},\"completed\":{},\"ok\":{}}}",
             json_str(self.headline.0),
             e.lost,
             e.duplicated,
@@ -130,6 +132,7 @@ impl Report {
             opt(self.broker.rss_kib),
             opt(self.bench_cpu_s.map(|v| format!("{v:.3}"))),
             num(self.wall_s),
+            num(self.run_s),
             self.completed,
             self.ok()
         );

@@ -78,6 +78,7 @@ impl Ctx {
             broker: probe.0.usage(),
             bench_cpu_s,
             wall_s: wall.as_secs_f64(),
+            run_s: probe.0.started.elapsed().as_secs_f64(),
             completed,
         }
     }
