@@ -67,11 +67,12 @@ async fn handle(mut s: TcpStream, sink: Sink) -> io::Result<()> {
         // SUBSCRIBE: the packet identifier follows the one-byte Remaining Length of a short packet.
         let (hi, lo) = (next.get(2).copied().unwrap_or(0), next.get(3).copied().unwrap_or(1));
         let (mut rd, mut wr) = s.into_split();
-        wr.write_all(&[0x90, 3, hi, lo, 0]).await?;
+        // Become the sink before the SUBACK: a client starts its publishers once subscribed.
         let (tx, mut rx) = mpsc::channel::<Bytes>(4096);
         if let Ok(mut g) = sink.lock() {
             *g = Some(tx);
         }
+        wr.write_all(&[0x90, 3, hi, lo, 0]).await?;
         tokio::spawn(async move {
             let mut discard = vec![0u8; 4096];
             while matches!(rd.read(&mut discard).await, Ok(n) if n > 0) {}
@@ -92,9 +93,7 @@ async fn handle(mut s: TcpStream, sink: Sink) -> io::Result<()> {
         let _ = t.send(c).await;
     }
     loop {
-        if s.read_buf(&mut buf).await? == 0 {
-            return Ok(());
-        }
+        // Forward what is buffered first: the read that brought the first PUBLISH may have brought all the rest.
         let n = whole_packets(&buf)?;
         if n > 0 {
             let chunk = buf.split_to(n).freeze();
@@ -104,6 +103,9 @@ async fn handle(mut s: TcpStream, sink: Sink) -> io::Result<()> {
         }
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(256 * 1024);
+        }
+        if s.read_buf(&mut buf).await? == 0 {
+            return Ok(());
         }
     }
 }
@@ -118,5 +120,35 @@ mod tests {
         let bytes = [0xc0, 0x00, 0x30, 0x04, 0x00, 0x01, b'a', b'x', 0x30, 0x04, 0x00];
         assert_eq!(whole_packets(&bytes).unwrap(), 8);
         assert_eq!(whole_packets(&bytes[..3]).unwrap(), 2);
+    }
+
+    /// Regression: a publisher's whole burst arrives in the read that brings its first PUBLISH, and it closes
+    /// right after; the relay must still forward all of it.
+    #[tokio::test]
+    async fn forwards_a_burst_sent_before_close() {
+        use crate::scenario::throughput::{FanIn, fan_in};
+        use crate::scenario::{Ctx, run_prefix};
+        use std::time::Duration;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(listener));
+        let ctx = Ctx {
+            addr,
+            label: "relay".into(),
+            broker_pid: None,
+            timeout: Duration::from_secs(10),
+            handshake: Duration::from_secs(5),
+            grace: Duration::from_millis(100),
+            origin: std::time::Instant::now(),
+            prefix: run_prefix(),
+        };
+        let p = FanIn { publishers: 4, qos: mqtt_codec::QoS::AtMostOnce, size: 64, count: 500, window: 64 };
+        for _ in 0..3 {
+            let report = tokio::time::timeout(Duration::from_secs(20), fan_in(&ctx, &p)).await.unwrap().unwrap();
+            assert!(report.ok(), "{}", report.human());
+            assert_eq!(report.metrics.iter().find(|(k, _)| *k == "received").map(|(_, v)| *v), Some(2000.0));
+        }
+        server.abort();
     }
 }
