@@ -11,7 +11,7 @@ use rumqttc::QoS;
 use tests::client;
 use tests::process::{self, run};
 use tls_support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// rumqttc over TLS: connect, subscribe, and get back a small and a 1 MiB message.
@@ -395,4 +395,90 @@ async fn ca_bundle_rotation() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     b.shutdown().await;
+}
+
+/// Revocation lists: a revoked client certificate is refused, another from the same CA is accepted.
+#[tokio::test]
+async fn revoked_client_certificates_are_refused() {
+    let pki = Pki::new("crl");
+    let server = pki.server("server", 1);
+    let good = pki.client_serial("good", "device-good", 76);
+    let revoked = pki.client_serial("revoked", "device-revoked", 77);
+    let mut tls = tls_settings(&pki, &server, ClientAuth::Required, false);
+    tls.crl_files = vec![pki.crl("ca", &[77])];
+    let b = start(Transport::Mqtt, Some(tls)).await;
+    let refused = tls_mqtt_session(b.addr, mqtt_client_config(pki.ca_der(), Some(&revoked)), &unique("revoked")).await;
+    assert!(refused.is_err(), "revoked certificate accepted");
+    let ok = tls_mqtt_session(b.addr, mqtt_client_config(pki.ca_der(), Some(&good)), &unique("good")).await;
+    assert_eq!(ok, Ok(()));
+    b.shutdown().await;
+}
+
+/// The `broker` binary: TLS listeners from a config file, SIGHUP reloads them, unusable TLS files stop the start
+/// with a message naming the file.
+#[tokio::test]
+async fn binary_serves_tls_from_config_and_reloads_on_sighup() {
+    let Some(bin) = process::broker_bin() else {
+        process::require("the broker binary (cargo build -p broker)", false);
+        return;
+    };
+    let pki = Pki::new("binary");
+    let server = pki.server("server", 1);
+    let config = pki.dir.join("broker.toml");
+    let toml = format!(
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\n[listeners.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        path(&server.cert),
+        path(&server.key)
+    );
+    std::fs::write(&config, toml).unwrap();
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut next_line = async || within("broker log line", lines.next_line()).await.unwrap().unwrap_or_default();
+    let addr = loop {
+        let line = next_line().await;
+        if let Some(addr) = process::parse_listen_line(&line) {
+            assert!(line.contains("mqtts"), "{line}");
+            break addr;
+        }
+    };
+    assert_eq!(server_serial(addr, pki.ca_der()).await.unwrap(), vec![1]);
+    let pid = child.id().unwrap().to_string();
+    let out = run("kill", &["-HUP", &pid], WAIT).await;
+    assert_eq!(out.code, Some(0));
+    loop {
+        let line = next_line().await;
+        if line.contains("TLS certificates reloaded") {
+            assert!(line.contains("SIGHUP"), "{line}");
+            break;
+        }
+    }
+    // Still serving after the signal.
+    assert_eq!(server_serial(addr, pki.ca_der()).await.unwrap(), vec![1]);
+    child.kill().await.unwrap();
+
+    // A key file that does not exist: the broker does not start, and says which file.
+    let bad = pki.dir.join("bad.toml");
+    let missing = pki.dir.join("missing.key");
+    std::fs::write(
+        &bad,
+        format!(
+            "[[listeners]]\nbind = \"127.0.0.1:0\"\n[listeners.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            path(&server.cert),
+            path(&missing)
+        ),
+    )
+    .unwrap();
+    let out = run(bin.to_str().unwrap(), &["--config", bad.to_str().unwrap()], Duration::from_secs(10)).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("missing.key"), "{}", out.stderr);
 }

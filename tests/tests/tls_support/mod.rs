@@ -45,6 +45,11 @@ impl Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, format!("{name} test CA"));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_key = KeyPair::generate().unwrap();
         let ca = params.self_signed(&ca_key).unwrap();
         let ca_file = dir.join("ca.pem");
@@ -89,6 +94,41 @@ impl Pki {
         }
         let (cert, key) = self.sign(params);
         self.write(name, &cert, &key)
+    }
+
+    /// A valid client certificate with subject CN `cn` and this serial number.
+    pub fn client_serial(&self, name: &str, cn: &str, serial: u64) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.serial_number = Some(SerialNumber::from(serial));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let (cert, key) = self.sign(params);
+        self.write(name, &cert, &key)
+    }
+
+    /// A CRL of this CA revoking these serial numbers, written to `{name}.crl.pem`.
+    pub fn crl(&self, name: &str, revoked: &[u64]) -> PathBuf {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|&s| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from(s),
+                    revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.ca, &self.ca_key).unwrap();
+        let path = self.dir.join(format!("{name}.crl.pem"));
+        replace_file(&path, crl.pem().unwrap().as_bytes());
+        path
     }
 
     /// A valid client certificate with subject CN `cn`.
