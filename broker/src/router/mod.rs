@@ -448,7 +448,9 @@ impl Router {
         matches.clear();
         self.trie.matches(msg.topic(), &mut matches);
         // One copy per session [MQTT-3.3.5-1]: sort by identity, merge the options of its matching subscriptions.
-        matches.sort_by_key(|(s, _)| Arc::as_ptr(&s.0) as usize);
+        if matches.len() > 1 {
+            matches.sort_by_key(|(s, _)| Arc::as_ptr(&s.0) as usize);
+        }
         let mut rest = matches.as_slice();
         while let Some(((session, first), tail)) = rest.split_first() {
             let same = tail.iter().take_while(|(s, _)| s == session).count();
@@ -477,12 +479,14 @@ impl Router {
         matches.clear();
         self.scratch = matches;
 
-        let mut groups = Vec::new();
-        self.shared_trie.matches(msg.topic(), &mut groups);
-        for (name, ()) in groups {
-            routed.matched += 1;
-            if !self.deliver_shared(&name, &msg) {
-                routed.dropped += 1;
+        if !self.shared_trie.is_empty() {
+            let mut groups = Vec::new();
+            self.shared_trie.matches(msg.topic(), &mut groups);
+            for (name, ()) in groups {
+                routed.matched += 1;
+                if !self.deliver_shared(&name, &msg) {
+                    routed.dropped += 1;
+                }
             }
         }
         routed
