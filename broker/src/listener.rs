@@ -124,8 +124,9 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
         let accepted = tokio::select! {
             () = a.stop.cancelled() => break,
             _ = watch.tick(), if listener.tls.is_some() => {
-                if let Some(tls) = &listener.tls {
-                    tls.poll_changes();
+                if let Some(tls) = listener.tls.clone() {
+                    // File reads and key parsing block; keep them off the runtime's worker threads.
+                    let _ = tokio::task::spawn_blocking(move || tls.poll_changes()).await;
                 }
                 continue;
             }
