@@ -53,7 +53,7 @@ where
     };
     let config = WebSocketConfig::default().max_message_size(Some(max_message)).max_frame_size(Some(max_message));
     let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
-    Ok(WsIo { ws, rx: Bytes::new(), unflushed: None })
+    Ok(WsIo { ws, rx: Bytes::new(), unflushed: false })
 }
 
 fn refusal(status: StatusCode, why: &str) -> ErrorResponse {
@@ -67,8 +67,8 @@ pub(crate) struct WsIo<S> {
     ws: WebSocketStream<S>,
     /// The rest of the last binary frame read.
     rx: Bytes,
-    /// Length of the write whose frame is queued but not yet flushed.
-    unflushed: Option<usize>,
+    /// The last write's frame is queued but not yet flushed.
+    unflushed: bool,
 }
 
 fn to_io(e: WsError) -> io::Error {
@@ -81,6 +81,13 @@ fn to_io(e: WsError) -> io::Error {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.unflushed {
+            // Drive the last write's frame out; if the socket is full, this also wakes us when it drains.
+            if let Poll::Ready(r) = Pin::new(&mut self.ws).poll_flush(cx) {
+                r.map_err(to_io)?;
+                self.unflushed = false;
+            }
+        }
         loop {
             if !self.rx.is_empty() {
                 let n = self.rx.len().min(buf.remaining());
@@ -108,21 +115,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
-    /// The frame is flushed before the write completes: `connection` never calls `flush` (a TCP or TLS stream
-    /// needs none), so a frame left in tungstenite's buffer would wait for the next write. A write that returned
-    /// `Pending` after queueing its frame must be polled again with the same bytes, as `write_all` does.
+    /// Each write queues one frame and starts flushing it. `connection` never calls `flush` (a TCP or TLS stream
+    /// needs none), so a flush that cannot finish at once is driven on by the next read or write, which the
+    /// connection always polls; a new write waits until the previous frame is out (backpressure).
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if self.unflushed.is_none() {
-            ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
-            Pin::new(&mut self.ws).start_send(Message::Binary(Bytes::copy_from_slice(buf))).map_err(to_io)?;
-            self.unflushed = Some(buf.len());
+        if self.unflushed {
+            ready!(Pin::new(&mut self.ws).poll_flush(cx)).map_err(to_io)?;
+            self.unflushed = false;
         }
-        ready!(Pin::new(&mut self.ws).poll_flush(cx)).map_err(to_io)?;
-        Poll::Ready(Ok(self.unflushed.take().unwrap_or(buf.len())))
+        ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
+        Pin::new(&mut self.ws).start_send(Message::Binary(Bytes::copy_from_slice(buf))).map_err(to_io)?;
+        match Pin::new(&mut self.ws).poll_flush(cx) {
+            Poll::Ready(r) => r.map_err(to_io)?,
+            Poll::Pending => self.unflushed = true,
+        }
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws).poll_flush(cx).map_err(to_io)
+        ready!(Pin::new(&mut self.ws).poll_flush(cx)).map_err(to_io)?;
+        self.unflushed = false;
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
