@@ -170,16 +170,17 @@ where
 {
     let handle = session.handle().clone();
     loop {
-        // Everything already buffered, in order.
+        // Everything already buffered, in order; one clock reading serves the whole batch.
+        let now = Instant::now();
         while let Some(len) = frame_len(rx, cfg.max_packet_size).map_err(ProtocolError::from)? {
             let frame = rx.split_to(len).freeze();
-            if session.on_packet(Instant::now(), &frame)? == Flow::Disconnect {
+            if session.on_packet(now, &frame)? == Flow::Disconnect {
                 let out = std::mem::take(session.output());
                 write_all(wr, &out, cfg.write_timeout).await?;
                 return Ok(());
             }
         }
-        let more = session.poll_outbox(Instant::now())?;
+        let more = session.poll_outbox(now)?;
         let out = session.output();
         if !out.is_empty() {
             let bytes = std::mem::take(out);
@@ -197,10 +198,17 @@ where
             // Come back for the rest after giving the socket's read side a turn.
             handle.wake.notify_one();
         }
-        let deadline = session.next_deadline();
-        if rx.capacity() - rx.len() < 512 {
-            rx.reserve(4096);
+        // An idle connection gives its buffers back after a while: most devices send a few bytes a minute, and a
+        // gateway holds thousands of them. The next read starts small and grows again with the traffic.
+        let holds_buffers = rx.is_empty() && (rx.capacity() > IDLE_BUFFER || session.output().capacity() > IDLE_BUFFER);
+        let shrink_at = holds_buffers.then(|| now + IDLE_SHRINK_AFTER);
+        if !(rx.is_empty() && rx.capacity() == 0) && rx.capacity() - rx.len() < 512 {
+            rx.reserve(READ_CHUNK);
         }
+        let deadline = match (session.next_deadline(), shrink_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             r = rd.read_buf(rx) => {
                 if r? == 0 {
@@ -208,12 +216,26 @@ where
                 }
             }
             () = handle.wake.notified() => {}
-            () = sleep_until_opt(deadline) => session.on_timeout(Instant::now())?,
+            () = sleep_until_opt(deadline) => {
+                let now = Instant::now();
+                session.on_timeout(now)?;
+                if shrink_at.is_some_and(|t| now >= t) && rx.is_empty() {
+                    *rx = BytesMut::new();
+                    *session.output() = Vec::new();
+                }
+            }
             () = kick.cancelled() => return Err(ConnError::TakenOver),
             () = stop.cancelled() => return Err(ConnError::Shutdown),
         }
     }
 }
+
+/// Bytes read per `read` call while traffic flows.
+const READ_CHUNK: usize = 8 * 1024;
+/// Buffers larger than this are released when the connection is idle.
+const IDLE_BUFFER: usize = 256;
+/// How long a connection is idle before it releases its buffers.
+const IDLE_SHRINK_AFTER: Duration = Duration::from_secs(2);
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
