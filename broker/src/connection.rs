@@ -59,7 +59,8 @@ async fn read_frame<R: AsyncRead + Unpin>(
         if let Some(len) = frame_len(rx, max).map_err(ProtocolError::from)? {
             return Ok(Some(rx.split_to(len).freeze()));
         }
-        rx.reserve(1024);
+        // CONNECT packets are small; a larger one grows the buffer as it arrives.
+        rx.reserve(256);
         if rd.read_buf(rx).await? == 0 {
             return Ok(None);
         }
@@ -169,6 +170,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let handle = session.handle().clone();
+    let mut read_size = MIN_READ;
     loop {
         // Everything already buffered, in order; one clock reading serves the whole batch.
         let now = Instant::now();
@@ -202,18 +204,23 @@ where
         // gateway holds thousands of them. The next read starts small and grows again with the traffic.
         let holds_buffers = rx.is_empty() && (rx.capacity() > IDLE_BUFFER || session.output().capacity() > IDLE_BUFFER);
         let shrink_at = holds_buffers.then(|| now + IDLE_SHRINK_AFTER);
-        if !(rx.is_empty() && rx.capacity() == 0) && rx.capacity() - rx.len() < 512 {
-            rx.reserve(READ_CHUNK);
+        if !(rx.is_empty() && rx.capacity() == 0) && rx.capacity() - rx.len() < read_size / 2 {
+            rx.reserve(read_size);
         }
+        let spare = rx.capacity() - rx.len();
         let deadline = match (session.next_deadline(), shrink_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         tokio::select! {
             r = rd.read_buf(rx) => {
-                if r? == 0 {
+                let n = r?;
+                if n == 0 {
                     return Err(ConnError::Closed);
                 }
+                // Reads grow while they fill the buffer (a busy publisher) and shrink back when they don't (a sensor
+                // sending a few bytes), so memory follows the traffic.
+                read_size = if n >= spare { (read_size * 2).min(MAX_READ) } else if n < read_size / 4 { (read_size / 2).max(MIN_READ) } else { read_size };
             }
             () = handle.wake.notified() => {}
             () = sleep_until_opt(deadline) => {
@@ -230,8 +237,9 @@ where
     }
 }
 
-/// Bytes read per `read` call while traffic flows.
-const READ_CHUNK: usize = 8 * 1024;
+/// Smallest and largest buffer space offered to one `read`.
+const MIN_READ: usize = 512;
+const MAX_READ: usize = 64 * 1024;
 /// Buffers larger than this are released when the connection is idle.
 const IDLE_BUFFER: usize = 256;
 /// How long a connection is idle before it releases its buffers.

@@ -178,7 +178,7 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
             async move {
                 let _permits = (global, local);
                 let _identity = IdentityGuard { map: a2.identities.clone(), id };
-                if let Err(e) = handshake_and_serve(stream, &listener.transport, tls, id, &a2).await {
+                if let Err(e) = Box::pin(handshake_and_serve(stream, &listener.transport, tls, id, &a2)).await {
                     tracing::info!(error = %e, "handshake failed");
                 }
             }
@@ -227,10 +227,12 @@ async fn handshake_and_serve(
     id: u64,
     a: &Accept,
 ) -> Result<(), HandshakeError> {
+    // Each transport's future is boxed: the task's own state machine would otherwise be as large as the largest
+    // variant (WebSocket over TLS, ~20 KiB) for every connection, plain ones included.
     let Some((acceptor, use_identity)) = tls else {
-        return upgrade_and_serve(stream, transport, id, a).await;
+        return Box::pin(upgrade_and_serve(stream, transport, id, a)).await;
     };
-    let stream = bounded(a, async { acceptor.accept(stream).await.map_err(HandshakeError::Tls) }).await?;
+    let stream = Box::pin(bounded(a, async { acceptor.accept(stream).await.map_err(HandshakeError::Tls) })).await?;
     let (_, conn) = stream.get_ref();
     tracing::debug!(version = ?conn.protocol_version(), alpn = ?conn.alpn_protocol().map(String::from_utf8_lossy), "TLS established");
     if use_identity {
@@ -241,7 +243,7 @@ async fn handshake_and_serve(
             a.identities.lock().unwrap_or_else(PoisonError::into_inner).insert(id, identity);
         }
     }
-    upgrade_and_serve(stream, transport, id, a).await
+    Box::pin(upgrade_and_serve(stream, transport, id, a)).await
 }
 
 async fn upgrade_and_serve<S>(stream: S, transport: &Transport, id: u64, a: &Accept) -> Result<(), HandshakeError>
@@ -251,12 +253,13 @@ where
     let link = ConnLink { id, kick: CancellationToken::new() };
     let (ctx, conn, stop) = (a.ctx.clone(), a.conn.clone(), a.stop.clone());
     match transport {
-        Transport::Mqtt => connection::serve(stream, ctx, conn, link, stop).await,
+        Transport::Mqtt => Box::pin(connection::serve(stream, ctx, conn, link, stop)).await,
         Transport::WebSocket { path } => {
             // Room for the largest packet plus framing; a message may hold more than one packet.
             let max = usize::try_from(a.conn.max_packet_size).unwrap_or(usize::MAX).saturating_add(64 * 1024);
-            let ws = bounded(a, async { ws::accept(stream, path, max).await.map_err(HandshakeError::Ws) }).await?;
-            connection::serve(ws, ctx, conn, link, stop).await;
+            let ws =
+                Box::pin(bounded(a, async { ws::accept(stream, path, max).await.map_err(HandshakeError::Ws) })).await?;
+            Box::pin(connection::serve(ws, ctx, conn, link, stop)).await;
         }
     }
     Ok(())
