@@ -17,6 +17,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step "dependencies"
 # Debian's mosquitto and mosquitto-clients, and paho-mqtt 2.x, for the interop tests.
 bash scripts/interop-deps.sh
+# openssl, Debian's chromium and the npm packages of the browser test (TLS, WebSocket and browser tests).
+bash scripts/tls-deps.sh
 # arm-none-eabi-size for the firmware footprint report.
 if ! command -v arm-none-eabi-size >/dev/null 2>&1; then
   as_root apt-get update -q
