@@ -1,7 +1,8 @@
-//! An example firmware for QEMU's `lm3s6965evb` (Cortex-M3): `firmware-client` speaks MQTT 3.1.1 over UART0,
-//! which QEMU turns into a TCP connection to a broker.
+//! An example firmware for QEMU's `lm3s6965evb` (Cortex-M3, the default) or, with the feature `mps2-an386`, the
+//! `mps2-an386` (Cortex-M4F): `firmware-client` speaks MQTT 3.1.1 over UART0, which QEMU turns into a TCP connection
+//! to a broker.
 //!
-//! It connects as [`CLIENT_ID`] (clean session), subscribes to [`CMD_TOPIC`] at QoS 2, publishes [`MESSAGES`] to
+//! It connects as [`CLIENT_ID`] (`qemu-<board>`) (clean session), subscribes to [`CMD_TOPIC`] at QoS 2, publishes [`MESSAGES`] to
 //! [`DATA_TOPIC`] at QoS 0, 1 and 2, waits for a command `ping <token>` and answers `pong <token>` on
 //! [`REPLY_TOPIC`] at QoS 1. Once every QoS 1 and 2 publish is acknowledged it sends DISCONNECT and exits through
 //! semihosting with status 0. Any failure (refused CONNECT, broken link, unknown command) or passing
@@ -14,7 +15,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod clock;
-mod uart;
+#[cfg(feature = "mps2-an386")]
+mod cmsdk_uart;
+#[cfg(not(feature = "mps2-an386"))]
+mod pl011;
 
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::{debug, hio};
@@ -22,21 +26,38 @@ use firmware_client::blocking::{Client, ClientError};
 use firmware_client::{Error, Event, Message, Options, PacketId, QoS, Session};
 
 use crate::clock::Clock;
-use crate::uart::Uart;
+#[cfg(feature = "mps2-an386")]
+use crate::cmsdk_uart::Uart;
+#[cfg(not(feature = "mps2-an386"))]
+use crate::pl011::Uart;
+
+/// The board's name, in the client id, topics and payloads.
+#[cfg(not(feature = "mps2-an386"))]
+macro_rules! board {
+    () => {
+        "lm3s6965"
+    };
+}
+#[cfg(feature = "mps2-an386")]
+macro_rules! board {
+    () => {
+        "mps2-an386"
+    };
+}
 
 /// The MQTT client identifier.
-pub const CLIENT_ID: &str = "qemu-lm3s6965";
+pub const CLIENT_ID: &str = concat!("qemu-", board!());
 /// Commands arrive here.
-pub const CMD_TOPIC: &str = "qemu-lm3s6965/cmd";
+pub const CMD_TOPIC: &str = concat!("qemu-", board!(), "/cmd");
 /// Where [`MESSAGES`] go.
-pub const DATA_TOPIC: &str = "qemu-lm3s6965/data";
+pub const DATA_TOPIC: &str = concat!("qemu-", board!(), "/data");
 /// Where the answer to a command goes.
-pub const REPLY_TOPIC: &str = "qemu-lm3s6965/reply";
+pub const REPLY_TOPIC: &str = concat!("qemu-", board!(), "/reply");
 /// Published once subscribed, in this order.
 pub const MESSAGES: [(QoS, &[u8]); 3] = [
-    (QoS::AtMostOnce, b"lm3s6965 qos 0"),
-    (QoS::AtLeastOnce, b"lm3s6965 qos 1"),
-    (QoS::ExactlyOnce, b"lm3s6965 qos 2"),
+    (QoS::AtMostOnce, concat!(board!(), " qos 0").as_bytes()),
+    (QoS::AtLeastOnce, concat!(board!(), " qos 1").as_bytes()),
+    (QoS::ExactlyOnce, concat!(board!(), " qos 2").as_bytes()),
 ];
 /// The whole exchange must be over this long after reset, or the firmware exits with status 1.
 pub const DEADLINE_MS: u64 = 10_000;

@@ -1,4 +1,4 @@
-//! A polled driver for the board's UART0, an ARM PL011 at 0x4000_C000, as `embedded_io::{Read, Write}`.
+//! A polled driver for the lm3s6965evb's UART0, an ARM PL011 at 0x4000_C000, as `embedded_io::{Read, Write}`.
 //!
 //! Under QEMU (`-serial chardev:uart0`) the UART is a TCP connection to the broker. QEMU does not pace the UART, so
 //! no baud rate is set; on the real board, program `UARTIBRD`/`UARTFBRD` from the system clock first.
@@ -32,20 +32,20 @@ fn write_reg(off: usize, v: u32) {
     unsafe { core::ptr::write_volatile((BASE + off) as *mut u32, v) }
 }
 
-/// UART0. `read` waits at most `read_wait_ms` for the first byte, then reports `TimedOut`, which the client takes
+/// UART0. `read` waits at most `wait_ms` for the first byte, then reports `TimedOut`, which the client takes
 /// as "nothing yet", so keepalive and the application's own deadline keep running.
 pub struct Uart<'c> {
     clock: &'c Clock,
-    read_wait_ms: u64,
+    wait_ms: u64,
 }
 
 impl<'c> Uart<'c> {
     /// Enables UART0: 8 data bits, FIFOs on, receive and transmit on.
-    pub fn new(clock: &'c Clock, read_wait_ms: u64) -> Self {
+    pub fn new(clock: &'c Clock, wait_ms: u64) -> Self {
         write_reg(CR, 0);
         write_reg(LCRH, LCRH_WLEN_8 | LCRH_FEN);
         write_reg(CR, CR_UARTEN | CR_TXE | CR_RXE);
-        Self { clock, read_wait_ms }
+        Self { clock, wait_ms }
     }
 }
 
@@ -58,7 +58,7 @@ impl embedded_io::Read for Uart<'_> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let until = self.clock.now().after(self.read_wait_ms);
+        let until = self.clock.now().after(self.wait_ms);
         while read_reg(FR) & FR_RXFE != 0 {
             if self.clock.now() >= until {
                 return Err(ErrorKind::TimedOut);
@@ -83,7 +83,7 @@ impl embedded_io::Read for Uart<'_> {
 impl embedded_io::Write for Uart<'_> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
         let Some(&first) = buf.first() else { return Ok(0) };
-        let until = self.clock.now().after(self.read_wait_ms);
+        let until = self.clock.now().after(self.wait_ms);
         while read_reg(FR) & FR_TXFF != 0 {
             if self.clock.now() >= until {
                 return Err(ErrorKind::TimedOut);
