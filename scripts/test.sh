@@ -19,6 +19,8 @@ step "dependencies"
 bash scripts/interop-deps.sh
 # openssl, Debian's chromium and the npm packages of the browser test (TLS, WebSocket and browser tests).
 bash scripts/tls-deps.sh
+# qemu-system-arm and the Cortex-M targets for the firmware-in-QEMU tests.
+bash scripts/qemu-deps.sh
 # arm-none-eabi-size for the firmware footprint report.
 if ! command -v arm-none-eabi-size >/dev/null 2>&1; then
   as_root apt-get update -q
