@@ -178,7 +178,7 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
             async move {
                 let _permits = (global, local);
                 let _identity = IdentityGuard { map: a2.identities.clone(), id };
-                if let Err(e) = Box::pin(handshake_and_serve(stream, &listener.transport, tls, id, &a2)).await {
+                if let Err(e) = handshake_and_serve(stream, &listener.transport, tls, id, &a2).await {
                     tracing::info!(error = %e, "handshake failed");
                 }
             }
@@ -229,10 +229,23 @@ async fn handshake_and_serve(
 ) -> Result<(), HandshakeError> {
     // Each transport's future is boxed: the task's own state machine would otherwise be as large as the largest
     // variant (WebSocket over TLS, ~20 KiB) for every connection, plain ones included.
-    let Some((acceptor, use_identity)) = tls else {
-        return Box::pin(upgrade_and_serve(stream, transport, id, a)).await;
-    };
-    let stream = Box::pin(bounded(a, async { acceptor.accept(stream).await.map_err(HandshakeError::Tls) })).await?;
+    match tls {
+        None => Box::pin(upgrade_and_serve(stream, transport, id, a)).await,
+        Some((acceptor, use_identity)) => {
+            Box::pin(tls_and_serve(stream, acceptor, use_identity, transport, id, a)).await
+        }
+    }
+}
+
+async fn tls_and_serve(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    use_identity: bool,
+    transport: &Transport,
+    id: u64,
+    a: &Accept,
+) -> Result<(), HandshakeError> {
+    let stream = bounded(a, async { acceptor.accept(stream).await.map_err(HandshakeError::Tls) }).await?;
     let (_, conn) = stream.get_ref();
     tracing::debug!(version = ?conn.protocol_version(), alpn = ?conn.alpn_protocol().map(String::from_utf8_lossy), "TLS established");
     if use_identity {
