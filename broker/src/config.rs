@@ -124,6 +124,8 @@ pub struct Limits {
     pub max_retained_messages: usize,
     /// Subscriptions one session may hold.
     pub max_subscriptions_per_client: usize,
+    /// Disconnect a connected client whose queue overflows, instead of only dropping messages for it.
+    pub disconnect_slow_consumers: bool,
 }
 
 /// Session behaviour. The defaults are Mosquitto's: no offline QoS 0 queueing, no keep alive cap, sessions kept.
@@ -207,6 +209,7 @@ impl Default for Limits {
             max_queued_bytes: 8 * 1024 * 1024,
             max_retained_messages: 100_000,
             max_subscriptions_per_client: 1_000,
+            disconnect_slow_consumers: false,
         }
     }
 }
@@ -576,6 +579,7 @@ struct FileLimits {
     max_queued_bytes: Int,
     max_retained_messages: Int,
     max_subscriptions_per_client: Int,
+    disconnect_slow_consumers: Bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -780,6 +784,7 @@ impl Default for FileLimits {
             max_queued_bytes: to_int(l.max_queued_bytes),
             max_retained_messages: to_int(l.max_retained_messages),
             max_subscriptions_per_client: to_int(l.max_subscriptions_per_client),
+            disconnect_slow_consumers: Bool(l.disconnect_slow_consumers),
         }
     }
 }
@@ -851,6 +856,7 @@ impl FileConfig {
                 l.max_subscriptions_per_client,
                 1,
             )?,
+            disconnect_slow_consumers: l.disconnect_slow_consumers.0,
         };
         // A message bigger than the whole queue could never be delivered; refuse that setup up front.
         let packet = usize::try_from(limits.max_packet_size).unwrap_or(usize::MAX);
@@ -960,6 +966,7 @@ mod tests {
         let keys = leaf_keys(DEFAULT_CONFIG);
         let want = [
             "limits.connect_timeout_secs",
+            "limits.disconnect_slow_consumers",
             "limits.max_connections",
             "limits.max_inflight_messages",
             "limits.max_packet_size",

@@ -43,8 +43,8 @@ enum ConnError {
     WriteTimeout,
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
-    #[error("session taken over")]
-    TakenOver,
+    #[error("ended by the broker ({0:?})")]
+    Kicked(ReasonCode),
     #[error("server shutting down")]
     Shutdown,
 }
@@ -81,7 +81,7 @@ where
 {
     match run(stream, ctx, &cfg, link, &stop).await {
         Ok(()) => tracing::debug!("disconnected"),
-        Err(e @ (ConnError::Closed | ConnError::TakenOver | ConnError::Shutdown)) => {
+        Err(e @ (ConnError::Closed | ConnError::Kicked(ReasonCode::SessionTakenOver) | ConnError::Shutdown)) => {
             tracing::debug!(reason = %e, "closed")
         }
         Err(e) => tracing::info!(reason = %e, "connection closed"),
@@ -108,7 +108,7 @@ where
         () = stop.cancelled() => return Err(ConnError::Shutdown),
     };
     let Some(mut frame) = first? else { return Err(ConnError::Closed) };
-    let kick = link.kick.clone();
+    let kick = link.clone();
     let mut step = handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
         ProtocolError::Unexpected(_) => ConnError::NotConnect,
         e => ConnError::Protocol(e),
@@ -144,7 +144,7 @@ where
     // Tell an MQTT 5 client why the server is closing, as far as the socket still takes it.
     let reason = match &result {
         Err(ConnError::Protocol(e)) => Some(e.reason_code()),
-        Err(ConnError::TakenOver) => Some(ReasonCode::SessionTakenOver),
+        Err(ConnError::Kicked(reason)) => Some(*reason),
         Err(ConnError::Shutdown) => Some(ReasonCode::ServerShuttingDown),
         _ => None,
     };
@@ -162,7 +162,7 @@ async fn serve_session<R, W>(
     wr: &mut W,
     rx: &mut BytesMut,
     cfg: &ConnSettings,
-    kick: &CancellationToken,
+    kick: &ConnLink,
     stop: &CancellationToken,
 ) -> Result<(), ConnError>
 where
@@ -188,7 +188,7 @@ where
             let bytes = std::mem::take(out);
             tokio::select! {
                 r = write_all(wr, &bytes, cfg.write_timeout) => r?,
-                () = kick.cancelled() => return Err(ConnError::TakenOver),
+                () = kick.kick.cancelled() => return Err(ConnError::Kicked(kick.kick_reason())),
                 () = stop.cancelled() => return Err(ConnError::Shutdown),
             }
             // Keep the allocation for the next batch.
@@ -231,7 +231,7 @@ where
                     *session.output() = Vec::new();
                 }
             }
-            () = kick.cancelled() => return Err(ConnError::TakenOver),
+            () = kick.kick.cancelled() => return Err(ConnError::Kicked(kick.kick_reason())),
             () = stop.cancelled() => return Err(ConnError::Shutdown),
         }
     }

@@ -123,6 +123,7 @@ impl Broker {
             max_retained: l.max_retained_messages,
             max_subscriptions: l.max_subscriptions_per_client,
             shared_strategy: caps.mqtt.shared_subscription_strategy,
+            disconnect_slow_consumers: l.disconnect_slow_consumers,
         };
         let counters = Arc::new(Counters::default());
         let router = Arc::new(Mutex::new(Router::new(limits, counters.clone())));

@@ -263,7 +263,7 @@ async fn upgrade_and_serve<S>(stream: S, transport: &Transport, id: u64, a: &Acc
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let link = ConnLink { id, kick: CancellationToken::new() };
+    let link = ConnLink::new(id);
     let (ctx, conn, stop) = (a.ctx.clone(), a.conn.clone(), a.stop.clone());
     match transport {
         Transport::Mqtt => Box::pin(connection::serve(stream, ctx, conn, link, stop)).await,

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use mqtt_codec::{PacketId, QoS, RetainHandling, SharedFilter};
+use mqtt_codec::{PacketId, QoS, ReasonCode, RetainHandling, SharedFilter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -42,8 +42,29 @@ pub struct Counters {
 pub struct ConnLink {
     /// Unique per connection.
     pub id: u64,
-    /// Cancelled when another connection takes the session over.
+    /// Cancelled when the broker ends the connection: another connection took the session over, or (with
+    /// `disconnect_slow_consumers`) its queue overflowed. `kick_reason` says which.
     pub kick: CancellationToken,
+    reason: Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl ConnLink {
+    /// A link for a new connection.
+    pub fn new(id: u64) -> Self {
+        let reason = Arc::new(std::sync::atomic::AtomicU8::new(ReasonCode::SessionTakenOver.to_u8()));
+        Self { id, kick: CancellationToken::new(), reason }
+    }
+
+    /// Ends the connection for `reason`.
+    pub fn kick(&self, reason: ReasonCode) {
+        self.reason.store(reason.to_u8(), Ordering::Relaxed);
+        self.kick.cancel();
+    }
+
+    /// Why the connection was kicked.
+    pub fn kick_reason(&self) -> ReasonCode {
+        ReasonCode::from_u8(self.reason.load(Ordering::Relaxed)).unwrap_or(ReasonCode::SessionTakenOver)
+    }
 }
 
 /// Session state that outlives a connection (for persistent sessions).
@@ -123,6 +144,8 @@ pub struct RouterLimits {
     pub max_subscriptions: usize,
     /// How shared subscription groups pick a member.
     pub shared_strategy: SharedStrategy,
+    /// Disconnect a connected client whose queue overflows (MQTT 5: DISCONNECT `0x97`) instead of only dropping.
+    pub disconnect_slow_consumers: bool,
 }
 
 /// The options of one subscription, as the trie stores them.
@@ -235,7 +258,7 @@ impl Router {
         if let Some(existing) = self.store.session(client_id).cloned() {
             let mut state = existing.lock();
             if let Some(old) = state.conn.take() {
-                old.kick.cancel();
+                old.kick(ReasonCode::SessionTakenOver);
             }
             let expired = state.is_expired(now);
             if !clean_start && !expired {
@@ -569,6 +592,13 @@ impl Router {
             Err(Rejected::Offline) => true,
             Err(Rejected::Full) => {
                 self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
+                if self.limits.disconnect_slow_consumers
+                    && let Some(conn) = &state.conn
+                    && !conn.kick.is_cancelled()
+                {
+                    tracing::warn!(client_id = &*session.client_id, "queue full; disconnecting the slow consumer");
+                    conn.kick(ReasonCode::QuotaExceeded);
+                }
                 state.drops_since_log = state.drops_since_log.saturating_add(1);
                 let now = std::time::Instant::now();
                 if state.last_drop_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
@@ -615,12 +645,13 @@ mod tests {
             max_retained: 100,
             max_subscriptions: 10,
             shared_strategy: SharedStrategy::RoundRobin,
+            disconnect_slow_consumers: false,
         };
         Router::new(limits, Arc::default())
     }
 
     fn link(id: u64) -> ConnLink {
-        ConnLink { id, kick: CancellationToken::new() }
+        ConnLink::new(id)
     }
 
     fn drain(s: &Arc<SessionHandle>) -> Vec<(Vec<u8>, QoS, bool, Vec<u32>)> {
@@ -786,6 +817,22 @@ mod tests {
             assert_eq!(publish(&mut r, "jobs/y", &[n], QoS::AtLeastOnce, false).dropped, 0);
         }
         assert_eq!(b.lock().outbox.queued(), 1);
+    }
+
+    #[test]
+    fn slow_consumer_is_kicked_with_quota_exceeded_when_configured() {
+        let mut r = router(1);
+        r.limits.disconnect_slow_consumers = true;
+        let now = Instant::now();
+        let conn = link(1);
+        let (slow, _) = r.connect("slow", false, NEVER, conn.clone(), now);
+        sub(&mut r, &slow, "t", SubOpts::qos(QoS::AtLeastOnce));
+        publish(&mut r, "t", b"1", QoS::AtLeastOnce, false);
+        assert!(!conn.kick.is_cancelled());
+        publish(&mut r, "t", b"2", QoS::AtLeastOnce, false);
+        assert!(conn.kick.is_cancelled());
+        assert_eq!(conn.kick_reason(), ReasonCode::QuotaExceeded);
+        assert_eq!(slow.lock().outbox.dropped(), 1);
     }
 
     #[test]

@@ -219,3 +219,28 @@ async fn response_topic_with_a_wildcard_is_refused() {
     sub.expect_silence(QUIET).await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumer_gets_disconnect_0x97_when_configured() {
+    let mut settings = Settings::default();
+    settings.limits.max_inflight_messages = 1;
+    settings.limits.max_queued_messages = 1;
+    settings.limits.disconnect_slow_consumers = true;
+    let b = start_broker(settings).await;
+    let topic = unique("slowkick/t");
+    let slow_id = unique("slowkick");
+    let mut slow = C5::v5(b.addr, &slow_id).await;
+    slow.sub(&topic, 1).await;
+    let mut p = C5::v5(b.addr, &unique("slowkickpub")).await;
+    // One in flight (never acknowledged), one queued: the third overflows the queue and ends the connection.
+    p.publish_ok(Pub::new(&topic, b"1", 1)).await;
+    assert_eq!(slow.recv_publish().await.text(), "1");
+    p.publish_ok(Pub::new(&topic, b"2", 1)).await;
+    let (r, _) = p.publish_ack(Pub::new(&topic, b"3", 1)).await;
+    assert_eq!(r, ReasonCode::QuotaExceeded);
+    slow.expect_disconnect(ReasonCode::QuotaExceeded, CLOSE).await;
+    // The publisher is not affected.
+    p.send(&Packet::PingReq).await;
+    assert!(matches!(p.recv().await.packet(), Packet::PingResp));
+    b.shutdown().await;
+}
