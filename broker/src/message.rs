@@ -15,10 +15,13 @@ pub struct Message {
     pub qos: QoS,
     /// The RETAIN flag it was published with.
     pub retain: bool,
-    /// MQTT 5 properties as they arrived (a validated PUBLISH or will property block, without its length prefix).
-    /// Forwarded without Topic Alias, Subscription Identifier, Message Expiry Interval and Will Delay Interval, which
-    /// are per hop.
+    /// MQTT 5 properties as they arrived (a PUBLISH or will property block, without its length prefix, validated
+    /// by the codec for `ctx`). Forwarded without Topic Alias, Subscription Identifier, Message Expiry Interval and
+    /// Will Delay Interval, which are per hop.
     props: Bytes,
+    ctx: PropertyContext,
+    /// The Message Expiry Interval it was published with, in seconds.
+    expiry_secs: Option<u32>,
     /// When the Message Expiry Interval runs out.
     pub expires_at: Option<Instant>,
 }
@@ -35,30 +38,42 @@ fn per_hop(id: PropertyId) -> bool {
 }
 
 impl Message {
-    /// A message; `topic` must be a valid topic name and `props` a validated property block body of `ctx`
-    /// (the codec checked both on the way in).
+    /// A message without properties; `topic` must be a valid topic name (the codec checked it on the way in).
     pub fn new(topic: Bytes, payload: Bytes, qos: QoS, retain: bool) -> Self {
         debug_assert!(std::str::from_utf8(&topic).is_ok());
-        Self { topic, payload, qos, retain, props: Bytes::new(), expires_at: None }
+        Self {
+            topic,
+            payload,
+            qos,
+            retain,
+            props: Bytes::new(),
+            ctx: PropertyContext::Publish,
+            expiry_secs: None,
+            expires_at: None,
+        }
     }
 
-    /// Attaches MQTT 5 properties (validated wire bytes of a PUBLISH or will block) and the expiry they imply.
-    pub fn with_properties(mut self, props: Bytes, now: Instant) -> Self {
-        let expiry = Properties::from_wire(&props, PropertyContext::Will)
-            .or_else(|_| Properties::from_wire(&props, PropertyContext::Publish))
-            .ok()
-            .and_then(|p| p.message_expiry_interval());
-        self.expires_at = expiry.map(|secs| now + std::time::Duration::from_secs(u64::from(secs)));
+    /// Attaches MQTT 5 properties: the validated wire bytes of a PUBLISH or will block (`ctx`) and the Message
+    /// Expiry Interval they hold, which starts counting at `now`.
+    pub fn with_properties(
+        mut self,
+        props: Bytes,
+        ctx: PropertyContext,
+        expiry_secs: Option<u32>,
+        now: Instant,
+    ) -> Self {
         self.props = props;
-        self
+        self.ctx = ctx;
+        self.expiry_secs = expiry_secs;
+        self.published_at(now)
     }
 
     /// The same message with its expiry counted from `now`: a will's Message Expiry Interval starts when the will
     /// is published, not when the client connected.
     #[must_use]
-    pub fn published_at(self, now: Instant) -> Self {
-        let props = self.props.clone();
-        self.with_properties(props, now)
+    pub fn published_at(mut self, now: Instant) -> Self {
+        self.expires_at = self.expiry_secs.map(|secs| now + std::time::Duration::from_secs(u64::from(secs)));
+        self
     }
 
     /// A message from owned parts (wills of MQTT 3 clients, tests).
@@ -90,9 +105,8 @@ impl Message {
     /// The properties to forward to an MQTT 5 subscriber, in their original order, followed by the remaining
     /// Message Expiry Interval (the time spent in the broker subtracted) [MQTT-3.3.2-6].
     pub fn forwarded_properties<'a>(&'a self, now: Instant, out: &mut Vec<Property<'a>>) {
-        let block = Properties::from_wire(&self.props, PropertyContext::Publish)
-            .or_else(|_| Properties::from_wire(&self.props, PropertyContext::Will))
-            .unwrap_or_default();
+        // Validated on arrival; checked again here only because the bytes travel without their type.
+        let block = Properties::from_wire(&self.props, self.ctx).unwrap_or_default();
         out.extend(block.iter().filter(|p| !per_hop(p.id())));
         if let Some(at) = self.expires_at {
             let left = at.saturating_duration_since(now).as_secs();

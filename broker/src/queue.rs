@@ -110,11 +110,18 @@ impl Outbox {
         self.window = self.limits.max_inflight.min(client_max).max(1);
     }
 
+    fn skips_offline(&self, delivery: &Delivery, online: bool) -> bool {
+        !online && delivery.qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline
+    }
+
+    fn has_room(&self, delivery: &Delivery) -> bool {
+        self.queue.len() < self.limits.max_queued
+            && self.queued_bytes.saturating_add(delivery.msg.cost()) <= self.limits.max_queued_bytes
+    }
+
     /// Whether [`Outbox::push`] would queue this delivery now.
     pub fn would_accept(&self, delivery: &Delivery, online: bool) -> bool {
-        (online || delivery.qos != QoS::AtMostOnce || self.limits.queue_qos0_offline)
-            && self.queue.len() < self.limits.max_queued
-            && self.queued_bytes.saturating_add(delivery.msg.cost()) <= self.limits.max_queued_bytes
+        !self.skips_offline(delivery, online) && self.has_room(delivery)
     }
 
     /// Queues a delivery.
@@ -123,17 +130,14 @@ impl Outbox {
     /// [`Rejected::Full`] when the queue is at a limit (the drop is counted), [`Rejected::Offline`] for QoS 0
     /// while offline unless configured to queue it.
     pub fn push(&mut self, delivery: Delivery, online: bool) -> Result<(), Rejected> {
-        if !online && delivery.qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
+        if self.skips_offline(&delivery, online) {
             return Err(Rejected::Offline);
         }
-        let cost = delivery.msg.cost();
-        if self.queue.len() >= self.limits.max_queued
-            || self.queued_bytes.saturating_add(cost) > self.limits.max_queued_bytes
-        {
+        if !self.has_room(&delivery) {
             self.dropped = self.dropped.saturating_add(1);
             return Err(Rejected::Full);
         }
-        self.queued_bytes = self.queued_bytes.saturating_add(cost);
+        self.queued_bytes = self.queued_bytes.saturating_add(delivery.msg.cost());
         self.queue.push_back(delivery);
         Ok(())
     }

@@ -475,7 +475,7 @@ impl Router {
             matches.sort_by_key(|(s, _)| Arc::as_ptr(&s.0) as usize);
         }
         let mut rest = matches.as_slice();
-        while let Some(((session, first), tail)) = rest.split_first() {
+        while let Some(((session, _), tail)) = rest.split_first() {
             let same = tail.iter().take_while(|(s, _)| s == session).count();
             let (group, after) = rest.split_at(same + 1);
             rest = after;
@@ -491,7 +491,6 @@ impl Router {
                 retain |= opts.retain_as_published && msg.retain;
                 sub_ids.extend(opts.id);
             }
-            let _ = first;
             let Some(qos) = qos else { continue };
             routed.matched += 1;
             let delivery = Delivery { msg: msg.clone(), qos: qos.min(msg.qos), retain, sub_ids };
@@ -529,13 +528,14 @@ impl Router {
                 usize::try_from(self.rng % 1_000_003).unwrap_or(0)
             }
         };
-        let Some(group) = self.groups.get(name) else { return false };
-        let n = group.members.len();
-        let order: Vec<(SessionRef, SubOpts)> =
-            (0..n).filter_map(|i| group.members.get((start + i) % n.max(1)).cloned()).collect();
+        let n = self.groups.get(name).map_or(0, |g| g.members.len());
         // Online members first, then offline persistent ones that can queue it.
         for online_pass in [true, false] {
-            for (i, (session, opts)) in order.iter().enumerate() {
+            for i in 0..n {
+                let slot = (start + i) % n;
+                let Some((session, opts)) = self.groups.get(name).and_then(|g| g.members.get(slot)).cloned() else {
+                    continue;
+                };
                 if session.0.lock().conn.is_some() != online_pass {
                     continue;
                 }
@@ -547,7 +547,7 @@ impl Router {
                 };
                 if self.try_push(&session.0, delivery) {
                     if let Some(group) = self.groups.get_mut(name) {
-                        group.next = (start + i + 1) % n.max(1);
+                        group.next = (slot + 1) % n;
                     }
                     return true;
                 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_codec::{
-    Auth, ConnAck, Connect, DecodeError, Packet, Properties, Property, ProtocolVersion, QoS, ReasonCode, decode,
+    Auth, ConnAck, Connect, DecodeError, Packet, Properties, Property, PropertyContext, ProtocolVersion, QoS,
+    ReasonCode, decode,
 };
 use tokio::time::Instant;
 
@@ -208,7 +209,8 @@ fn accept(
         let mut msg =
             Message::new(frame.slice_ref(w.topic.as_str().as_bytes()), frame.slice_ref(w.payload), w.qos, w.retain);
         if let Some(wire) = w.properties.as_wire().filter(|b| !b.is_empty()) {
-            msg = msg.with_properties(frame.slice_ref(wire), now);
+            let expiry = w.properties.message_expiry_interval();
+            msg = msg.with_properties(frame.slice_ref(wire), PropertyContext::Will, expiry, now);
         }
         (msg, Duration::from_secs(u64::from(w.properties.will_delay_interval().unwrap_or(0))))
     });

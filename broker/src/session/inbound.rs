@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 use mqtt_codec::{
-    Ack, List, Packet, PacketId, Properties, Property, Publish, QoS, QosPid, ReasonCode, SubAck, Subscribe, UnsubAck,
-    Unsubscribe,
+    Ack, List, Packet, PacketId, Properties, Property, PropertyContext, Publish, QoS, QosPid, ReasonCode, SubAck,
+    Subscribe, UnsubAck, Unsubscribe,
 };
 use tokio::time::Instant;
 
@@ -78,7 +78,8 @@ impl Session {
         let route = |s: &mut Self| -> Routed {
             let mut msg = Message::new(topic.clone(), frame.slice_ref(p.payload), qos, p.retain);
             if let Some(wire) = p.properties.as_wire().filter(|b| !b.is_empty()) {
-                msg = msg.with_properties(frame.slice_ref(wire), now);
+                let expiry = p.properties.message_expiry_interval();
+                msg = msg.with_properties(frame.slice_ref(wire), PropertyContext::Publish, expiry, now);
             }
             s.ctx.router().publish(msg, Some(&s.handle), now)
         };
