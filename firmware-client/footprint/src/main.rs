@@ -6,6 +6,8 @@
 #![no_main]
 
 use core::hint::black_box;
+#[cfg(feature = "client")]
+use core::mem::MaybeUninit;
 
 use cortex_m_rt::entry;
 
@@ -56,14 +58,14 @@ const BUFFERS: usize = 512 + 256 + 256;
 
 #[cfg(feature = "client")]
 fn run(
-    client: &'static mut Option<Client>,
+    client: &'static mut MaybeUninit<Client>,
     store: &'static mut [u8],
     rx: &'static mut [u8],
     tx: &'static mut [u8],
 ) -> ! {
     use firmware_client::{Event, Instant, Message, Options, QoS, Session};
 
-    let client = client.insert(Client::new(Session::new(Options::new("fw-1"), store), rx, tx));
+    let client = client.write(Client::new(Session::new(Options::new("fw-1"), store), rx, tx));
     let cmd = client.subscribe("cmd/fw-1/#", QoS::ExactlyOnce).ok();
     loop {
         if client.connect(Opaque, Instant::from_millis(millis())).is_err() {
@@ -93,7 +95,9 @@ fn run(
 #[cfg(feature = "client")]
 #[entry]
 fn main() -> ! {
-    static mut CLIENT: Option<Client> = None;
+    // Uninitialised, as `static_cell::StaticCell` keeps it: all zeros in `.bss`. An `Option<Client>` whose `None`
+    // is not all zeros would go to `.data` and cost its whole size again in flash for the initial image.
+    static mut CLIENT: MaybeUninit<Client> = MaybeUninit::uninit();
     static mut STORE: [u8; 512] = [0; 512];
     static mut RX: [u8; 256] = [0; 256];
     static mut TX: [u8; 256] = [0; 256];
