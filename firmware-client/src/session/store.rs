@@ -29,6 +29,20 @@ pub(crate) fn shift_down(buf: &mut [u8], from: usize) {
     }
 }
 
+/// Copies `src` to the start of `dst` (as much as fits), one byte at a time: `copy_from_slice` would link
+/// `memcpy`, 0.9 KB of flash on Cortex-M for the few bytes the client copies. The store is conditional, so LLVM does
+/// not turn the loop back into a `memcpy` call.
+#[inline(never)]
+pub(crate) fn copy(dst: &mut [u8], src: &[u8]) {
+    let mut i = 0usize;
+    while let Some(&b) = src.get(i) {
+        if let Some(d) = dst.get_mut(i) {
+            *d = b;
+        }
+        i = i.saturating_add(1);
+    }
+}
+
 /// `Vec::remove` without `memmove` (see [`shift_down`]).
 pub(crate) fn remove<T, const N: usize>(v: &mut Vec<T, N, u8>, idx: usize) {
     let len = v.len();
@@ -194,7 +208,7 @@ impl<'a, const N: usize> Store<'a, N> {
     pub(crate) fn send_publish(&mut self, idx: usize, out: &mut [u8]) -> Option<usize> {
         let bytes = self.bytes(idx);
         let n = bytes.len();
-        out.get_mut(..n)?.copy_from_slice(bytes);
+        copy(out.get_mut(..n)?, bytes);
         let start = self.start(idx);
         let e = self.entries.get_mut(idx)?;
         if e.flags & QOS == 0 {

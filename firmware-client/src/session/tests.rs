@@ -129,12 +129,15 @@ fn client_packets_match_codec() {
         let s =
             Subscribe { packet_id: pid(9), properties: Properties::empty(), subscriptions: List::from_slice(&subs) };
         assert_eq!(
-            ours(|o| wire::subscribe(pid(9), filter.as_str(), Some(QoS::ExactlyOnce), v, o)),
+            ours(|o| wire::subscribe(pid(9), filter.as_str().as_bytes(), Some(QoS::ExactlyOnce), v, o)),
             codec(Packet::Subscribe(s), v)
         );
         let fs = [filter];
         let u = Unsubscribe { packet_id: pid(10), properties: Properties::empty(), filters: List::from_slice(&fs) };
-        assert_eq!(ours(|o| wire::subscribe(pid(10), filter.as_str(), None, v, o)), codec(Packet::Unsubscribe(u), v));
+        assert_eq!(
+            ours(|o| wire::subscribe(pid(10), filter.as_str().as_bytes(), None, v, o)),
+            codec(Packet::Unsubscribe(u), v)
+        );
         let a = Ack::new(pid(3));
         assert_eq!(ours(|o| wire::ack(AckKind::PubAck, pid(3), o)), codec(Packet::PubAck(a), v));
         assert_eq!(ours(|o| wire::ack(AckKind::PubRec, pid(3), o)), codec(Packet::PubRec(a), v));

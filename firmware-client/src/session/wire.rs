@@ -49,7 +49,7 @@ impl Writer<'_> {
     fn raw(&mut self, b: &[u8]) {
         let end = self.pos.saturating_add(b.len());
         if let Some(x) = self.out.get_mut(self.pos..end) {
-            x.copy_from_slice(b);
+            super::store::copy(x, b);
         }
         self.pos = end;
     }
@@ -101,6 +101,11 @@ fn packet(out: &mut [u8], first: u8, body: &impl Fn(&mut Writer<'_>)) -> Result<
     Ok(total)
 }
 
+/// Whether `version` is MQTT 5; always false without the `v5` feature, so 3.1.1 builds drop the MQTT 5 code.
+fn is_v5(version: ProtocolVersion) -> bool {
+    cfg!(feature = "v5") && version.is_v5()
+}
+
 pub(crate) fn connect(
     opts: &Options<'_>,
     version: ProtocolVersion,
@@ -108,7 +113,7 @@ pub(crate) fn connect(
     receive_max: u16,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    let v5 = version.is_v5();
+    let v5 = is_v5(version);
     let nul = |s: &str| s.bytes().any(|b| b == 0);
     if nul(opts.client_id) || opts.username.is_some_and(nul) {
         return Err(EncodeError::InvalidValue);
@@ -135,7 +140,7 @@ pub(crate) fn connect(
         w.u8(version.level());
         w.u8(flags);
         w.u16(opts.keep_alive_secs);
-        if v5 {
+        if is_v5(version) {
             // Session Expiry Interval, Receive Maximum, Maximum Packet Size.
             w.u8(13);
             w.u8(0x11);
@@ -150,7 +155,7 @@ pub(crate) fn connect(
         }
         w.field(opts.client_id.as_bytes());
         if let Some(will) = &opts.will {
-            if v5 {
+            if is_v5(version) {
                 w.u8(0);
             }
             w.field(will.topic.as_bytes());
@@ -180,7 +185,7 @@ pub(crate) fn publish(
         if qos != QoS::AtMostOnce {
             w.u16(pid.get());
         }
-        if version.is_v5() {
+        if is_v5(version) {
             w.u8(0);
         }
         w.raw(payload);
@@ -194,17 +199,17 @@ pub(crate) fn ack(kind: AckKind, pid: PacketId, out: &mut [u8]) -> Result<usize,
 /// SUBSCRIBE to `filter` with maximum QoS `qos`, or UNSUBSCRIBE from it when `qos` is `None`.
 pub(crate) fn subscribe(
     pid: PacketId,
-    filter: &str,
+    filter: &[u8],
     qos: Option<QoS>,
     version: ProtocolVersion,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
     packet(out, if qos.is_some() { 0x82 } else { 0xa2 }, &|w| {
         w.u16(pid.get());
-        if version.is_v5() {
+        if is_v5(version) {
             w.u8(0);
         }
-        w.field(filter.as_bytes());
+        w.field(filter);
         if let Some(q) = qos {
             w.u8(q as u8);
         }
