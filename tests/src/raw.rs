@@ -76,6 +76,46 @@ pub enum Event {
     Silent,
 }
 
+/// What [`read_frame`] gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// One whole frame (fixed header included), which the codec decodes.
+    Frame(Vec<u8>),
+    /// The broker closed the connection (EOF or reset).
+    Closed,
+    /// Nothing whole arrived before the deadline.
+    Silent,
+}
+
+/// Reads the next whole MQTT frame the broker sent: first from `pending` (bytes received earlier and not used yet),
+/// then from `stream` until `deadline`. A frame the codec rejects fails the test: the broker must never send one.
+pub async fn read_frame(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    version: ProtocolVersion,
+    deadline: Instant,
+) -> Read {
+    loop {
+        match mqtt_codec::frame_len(pending, 1 << 28) {
+            Ok(Some(n)) => {
+                let frame: Vec<u8> = pending.drain(..n).collect();
+                if let Err(e) = mqtt_codec::decode(&frame, version) {
+                    panic!("broker sent a malformed packet: {e:?} in {frame:02x?}");
+                }
+                return Read::Frame(frame);
+            }
+            Ok(None) => {}
+            Err(e) => panic!("broker sent a bad frame: {e:?} in {pending:02x?}"),
+        }
+        let mut chunk = [0u8; 8192];
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => return Read::Silent,
+            Ok(Ok(0)) | Ok(Err(_)) => return Read::Closed,
+            Ok(Ok(n)) => pending.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 fn pid(v: u16) -> PacketId {
     PacketId::new(v).expect("packet ids in tests are non-zero")
 }
@@ -396,23 +436,13 @@ impl RawClient {
 
     /// Reads the next event, waiting at most `limit`.
     pub async fn next_event(&mut self, limit: Duration) -> Event {
-        let deadline = Instant::now() + limit;
-        loop {
-            match Packet::decode_from(&self.rx, self.version, 1 << 28) {
-                Ok(Some((p, used))) => {
-                    let rx = owned(&p, self.version);
-                    self.rx.drain(..used);
-                    return Event::Packet(rx);
-                }
-                Ok(None) => {}
-                Err(e) => panic!("broker sent a malformed packet: {e:?} in {:02x?}", self.rx),
+        match read_frame(&mut self.stream, &mut self.rx, self.version, Instant::now() + limit).await {
+            Read::Frame(frame) => {
+                let packet = mqtt_codec::decode(&frame, self.version).expect("read_frame checked the frame");
+                Event::Packet(owned(&packet, self.version))
             }
-            let mut chunk = [0u8; 4096];
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                Err(_) => return Event::Silent,
-                Ok(Ok(0)) | Ok(Err(_)) => return Event::Closed,
-                Ok(Ok(n)) => self.rx.extend_from_slice(&chunk[..n]),
-            }
+            Read::Closed => Event::Closed,
+            Read::Silent => Event::Silent,
         }
     }
 

@@ -9,10 +9,11 @@ use mqtt_codec::{
     QoS, QosPid, ReasonCode, RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions, TopicFilter,
     TopicName, UnsubAck, Unsubscribe, Will, decode,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
+use tests::raw::{Read, read_frame};
 use tests::{WAIT, within};
 
 /// One packet from the broker, owned.
@@ -605,26 +606,10 @@ impl C5 {
 
     /// The next packet from the socket.
     async fn read_event(&mut self, limit: Duration) -> Ev {
-        let deadline = Instant::now() + limit;
-        loop {
-            match mqtt_codec::frame_len(&self.rx, 1 << 28) {
-                Ok(Some(n)) => {
-                    let bytes: Vec<u8> = self.rx.drain(..n).collect();
-                    let f = Frame { bytes, version: self.version };
-                    if let Err(e) = decode(&f.bytes, f.version) {
-                        panic!("broker sent a malformed packet: {e:?} in {:02x?}", f.bytes);
-                    }
-                    return Ev::Frame(f);
-                }
-                Ok(None) => {}
-                Err(e) => panic!("broker sent a bad frame: {e:?}"),
-            }
-            let mut chunk = [0u8; 8192];
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                Err(_) => return Ev::Silent,
-                Ok(Ok(0)) | Ok(Err(_)) => return Ev::Closed,
-                Ok(Ok(n)) => self.rx.extend_from_slice(&chunk[..n]),
-            }
+        match read_frame(&mut self.stream, &mut self.rx, self.version, Instant::now() + limit).await {
+            Read::Frame(bytes) => Ev::Frame(Frame { bytes, version: self.version }),
+            Read::Closed => Ev::Closed,
+            Read::Silent => Ev::Silent,
         }
     }
 
