@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use mqtt_codec::QoS;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::{Instant, sleep, timeout_at};
@@ -28,9 +29,13 @@ pub struct Idle {
 }
 
 enum Phase {
-    Connected(Instant),
+    /// CONNACK received at `.0`; the TCP connect took `.1`, CONNECT to CONNACK `.2`.
+    Connected(Instant, Duration, Duration),
     Subscribed,
 }
+
+/// Read and write buffers of one idle client (they grow if a large packet arrives).
+const IDLE_BUF: usize = 1024;
 
 /// See the module doc. The connect rate is N over the time from the first connect to the last CONNACK; memory
 /// per connection is the broker's resident-set growth after every client subscribed, divided by N.
@@ -39,6 +44,8 @@ enum Phase {
 /// Connection errors of the publisher that checks the clients.
 pub async fn idle(ctx: &Ctx, p: &Idle) -> Result<Report, ConnError> {
     let probe = ctx.probe();
+    let cpu = || (ctx.broker_pid.as_deref().and_then(crate::proc::cpu_seconds), crate::proc::cpu_seconds("self"));
+    let cpu0 = cpu();
     let t0 = Instant::now();
     let deadline = t0 + ctx.timeout;
     let gate = Arc::new(Semaphore::new(p.concurrency.max(1)));
@@ -53,9 +60,13 @@ pub async fn idle(ctx: &Ctx, p: &Idle) -> Result<Report, ConnError> {
         let (handshake, grace, keep_alive, clients) = (ctx.handshake, ctx.grace, p.keep_alive, p.clients);
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.map_err(|_| ConnError::Closed)?;
-            let (mut c, _) = Conn::connect(addr, Some(source), &id, true, keep_alive, handshake).await?;
+            let start = Instant::now();
+            let mut c = Conn::open_with(addr, Some(source), IDLE_BUF).await?;
+            let opened = Instant::now();
+            c.handshake(&id, true, keep_alive, handshake).await?;
             drop(permit);
-            let _ = phase_tx.send(Phase::Connected(Instant::now()));
+            let done = Instant::now();
+            let _ = phase_tx.send(Phase::Connected(done, opened - start, done - opened));
             timeout_at(deadline, go_rx.wait_for(|go| *go)).await.map_err(|_| ConnError::Timeout("all connected"))?.ok();
             c.subscribe(&topic, QoS::AtMostOnce, handshake).await?;
             let _ = phase_tx.send(Phase::Subscribed);
@@ -74,22 +85,36 @@ pub async fn idle(ctx: &Ctx, p: &Idle) -> Result<Report, ConnError> {
     }
     drop(phase_tx);
     let (mut connected, mut subscribed, mut last_connack) = (0u32, 0u32, None);
+    // Where a connect's time goes, in microseconds: the TCP handshake, then CONNECT to CONNACK.
+    let new_hist = || {
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| ConnError::Protocol(format!("histogram: {e}")))
+    };
+    let (mut tcp_us, mut connack_us) = (new_hist()?, new_hist()?);
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
     while connected < p.clients {
         match timeout_at(deadline, phase_rx.recv()).await {
-            Ok(Some(Phase::Connected(t))) => {
+            Ok(Some(Phase::Connected(t, tcp, connack))) => {
                 connected += 1;
                 last_connack = last_connack.max(Some(t));
+                tcp_us.saturating_record(micros(tcp));
+                connack_us.saturating_record(micros(connack));
             }
             Ok(Some(Phase::Subscribed)) => subscribed += 1,
             Ok(None) | Err(_) => break,
         }
     }
     let connect_rate = rate(u64::from(connected), t0, last_connack);
+    // CPU per connect of the broker and of the generator while clients connect: what a full core would allow.
+    let cpu1 = cpu();
+    let per_connect = |a: Option<f64>, b: Option<f64>| {
+        a.zip(b).map_or(f64::NAN, |(a, b)| (b - a) * 1e6 / f64::from(connected.max(1)))
+    };
+    let (broker_us, bench_us) = (per_connect(cpu0.0, cpu1.0), per_connect(cpu0.1, cpu1.1));
     let _ = go_tx.send(true);
     while subscribed < connected {
         match timeout_at(deadline, phase_rx.recv()).await {
             Ok(Some(Phase::Subscribed)) => subscribed += 1,
-            Ok(Some(Phase::Connected(_))) => {}
+            Ok(Some(Phase::Connected(..))) => {}
             Ok(None) | Err(_) => break,
         }
     }
@@ -130,8 +155,20 @@ pub async fn idle(ctx: &Ctx, p: &Idle) -> Result<Report, ConnError> {
         }
     }
     let wall = t0.elapsed();
-    let mut metrics =
-        vec![("connects_per_s", connect_rate), ("connected", f64::from(connected)), ("failed", failed as f64)];
+    let q = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64;
+    let mut metrics = vec![
+        ("connects_per_s", connect_rate),
+        ("connected", f64::from(connected)),
+        ("failed", failed as f64),
+        ("tcp_p50_us", q(&tcp_us, 0.5)),
+        ("tcp_p99_us", q(&tcp_us, 0.99)),
+        ("tcp_max_us", tcp_us.max() as f64),
+        ("connack_p50_us", q(&connack_us, 0.5)),
+        ("connack_p99_us", q(&connack_us, 0.99)),
+        ("connack_max_us", connack_us.max() as f64),
+        ("broker_cpu_us_per_connect", broker_us),
+        ("bench_cpu_us_per_connect", bench_us),
+    ];
     if let (Some(now), Some(before)) = (rss_all, probe.0.rss0) {
         metrics.push(("bytes_per_conn", (now.saturating_sub(before) * 1024) as f64 / f64::from(p.clients.max(1))));
     }
