@@ -1,12 +1,39 @@
 //! An application message as the broker holds it: topic, payload and MQTT 5 properties share the bytes they
 //! arrived in.
+//!
+//! A message routed to several subscribers is shared between their queues (`Arc<Message>`), and the PUBLISH
+//! packet that most of them receive is encoded once ([`Message::encoded`]) and copied into each connection's
+//! output, with the packet identifier and DUP flag patched per delivery.
+
+use std::sync::OnceLock;
 
 use bytes::Bytes;
-use mqtt_codec::{Properties, Property, PropertyContext, PropertyId, QoS};
+use mqtt_codec::{Packet, PacketId, Properties, Property, PropertyContext, PropertyId, ProtocolVersion, Publish};
+use mqtt_codec::{QoS, QosPid, TopicName};
 use tokio::time::Instant;
 
+/// What makes two deliveries of one message the same bytes on the wire (apart from packet identifier and DUP).
+/// Deliveries with Subscription Identifiers, a topic alias or a Message Expiry Interval are never of a shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// MQTT 5 (a property block) or 3.x (none; 3.1 and 3.1.1 encode PUBLISH alike).
+    pub v5: bool,
+    /// QoS of the delivery.
+    pub qos: QoS,
+    /// RETAIN flag of the delivery.
+    pub retain: bool,
+}
+
+/// A PUBLISH encoded for one [`Shape`]; QoS 1/2 with a placeholder packet identifier at `pid_at`.
+#[derive(Debug)]
+struct Wire {
+    shape: Shape,
+    pid_at: usize,
+    bytes: Box<[u8]>,
+}
+
 /// A message on its way from a publisher to subscribers. Cloning it copies no payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Message {
     topic: Bytes,
     /// The payload.
@@ -24,7 +51,47 @@ pub struct Message {
     expiry_secs: Option<u32>,
     /// When the Message Expiry Interval runs out.
     pub expires_at: Option<Instant>,
+    /// Routed to more than one subscriber: worth encoding once for all of them.
+    fanout: bool,
+    /// The PUBLISH for the first shape asked for (see [`Message::encoded`]).
+    wire: OnceLock<Wire>,
 }
+
+impl Clone for Message {
+    /// A copy without the encoded PUBLISH (it belongs to the deliveries of the original).
+    fn clone(&self) -> Self {
+        Self {
+            topic: self.topic.clone(),
+            payload: self.payload.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            props: self.props.clone(),
+            ctx: self.ctx,
+            expiry_secs: self.expiry_secs,
+            expires_at: self.expires_at,
+            fanout: false,
+            wire: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.topic, &self.payload, self.qos, self.retain, &self.props, self.ctx, self.expiry_secs, self.expires_at)
+            == (
+                &other.topic,
+                &other.payload,
+                other.qos,
+                other.retain,
+                &other.props,
+                other.ctx,
+                other.expiry_secs,
+                other.expires_at,
+            )
+    }
+}
+
+impl Eq for Message {}
 
 /// Properties that never travel with a message from one hop to the next.
 fn per_hop(id: PropertyId) -> bool {
@@ -50,6 +117,8 @@ impl Message {
             ctx: PropertyContext::Publish,
             expiry_secs: None,
             expires_at: None,
+            fanout: false,
+            wire: OnceLock::new(),
         }
     }
 
@@ -112,5 +181,164 @@ impl Message {
             let left = at.saturating_duration_since(now).as_secs();
             out.push(Property::MessageExpiryInterval(u32::try_from(left).unwrap_or(u32::MAX).max(1)));
         }
+    }
+
+    /// Marks a message that goes to several subscribers, so that [`Message::encoded`] encodes it once for them.
+    pub fn set_fanout(&mut self, fanout: bool) {
+        self.fanout = fanout;
+    }
+
+    /// The PUBLISH of a fanned-out message for a delivery of `shape`, encoded on the first call and shared by
+    /// every later one of the same shape (the first shape asked for wins; others get `None` and encode their own).
+    /// `None` also for a message that is not fanned out or has an expiry (the remaining interval differs per
+    /// delivery). Returns the bytes and, for QoS 1/2, where the two bytes of the packet identifier go.
+    pub fn encoded(&self, shape: Shape) -> Option<(&[u8], usize)> {
+        if !self.fanout || self.expires_at.is_some() {
+            return None;
+        }
+        let wire = self.wire.get_or_init(|| self.encode(shape));
+        (wire.shape == shape && !wire.bytes.is_empty()).then_some((&wire.bytes, wire.pid_at))
+    }
+
+    /// Encodes the PUBLISH for `shape` (with packet identifier 1 for QoS 1/2); empty bytes if it cannot be encoded.
+    fn encode(&self, shape: Shape) -> Wire {
+        let failed = Wire { shape, pid_at: 0, bytes: Box::default() };
+        let Ok(topic) = TopicName::new(self.topic()) else { return failed };
+        let mut props = Vec::new();
+        let version = if shape.v5 {
+            // No expiry here (see `encoded`), so the forwarded properties do not depend on the time.
+            self.forwarded_properties(Instant::now(), &mut props);
+            ProtocolVersion::V5
+        } else {
+            ProtocolVersion::V311
+        };
+        let Some(placeholder) = PacketId::new(1) else { return failed };
+        let qos_pid = match shape.qos {
+            QoS::AtMostOnce => QosPid::AtMostOnce,
+            QoS::AtLeastOnce => QosPid::AtLeastOnce(placeholder),
+            QoS::ExactlyOnce => QosPid::ExactlyOnce(placeholder),
+        };
+        let publish = Packet::Publish(Publish {
+            dup: false,
+            qos_pid,
+            retain: shape.retain,
+            topic,
+            properties: Properties::from_list(&props),
+            payload: &self.payload,
+        });
+        let Ok(len) = publish.encoded_len(version) else { return failed };
+        let mut bytes = vec![0; len].into_boxed_slice();
+        if publish.encode(version, &mut bytes).is_err() {
+            return failed;
+        }
+        // Fixed header byte, Remaining Length (1-4 bytes), topic length (2 bytes) and topic, then the identifier.
+        let varint = bytes.iter().skip(1).take(4).take_while(|b| **b & 0x80 != 0).count() + 1;
+        let pid_at = 1 + varint + 2 + self.topic.len();
+        Wire { shape, pid_at, bytes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mqtt_codec::decode;
+
+    use super::*;
+
+    fn fanned(mut m: Message) -> Message {
+        m.set_fanout(true);
+        m
+    }
+
+    /// The cached bytes with the identifier patched in, as the session copies them.
+    fn patched(m: &Message, shape: Shape, id: u16, dup: bool) -> Vec<u8> {
+        let (bytes, pid_at) = m.encoded(shape).unwrap();
+        let mut out = bytes.to_vec();
+        if shape.qos != QoS::AtMostOnce {
+            out[pid_at..pid_at + 2].copy_from_slice(&id.to_be_bytes());
+            out[0] |= u8::from(dup) << 3;
+        }
+        out
+    }
+
+    fn direct(m: &Message, shape: Shape, id: u16, dup: bool) -> Vec<u8> {
+        let id = PacketId::new(id).unwrap();
+        let qos_pid = match shape.qos {
+            QoS::AtMostOnce => QosPid::AtMostOnce,
+            QoS::AtLeastOnce => QosPid::AtLeastOnce(id),
+            QoS::ExactlyOnce => QosPid::ExactlyOnce(id),
+        };
+        let mut props = Vec::new();
+        m.forwarded_properties(Instant::now(), &mut props);
+        let version = if shape.v5 { ProtocolVersion::V5 } else { ProtocolVersion::V311 };
+        let properties = if shape.v5 { Properties::from_list(&props) } else { Properties::empty() };
+        let dup = dup && shape.qos != QoS::AtMostOnce;
+        let topic = TopicName::new(m.topic()).unwrap();
+        let p = Packet::Publish(Publish { dup, qos_pid, retain: shape.retain, topic, properties, payload: &m.payload });
+        let mut out = vec![0; p.encoded_len(version).unwrap()];
+        p.encode(version, &mut out).unwrap();
+        out
+    }
+
+    fn with_user_property(m: Message) -> Message {
+        let list = [Property::UserProperty("k", "v"), Property::ContentType("text/plain")];
+        let block = Properties::from_list(&list);
+        // Encode a whole PUBLISH to get the property block's wire bytes as a client would send them.
+        let p = Publish {
+            dup: false,
+            qos_pid: QosPid::AtMostOnce,
+            retain: false,
+            topic: TopicName::new("x").unwrap(),
+            properties: block,
+            payload: b"",
+        };
+        let mut frame = vec![0; Packet::Publish(p).encoded_len(ProtocolVersion::V5).unwrap()];
+        Packet::Publish(p).encode(ProtocolVersion::V5, &mut frame).unwrap();
+        let Ok(Packet::Publish(back)) = decode(&frame, ProtocolVersion::V5) else { panic!("no publish") };
+        let wire = Bytes::copy_from_slice(back.properties.as_wire().unwrap());
+        m.with_properties(wire, PropertyContext::Publish, None, Instant::now())
+    }
+
+    #[test]
+    fn encoded_once_equals_the_packet_encoded_per_delivery() {
+        // A long topic and payload push the Remaining Length to two bytes, which moves the identifier.
+        let topic = "fan/out/".repeat(10);
+        let payload = vec![7u8; 300];
+        for v5 in [false, true] {
+            for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+                for retain in [false, true] {
+                    for m in [
+                        Message::from_parts("a/b", b"hello", QoS::ExactlyOnce, true),
+                        Message::from_parts(&topic, &payload, QoS::ExactlyOnce, true),
+                        with_user_property(Message::from_parts("p", b"q", QoS::ExactlyOnce, false)),
+                    ] {
+                        let m = fanned(m);
+                        let shape = Shape { v5, qos, retain };
+                        for (id, dup) in [(1, false), (0x1234, false), (0xfffe, true)] {
+                            assert_eq!(patched(&m, shape, id, dup), direct(&m, shape, id, dup), "{shape:?} {id} {dup}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_first_shape_is_cached_and_only_for_fanned_out_messages_without_expiry() {
+        let one = Shape { v5: false, qos: QoS::AtMostOnce, retain: false };
+        let other = Shape { v5: true, ..one };
+        assert!(Message::from_parts("t", b"x", QoS::AtMostOnce, false).encoded(one).is_none(), "single delivery");
+        let m = fanned(Message::from_parts("t", b"x", QoS::AtMostOnce, false));
+        assert!(m.encoded(one).is_some());
+        assert!(m.encoded(other).is_none());
+        assert!(m.clone().encoded(one).is_none(), "a copy is not fanned out and carries no bytes");
+        let expiring = fanned(Message::from_parts("t", b"x", QoS::AtMostOnce, false)).with_properties(
+            Bytes::new(),
+            PropertyContext::Publish,
+            Some(60),
+            Instant::now() + Duration::from_secs(1),
+        );
+        assert!(expiring.encoded(one).is_none(), "the remaining expiry differs per delivery");
     }
 }

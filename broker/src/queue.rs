@@ -5,6 +5,7 @@
 //! packets.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use mqtt_codec::{PacketId, QoS};
 use tokio::time::Instant;
@@ -22,17 +23,19 @@ pub enum InflightState {
     AwaitPubComp,
 }
 
-/// One message for one subscriber: the shared message plus what this subscription makes of it.
+/// One message for one subscriber: the shared message plus what this subscription makes of it. Small (32 bytes),
+/// since a backlog holds one per queued message: the message is shared by every subscriber it goes to, and the
+/// Subscription Identifiers take an allocation only when there are some.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// The message.
-    pub msg: Message,
+    pub msg: Arc<Message>,
     /// QoS for this subscriber (the lower of the message's and the subscription's).
     pub qos: QoS,
     /// RETAIN flag to send.
     pub retain: bool,
     /// MQTT 5 Subscription Identifiers of every matching subscription.
-    pub sub_ids: Vec<u32>,
+    pub sub_ids: Box<[u32]>,
 }
 
 #[derive(Debug)]
@@ -299,7 +302,12 @@ mod tests {
     }
 
     fn d(n: u8, qos: QoS) -> Delivery {
-        Delivery { msg: Message::from_parts("t", &[n], qos, false), qos, retain: false, sub_ids: Vec::new() }
+        Delivery {
+            msg: Arc::new(Message::from_parts("t", &[n], qos, false)),
+            qos,
+            retain: false,
+            sub_ids: Box::default(),
+        }
     }
 
     fn publish_payload(s: Option<Send>) -> (Option<PacketId>, u8, bool) {
@@ -307,6 +315,11 @@ mod tests {
             Some(Send::Publish { id, delivery, dup }) => (id, delivery.msg.payload[0], dup),
             other => panic!("expected a publish, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_queued_delivery_is_small() {
+        assert!(std::mem::size_of::<Delivery>() <= 32, "{}", std::mem::size_of::<Delivery>());
     }
 
     #[test]
@@ -372,10 +385,10 @@ mod tests {
         let limits = OutboxLimits { max_inflight: 1, max_queued: 100, max_queued_bytes: 5, queue_qos0_offline: true };
         let mut o = Outbox::new(limits);
         let big = Delivery {
-            msg: Message::from_parts("t", b"abcd", QoS::AtMostOnce, false),
+            msg: Arc::new(Message::from_parts("t", b"abcd", QoS::AtMostOnce, false)),
             qos: QoS::AtMostOnce,
             retain: false,
-            sub_ids: Vec::new(),
+            sub_ids: Box::default(),
         };
         o.push(big.clone(), false).unwrap();
         assert_eq!(o.push(big, false), Err(Rejected::Full));
@@ -385,8 +398,9 @@ mod tests {
     fn expired_messages_are_never_sent() {
         let now = Instant::now();
         let mut o = Outbox::new(limits(10, 10));
-        let mut old = d(1, QoS::AtLeastOnce);
-        old.msg.expires_at = Some(now + Duration::from_secs(1));
+        let mut msg = Message::from_parts("t", &[1], QoS::AtLeastOnce, false);
+        msg.expires_at = Some(now + Duration::from_secs(1));
+        let old = Delivery { msg: Arc::new(msg), ..d(1, QoS::AtLeastOnce) };
         o.push(old, true).unwrap();
         o.push(d(2, QoS::AtLeastOnce), true).unwrap();
         assert_eq!(publish_payload(o.next_send(now + Duration::from_secs(2))).1, 2);

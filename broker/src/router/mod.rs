@@ -435,6 +435,7 @@ impl Router {
             for msg in retained {
                 let qos = msg.qos.min(opts.qos);
                 let sub_ids = opts.id.into_iter().collect();
+                let msg = Arc::new(msg);
                 // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-8].
                 self.deliver(session, Delivery { msg, qos, retain: true, sub_ids });
             }
@@ -455,7 +456,7 @@ impl Router {
     /// highest QoS any of its matching subscriptions granted (capped by the message's QoS), carrying every matching
     /// Subscription Identifier [MQTT-3.3.4-3..5], and one copy per matching shared group. `origin` is the
     /// publishing session, for No Local.
-    pub fn publish(&mut self, msg: Message, origin: Option<&Arc<SessionHandle>>, now: Instant) -> Routed {
+    pub fn publish(&mut self, mut msg: Message, origin: Option<&Arc<SessionHandle>>, now: Instant) -> Routed {
         if msg.retain && self.store.set_retained(&msg).is_err() {
             tracing::warn!(
                 topic = msg.topic(),
@@ -470,6 +471,13 @@ impl Router {
         let mut matches = std::mem::take(&mut self.scratch);
         matches.clear();
         self.trie.matches(msg.topic(), &mut matches);
+        let mut groups = Vec::new();
+        if !self.shared_trie.is_empty() {
+            self.shared_trie.matches(msg.topic(), &mut groups);
+        }
+        // Shared by every delivery; encoded once for them when there are several.
+        msg.set_fanout(matches.len() + groups.len() > 1);
+        let msg = Arc::new(msg);
         // One copy per session [MQTT-3.3.5-1]: sort by identity, merge the options of its matching subscriptions.
         if matches.len() > 1 {
             matches.sort_by_key(|(s, _)| Arc::as_ptr(&s.0) as usize);
@@ -493,7 +501,7 @@ impl Router {
             }
             let Some(qos) = qos else { continue };
             routed.matched += 1;
-            let delivery = Delivery { msg: msg.clone(), qos: qos.min(msg.qos), retain, sub_ids };
+            let delivery = Delivery { msg: msg.clone(), qos: qos.min(msg.qos), retain, sub_ids: sub_ids.into() };
             if !self.deliver(&session.0, delivery) {
                 routed.dropped += 1;
             }
@@ -501,14 +509,10 @@ impl Router {
         matches.clear();
         self.scratch = matches;
 
-        if !self.shared_trie.is_empty() {
-            let mut groups = Vec::new();
-            self.shared_trie.matches(msg.topic(), &mut groups);
-            for (name, ()) in groups {
-                routed.matched += 1;
-                if !self.deliver_shared(&name, &msg) {
-                    routed.dropped += 1;
-                }
+        for (name, ()) in groups {
+            routed.matched += 1;
+            if !self.deliver_shared(&name, &msg) {
+                routed.dropped += 1;
             }
         }
         routed
@@ -516,7 +520,7 @@ impl Router {
 
     /// Gives a message to one member of a shared group: the next in turn that is online and has room, else any
     /// member that can queue it. Returns false if no member could take it.
-    fn deliver_shared(&mut self, name: &Arc<str>, msg: &Message) -> bool {
+    fn deliver_shared(&mut self, name: &Arc<str>, msg: &Arc<Message>) -> bool {
         let strategy = self.limits.shared_strategy;
         let start = match strategy {
             SharedStrategy::RoundRobin => self.groups.get(name).map_or(0, |g| g.next),
@@ -658,7 +662,7 @@ mod tests {
         let mut out = Vec::new();
         let mut st = s.lock();
         while let Some(crate::queue::Send::Publish { delivery: d, .. }) = st.outbox.next_send(Instant::now()) {
-            out.push((d.msg.payload.to_vec(), d.qos, d.retain, d.sub_ids));
+            out.push((d.msg.payload.to_vec(), d.qos, d.retain, d.sub_ids.to_vec()));
         }
         out
     }
@@ -805,10 +809,10 @@ mod tests {
             .outbox
             .push(
                 Delivery {
-                    msg: Message::from_parts("x", b"", QoS::AtLeastOnce, false),
+                    msg: Arc::new(Message::from_parts("x", b"", QoS::AtLeastOnce, false)),
                     qos: QoS::AtLeastOnce,
                     retain: false,
-                    sub_ids: vec![],
+                    sub_ids: Box::default(),
                 },
                 true,
             )

@@ -6,6 +6,7 @@ use mqtt_codec::{Ack, Packet, Properties, Property, Publish, QoS, QosPid, TopicN
 use tokio::time::Instant;
 
 use super::{ProtocolError, Session, encode_into};
+use crate::message::Shape;
 use crate::queue::{Delivery, Send};
 
 /// Most bytes queued for writing per wakeup before the connection flushes and comes back for more.
@@ -68,6 +69,29 @@ impl Session {
     /// Encodes one PUBLISH. Returns `false` (writing nothing) when it exceeds the client's Maximum Packet Size.
     fn write_publish(&mut self, d: &Delivery, qos_pid: QosPid, dup: bool, now: Instant) -> Result<bool, ProtocolError> {
         let v5 = self.version.is_v5();
+        let max_packet = usize::try_from(self.client_max_packet).unwrap_or(usize::MAX);
+        // Topic aliases and Subscription Identifiers are per subscriber: those deliveries are encoded one by one.
+        if d.sub_ids.is_empty() && !(v5 && self.client_topic_alias_max > 0) {
+            let shape = Shape { v5, qos: qos_pid.qos(), retain: d.retain };
+            if let Some((bytes, pid_at)) = d.msg.encoded(shape) {
+                // The same limit as below, where the room for a Topic Alias is kept too.
+                if bytes.len().saturating_add(3) > max_packet {
+                    return Ok(false);
+                }
+                let start = self.out.len();
+                self.out.extend_from_slice(bytes);
+                if let Some(id) = qos_pid.packet_id() {
+                    let at = start.saturating_add(pid_at);
+                    if let Some(slot) = self.out.get_mut(at..at.saturating_add(2)) {
+                        slot.copy_from_slice(&id.get().to_be_bytes());
+                    }
+                    if dup && let Some(first) = self.out.get_mut(start) {
+                        *first |= 0b1000;
+                    }
+                }
+                return Ok(true);
+            }
+        }
         let topic_str = d.msg.topic();
         let topic = TopicName::new(topic_str).map_err(|_| mqtt_codec::EncodeError::InvalidValue)?;
         let mut props: Vec<Property<'_>> = Vec::new();
@@ -88,7 +112,7 @@ impl Session {
         })
         .encoded_len(self.version)?;
         // Room for a Topic Alias property, so an alias never pushes a packet over the limit.
-        if full_len.saturating_add(3) > usize::try_from(self.client_max_packet).unwrap_or(usize::MAX) {
+        if full_len.saturating_add(3) > max_packet {
             return Ok(false);
         }
         let mut topic = topic;
