@@ -104,6 +104,8 @@ impl<const S: usize, const L: usize> Subs<S, L> {
 
     /// A new connection: requests in flight are lost and sent again; with `session_present` false the broker
     /// forgot every subscription, so all are sent again.
+    /// Out of line: it has two callers, and inlined twice it costs flash on Cortex-M.
+    #[inline(never)]
     pub(crate) fn on_reconnect(&mut self, session_present: bool) {
         for (_, s) in self.iter_mut() {
             s.state = match s.state {
