@@ -56,6 +56,12 @@ pub enum Send {
     PubRel(PacketId),
 }
 
+/// Messages queued for an online session beyond which publishers wait for it (see [`Outbox::is_backlogged`]).
+/// Above the default queue limit (1,000), so it matters only where the limits let a queue grow this long.
+pub const BACKLOG_MESSAGES: usize = 2048;
+/// Bytes queued beyond which publishers wait, likewise above the default limit (8 MiB).
+pub const BACKLOG_BYTES: usize = 8 * 1024 * 1024;
+
 /// Why a message was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejected {
@@ -261,6 +267,18 @@ impl Outbox {
         }
     }
 
+    /// Whether the queue is so long that publishers should wait for this subscriber to catch up: otherwise a
+    /// subscriber slower than its publishers holds an ever-growing backlog in memory, when the queue limits allow
+    /// one. TCP then holds the publishers' data instead.
+    pub fn is_backlogged(&self) -> bool {
+        self.queue.len() > BACKLOG_MESSAGES || self.queued_bytes > BACKLOG_BYTES
+    }
+
+    /// Whether a backlogged queue has come down far enough (half the thresholds) for its publishers to go on.
+    pub fn has_caught_up(&self) -> bool {
+        self.queue.len() <= BACKLOG_MESSAGES / 2 && self.queued_bytes <= BACKLOG_BYTES / 2
+    }
+
     /// Messages waiting behind the window.
     pub fn queued(&self) -> usize {
         self.queue.len()
@@ -405,6 +423,22 @@ mod tests {
         o.push(d(2, QoS::AtLeastOnce), true).unwrap();
         assert_eq!(publish_payload(o.next_send(now + Duration::from_secs(2))).1, 2);
         assert_eq!(o.expired(), 1);
+    }
+
+    #[test]
+    fn backlog_thresholds() {
+        let mut o = Outbox::new(limits(10, 10 * BACKLOG_MESSAGES));
+        for _ in 0..BACKLOG_MESSAGES {
+            o.push(d(0, QoS::AtMostOnce), true).unwrap();
+        }
+        assert!(!o.is_backlogged() && !o.has_caught_up());
+        o.push(d(0, QoS::AtMostOnce), true).unwrap();
+        assert!(o.is_backlogged());
+        let now = Instant::now();
+        while !o.has_caught_up() {
+            assert!(o.next_send(now).is_some());
+        }
+        assert_eq!(o.queued(), BACKLOG_MESSAGES / 2);
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub struct SessionState {
     pub conn: Option<ConnLink>,
     /// This session's subscriptions (full filter, `$share/...` included) and their options.
     pub subscriptions: HashMap<String, SubOpts>,
+    /// Publishers wait for this backlogged session: its connection notifies [`SessionHandle::caught_up`] once the
+    /// queue came down.
+    pub holds_publishers: bool,
     drops_since_log: u64,
     last_drop_log: Option<std::time::Instant>,
 }
@@ -104,12 +107,44 @@ pub struct SessionHandle {
     state: Mutex<SessionState>,
     /// Notified when the outbox has something new.
     pub wake: Notify,
+    /// Notified (all waiters) when a backlogged outbox has caught up.
+    caught_up: Notify,
 }
 
 impl SessionHandle {
     /// Locks the session state. A poisoned lock is recovered: the state stays usable.
     pub fn lock(&self) -> MutexGuard<'_, SessionState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until this session's backlog has come down ([`Outbox::has_caught_up`]), the session went offline, or
+    /// `limit` passed, whichever is first: a publisher whose messages went into a backlogged queue calls it before
+    /// reading more, so a slow subscriber makes its publishers slow down instead of growing the broker's memory.
+    /// The limit keeps a subscriber that stopped reading from halting its publishers.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub async fn caught_up(&self, limit: Duration) {
+        let notified = self.caught_up.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the check, so a notification in between is not lost.
+        notified.as_mut().enable();
+        {
+            let state = self.lock();
+            if !state.holds_publishers || state.conn.is_none() {
+                return;
+            }
+        }
+        let _ = tokio::time::timeout(limit, notified).await;
+    }
+
+    /// Called by the session's own connection after it sent from the outbox: releases waiting publishers once the
+    /// queue has caught up.
+    pub fn release_publishers(&self, state: &mut SessionState) {
+        if state.holds_publishers && state.outbox.has_caught_up() {
+            state.holds_publishers = false;
+            self.caught_up.notify_waiters();
+        }
     }
 }
 
@@ -211,6 +246,8 @@ pub struct Router {
     counters: Arc<Counters>,
     scratch: Vec<(SessionRef, SubOpts)>,
     rng: u64,
+    /// An online session whose queue became backlogged since [`Router::take_backlogged`] was last called.
+    backlogged: Option<Arc<SessionHandle>>,
 }
 
 impl Router {
@@ -231,6 +268,7 @@ impl Router {
             counters,
             scratch: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
+            backlogged: None,
         }
     }
 
@@ -281,10 +319,12 @@ impl Router {
                 disconnected_at: None,
                 conn: Some(link),
                 subscriptions: HashMap::new(),
+                holds_publishers: false,
                 drops_since_log: 0,
                 last_drop_log: None,
             }),
             wake: Notify::new(),
+            caught_up: Notify::new(),
         });
         self.store.insert_session(handle.clone());
         (handle, false)
@@ -318,6 +358,10 @@ impl Router {
         state.conn = None;
         state.disconnected_at = Some(now);
         state.outbox.on_disconnect();
+        if std::mem::take(&mut state.holds_publishers) {
+            // Nothing drains an offline queue: publishers waiting for it go on.
+            session.caught_up.notify_waiters();
+        }
         let expiry = state.expiry;
         drop(state);
         if let Some((msg, delay)) = will {
@@ -566,11 +610,30 @@ impl Router {
         false
     }
 
+    /// A session (online, queue backlogged) that the publisher of the messages routed since the last call should
+    /// wait for with [`SessionHandle::caught_up`].
+    pub fn take_backlogged(&mut self) -> Option<Arc<SessionHandle>> {
+        self.backlogged.take()
+    }
+
+    /// After a push into an online session: notes it for [`Router::take_backlogged`] if its queue is backlogged.
+    fn note_backlog(&mut self, session: &Arc<SessionHandle>, state: &mut SessionState) {
+        if state.outbox.is_backlogged() {
+            state.holds_publishers = true;
+            if self.backlogged.is_none() {
+                self.backlogged = Some(session.clone());
+            }
+        }
+    }
+
     /// Pushes into a session's queue without counting a refusal. Returns whether it was queued.
-    fn try_push(&self, session: &Arc<SessionHandle>, delivery: Delivery) -> bool {
+    fn try_push(&mut self, session: &Arc<SessionHandle>, delivery: Delivery) -> bool {
         let mut state = session.lock();
         let online = state.conn.is_some();
         if state.outbox.would_accept(&delivery, online) && state.outbox.push(delivery, online).is_ok() {
+            if online {
+                self.note_backlog(session, &mut state);
+            }
             drop(state);
             if online {
                 session.wake.notify_one();
@@ -582,11 +645,14 @@ impl Router {
 
     /// Queues a delivery for a session; a full queue drops it, counted and logged. Returns whether it was queued
     /// (a QoS 0 message skipped for an offline session counts as handled).
-    fn deliver(&self, session: &Arc<SessionHandle>, delivery: Delivery) -> bool {
+    fn deliver(&mut self, session: &Arc<SessionHandle>, delivery: Delivery) -> bool {
         let mut state = session.lock();
         let online = state.conn.is_some();
         match state.outbox.push(delivery, online) {
             Ok(()) => {
+                if online {
+                    self.note_backlog(session, &mut state);
+                }
                 drop(state);
                 if online {
                     session.wake.notify_one();
@@ -837,6 +903,64 @@ mod tests {
         assert!(conn.kick.is_cancelled());
         assert_eq!(conn.kick_reason(), ReasonCode::QuotaExceeded);
         assert_eq!(slow.lock().outbox.dropped(), 1);
+    }
+
+    /// Publishes until the subscriber's queue is backlogged; returns the session the router reports.
+    fn fill_backlog(r: &mut Router, s: &Arc<SessionHandle>) -> Arc<SessionHandle> {
+        for _ in 0..crate::queue::BACKLOG_MESSAGES {
+            publish(r, "t", b"x", QoS::AtMostOnce, false);
+        }
+        assert!(r.take_backlogged().is_none(), "not backlogged at the threshold");
+        publish(r, "t", b"x", QoS::AtMostOnce, false);
+        let slow = r.take_backlogged().expect("backlogged");
+        assert!(Arc::ptr_eq(&slow, s));
+        assert!(r.take_backlogged().is_none(), "reported once");
+        slow
+    }
+
+    #[tokio::test]
+    async fn a_backlogged_subscriber_holds_its_publishers_until_it_caught_up() {
+        let mut r = router(10 * crate::queue::BACKLOG_MESSAGES);
+        let (s, _) = r.connect("slow", true, NOW, link(1), Instant::now());
+        sub(&mut r, &s, "t", SubOpts::qos(QoS::AtMostOnce));
+        let slow = fill_backlog(&mut r, &s);
+        let wait = Duration::from_secs(30);
+        let held = tokio::time::timeout(Duration::from_millis(50), slow.caught_up(wait)).await;
+        assert!(held.is_err(), "a publisher waits while the queue is backlogged");
+        let waiter = tokio::spawn(async move { slow.caught_up(wait).await });
+        tokio::task::yield_now().await;
+        // The subscriber's connection sends; each batch ends by releasing the publishers once it caught up.
+        let sent = {
+            let mut state = s.lock();
+            let mut sent = 0;
+            while !state.outbox.has_caught_up() {
+                assert!(state.outbox.next_send(Instant::now()).is_some());
+                sent += 1;
+                s.release_publishers(&mut state);
+                assert!(state.holds_publishers != state.outbox.has_caught_up());
+            }
+            s.release_publishers(&mut state);
+            assert!(!state.holds_publishers);
+            sent
+        };
+        assert_eq!(sent, crate::queue::BACKLOG_MESSAGES + 1 - crate::queue::BACKLOG_MESSAGES / 2);
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("released well before its limit").unwrap();
+        assert!(r.take_backlogged().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_backlogged_subscriber_that_disconnects_releases_its_publishers() {
+        let mut r = router(10 * crate::queue::BACKLOG_MESSAGES);
+        let (s, _) = r.connect("gone", false, NEVER, link(1), Instant::now());
+        sub(&mut r, &s, "t", SubOpts::qos(QoS::AtLeastOnce));
+        let slow = fill_backlog(&mut r, &s);
+        let waiter = tokio::spawn(async move { slow.caught_up(Duration::from_secs(30)).await });
+        tokio::task::yield_now().await;
+        r.disconnect(&s, 1, None, Instant::now());
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("released at disconnect").unwrap();
+        // Offline, the queue grows without holding anyone (nothing could drain it).
+        publish(&mut r, "t", b"x", QoS::AtLeastOnce, false);
+        assert!(r.take_backlogged().is_none());
     }
 
     #[test]

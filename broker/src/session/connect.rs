@@ -243,6 +243,7 @@ fn accept(
         outbound_aliases: HashMap::new(),
         auth_method: None,
         reauth: None,
+        backlogged: None,
     };
 
     // CONNACK properties (MQTT 5): what the server grants and offers.

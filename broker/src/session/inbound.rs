@@ -1,5 +1,7 @@
 //! What the client sends: PUBLISH (with its acknowledgement), SUBSCRIBE and UNSUBSCRIBE.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use mqtt_codec::{
     Ack, List, Packet, PacketId, Properties, Property, PropertyContext, Publish, QoS, QosPid, ReasonCode, SubAck,
@@ -81,7 +83,14 @@ impl Session {
                 let expiry = p.properties.message_expiry_interval();
                 msg = msg.with_properties(frame.slice_ref(wire), PropertyContext::Publish, expiry, now);
             }
-            s.ctx.router().publish(msg, Some(&s.handle), now)
+            let mut router = s.ctx.router();
+            let routed = router.publish(msg, Some(&s.handle), now);
+            if let Some(slow) = router.take_backlogged()
+                && !Arc::ptr_eq(&slow, &s.handle)
+            {
+                s.backlogged = Some(slow);
+            }
+            routed
         };
         let outcome = |routed: Routed| {
             if routed.matched == 0 {

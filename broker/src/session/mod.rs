@@ -160,6 +160,8 @@ pub struct Session {
     /// MQTT 5 enhanced authentication: the method of this connection, and a re-authentication under way.
     auth_method: Option<String>,
     reauth: Option<Box<dyn AuthExchange>>,
+    /// A subscriber whose queue became backlogged with messages this client published.
+    backlogged: Option<Arc<SessionHandle>>,
 }
 
 impl Session {
@@ -176,6 +178,13 @@ impl Session {
     /// The session handle (its wake signal tells the connection about new messages).
     pub fn handle(&self) -> &Arc<SessionHandle> {
         &self.handle
+    }
+
+    /// A subscriber that messages published on this connection left backlogged (its queue long and growing): the
+    /// connection waits with [`SessionHandle::caught_up`] before it reads more, so TCP slows the publisher down
+    /// instead of the broker holding an ever longer queue.
+    pub fn take_backlogged(&mut self) -> Option<Arc<SessionHandle>> {
+        self.backlogged.take()
     }
 
     /// Bytes waiting to be written.

@@ -52,6 +52,7 @@ impl Session {
                 Send::PubRel(id) => encode_into(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,
             }
         };
+        handle.release_publishers(&mut state);
         drop(state);
         let counters = &self.ctx.counters;
         counters.messages_delivered.fetch_add(delivered, Ordering::Relaxed);
