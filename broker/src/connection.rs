@@ -4,18 +4,60 @@
 //! what the session produced in one `write_all` per wakeup (responses and queued deliveries batched together).
 //! It waits on four things at once: the socket, the session's wake signal (new messages queued), the keep alive
 //! deadline, and takeover or shutdown.
+//!
+//! Memory follows the traffic. A plain TCP connection that has nothing buffered and little traffic holds no read or
+//! write buffer while it waits: it waits for readability, then reads into a fresh buffer (see [`Stream`]). Busier
+//! connections keep their buffers, and give them back after [`IDLE_SHRINK_AFTER`] without traffic.
 
+use std::io;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use mqtt_codec::{ReasonCode, frame_len};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 use crate::router::ConnLink;
 use crate::session::{Context, Flow, Handshake, ProtocolError, Session, handshake};
+
+/// A connection's byte stream. Plain TCP can wait for readability without a buffer, so an idle connection holds
+/// none; TLS and WebSocket streams read through their own layers and always read into a buffer.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {
+    /// Whether [`Stream::poll_read_ready`] and [`Stream::try_read_buf`] work.
+    const WAITS_WITHOUT_BUFFER: bool = false;
+
+    /// Ready when a read would not block (or the stream ended). Only called when `WAITS_WITHOUT_BUFFER`.
+    fn poll_read_ready(&self, _cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads what is there without waiting; `WouldBlock` when nothing is. Only called when `WAITS_WITHOUT_BUFFER`.
+    ///
+    /// # Errors
+    /// I/O errors, `WouldBlock`.
+    fn try_read_buf(&mut self, _buf: &mut BytesMut) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl Stream for TcpStream {
+    const WAITS_WITHOUT_BUFFER: bool = true;
+
+    fn poll_read_ready(&self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        TcpStream::try_read_buf(self, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for tokio_rustls::server::TlsStream<S> {}
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for crate::ws::WsIo<S> {}
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]
@@ -75,10 +117,13 @@ async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8], limit: Durat
 }
 
 /// Serves one connection until it ends. Errors are logged here; nothing propagates to the listener.
-pub(crate) async fn serve<S>(stream: S, ctx: Context, cfg: Arc<ConnSettings>, link: ConnLink, stop: CancellationToken)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+pub(crate) async fn serve<S: Stream>(
+    stream: S,
+    ctx: Context,
+    cfg: Arc<ConnSettings>,
+    link: ConnLink,
+    stop: CancellationToken,
+) {
     match run(stream, ctx, &cfg, link, &stop).await {
         Ok(()) => tracing::debug!("disconnected"),
         Err(e @ (ConnError::Closed | ConnError::Kicked(ReasonCode::SessionTakenOver) | ConnError::Shutdown)) => {
@@ -88,21 +133,19 @@ where
     }
 }
 
-async fn run<S>(
-    stream: S,
+async fn run<S: Stream>(
+    mut stream: S,
     ctx: Context,
     cfg: &ConnSettings,
     link: ConnLink,
     stop: &CancellationToken,
-) -> Result<(), ConnError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut rd, mut wr) = tokio::io::split(stream);
+) -> Result<(), ConnError> {
+    // Reads and writes take turns (no select below waits on both), so one `&mut` serves both: no split halves, no
+    // shared allocation and lock around the stream.
     let mut rx = BytesMut::new();
 
     let first = tokio::select! {
-        r = timeout(cfg.connect_timeout, read_frame(&mut rd, &mut rx, cfg.max_packet_size)) => {
+        r = timeout(cfg.connect_timeout, read_frame(&mut stream, &mut rx, cfg.max_packet_size)) => {
             r.map_err(|_| ConnError::ConnectTimeout(cfg.connect_timeout))?
         }
         () = stop.cancelled() => return Err(ConnError::Shutdown),
@@ -119,14 +162,14 @@ where
         match step {
             Handshake::Accepted(session) => break *session,
             Handshake::Refused(refused) => {
-                write_all(&mut wr, &refused.connack, cfg.write_timeout).await?;
-                let _ = timeout(Duration::from_secs(1), wr.shutdown()).await;
+                write_all(&mut stream, &refused.connack, cfg.write_timeout).await?;
+                let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
                 return Err(ConnError::Refused(refused.code));
             }
             Handshake::Auth(pending) => {
-                write_all(&mut wr, &pending.out, cfg.write_timeout).await?;
+                write_all(&mut stream, &pending.out, cfg.write_timeout).await?;
                 let next = tokio::select! {
-                    r = tokio::time::timeout_at(deadline, read_frame(&mut rd, &mut rx, cfg.max_packet_size)) => {
+                    r = tokio::time::timeout_at(deadline, read_frame(&mut stream, &mut rx, cfg.max_packet_size)) => {
                         r.map_err(|_| ConnError::ConnectTimeout(cfg.connect_timeout))?
                     }
                     () = stop.cancelled() => return Err(ConnError::Shutdown),
@@ -140,7 +183,7 @@ where
     tracing::Span::current().record("client_id", session.client_id());
     drop(frame);
 
-    let result = serve_session(&mut session, &mut rd, &mut wr, &mut rx, cfg, &kick, stop).await;
+    let result = serve_session(&mut session, &mut stream, &mut rx, cfg, &kick, stop).await;
     // Tell an MQTT 5 client why the server is closing, as far as the socket still takes it.
     let reason = match &result {
         Err(ConnError::Protocol(e)) => Some(e.reason_code()),
@@ -149,28 +192,30 @@ where
         _ => None,
     };
     if let Some(bytes) = reason.and_then(|r| session.disconnect_packet(r)) {
-        let _ = write_all(&mut wr, &bytes, Duration::from_secs(1)).await;
+        let _ = write_all(&mut stream, &bytes, Duration::from_secs(1)).await;
     }
-    let _ = timeout(Duration::from_secs(1), wr.shutdown()).await;
+    let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
     session.close(Instant::now());
     result
 }
 
-async fn serve_session<R, W>(
+async fn serve_session<S: Stream>(
     session: &mut Session,
-    rd: &mut R,
-    wr: &mut W,
+    stream: &mut S,
     rx: &mut BytesMut,
     cfg: &ConnSettings,
     kick: &ConnLink,
     stop: &CancellationToken,
-) -> Result<(), ConnError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> Result<(), ConnError> {
     let handle = session.handle().clone();
     let mut read_size = MIN_READ;
+    // One timer, one takeover wait and one shutdown wait serve every turn of the loop (the timer for the keep alive
+    // deadline, the buffer release and the write timeout alike): fewer futures in this state machine, and no timer
+    // registered and dropped per wakeup.
+    let kicked = kick.kick.cancelled();
+    let stopped = stop.cancelled();
+    let timer = sleep_until(Instant::now() + IDLE_SHRINK_AFTER);
+    tokio::pin!(kicked, stopped, timer);
     loop {
         // Everything already buffered, in order; one clock reading serves the whole batch.
         let now = Instant::now();
@@ -178,7 +223,7 @@ where
             let frame = rx.split_to(len).freeze();
             if session.on_packet(now, &frame)? == Flow::Disconnect {
                 let out = std::mem::take(session.output());
-                write_all(wr, &out, cfg.write_timeout).await?;
+                write_all(stream, &out, cfg.write_timeout).await?;
                 return Ok(());
             }
         }
@@ -186,10 +231,12 @@ where
         let out = session.output();
         if !out.is_empty() {
             let bytes = std::mem::take(out);
+            timer.as_mut().reset(now + cfg.write_timeout);
             tokio::select! {
-                r = write_all(wr, &bytes, cfg.write_timeout) => r?,
-                () = kick.kick.cancelled() => return Err(ConnError::Kicked(kick.kick_reason())),
-                () = stop.cancelled() => return Err(ConnError::Shutdown),
+                r = stream.write_all(&bytes) => r?,
+                () = &mut timer => return Err(ConnError::WriteTimeout),
+                () = &mut kicked => return Err(ConnError::Kicked(kick.kick_reason())),
+                () = &mut stopped => return Err(ConnError::Shutdown),
             }
             // Keep the allocation for the next batch.
             let mut bytes = bytes;
@@ -200,21 +247,39 @@ where
             // Come back for the rest after giving the socket's read side a turn.
             handle.wake.notify_one();
         }
-        // An idle connection gives its buffers back after a while: most devices send a few bytes a minute, and a
-        // gateway holds thousands of them. The next read starts small and grows again with the traffic.
-        let holds_buffers = rx.is_empty() && (rx.capacity() > IDLE_BUFFER || session.output().capacity() > IDLE_BUFFER);
-        let shrink_at = holds_buffers.then(|| now + IDLE_SHRINK_AFTER);
-        if !(rx.is_empty() && rx.capacity() == 0) && rx.capacity() - rx.len() < read_size / 2 {
-            rx.reserve(read_size);
-        }
-        let spare = rx.capacity() - rx.len();
+        // A quiet connection with nothing buffered waits without buffers: most devices send a few bytes a minute, and
+        // a gateway holds thousands of them. Busier ones keep theirs and give them back after a while without
+        // traffic; the next read starts small and grows again with the traffic.
+        let lean = S::WAITS_WITHOUT_BUFFER && rx.is_empty() && read_size == MIN_READ;
+        let shrink_at = if lean {
+            if rx.capacity() > 0 {
+                *rx = BytesMut::new();
+            }
+            if session.output().capacity() > 0 {
+                *session.output() = Vec::new();
+            }
+            None
+        } else {
+            let holds_buffers =
+                rx.is_empty() && (rx.capacity() > IDLE_BUFFER || session.output().capacity() > IDLE_BUFFER);
+            if !(rx.is_empty() && rx.capacity() == 0) && rx.capacity() - rx.len() < read_size / 2 {
+                rx.reserve(read_size);
+            }
+            holds_buffers.then(|| now + IDLE_SHRINK_AFTER)
+        };
         let deadline = match (session.next_deadline(), shrink_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if let Some(d) = deadline
+            && timer.deadline() != d
+        {
+            timer.as_mut().reset(d);
+        }
         tokio::select! {
-            r = rd.read_buf(rx) => {
-                let n = r?;
+            r = read_some(stream, rx, lean, read_size) => {
+                // Readable, yet nothing to read: wait again (without a buffer).
+                let Some((n, spare)) = r? else { continue };
                 if n == 0 {
                     return Err(ConnError::Closed);
                 }
@@ -223,7 +288,7 @@ where
                 read_size = if n >= spare { (read_size * 2).min(MAX_READ) } else if n < read_size / 4 { (read_size / 2).max(MIN_READ) } else { read_size };
             }
             () = handle.wake.notified() => {}
-            () = sleep_until_opt(deadline) => {
+            () = &mut timer, if deadline.is_some() => {
                 let now = Instant::now();
                 session.on_timeout(now)?;
                 if shrink_at.is_some_and(|t| now >= t) && rx.is_empty() {
@@ -231,9 +296,35 @@ where
                     *session.output() = Vec::new();
                 }
             }
-            () = kick.kick.cancelled() => return Err(ConnError::Kicked(kick.kick_reason())),
-            () = stop.cancelled() => return Err(ConnError::Shutdown),
+            () = &mut kicked => return Err(ConnError::Kicked(kick.kick_reason())),
+            () = &mut stopped => return Err(ConnError::Shutdown),
         }
+    }
+}
+
+/// One read: `Some((bytes read, room offered))`, or `None` when a lean wait saw readiness but the read found
+/// nothing. A `lean` read waits for readability first and only then takes a buffer of `size` bytes.
+///
+/// # Cancel safety
+/// Cancel safe: a lean read moves bytes only after its one wait, without awaiting; `read_buf` is cancel safe.
+async fn read_some<S: Stream>(
+    stream: &mut S,
+    rx: &mut BytesMut,
+    lean: bool,
+    size: usize,
+) -> io::Result<Option<(usize, usize)>> {
+    if lean {
+        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
+        rx.reserve(size);
+        let spare = rx.capacity() - rx.len();
+        match stream.try_read_buf(rx) {
+            Ok(n) => Ok(Some((n, spare))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    } else {
+        let spare = rx.capacity() - rx.len();
+        stream.read_buf(rx).await.map(|n| Some((n, spare)))
     }
 }
 
@@ -246,10 +337,3 @@ const MAX_READ: usize = 8 * 1024;
 const IDLE_BUFFER: usize = 256;
 /// How long a connection is idle before it releases its buffers.
 const IDLE_SHRINK_AFTER: Duration = Duration::from_secs(2);
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}

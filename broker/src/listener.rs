@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -21,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::{ListenerSettings, Transport};
-use crate::connection::{self, ConnSettings};
+use crate::connection::{self, ConnSettings, Stream};
 use crate::router::ConnLink;
 use crate::session::Context;
 use crate::tls::{TlsError, TlsReloader, certificate_identity};
@@ -261,7 +260,7 @@ async fn tls_and_serve(
 
 async fn upgrade_and_serve<S>(stream: S, transport: &Transport, id: u64, a: &Accept) -> Result<(), HandshakeError>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Stream + Send,
 {
     let link = ConnLink::new(id);
     let (ctx, conn, stop) = (a.ctx.clone(), a.conn.clone(), a.stop.clone());
