@@ -93,6 +93,8 @@ pub struct Outbox {
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
     inflight: VecDeque<Inflight>,
+    /// Entries of `inflight` not sent on the current connection (so a send need not look for them).
+    unsent: usize,
     last_id: u16,
     dropped: u64,
     expired: u64,
@@ -107,6 +109,7 @@ impl Outbox {
             queue: VecDeque::new(),
             queued_bytes: 0,
             inflight: VecDeque::new(),
+            unsent: 0,
             last_id: 0,
             dropped: 0,
             expired: 0,
@@ -155,17 +158,20 @@ impl Outbox {
     /// in order. A QoS 1/2 message at the head of the queue waits while the window is full, and so does everything
     /// behind it, so order is kept. Expired messages are dropped, never sent [MQTT-3.3.2-5].
     pub fn next_send(&mut self, now: Instant) -> Option<Send> {
-        while let Some(pos) = self.inflight.iter().position(|e| !e.sent) {
+        while self.unsent > 0
+            && let Some(pos) = self.inflight.iter().position(|e| !e.sent)
+        {
             let entry = self.inflight.get_mut(pos)?;
             // [MQTT-3.3.2-5] only requires dropping copies whose delivery has not started; we also drop an expired
             // message that is to be resent after a reconnect, so that an expired message never reaches a client. A
             // QoS 2 message already at PUBREL finishes its flow.
             if entry.state != InflightState::AwaitPubComp && entry.delivery.msg.is_expired(now) {
-                self.inflight.remove(pos);
+                self.remove_at(pos);
                 self.expired = self.expired.saturating_add(1);
                 continue;
             }
             entry.sent = true;
+            self.unsent = self.unsent.saturating_sub(1);
             return Some(match entry.state {
                 InflightState::AwaitPubComp => Send::PubRel(entry.id),
                 _ => Send::Publish { id: Some(entry.id), delivery: entry.delivery.clone(), dup: true },
@@ -218,13 +224,15 @@ impl Outbox {
         let Some(e) = self.inflight.get_mut(pos) else { return false };
         match e.state {
             InflightState::AwaitPubRec if failed => {
-                self.inflight.remove(pos);
+                self.remove_at(pos);
                 true
             }
             // First PUBREC, or a repeat after our PUBREL was lost: (re)send PUBREL.
             InflightState::AwaitPubRec | InflightState::AwaitPubComp => {
                 e.state = InflightState::AwaitPubComp;
-                e.sent = false;
+                if std::mem::replace(&mut e.sent, false) {
+                    self.unsent += 1;
+                }
                 true
             }
             InflightState::AwaitPubAck => false,
@@ -240,7 +248,7 @@ impl Outbox {
     /// Size); it is counted as dropped.
     pub fn discard(&mut self, id: PacketId) {
         if let Some(pos) = self.inflight.iter().position(|e| e.id == id) {
-            self.inflight.remove(pos);
+            self.remove_at(pos);
         }
         self.dropped = self.dropped.saturating_add(1);
     }
@@ -253,10 +261,16 @@ impl Outbox {
     fn remove_where(&mut self, id: PacketId, state: InflightState) -> bool {
         match self.inflight.iter().position(|e| e.id == id && e.state == state) {
             Some(pos) => {
-                self.inflight.remove(pos);
+                self.remove_at(pos);
                 true
             }
             None => false,
+        }
+    }
+
+    fn remove_at(&mut self, pos: usize) {
+        if self.inflight.remove(pos).is_some_and(|e| !e.sent) {
+            self.unsent = self.unsent.saturating_sub(1);
         }
     }
 
@@ -265,6 +279,7 @@ impl Outbox {
         for e in &mut self.inflight {
             e.sent = false;
         }
+        self.unsent = self.inflight.len();
     }
 
     /// Whether the queue is so long that publishers should wait for this subscriber to catch up: otherwise a
@@ -301,7 +316,7 @@ impl Outbox {
 
     /// Whether anything is ready for [`Outbox::next_send`] (a cheap check before taking the write path).
     pub fn has_pending(&self) -> bool {
-        self.inflight.iter().any(|e| !e.sent)
+        self.unsent > 0
             || self
                 .queue
                 .front()
@@ -384,6 +399,40 @@ mod tests {
         assert_eq!(o.next_send(now), Some(Send::PubRel(id2.unwrap())));
         assert!(o.on_pubcomp(id2.unwrap()));
         assert!(o.on_puback(id1.unwrap()));
+        assert_eq!(o.inflight(), 0);
+    }
+
+    #[test]
+    fn pending_resends_are_tracked_through_acks_discards_and_reconnects() {
+        let now = Instant::now();
+        let mut o = Outbox::new(limits(10, 10));
+        let consistent = |o: &Outbox| assert_eq!(o.unsent, o.inflight.iter().filter(|e| !e.sent).count());
+        o.push(d(1, QoS::AtLeastOnce), true).unwrap();
+        o.push(d(2, QoS::ExactlyOnce), true).unwrap();
+        o.push(d(3, QoS::AtLeastOnce), true).unwrap();
+        let ids: Vec<PacketId> = (0..3).map(|_| publish_payload(o.next_send(now)).0.unwrap()).collect();
+        assert!(!o.has_pending());
+        assert!(o.on_pubrec(ids[1], false));
+        assert!(o.on_pubrec(ids[1], false), "a repeated PUBREC asks for the PUBREL again");
+        consistent(&o);
+        assert!(o.has_pending());
+        assert_eq!(o.next_send(now), Some(Send::PubRel(ids[1])));
+        assert!(!o.has_pending());
+        o.on_disconnect();
+        consistent(&o);
+        o.discard(ids[0]);
+        consistent(&o);
+        assert!(o.has_pending());
+        assert_eq!(o.next_send(now), Some(Send::PubRel(ids[1])));
+        assert_eq!(publish_payload(o.next_send(now)), (Some(ids[2]), 3, true));
+        assert!(!o.has_pending());
+        assert_eq!(o.next_send(now), None);
+        consistent(&o);
+        o.on_disconnect();
+        assert!(o.on_puback(ids[2]));
+        assert!(o.on_pubcomp(ids[1]));
+        consistent(&o);
+        assert!(!o.has_pending());
         assert_eq!(o.inflight(), 0);
     }
 

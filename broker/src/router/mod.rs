@@ -634,8 +634,9 @@ impl Router {
             if online {
                 self.note_backlog(session, &mut state);
             }
+            let wake = online && state.outbox.queued() == 1;
             drop(state);
-            if online {
+            if wake {
                 session.wake.notify_one();
             }
             return true;
@@ -653,8 +654,11 @@ impl Router {
                 if online {
                     self.note_backlog(session, &mut state);
                 }
+                // Only the first message into an empty queue wakes the connection: until it has emptied the queue
+                // it comes back by itself (after each batch, and after each acknowledgement that opens the window).
+                let wake = online && state.outbox.queued() == 1;
                 drop(state);
-                if online {
+                if wake {
                     session.wake.notify_one();
                 }
                 true
