@@ -117,73 +117,25 @@ async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8], limit: Durat
 }
 
 /// Serves one connection until it ends. Errors are logged here; nothing propagates to the listener.
+///
+/// Its future is what a connection costs while it waits, so it stays small: the CONNECT exchange runs in a boxed
+/// future of its own that is gone once the session starts, and the session loop pins its timer and waits once.
 pub(crate) async fn serve<S: Stream>(
-    stream: S,
+    mut stream: S,
     ctx: Context,
     cfg: Arc<ConnSettings>,
     link: ConnLink,
     stop: CancellationToken,
 ) {
-    match run(stream, ctx, &cfg, link, &stop).await {
-        Ok(()) => tracing::debug!("disconnected"),
-        Err(e @ (ConnError::Closed | ConnError::Kicked(ReasonCode::SessionTakenOver) | ConnError::Shutdown)) => {
-            tracing::debug!(reason = %e, "closed")
-        }
-        Err(e) => tracing::info!(reason = %e, "connection closed"),
-    }
-}
-
-async fn run<S: Stream>(
-    mut stream: S,
-    ctx: Context,
-    cfg: &ConnSettings,
-    link: ConnLink,
-    stop: &CancellationToken,
-) -> Result<(), ConnError> {
-    // Reads and writes take turns (no select below waits on both), so one `&mut` serves both: no split halves, no
-    // shared allocation and lock around the stream.
     let mut rx = BytesMut::new();
-
-    let first = tokio::select! {
-        r = timeout(cfg.connect_timeout, read_frame(&mut stream, &mut rx, cfg.max_packet_size)) => {
-            r.map_err(|_| ConnError::ConnectTimeout(cfg.connect_timeout))?
-        }
-        () = stop.cancelled() => return Err(ConnError::Shutdown),
-    };
-    let Some(mut frame) = first? else { return Err(ConnError::Closed) };
     let kick = link.clone();
-    let mut step = handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
-        ProtocolError::Unexpected(_) => ConnError::NotConnect,
-        e => ConnError::Protocol(e),
-    })?;
-    // MQTT 5 enhanced authentication may take several AUTH round trips, all within the CONNECT deadline.
-    let deadline = Instant::now() + cfg.connect_timeout;
-    let mut session = loop {
-        match step {
-            Handshake::Accepted(session) => break *session,
-            Handshake::Refused(refused) => {
-                write_all(&mut stream, &refused.connack, cfg.write_timeout).await?;
-                let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
-                return Err(ConnError::Refused(refused.code));
-            }
-            Handshake::Auth(pending) => {
-                write_all(&mut stream, &pending.out, cfg.write_timeout).await?;
-                let next = tokio::select! {
-                    r = tokio::time::timeout_at(deadline, read_frame(&mut stream, &mut rx, cfg.max_packet_size)) => {
-                        r.map_err(|_| ConnError::ConnectTimeout(cfg.connect_timeout))?
-                    }
-                    () = stop.cancelled() => return Err(ConnError::Shutdown),
-                };
-                let Some(next) = next? else { return Err(ConnError::Closed) };
-                frame = next;
-                step = pending.on_packet(&frame, Instant::now())?;
-            }
-        }
+    let accept = Box::pin(accept(&mut stream, &mut rx, ctx, &cfg, link, &stop));
+    let mut session = match accept.await {
+        Ok(session) => session,
+        Err(e) => return log_end(Err(e)),
     };
     tracing::Span::current().record("client_id", session.client_id());
-    drop(frame);
-
-    let result = serve_session(&mut session, &mut stream, &mut rx, cfg, &kick, stop).await;
+    let result = serve_session(&mut session, &mut stream, &mut rx, &cfg, &kick, &stop).await;
     // Tell an MQTT 5 client why the server is closing, as far as the socket still takes it.
     let reason = match &result {
         Err(ConnError::Protocol(e)) => Some(e.reason_code()),
@@ -196,7 +148,64 @@ async fn run<S: Stream>(
     }
     let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
     session.close(Instant::now());
-    result
+    log_end(result);
+}
+
+fn log_end(result: Result<(), ConnError>) {
+    match result {
+        Ok(()) => tracing::debug!("disconnected"),
+        Err(e @ (ConnError::Closed | ConnError::Kicked(ReasonCode::SessionTakenOver) | ConnError::Shutdown)) => {
+            tracing::debug!(reason = %e, "closed")
+        }
+        Err(e) => tracing::info!(reason = %e, "connection closed"),
+    }
+}
+
+/// Reads CONNECT (and AUTH packets) under the CONNECT timeout and answers it: the session when accepted; a refused
+/// client has had its CONNACK and the stream is shut down.
+async fn accept<S: Stream>(
+    stream: &mut S,
+    rx: &mut BytesMut,
+    ctx: Context,
+    cfg: &ConnSettings,
+    link: ConnLink,
+    stop: &CancellationToken,
+) -> Result<Session, ConnError> {
+    let first = tokio::select! {
+        r = timeout(cfg.connect_timeout, read_frame(stream, rx, cfg.max_packet_size)) => {
+            r.map_err(|_| ConnError::ConnectTimeout(cfg.connect_timeout))?
+        }
+        () = stop.cancelled() => return Err(ConnError::Shutdown),
+    };
+    let Some(mut frame) = first? else { return Err(ConnError::Closed) };
+    let mut step = handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
+        ProtocolError::Unexpected(_) => ConnError::NotConnect,
+        e => ConnError::Protocol(e),
+    })?;
+    // MQTT 5 enhanced authentication may take several AUTH round trips, all within the CONNECT deadline.
+    let deadline = Instant::now() + cfg.connect_timeout;
+    loop {
+        match step {
+            Handshake::Accepted(session) => return Ok(*session),
+            Handshake::Refused(refused) => {
+                write_all(stream, &refused.connack, cfg.write_timeout).await?;
+                let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
+                return Err(ConnError::Refused(refused.code));
+            }
+            Handshake::Auth(pending) => {
+                write_all(stream, &pending.out, cfg.write_timeout).await?;
+                let next = tokio::select! {
+                    r = tokio::time::timeout_at(deadline, read_frame(stream, rx, cfg.max_packet_size)) => {
+                        r.map_err(|_| ConnError::ConnectTimeout(cfg.connect_timeout))?
+                    }
+                    () = stop.cancelled() => return Err(ConnError::Shutdown),
+                };
+                let Some(next) = next? else { return Err(ConnError::Closed) };
+                frame = next;
+                step = pending.on_packet(&frame, Instant::now())?;
+            }
+        }
+    }
 }
 
 async fn serve_session<S: Stream>(
