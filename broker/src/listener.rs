@@ -172,6 +172,20 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
             identity = tracing::field::Empty,
             client_id = tracing::field::Empty
         );
+        if tls.is_none() && matches!(listener.transport, Transport::Mqtt) {
+            // Plain MQTT, the common case on a gateway with thousands of devices: the task is the connection's own
+            // future, with no box in between and nothing else kept for the connection's lifetime.
+            let link = ConnLink::new(id);
+            let (ctx, conn, stop) = (a.ctx.clone(), a.conn.clone(), a.stop.clone());
+            a.tracker.spawn(
+                async move {
+                    let _permits = (global, local);
+                    connection::serve(stream, ctx, conn, link, stop).await;
+                }
+                .instrument(span),
+            );
+            continue;
+        }
         let (a2, listener) = (a.clone(), listener.clone());
         a.tracker.spawn(
             async move {
