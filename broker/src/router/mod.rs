@@ -244,7 +244,8 @@ pub struct Router {
     pending_wills: Vec<PendingWill>,
     limits: RouterLimits,
     counters: Arc<Counters>,
-    scratch: Vec<(SessionRef, SubOpts)>,
+    /// The allocation of the match list, kept from one publish to the next (see [`recycle`]).
+    scratch: Vec<usize>,
     rng: u64,
     /// An online session whose queue became backlogged since [`Router::take_backlogged`] was last called.
     backlogged: Option<Arc<SessionHandle>>,
@@ -480,8 +481,9 @@ impl Router {
                 let qos = msg.qos.min(opts.qos);
                 let sub_ids = opts.id.into_iter().collect();
                 let msg = Arc::new(msg);
-                // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-8].
-                self.deliver(session, Delivery { msg, qos, retain: true, sub_ids });
+                // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-8]. The subscriber reads them
+                // at its pace: nobody waits for it.
+                self.deliver(session, Delivery { msg, qos, retain: true, sub_ids }, &mut None);
             }
         }
         Ok(opts.qos)
@@ -512,12 +514,14 @@ impl Router {
             return Routed::default();
         }
         let mut routed = Routed::default();
-        let mut matches = std::mem::take(&mut self.scratch);
-        matches.clear();
+        // References into the trie, so matching takes no reference count per subscriber.
+        let mut matches: Vec<&(SessionRef, SubOpts)> = recycle(std::mem::take(&mut self.scratch));
         self.trie.matches(msg.topic(), &mut matches);
-        let mut groups = Vec::new();
+        let mut groups: Vec<Arc<str>> = Vec::new();
         if !self.shared_trie.is_empty() {
-            self.shared_trie.matches(msg.topic(), &mut groups);
+            let mut found = Vec::new();
+            self.shared_trie.matches(msg.topic(), &mut found);
+            groups.extend(found.into_iter().map(|(name, ())| name.clone()));
         }
         // Shared by every delivery; encoded once for them when there are several.
         msg.set_fanout(matches.len() + groups.len() > 1);
@@ -526,6 +530,7 @@ impl Router {
         if matches.len() > 1 {
             matches.sort_by_key(|(s, _)| Arc::as_ptr(&s.0) as usize);
         }
+        let mut backlogged = None;
         let mut rest = matches.as_slice();
         while let Some(((session, _), tail)) = rest.split_first() {
             let same = tail.iter().take_while(|(s, _)| s == session).count();
@@ -546,14 +551,16 @@ impl Router {
             let Some(qos) = qos else { continue };
             routed.matched += 1;
             let delivery = Delivery { msg: msg.clone(), qos: qos.min(msg.qos), retain, sub_ids: sub_ids.into() };
-            if !self.deliver(&session.0, delivery) {
+            if !self.deliver(&session.0, delivery, &mut backlogged) {
                 routed.dropped += 1;
             }
         }
-        matches.clear();
-        self.scratch = matches;
+        self.scratch = recycle(matches);
+        if self.backlogged.is_none() {
+            self.backlogged = backlogged;
+        }
 
-        for (name, ()) in groups {
+        for name in groups {
             routed.matched += 1;
             if !self.deliver_shared(&name, &msg) {
                 routed.dropped += 1;
@@ -616,23 +623,13 @@ impl Router {
         self.backlogged.take()
     }
 
-    /// After a push into an online session: notes it for [`Router::take_backlogged`] if its queue is backlogged.
-    fn note_backlog(&mut self, session: &Arc<SessionHandle>, state: &mut SessionState) {
-        if state.outbox.is_backlogged() {
-            state.holds_publishers = true;
-            if self.backlogged.is_none() {
-                self.backlogged = Some(session.clone());
-            }
-        }
-    }
-
     /// Pushes into a session's queue without counting a refusal. Returns whether it was queued.
     fn try_push(&mut self, session: &Arc<SessionHandle>, delivery: Delivery) -> bool {
         let mut state = session.lock();
         let online = state.conn.is_some();
         if state.outbox.would_accept(&delivery, online) && state.outbox.push(delivery, online).is_ok() {
             if online {
-                self.note_backlog(session, &mut state);
+                note_backlog(&mut self.backlogged, session, &mut state);
             }
             let wake = online && state.outbox.queued() == 1;
             drop(state);
@@ -646,13 +643,19 @@ impl Router {
 
     /// Queues a delivery for a session; a full queue drops it, counted and logged. Returns whether it was queued
     /// (a QoS 0 message skipped for an offline session counts as handled).
-    fn deliver(&mut self, session: &Arc<SessionHandle>, delivery: Delivery) -> bool {
+    /// A session whose queue this left backlogged goes into `backlogged` (if that is empty).
+    fn deliver(
+        &self,
+        session: &Arc<SessionHandle>,
+        delivery: Delivery,
+        backlogged: &mut Option<Arc<SessionHandle>>,
+    ) -> bool {
         let mut state = session.lock();
         let online = state.conn.is_some();
         match state.outbox.push(delivery, online) {
             Ok(()) => {
                 if online {
-                    self.note_backlog(session, &mut state);
+                    note_backlog(backlogged, session, &mut state);
                 }
                 // Only the first message into an empty queue wakes the connection: until it has emptied the queue
                 // it comes back by itself (after each batch, and after each acknowledgement that opens the window).
@@ -705,6 +708,23 @@ impl Router {
     pub fn retained_count(&self) -> usize {
         self.store.retained_count()
     }
+}
+
+/// After a push into an online session: notes it for [`Router::take_backlogged`] if its queue is backlogged.
+fn note_backlog(slot: &mut Option<Arc<SessionHandle>>, session: &Arc<SessionHandle>, state: &mut SessionState) {
+    if state.outbox.is_backlogged() {
+        state.holds_publishers = true;
+        if slot.is_none() {
+            *slot = Some(session.clone());
+        }
+    }
+}
+
+/// An empty vector of another element type that reuses the allocation of `v` (the standard library collects
+/// in place when the layouts agree, as for `usize` and a reference).
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 #[cfg(test)]
@@ -965,6 +985,25 @@ mod tests {
         // Offline, the queue grows without holding anyone (nothing could drain it).
         publish(&mut r, "t", b"x", QoS::AtLeastOnce, false);
         assert!(r.take_backlogged().is_none());
+    }
+
+    #[test]
+    fn the_match_list_keeps_its_allocation_from_one_publish_to_the_next() {
+        let mut r = router(10);
+        let now = Instant::now();
+        let sessions: Vec<_> = (0..20).map(|i| r.connect(&format!("c{i}"), true, NOW, link(i), now).0).collect();
+        for s in &sessions {
+            sub(&mut r, s, "t", SubOpts::qos(QoS::AtMostOnce));
+        }
+        assert_eq!(publish(&mut r, "t", b"x", QoS::AtMostOnce, false).matched, 20);
+        let capacity = r.scratch.capacity();
+        assert!(capacity >= 20);
+        let ptr = r.scratch.as_ptr();
+        assert_eq!(publish(&mut r, "t", b"y", QoS::AtMostOnce, false).matched, 20);
+        assert_eq!((r.scratch.as_ptr(), r.scratch.capacity()), (ptr, capacity));
+        for s in &sessions {
+            assert_eq!(drain(s).len(), 2);
+        }
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl<T: Clone + PartialEq, V: Clone> Trie<T, V> {
     }
 
     /// Appends every subscription matching `topic` to `out`; a subscriber may appear once per matching filter.
-    pub fn matches(&self, topic: &str, out: &mut Vec<(T, V)>) {
+    pub fn matches<'a>(&'a self, topic: &str, out: &mut Vec<&'a (T, V)>) {
         // A wildcard in the first level never matches a topic starting with `$` [MQTT-4.7.2-1].
         let system = topic.starts_with('$');
         collect(&self.root, Some(topic), true, system, out);
@@ -104,19 +104,13 @@ fn remove_at<T: PartialEq, V>(node: &mut Node<T, V>, levels: &[&str], subscriber
 
 /// Collects the subscribers of `node` matching `rest`, the levels of the topic not consumed yet (`None` once every
 /// level is consumed). The recursion is as deep as the topic has levels, which the session bounds.
-fn collect<T: Clone, V: Clone>(
-    node: &Node<T, V>,
-    rest: Option<&str>,
-    first: bool,
-    system: bool,
-    out: &mut Vec<(T, V)>,
-) {
+fn collect<'a, T, V>(node: &'a Node<T, V>, rest: Option<&str>, first: bool, system: bool, out: &mut Vec<&'a (T, V)>) {
     let wildcard_ok = !(system && first);
     if wildcard_ok && let Some(hash) = node.children.get("#") {
-        out.extend(hash.subscribers.iter().cloned());
+        out.extend(hash.subscribers.iter());
     }
     let Some(rest) = rest else {
-        out.extend(node.subscribers.iter().cloned());
+        out.extend(node.subscribers.iter());
         return;
     };
     let (level, tail) = match rest.split_once('/') {
@@ -140,7 +134,7 @@ mod tests {
     fn matching(trie: &Trie<u32, QoS>, topic: &str) -> Vec<u32> {
         let mut out = Vec::new();
         trie.matches(topic, &mut out);
-        let mut ids: Vec<u32> = out.into_iter().map(|(s, _)| s).collect();
+        let mut ids: Vec<u32> = out.into_iter().map(|(s, _)| *s).collect();
         ids.sort_unstable();
         ids
     }
@@ -168,7 +162,7 @@ mod tests {
         assert_eq!(trie.len(), 1);
         let mut out = Vec::new();
         trie.matches("a/b/c", &mut out);
-        assert_eq!(out, vec![(1, QoS::ExactlyOnce)]);
+        assert_eq!(out, vec![&(1, QoS::ExactlyOnce)]);
         assert!(trie.remove("a/b/c", &1));
         assert!(!trie.remove("a/b/c", &1));
         assert!(trie.root.is_empty());
