@@ -256,6 +256,15 @@ async fn serve_session<S: Stream>(
             // Come back for the rest after giving the socket's read side a turn.
             handle.wake.notify_one();
         }
+        // Messages published here left a subscriber far behind: wait for it (bounded) before reading more, so that
+        // TCP holds the publisher's backlog rather than the broker's memory.
+        if let Some(slow) = session.take_backlogged() {
+            tokio::select! {
+                () = slow.caught_up(BACKLOG_WAIT) => {}
+                () = &mut kicked => return Err(ConnError::Kicked(kick.kick_reason())),
+                () = &mut stopped => return Err(ConnError::Shutdown),
+            }
+        }
         // A quiet connection with nothing buffered waits without buffers: most devices send a few bytes a minute, and
         // a gateway holds thousands of them. Busier ones keep theirs and give them back after a while without
         // traffic; the next read starts small and grows again with the traffic.
@@ -342,6 +351,8 @@ async fn read_some<S: Stream>(
 /// backlogged fan-in tenfold) while still taking many small packets per system call.
 const MIN_READ: usize = 512;
 const MAX_READ: usize = 8 * 1024;
+/// Longest a publisher waits for a backlogged subscriber (see [`Session::take_backlogged`]) before it reads again.
+const BACKLOG_WAIT: Duration = Duration::from_millis(50);
 /// Buffers larger than this are released when the connection is idle.
 const IDLE_BUFFER: usize = 256;
 /// How long a connection is idle before it releases its buffers.
