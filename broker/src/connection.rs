@@ -119,36 +119,43 @@ async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8], limit: Durat
 /// Serves one connection until it ends. Errors are logged here; nothing propagates to the listener.
 ///
 /// Its future is what a connection costs while it waits, so it stays small: the CONNECT exchange runs in a boxed
-/// future of its own that is gone once the session starts, and the session loop pins its timer and waits once.
-pub(crate) async fn serve<S: Stream>(
-    mut stream: S,
+/// future of its own that owns the stream, the context and the link until it hands back the session, and the
+/// session loop pins its timer and waits once. `link.kick` should be a child of `stop` (see [`crate::listener`]):
+/// then one wait covers both takeover and shutdown.
+pub(crate) fn serve<S: Stream>(
+    stream: S,
     ctx: Context,
     cfg: Arc<ConnSettings>,
     link: ConnLink,
     stop: CancellationToken,
-) {
-    let mut rx = BytesMut::new();
+) -> impl Future<Output = ()> {
     let kick = link.clone();
-    let accept = Box::pin(accept(&mut stream, &mut rx, ctx, &cfg, link, &stop));
-    let mut session = match accept.await {
-        Ok(session) => session,
-        Err(e) => return log_end(Err(e)),
-    };
-    tracing::Span::current().record("client_id", session.client_id());
-    let result = serve_session(&mut session, &mut stream, &mut rx, &cfg, &kick, &stop).await;
-    // Tell an MQTT 5 client why the server is closing, as far as the socket still takes it.
-    let reason = match &result {
+    let accept = Box::pin(accept(stream, ctx, cfg.clone(), link, stop.clone()));
+    async move {
+        let (mut stream, mut rx, mut session) = match accept.await {
+            Ok(accepted) => accepted,
+            Err(e) => return log_end(Err(e)),
+        };
+        tracing::Span::current().record("client_id", session.client_id());
+        let result = serve_session(&mut session, &mut stream, &mut rx, &cfg, &kick, &stop).await;
+        farewell(&mut session, &mut stream, &result).await;
+        session.close(Instant::now());
+        log_end(result);
+    }
+}
+
+/// Tells an MQTT 5 client why the server is closing, as far as the socket still takes it, and shuts the stream.
+async fn farewell<S: Stream>(session: &mut Session, stream: &mut S, result: &Result<(), ConnError>) {
+    let reason = match result {
         Err(ConnError::Protocol(e)) => Some(e.reason_code()),
         Err(ConnError::Kicked(reason)) => Some(*reason),
         Err(ConnError::Shutdown) => Some(ReasonCode::ServerShuttingDown),
         _ => None,
     };
     if let Some(bytes) = reason.and_then(|r| session.disconnect_packet(r)) {
-        let _ = write_all(&mut stream, &bytes, Duration::from_secs(1)).await;
+        let _ = write_all(stream, &bytes, Duration::from_secs(1)).await;
     }
     let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
-    session.close(Instant::now());
-    log_end(result);
 }
 
 fn log_end(result: Result<(), ConnError>) {
@@ -161,9 +168,21 @@ fn log_end(result: Result<(), ConnError>) {
     }
 }
 
-/// Reads CONNECT (and AUTH packets) under the CONNECT timeout and answers it: the session when accepted; a refused
-/// client has had its CONNACK and the stream is shut down.
+/// Reads CONNECT (and AUTH packets) under the CONNECT timeout and answers it: the stream, what is buffered after
+/// the CONNECT and the session when accepted; a refused client has had its CONNACK and the stream is shut down.
 async fn accept<S: Stream>(
+    mut stream: S,
+    ctx: Context,
+    cfg: Arc<ConnSettings>,
+    link: ConnLink,
+    stop: CancellationToken,
+) -> Result<(S, BytesMut, Session), ConnError> {
+    let mut rx = BytesMut::new();
+    let session = handshake_on(&mut stream, &mut rx, ctx, &cfg, link, &stop).await?;
+    Ok((stream, rx, session))
+}
+
+async fn handshake_on<S: Stream>(
     stream: &mut S,
     rx: &mut BytesMut,
     ctx: Context,
@@ -221,10 +240,11 @@ async fn serve_session<S: Stream>(
     // One timer, one takeover wait and one shutdown wait serve every turn of the loop (the timer for the keep alive
     // deadline, the buffer release and the write timeout alike): fewer futures in this state machine, and no timer
     // registered and dropped per wakeup.
+    // The kick token is a child of the shutdown token, so this one wait ends the connection for either reason.
     let kicked = kick.kick.cancelled();
-    let stopped = stop.cancelled();
+    let ended = || if stop.is_cancelled() { ConnError::Shutdown } else { ConnError::Kicked(kick.kick_reason()) };
     let timer = sleep_until(Instant::now() + IDLE_SHRINK_AFTER);
-    tokio::pin!(kicked, stopped, timer);
+    tokio::pin!(kicked, timer);
     loop {
         // Everything already buffered, in order; one clock reading serves the whole batch.
         let now = Instant::now();
@@ -244,8 +264,7 @@ async fn serve_session<S: Stream>(
             tokio::select! {
                 r = stream.write_all(&bytes) => r?,
                 () = &mut timer => return Err(ConnError::WriteTimeout),
-                () = &mut kicked => return Err(ConnError::Kicked(kick.kick_reason())),
-                () = &mut stopped => return Err(ConnError::Shutdown),
+                () = &mut kicked => return Err(ended()),
             }
             // Keep the allocation for the next batch.
             let mut bytes = bytes;
@@ -261,8 +280,7 @@ async fn serve_session<S: Stream>(
         if let Some(slow) = session.take_backlogged() {
             tokio::select! {
                 () = slow.caught_up(BACKLOG_WAIT) => {}
-                () = &mut kicked => return Err(ConnError::Kicked(kick.kick_reason())),
-                () = &mut stopped => return Err(ConnError::Shutdown),
+                () = &mut kicked => return Err(ended()),
             }
         }
         // A quiet connection with nothing buffered waits without buffers: most devices send a few bytes a minute, and
@@ -314,8 +332,7 @@ async fn serve_session<S: Stream>(
                     *session.output() = Vec::new();
                 }
             }
-            () = &mut kicked => return Err(ConnError::Kicked(kick.kick_reason())),
-            () = &mut stopped => return Err(ConnError::Shutdown),
+            () = &mut kicked => return Err(ended()),
         }
     }
 }

@@ -175,7 +175,7 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
         if tls.is_none() && matches!(listener.transport, Transport::Mqtt) {
             // Plain MQTT, the common case on a gateway with thousands of devices: the task is the connection's own
             // future, with no box in between and nothing else kept for the connection's lifetime.
-            let link = ConnLink::new(id);
+            let link = conn_link(id, &a.stop);
             let (ctx, conn, stop) = (a.ctx.clone(), a.conn.clone(), a.stop.clone());
             a.tracker.spawn(
                 async move {
@@ -198,6 +198,14 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
             .instrument(span),
         );
     }
+}
+
+/// A connection's link whose kick token is a child of the shutdown token: cancelling `stop` also ends every
+/// connection's one wait for "kicked", so a connection needs no second wait for shutdown.
+fn conn_link(id: u64, stop: &CancellationToken) -> ConnLink {
+    let mut link = ConnLink::new(id);
+    link.kick = stop.child_token();
+    link
 }
 
 /// Removes a connection's identity when its task ends.
@@ -276,7 +284,7 @@ async fn upgrade_and_serve<S>(stream: S, transport: &Transport, id: u64, a: &Acc
 where
     S: Stream + Send,
 {
-    let link = ConnLink::new(id);
+    let link = conn_link(id, &a.stop);
     let (ctx, conn, stop) = (a.ctx.clone(), a.conn.clone(), a.stop.clone());
     match transport {
         Transport::Mqtt => Box::pin(connection::serve(stream, ctx, conn, link, stop)).await,
