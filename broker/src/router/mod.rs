@@ -247,7 +247,7 @@ pub struct Router {
     /// The allocation of the match list, kept from one publish to the next (see [`recycle`]).
     scratch: Vec<usize>,
     rng: u64,
-    /// An online session whose queue became backlogged since [`Router::take_backlogged`] was last called.
+    /// An online session whose queue the last [`Router::publish`] left backlogged.
     backlogged: Option<Arc<SessionHandle>>,
 }
 
@@ -503,6 +503,9 @@ impl Router {
     /// Subscription Identifier [MQTT-3.3.4-3..5], and one copy per matching shared group. `origin` is the
     /// publishing session, for No Local.
     pub fn publish(&mut self, mut msg: Message, origin: Option<&Arc<SessionHandle>>, now: Instant) -> Routed {
+        // What `take_backlogged` reports after this call is about this message only (a will published by the
+        // broker itself has no publisher to hold back).
+        self.backlogged = None;
         if msg.retain && self.store.set_retained(&msg).is_err() {
             tracing::warn!(
                 topic = msg.topic(),
@@ -556,9 +559,7 @@ impl Router {
             }
         }
         self.scratch = recycle(matches);
-        if self.backlogged.is_none() {
-            self.backlogged = backlogged;
-        }
+        self.backlogged = backlogged;
 
         for name in groups {
             routed.matched += 1;
@@ -617,8 +618,8 @@ impl Router {
         false
     }
 
-    /// A session (online, queue backlogged) that the publisher of the messages routed since the last call should
-    /// wait for with [`SessionHandle::caught_up`].
+    /// A session (online, queue backlogged) that the publisher of the message just routed by [`Router::publish`]
+    /// should wait for with [`SessionHandle::caught_up`].
     pub fn take_backlogged(&mut self) -> Option<Arc<SessionHandle>> {
         self.backlogged.take()
     }
@@ -970,6 +971,19 @@ mod tests {
         assert_eq!(sent, crate::queue::BACKLOG_MESSAGES + 1 - crate::queue::BACKLOG_MESSAGES / 2);
         tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("released well before its limit").unwrap();
         assert!(r.take_backlogged().is_none());
+    }
+
+    #[test]
+    fn a_backlog_is_reported_to_the_publish_that_added_to_it_only() {
+        let mut r = router(10 * crate::queue::BACKLOG_MESSAGES);
+        let (s, _) = r.connect("slow", true, NOW, link(1), Instant::now());
+        sub(&mut r, &s, "t", SubOpts::qos(QoS::AtMostOnce));
+        fill_backlog(&mut r, &s);
+        publish(&mut r, "t", b"x", QoS::AtMostOnce, false);
+        assert_eq!(publish(&mut r, "elsewhere", b"x", QoS::AtMostOnce, false).matched, 0);
+        assert!(r.take_backlogged().is_none(), "a message for nobody waits for nobody");
+        publish(&mut r, "t", b"x", QoS::AtMostOnce, false);
+        assert!(r.take_backlogged().is_some_and(|b| Arc::ptr_eq(&b, &s)));
     }
 
     #[tokio::test]
