@@ -212,7 +212,7 @@ fn accept(
             let expiry = w.properties.message_expiry_interval();
             msg = msg.with_properties(frame.slice_ref(wire), PropertyContext::Will, expiry, now);
         }
-        (msg, Duration::from_secs(u64::from(w.properties.will_delay_interval().unwrap_or(0))))
+        Box::new((msg, Duration::from_secs(u64::from(w.properties.will_delay_interval().unwrap_or(0)))))
     });
 
     let conn_id = link.id;

@@ -144,8 +144,8 @@ pub struct Session {
     conn_id: u64,
     keep_alive: Option<Duration>,
     last_rx: Instant,
-    /// The will and its delay.
-    will: Option<(Message, Duration)>,
+    /// The will and its delay. Boxed: most clients set none, and an idle connection's future holds the session.
+    will: Option<Box<(Message, Duration)>>,
     out: Vec<u8>,
     /// The session expiry requested at CONNECT (zero may not become non-zero at DISCONNECT).
     session_expiry: Option<Duration>,
@@ -322,7 +322,7 @@ impl Session {
     /// Ends the connection: hands the will (unless the client sent a normal DISCONNECT) to the router, which
     /// publishes it now or after its delay, and detaches from the session.
     pub fn close(mut self, now: Instant) {
-        let will = self.will.take().filter(|(w, _)| !w.topic().starts_with('$'));
+        let will = self.will.take().map(|w| *w).filter(|(w, _)| !w.topic().starts_with('$'));
         if let Some((w, delay)) = &will {
             tracing::debug!(client_id = &*self.handle.client_id, topic = w.topic(), ?delay, "will");
         }
