@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +41,7 @@ impl Listener {
     /// # Errors
     /// The bind error, or [`TlsError`] (as an `InvalidInput` I/O error) when the TLS files are unusable.
     pub async fn bind(settings: &ListenerSettings) -> std::io::Result<Self> {
-        let tcp = TcpListener::bind(settings.bind).await?;
+        let tcp = bind_tcp(settings.bind)?;
         Self::from_tcp(tcp, settings).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
     }
 
@@ -96,6 +96,20 @@ impl Listener {
     pub(crate) fn max_connections(&self) -> Option<usize> {
         self.max_connections
     }
+}
+
+/// Connections the kernel completes and queues before the accept loop takes them (capped by
+/// `net.core.somaxconn`). `TcpListener::bind` asks for 128: a burst of clients (a gateway's devices reconnecting
+/// after an outage) overflowed it and each dropped SYN cost its client a 1 s retransmission.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listening socket the way `std` does (`SO_REUSEADDR` on Unix), with a [`LISTEN_BACKLOG`] backlog.
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Client certificate identities of live connections, by connection id.
