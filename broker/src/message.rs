@@ -32,29 +32,37 @@ struct Wire {
     bytes: Box<[u8]>,
 }
 
+/// MQTT 5 properties of a message, apart from the message: most messages have none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Props {
+    /// The property block as it arrived (a PUBLISH or will property block, without its length prefix, validated
+    /// by the codec for `ctx`). Forwarded without Topic Alias, Subscription Identifier, Message Expiry Interval and
+    /// Will Delay Interval, which are per hop.
+    wire: Bytes,
+    ctx: PropertyContext,
+    /// The Message Expiry Interval it was published with, in seconds.
+    expiry_secs: Option<u32>,
+}
+
 /// A message on its way from a publisher to subscribers. Cloning it copies no payload.
+///
+/// A queued message costs this struct (in an `Arc`, shared by its subscribers), so it stays small (104 bytes): the
+/// properties and the encoded PUBLISH live behind pointers, present only when used.
 #[derive(Debug)]
 pub struct Message {
     topic: Bytes,
     /// The payload.
     pub payload: Bytes,
+    /// When the Message Expiry Interval runs out.
+    pub expires_at: Option<Instant>,
+    props: Option<Box<Props>>,
+    /// Only for a message routed to more than one subscriber (worth encoding once for all of them): the PUBLISH
+    /// for the first shape asked for (see [`Message::encoded`]).
+    wire: Option<Box<OnceLock<Wire>>>,
     /// The QoS it was published with.
     pub qos: QoS,
     /// The RETAIN flag it was published with.
     pub retain: bool,
-    /// MQTT 5 properties as they arrived (a PUBLISH or will property block, without its length prefix, validated
-    /// by the codec for `ctx`). Forwarded without Topic Alias, Subscription Identifier, Message Expiry Interval and
-    /// Will Delay Interval, which are per hop.
-    props: Bytes,
-    ctx: PropertyContext,
-    /// The Message Expiry Interval it was published with, in seconds.
-    expiry_secs: Option<u32>,
-    /// When the Message Expiry Interval runs out.
-    pub expires_at: Option<Instant>,
-    /// Routed to more than one subscriber: worth encoding once for all of them.
-    fanout: bool,
-    /// The PUBLISH for the first shape asked for (see [`Message::encoded`]).
-    wire: OnceLock<Wire>,
 }
 
 impl Clone for Message {
@@ -66,28 +74,16 @@ impl Clone for Message {
             qos: self.qos,
             retain: self.retain,
             props: self.props.clone(),
-            ctx: self.ctx,
-            expiry_secs: self.expiry_secs,
             expires_at: self.expires_at,
-            fanout: false,
-            wire: OnceLock::new(),
+            wire: None,
         }
     }
 }
 
 impl PartialEq for Message {
     fn eq(&self, other: &Self) -> bool {
-        (&self.topic, &self.payload, self.qos, self.retain, &self.props, self.ctx, self.expiry_secs, self.expires_at)
-            == (
-                &other.topic,
-                &other.payload,
-                other.qos,
-                other.retain,
-                &other.props,
-                other.ctx,
-                other.expiry_secs,
-                other.expires_at,
-            )
+        (&self.topic, &self.payload, self.qos, self.retain, &self.props, self.expires_at)
+            == (&other.topic, &other.payload, other.qos, other.retain, &other.props, other.expires_at)
     }
 }
 
@@ -108,18 +104,7 @@ impl Message {
     /// A message without properties; `topic` must be a valid topic name (the codec checked it on the way in).
     pub fn new(topic: Bytes, payload: Bytes, qos: QoS, retain: bool) -> Self {
         debug_assert!(std::str::from_utf8(&topic).is_ok());
-        Self {
-            topic,
-            payload,
-            qos,
-            retain,
-            props: Bytes::new(),
-            ctx: PropertyContext::Publish,
-            expiry_secs: None,
-            expires_at: None,
-            fanout: false,
-            wire: OnceLock::new(),
-        }
+        Self { topic, payload, qos, retain, props: None, expires_at: None, wire: None }
     }
 
     /// Attaches MQTT 5 properties: the validated wire bytes of a PUBLISH or will block (`ctx`) and the Message
@@ -131,9 +116,8 @@ impl Message {
         expiry_secs: Option<u32>,
         now: Instant,
     ) -> Self {
-        self.props = props;
-        self.ctx = ctx;
-        self.expiry_secs = expiry_secs;
+        self.props =
+            (!props.is_empty() || expiry_secs.is_some()).then(|| Box::new(Props { wire: props, ctx, expiry_secs }));
         self.published_at(now)
     }
 
@@ -141,7 +125,8 @@ impl Message {
     /// is published, not when the client connected.
     #[must_use]
     pub fn published_at(mut self, now: Instant) -> Self {
-        self.expires_at = self.expiry_secs.map(|secs| now + std::time::Duration::from_secs(u64::from(secs)));
+        let expiry_secs = self.props.as_ref().and_then(|p| p.expiry_secs);
+        self.expires_at = expiry_secs.map(|secs| now + std::time::Duration::from_secs(u64::from(secs)));
         self
     }
 
@@ -158,7 +143,8 @@ impl Message {
 
     /// Bytes the message costs in a queue.
     pub fn cost(&self) -> usize {
-        self.payload.len().saturating_add(self.topic.len()).saturating_add(self.props.len())
+        let props = self.props.as_ref().map_or(0, |p| p.wire.len());
+        self.payload.len().saturating_add(self.topic.len()).saturating_add(props)
     }
 
     /// Whether the message expired at `now` [MQTT-3.3.2-5].
@@ -168,15 +154,17 @@ impl Message {
 
     /// Whether the message carries properties to forward.
     pub fn has_properties(&self) -> bool {
-        !self.props.is_empty() || self.expires_at.is_some()
+        self.props.as_ref().is_some_and(|p| !p.wire.is_empty()) || self.expires_at.is_some()
     }
 
     /// The properties to forward to an MQTT 5 subscriber, in their original order, followed by the remaining
     /// Message Expiry Interval (the time spent in the broker subtracted) [MQTT-3.3.2-6].
     pub fn forwarded_properties<'a>(&'a self, now: Instant, out: &mut Vec<Property<'a>>) {
         // Validated on arrival; checked again here only because the bytes travel without their type.
-        let block = Properties::from_wire(&self.props, self.ctx).unwrap_or_default();
-        out.extend(block.iter().filter(|p| !per_hop(p.id())));
+        if let Some(props) = &self.props {
+            let block = Properties::from_wire(&props.wire, props.ctx).unwrap_or_default();
+            out.extend(block.iter().filter(|p| !per_hop(p.id())));
+        }
         if let Some(at) = self.expires_at {
             let left = at.saturating_duration_since(now).as_secs();
             out.push(Property::MessageExpiryInterval(u32::try_from(left).unwrap_or(u32::MAX).max(1)));
@@ -185,7 +173,9 @@ impl Message {
 
     /// Marks a message that goes to several subscribers, so that [`Message::encoded`] encodes it once for them.
     pub fn set_fanout(&mut self, fanout: bool) {
-        self.fanout = fanout;
+        if fanout != self.wire.is_some() {
+            self.wire = fanout.then(Box::default);
+        }
     }
 
     /// The PUBLISH of a fanned-out message for a delivery of `shape`, encoded on the first call and shared by
@@ -193,10 +183,8 @@ impl Message {
     /// `None` also for a message that is not fanned out or has an expiry (the remaining interval differs per
     /// delivery). Returns the bytes and, for QoS 1/2, where the two bytes of the packet identifier go.
     pub fn encoded(&self, shape: Shape) -> Option<(&[u8], usize)> {
-        if !self.fanout || self.expires_at.is_some() {
-            return None;
-        }
-        let wire = self.wire.get_or_init(|| self.encode(shape));
+        let cache = self.wire.as_ref().filter(|_| self.expires_at.is_none())?;
+        let wire = cache.get_or_init(|| self.encode(shape));
         (wire.shape == shape && !wire.bytes.is_empty()).then_some((&wire.bytes, wire.pid_at))
     }
 
@@ -298,6 +286,11 @@ mod tests {
         let Ok(Packet::Publish(back)) = decode(&frame, ProtocolVersion::V5) else { panic!("no publish") };
         let wire = Bytes::copy_from_slice(back.properties.as_wire().unwrap());
         m.with_properties(wire, PropertyContext::Publish, None, Instant::now())
+    }
+
+    #[test]
+    fn a_message_is_small() {
+        assert!(std::mem::size_of::<Message>() <= 104, "{}", std::mem::size_of::<Message>());
     }
 
     #[test]
