@@ -11,6 +11,8 @@ pub mod auth;
 pub mod connect;
 mod inbound;
 mod outbound;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -184,7 +186,13 @@ impl Session {
     /// connection waits with [`SessionHandle::caught_up`] before it reads more, so TCP slows the publisher down
     /// instead of the broker holding an ever longer queue.
     pub fn take_backlogged(&mut self) -> Option<Arc<SessionHandle>> {
-        self.backlogged.take()
+        let slow = self.backlogged.take()?;
+        // A client far behind on its own deliveries does not wait: two clients that publish to each other while
+        // both are behind would wait for each other, and neither would send.
+        if self.handle.lock().holds_publishers {
+            return None;
+        }
+        Some(slow)
     }
 
     /// Bytes waiting to be written.
