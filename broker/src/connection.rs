@@ -122,16 +122,20 @@ async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8], limit: Durat
 /// future of its own that owns the stream, the context and the link until it hands back the session, and the
 /// session loop pins its timer and waits once. `link.kick` should be a child of `stop` (see [`crate::listener`]):
 /// then one wait covers both takeover and shutdown.
-pub(crate) fn serve<S: Stream>(
+///
+/// `guard` (the connection's places under the connection caps) is held until the connection has ended.
+pub(crate) fn serve<S: Stream, G: Send + 'static>(
     stream: S,
     ctx: Context,
     cfg: Arc<ConnSettings>,
     link: ConnLink,
     stop: CancellationToken,
+    guard: G,
 ) -> impl Future<Output = ()> {
     let kick = link.clone();
     let accept = Box::pin(accept(stream, ctx, cfg.clone(), link, stop.clone()));
     async move {
+        let _guard = guard;
         let (mut stream, mut rx, mut session) = match accept.await {
             Ok(accepted) => accepted,
             Err(e) => return log_end(Err(e)),
@@ -279,7 +283,8 @@ async fn serve_session<S: Stream>(
         // TCP holds the publisher's backlog rather than the broker's memory.
         if let Some(slow) = session.take_backlogged() {
             tokio::select! {
-                () = slow.caught_up(BACKLOG_WAIT) => {}
+                // Boxed: a rare wait, and the largest future of this loop.
+                () = Box::pin(slow.caught_up(BACKLOG_WAIT)) => {}
                 () = &mut kicked => return Err(ended()),
             }
         }
