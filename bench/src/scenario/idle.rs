@@ -90,11 +90,19 @@ pub async fn idle(ctx: &Ctx, p: &Idle) -> Result<Report, ConnError> {
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| ConnError::Protocol(format!("histogram: {e}")))
     };
     let (mut tcp_us, mut connack_us) = (new_hist()?, new_hist()?);
+    // The longest pause between two CONNACKs: a stall of the broker (or of the generator) shows here.
+    let (mut gap, mut gap_at) = (Duration::ZERO, 0u32);
     let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
     while connected < p.clients {
         match timeout_at(deadline, phase_rx.recv()).await {
             Ok(Some(Phase::Connected(t, tcp, connack))) => {
                 connected += 1;
+                if let Some(last) = last_connack
+                    && t.saturating_duration_since(last) > gap
+                {
+                    gap = t.saturating_duration_since(last);
+                    gap_at = connected;
+                }
                 last_connack = last_connack.max(Some(t));
                 tcp_us.saturating_record(micros(tcp));
                 connack_us.saturating_record(micros(connack));
@@ -166,6 +174,8 @@ pub async fn idle(ctx: &Ctx, p: &Idle) -> Result<Report, ConnError> {
         ("connack_p50_us", q(&connack_us, 0.5)),
         ("connack_p99_us", q(&connack_us, 0.99)),
         ("connack_max_us", connack_us.max() as f64),
+        ("connack_gap_max_us", gap.as_micros() as f64),
+        ("connack_gap_at", f64::from(gap_at)),
         ("broker_cpu_us_per_connect", broker_us),
         ("bench_cpu_us_per_connect", bench_us),
     ];
