@@ -107,8 +107,10 @@ pub struct SessionHandle {
     state: Mutex<SessionState>,
     /// Notified when the outbox has something new.
     pub wake: Notify,
-    /// Notified (all waiters) when a backlogged outbox has caught up.
-    caught_up: Notify,
+    /// Notified (all waiters) when a backlogged outbox has caught up. One for the whole router, shared by every
+    /// session: a pointer per session instead of a `Notify` (idle connections are counted in bytes), at the price
+    /// of waking publishers that wait for other sessions, which look again and go on waiting. It happens rarely.
+    caught_up: Arc<Notify>,
 }
 
 impl SessionHandle {
@@ -125,17 +127,22 @@ impl SessionHandle {
     /// # Cancel safety
     /// Cancel safe: it only waits.
     pub async fn caught_up(&self, limit: Duration) {
-        let notified = self.caught_up.notified();
-        let mut notified = std::pin::pin!(notified);
-        // Registered before the check, so a notification in between is not lost.
-        notified.as_mut().enable();
-        {
-            let state = self.lock();
-            if !state.holds_publishers || state.conn.is_none() {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.caught_up.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a notification in between is not lost.
+            notified.as_mut().enable();
+            {
+                let state = self.lock();
+                if !state.holds_publishers || state.conn.is_none() {
+                    return;
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return;
             }
         }
-        let _ = tokio::time::timeout(limit, notified).await;
     }
 
     /// Called by the session's own connection after it sent from the outbox: releases waiting publishers once the
@@ -247,6 +254,8 @@ pub struct Router {
     /// The allocation of the match list, kept from one publish to the next (see [`recycle`]).
     scratch: Vec<usize>,
     rng: u64,
+    /// Shared by every session (see `SessionHandle::caught_up`).
+    caught_up: Arc<Notify>,
     /// An online session whose queue the last [`Router::publish`] left backlogged.
     backlogged: Option<Arc<SessionHandle>>,
 }
@@ -270,6 +279,7 @@ impl Router {
             scratch: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
             backlogged: None,
+            caught_up: Arc::default(),
         }
     }
 
@@ -325,7 +335,7 @@ impl Router {
                 last_drop_log: None,
             }),
             wake: Notify::new(),
-            caught_up: Notify::new(),
+            caught_up: self.caught_up.clone(),
         });
         self.store.insert_session(handle.clone());
         (handle, false)
@@ -971,6 +981,37 @@ mod tests {
         assert_eq!(sent, crate::queue::BACKLOG_MESSAGES + 1 - crate::queue::BACKLOG_MESSAGES / 2);
         tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("released well before its limit").unwrap();
         assert!(r.take_backlogged().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_publisher_waits_for_its_own_slow_subscriber_not_for_another_one() {
+        let mut r = router(10 * crate::queue::BACKLOG_MESSAGES);
+        let now = Instant::now();
+        let (one, _) = r.connect("one", true, NOW, link(1), now);
+        let (two, _) = r.connect("two", true, NOW, link(2), now);
+        sub(&mut r, &one, "t", SubOpts::qos(QoS::AtMostOnce));
+        sub(&mut r, &two, "t", SubOpts::qos(QoS::AtMostOnce));
+        for _ in 0..=crate::queue::BACKLOG_MESSAGES {
+            publish(&mut r, "t", b"x", QoS::AtMostOnce, false);
+        }
+        assert!(one.lock().outbox.is_backlogged() && two.lock().outbox.is_backlogged());
+        let catch_up = |s: &Arc<SessionHandle>| {
+            let mut state = s.lock();
+            while !state.outbox.has_caught_up() {
+                assert!(state.outbox.next_send(Instant::now()).is_some());
+            }
+            s.release_publishers(&mut state);
+        };
+        let waiting_for_one = tokio::spawn({
+            let one = one.clone();
+            async move { one.caught_up(Duration::from_secs(30)).await }
+        });
+        tokio::task::yield_now().await;
+        catch_up(&two);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting_for_one.is_finished(), "another session caught up");
+        catch_up(&one);
+        tokio::time::timeout(Duration::from_secs(5), waiting_for_one).await.expect("released").unwrap();
     }
 
     #[test]
