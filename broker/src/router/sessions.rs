@@ -1,0 +1,158 @@
+//! Sessions as the router holds them: the state that outlives a connection, the handle connections share, and
+//! the link to the connection attached now. A session whose queue is backlogged holds its publishers back until it
+//! has caught up ([`SessionHandle::caught_up`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mqtt_codec::{PacketId, ReasonCode};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::SubOpts;
+use crate::queue::Outbox;
+
+/// The live connection attached to a session.
+#[derive(Debug, Clone)]
+pub struct ConnLink {
+    /// Unique per connection.
+    pub id: u64,
+    /// Cancelled when the broker ends the connection: another connection took the session over, or (with
+    /// `disconnect_slow_consumers`) its queue overflowed. `kick_reason` says which.
+    pub kick: CancellationToken,
+    reason: Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl ConnLink {
+    /// A link for a new connection.
+    pub fn new(id: u64) -> Self {
+        let reason = Arc::new(std::sync::atomic::AtomicU8::new(ReasonCode::SessionTakenOver.to_u8()));
+        Self { id, kick: CancellationToken::new(), reason }
+    }
+
+    /// Ends the connection for `reason`.
+    pub fn kick(&self, reason: ReasonCode) {
+        self.reason.store(reason.to_u8(), Ordering::Relaxed);
+        self.kick.cancel();
+    }
+
+    /// Why the connection was kicked.
+    pub fn kick_reason(&self) -> ReasonCode {
+        ReasonCode::from_u8(self.reason.load(Ordering::Relaxed)).unwrap_or(ReasonCode::SessionTakenOver)
+    }
+}
+
+/// Session state that outlives a connection (for persistent sessions).
+#[derive(Debug)]
+pub struct SessionState {
+    /// Outbound queue and in-flight window.
+    pub outbox: Outbox,
+    /// Inbound QoS 2 packet ids received and not yet released by PUBREL.
+    pub inbound_qos2: HashSet<PacketId>,
+    /// How long the session outlives its connection: `None` forever, zero not at all.
+    pub expiry: Option<Duration>,
+    /// When the last connection ended, while offline.
+    pub disconnected_at: Option<Instant>,
+    /// The connection attached now, if any.
+    pub conn: Option<ConnLink>,
+    /// This session's subscriptions (full filter, `$share/...` included) and their options.
+    pub subscriptions: HashMap<String, SubOpts>,
+    /// Publishers wait for this backlogged session: its connection notifies [`SessionHandle::caught_up`] once the
+    /// queue came down.
+    pub holds_publishers: bool,
+    pub(super) drops_since_log: u64,
+    pub(super) last_drop_log: Option<std::time::Instant>,
+}
+
+impl SessionState {
+    /// Whether the session is offline and its expiry ran out at `now`.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        match (self.conn.is_some(), self.disconnected_at, self.expiry) {
+            (false, Some(at), Some(expiry)) => now.saturating_duration_since(at) >= expiry,
+            _ => false,
+        }
+    }
+}
+
+/// One session: its state and the signal that wakes its connection when messages are queued.
+#[derive(Debug)]
+pub struct SessionHandle {
+    /// The client identifier.
+    pub client_id: Arc<str>,
+    pub(super) state: Mutex<SessionState>,
+    /// Notified when the outbox has something new.
+    pub wake: Notify,
+    /// Notified (all waiters) when a backlogged outbox has caught up. One for the whole router, shared by every
+    /// session: a pointer per session instead of a `Notify` (idle connections are counted in bytes), at the price
+    /// of waking publishers that wait for other sessions, which look again and go on waiting. It happens rarely.
+    pub(super) caught_up: Arc<Notify>,
+}
+
+impl SessionHandle {
+    /// Locks the session state. A poisoned lock is recovered: the state stays usable.
+    pub fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until this session's backlog has come down ([`Outbox::has_caught_up`]), the session went offline, or
+    /// `limit` passed, whichever is first: a publisher whose messages went into a backlogged queue calls it before
+    /// reading more, so a slow subscriber makes its publishers slow down instead of growing the broker's memory.
+    /// The limit keeps a subscriber that stopped reading from halting its publishers.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub async fn caught_up(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.caught_up.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a notification in between is not lost.
+            notified.as_mut().enable();
+            {
+                let state = self.lock();
+                if !state.holds_publishers || state.conn.is_none() {
+                    return;
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Called by the session's own connection after it sent from the outbox: releases waiting publishers once the
+    /// queue has caught up.
+    pub fn release_publishers(&self, state: &mut SessionState) {
+        if state.holds_publishers && state.outbox.has_caught_up() {
+            state.holds_publishers = false;
+            self.caught_up.notify_waiters();
+        }
+    }
+}
+
+/// A session compared by identity, as the trie stores it.
+#[derive(Debug, Clone)]
+pub struct SessionRef(pub Arc<SessionHandle>);
+
+impl PartialEq for SessionRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// After a push into an online session: notes it for [`Router::take_backlogged`] if its queue is backlogged.
+pub(super) fn note_backlog(
+    slot: &mut Option<Arc<SessionHandle>>,
+    session: &Arc<SessionHandle>,
+    state: &mut SessionState,
+) {
+    if state.outbox.is_backlogged() {
+        state.holds_publishers = true;
+        if slot.is_none() {
+            *slot = Some(session.clone());
+        }
+    }
+}
