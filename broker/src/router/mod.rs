@@ -2,8 +2,11 @@
 //!
 //! It is a plain synchronous struct behind one `std::sync::Mutex` (never held across an `.await`). Publishing
 //! matches the topic in the [`trie`], merges overlapping subscriptions of a session into one copy at the highest
-//! granted QoS, and pushes into each session's bounded [`Outbox`] without ever waiting for a
-//! subscriber: a full queue drops the message for that subscriber only, and counts and logs the drop.
+//! granted QoS, and pushes into each session's bounded [`Outbox`] without ever waiting for a subscriber: a full
+//! queue drops the message for that subscriber only, and counts and logs the drop. Where the limits let a queue grow
+//! long, a subscriber far behind is reported to the publisher's connection ([`Router::take_backlogged`]), which
+//! waits for it before reading more ([`SessionHandle::caught_up`]). A message for several subscribers is shared
+//! ([`Delivery`] holds an `Arc`) and encoded once per shape ([`Message::encoded`]).
 
 pub mod retained;
 mod sessions;
