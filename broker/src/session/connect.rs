@@ -1,6 +1,5 @@
 //! The CONNECT handshake: checks, MQTT 5 enhanced authentication, session attach and CONNACK.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -239,8 +238,7 @@ fn accept(
             0
         },
         problem_information: props.request_problem_information().unwrap_or(true),
-        inbound_aliases: HashMap::new(),
-        outbound_aliases: HashMap::new(),
+        aliases: None,
         auth_method: None,
         reauth: None,
         backlogged: None,

@@ -24,14 +24,15 @@ impl Session {
         }
         if p.topic.is_empty() {
             return self
-                .inbound_aliases
-                .get(&alias)
+                .aliases
+                .as_ref()
+                .and_then(|a| a.inbound.get(&alias))
                 .cloned()
                 .ok_or(ProtocolError::Violation(ReasonCode::ProtocolError, "unknown topic alias"));
         }
         let topic = frame.slice_ref(p.topic.as_str().as_bytes());
         // A copy, so the alias table does not pin the whole frame the topic arrived in.
-        self.inbound_aliases.insert(alias, Bytes::copy_from_slice(&topic));
+        self.aliases().inbound.insert(alias, Bytes::copy_from_slice(&topic));
         Ok(topic)
     }
 

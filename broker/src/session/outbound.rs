@@ -119,11 +119,13 @@ impl Session {
         let mut topic = topic;
         // Broker-to-client topic aliases: the first message on a topic sets an alias, later ones send it alone.
         if v5 && self.client_topic_alias_max > 0 {
-            let known = self.outbound_aliases.get(topic_str).copied();
+            let known = self.aliases.as_ref().and_then(|a| a.outbound.get(topic_str)).copied();
+            let max = self.client_topic_alias_max;
             let alias = known.or_else(|| {
-                let next = u16::try_from(self.outbound_aliases.len()).ok()?.checked_add(1)?;
-                (next <= self.client_topic_alias_max).then(|| {
-                    self.outbound_aliases.insert(topic_str.into(), next);
+                let outbound = &mut self.aliases().outbound;
+                let next = u16::try_from(outbound.len()).ok()?.checked_add(1)?;
+                (next <= max).then(|| {
+                    outbound.insert(topic_str.into(), next);
                     next
                 })
             });
