@@ -98,6 +98,8 @@ pub struct Outbox {
     last_id: u16,
     dropped: u64,
     expired: u64,
+    /// Messages that left the queue (sent or expired): how publishers waiting for a backlog see progress.
+    taken: u64,
 }
 
 impl Outbox {
@@ -113,6 +115,7 @@ impl Outbox {
             last_id: 0,
             dropped: 0,
             expired: 0,
+            taken: 0,
         }
     }
 
@@ -183,6 +186,7 @@ impl Outbox {
                 let head = self.queue.pop_front()?;
                 self.queued_bytes = self.queued_bytes.saturating_sub(head.msg.cost());
                 self.expired = self.expired.saturating_add(1);
+                self.taken = self.taken.wrapping_add(1);
                 continue;
             }
             if head.qos != QoS::AtMostOnce && self.inflight.len() >= usize::from(self.window) {
@@ -190,6 +194,7 @@ impl Outbox {
             }
             let delivery = self.queue.pop_front()?;
             self.queued_bytes = self.queued_bytes.saturating_sub(delivery.msg.cost());
+            self.taken = self.taken.wrapping_add(1);
             if delivery.qos == QoS::AtMostOnce {
                 return Some(Send::Publish { id: None, delivery, dup: false });
             }
@@ -292,6 +297,12 @@ impl Outbox {
     /// Whether a backlogged queue has come down far enough (half the thresholds) for its publishers to go on.
     pub fn has_caught_up(&self) -> bool {
         self.queue.len() <= BACKLOG_MESSAGES / 2 && self.queued_bytes <= BACKLOG_BYTES / 2
+    }
+
+    /// Messages taken off the queue so far (sent or expired; wraps): a subscriber whose count does not move while
+    /// its queue is backlogged has stopped reading.
+    pub fn taken(&self) -> u64 {
+        self.taken
     }
 
     /// Messages waiting behind the window.

@@ -223,3 +223,63 @@ async fn a_slow_subscriber_costs_nobody_else_their_messages() {
     slow.assert_alive().await;
     b.shutdown().await;
 }
+
+/// With queue limits raised far above the defaults, a subscriber that stops reading must neither lose its messages
+/// nor slow down the publisher and the other subscribers: publishers wait briefly for a subscriber that is reading
+/// its way through a backlog, never for one that reads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_does_not_slow_publishers_even_with_large_queues() {
+    const N: usize = 12_000;
+    const BATCH: usize = 100;
+    let mut settings = Settings::default();
+    settings.limits.max_queued_messages = 100_000;
+    settings.limits.max_queued_bytes = 512 * 1024 * 1024;
+    let b = start_broker(settings).await;
+    let topic = unique("stuck/t");
+    let stuck_id = unique("stuck");
+    let mut stuck = RawClient::connect_v311(b.addr, &stuck_id).await;
+    stuck.subscribe_one(&topic, Qos::AtMostOnce).await;
+    let mut reader = RawClient::connect_v311(b.addr, &unique("reader")).await;
+    reader.subscribe_one(&topic, Qos::AtMostOnce).await;
+    let mut publisher = RawClient::connect_v311(b.addr, &unique("pub")).await;
+
+    // 2 KiB payloads: 24 MB in all, more than the kernel buffers of the stuck connection hold, so the broker's
+    // queue for it grows well past the backlog threshold (2,048 messages).
+    let payload = |i: usize| {
+        let mut p = format!("{i:08}").into_bytes();
+        p.resize(2048, b'.');
+        p
+    };
+    let reading = tokio::spawn(async move {
+        for i in 0..N {
+            let p = reader.recv_publish().await;
+            assert_eq!(&p.payload[..8], format!("{i:08}").as_bytes(), "the reader gets every message, in order");
+        }
+        reader
+    });
+    // Bounded well above what the transfer takes (a few seconds in a debug build), and well below what holding the
+    // publisher 50 ms per read for the stuck subscriber would take (minutes).
+    tests::within_for(Duration::from_secs(60), "publishing past a stuck subscriber", async {
+        for start in (0..N).step_by(BATCH) {
+            let batch: Vec<u8> = (start..start + BATCH)
+                .flat_map(|i| {
+                    tests::raw::publish_bytes(publisher.version, &topic, &payload(i), Qos::AtMostOnce, 0, false, false)
+                })
+                .collect();
+            publisher.send_raw(&batch).await;
+        }
+        publisher.publish_acked(&topic, &payload(N), Qos::AtLeastOnce, false).await;
+    })
+    .await;
+    let mut reader = tests::within_for(Duration::from_secs(60), "the reader", reading).await.unwrap();
+    assert_eq!(&reader.recv_publish().await.payload[..8], format!("{N:08}").as_bytes());
+    let s = b.wait_session(&stuck_id, "the stuck subscriber's backlog", |s| s.queued_messages > 2048).await;
+    assert_eq!(s.dropped_messages, 0);
+
+    // Nothing was lost for the stuck subscriber either: once it reads, everything arrives in order.
+    for i in 0..=N {
+        let p = stuck.recv_publish().await;
+        assert_eq!(&p.payload[..8], format!("{i:08}").as_bytes(), "the stuck subscriber gets every message, in order");
+    }
+    b.shutdown().await;
+}

@@ -209,6 +209,7 @@ impl Router {
                 conn: Some(link),
                 subscriptions: HashMap::new(),
                 holds_publishers: false,
+                stalled: false,
                 drops_since_log: 0,
                 last_drop_log: None,
             }),
@@ -247,6 +248,8 @@ impl Router {
         state.conn = None;
         state.disconnected_at = Some(now);
         state.outbox.on_disconnect();
+        // The next connection starts with a clean slate: it may well read.
+        state.stalled = false;
         if std::mem::take(&mut state.holds_publishers) {
             // Nothing drains an offline queue: publishers waiting for it go on.
             session.caught_up.notify_waiters();
@@ -880,6 +883,61 @@ mod tests {
         assert!(!waiting_for_one.is_finished(), "another session caught up");
         catch_up(&one);
         tokio::time::timeout(Duration::from_secs(5), waiting_for_one).await.expect("released").unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_stopped_reading_holds_its_publishers_for_one_wait_only() {
+        let mut r = router(10 * crate::queue::BACKLOG_MESSAGES);
+        let (s, _) = r.connect("stuck", true, NOW, link(1), Instant::now());
+        sub(&mut r, &s, "t", SubOpts::qos(QoS::AtMostOnce));
+        let slow = fill_backlog(&mut r, &s);
+        // A second publisher waits for it too, with a longer limit: it is let go when the first wait ends.
+        let other = tokio::spawn({
+            let slow = slow.clone();
+            async move { slow.caught_up(Duration::from_secs(30)).await }
+        });
+        tokio::task::yield_now().await;
+        // Nothing is taken off the queue during the whole wait: the subscriber is stalled.
+        tokio::time::timeout(Duration::from_secs(5), slow.caught_up(Duration::from_millis(20)))
+            .await
+            .expect("one wait, bounded by its limit");
+        tokio::time::timeout(Duration::from_secs(5), other).await.expect("waiters let go").unwrap();
+        assert!(s.lock().stalled && !s.lock().holds_publishers);
+        // Its queue goes on growing up to the limits; nobody is held for it.
+        for _ in 0..100 {
+            publish(&mut r, "t", b"x", QoS::AtMostOnce, false);
+            assert!(r.take_backlogged().is_none());
+        }
+        assert_eq!(s.lock().outbox.queued(), crate::queue::BACKLOG_MESSAGES + 101);
+        // Once it has read its way down to half the threshold it holds publishers again when it falls behind.
+        {
+            let mut state = s.lock();
+            while !state.outbox.has_caught_up() {
+                assert!(state.outbox.next_send(Instant::now()).is_some());
+            }
+            s.release_publishers(&mut state);
+            assert!(!state.stalled);
+        }
+        for _ in 0..crate::queue::BACKLOG_MESSAGES {
+            publish(&mut r, "t", b"x", QoS::AtMostOnce, false);
+        }
+        assert!(r.take_backlogged().is_some_and(|b| Arc::ptr_eq(&b, &s)));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_reads_during_a_wait_is_not_stalled() {
+        let mut r = router(10 * crate::queue::BACKLOG_MESSAGES);
+        let (s, _) = r.connect("slow-reader", true, NOW, link(1), Instant::now());
+        sub(&mut r, &s, "t", SubOpts::qos(QoS::AtMostOnce));
+        let slow = fill_backlog(&mut r, &s);
+        let waiter = tokio::spawn(async move { slow.caught_up(Duration::from_millis(50)).await });
+        tokio::task::yield_now().await;
+        // It reads one message, not enough to catch up: the publisher waits its limit out and it stays a backlog.
+        assert!(s.lock().outbox.next_send(Instant::now()).is_some());
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("bounded").unwrap();
+        assert!(!s.lock().stalled && s.lock().holds_publishers);
+        publish(&mut r, "t", b"x", QoS::AtMostOnce, false);
+        assert!(r.take_backlogged().is_some_and(|b| Arc::ptr_eq(&b, &s)));
     }
 
     #[test]

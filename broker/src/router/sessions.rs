@@ -63,6 +63,10 @@ pub struct SessionState {
     /// Publishers wait for this backlogged session: its connection notifies [`SessionHandle::caught_up`] once the
     /// queue came down.
     pub holds_publishers: bool,
+    /// The subscriber took nothing off its backlogged queue during a publisher's whole wait: it has stopped reading
+    /// (a hung dashboard, a device behind a dead link not yet noticed). It holds no publishers until it has caught
+    /// up, so its queue grows to the configured limits instead of slowing every publisher it subscribes to.
+    pub stalled: bool,
     pub(super) drops_since_log: u64,
     pub(super) last_drop_log: Option<std::time::Instant>,
 }
@@ -100,12 +104,14 @@ impl SessionHandle {
     /// Waits until this session's backlog has come down ([`Outbox::has_caught_up`]), the session went offline, or
     /// `limit` passed, whichever is first: a publisher whose messages went into a backlogged queue calls it before
     /// reading more, so a slow subscriber makes its publishers slow down instead of growing the broker's memory.
-    /// The limit keeps a subscriber that stopped reading from halting its publishers.
+    /// The limit bounds one wait; a subscriber that took nothing off its queue during a whole wait has stopped
+    /// reading and is marked [`SessionState::stalled`]: it holds no publishers until it has caught up.
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
     pub async fn caught_up(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
+        let mut taken_before = None;
         loop {
             let notified = self.caught_up.notified();
             let mut notified = std::pin::pin!(notified);
@@ -116,8 +122,17 @@ impl SessionHandle {
                 if !state.holds_publishers || state.conn.is_none() {
                     return;
                 }
+                taken_before.get_or_insert(state.outbox.taken());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let mut state = self.lock();
+                if state.holds_publishers && Some(state.outbox.taken()) == taken_before {
+                    state.holds_publishers = false;
+                    state.stalled = true;
+                    drop(state);
+                    // Other publishers waiting for it go on too.
+                    self.caught_up.notify_waiters();
+                }
                 return;
             }
         }
@@ -126,9 +141,11 @@ impl SessionHandle {
     /// Called by the session's own connection after it sent from the outbox: releases waiting publishers once the
     /// queue has caught up.
     pub fn release_publishers(&self, state: &mut SessionState) {
-        if state.holds_publishers && state.outbox.has_caught_up() {
-            state.holds_publishers = false;
-            self.caught_up.notify_waiters();
+        if (state.holds_publishers || state.stalled) && state.outbox.has_caught_up() {
+            state.stalled = false;
+            if std::mem::take(&mut state.holds_publishers) {
+                self.caught_up.notify_waiters();
+            }
         }
     }
 }
@@ -149,7 +166,7 @@ pub(super) fn note_backlog(
     session: &Arc<SessionHandle>,
     state: &mut SessionState,
 ) {
-    if state.outbox.is_backlogged() {
+    if !state.stalled && state.outbox.is_backlogged() {
         state.holds_publishers = true;
         if slot.is_none() {
             *slot = Some(session.clone());
