@@ -24,7 +24,7 @@ pub mod tls;
 mod ws;
 
 pub use config::{Config, ConfigError, Limits, ListenerSettings, MqttSettings, SessionSettings, Settings};
-pub use listener::Listener;
+pub use listener::{Listener, reserve_descriptors};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

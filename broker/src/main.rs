@@ -71,6 +71,9 @@ fn start(args: Args) -> Result<(), String> {
     let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     apply_flags(&mut config, &args);
     init_logging(&config)?;
+    // Connections, listeners, and a few for the runtime, certificate reloads and logs.
+    let descriptors = config.settings.limits.max_connections.saturating_add(config.settings.listeners.len() + 64);
+    broker::reserve_descriptors(descriptors);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     runtime.block_on(serve(config))
 }
