@@ -28,7 +28,7 @@ use store::{MemoryStore, Store};
 use trie::Trie;
 
 use sessions::note_backlog;
-pub use sessions::{ConnLink, SessionHandle, SessionRef, SessionState};
+pub use sessions::{ConnLink, SessionHandle, SessionRef, SessionState, Subscriptions};
 
 /// Broker-wide counters, updated without the router lock.
 #[derive(Debug, Default)]
@@ -207,7 +207,7 @@ impl Router {
                 expiry,
                 disconnected_at: None,
                 conn: Some(link),
-                subscriptions: HashMap::new(),
+                subscriptions: Subscriptions::default(),
                 holds_publishers: false,
                 stalled: false,
                 drops_since_log: 0,
@@ -300,7 +300,7 @@ impl Router {
         if self.store.session(&session.client_id).is_some_and(|s| Arc::ptr_eq(s, session)) {
             self.store.remove_session(&session.client_id);
         }
-        let filters: Vec<String> = session.lock().subscriptions.drain().map(|(f, _)| f).collect();
+        let filters = session.lock().subscriptions.take_filters();
         for f in filters {
             self.unlink(session, &f);
         }
@@ -337,11 +337,11 @@ impl Router {
     ) -> Result<QoS, SubscribeError> {
         let existed = {
             let mut state = session.lock();
-            let existed = state.subscriptions.contains_key(filter);
+            let existed = state.subscriptions.contains(filter);
             if !existed && state.subscriptions.len() >= self.limits.max_subscriptions {
                 return Err(SubscribeError::TooMany);
             }
-            state.subscriptions.insert(filter.to_owned(), opts);
+            state.subscriptions.insert(filter, opts);
             existed
         };
         let key = SessionRef(session.clone());
