@@ -13,7 +13,7 @@ mod sessions;
 pub mod store;
 pub mod trie;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +28,7 @@ use store::{MemoryStore, Store};
 use trie::Trie;
 
 use sessions::note_backlog;
-pub use sessions::{ConnLink, SessionHandle, SessionRef, SessionState, Subscriptions};
+pub use sessions::{ConnLink, PacketIds, SessionHandle, SessionRef, SessionState, Subscriptions};
 
 /// Broker-wide counters, updated without the router lock.
 #[derive(Debug, Default)]
@@ -203,7 +203,7 @@ impl Router {
             client_id: Arc::from(client_id),
             state: Mutex::new(SessionState {
                 outbox: Outbox::new(self.limits.outbox),
-                inbound_qos2: HashSet::new(),
+                inbound_qos2: PacketIds::default(),
                 expiry,
                 disconnected_at: None,
                 conn: Some(link),

@@ -51,7 +51,7 @@ pub struct SessionState {
     /// Outbound queue and in-flight window.
     pub outbox: Outbox,
     /// Inbound QoS 2 packet ids received and not yet released by PUBREL.
-    pub inbound_qos2: HashSet<PacketId>,
+    pub inbound_qos2: PacketIds,
     /// How long the session outlives its connection: `None` forever, zero not at all.
     pub expiry: Option<Duration>,
     /// When the last connection ended, while offline.
@@ -69,6 +69,39 @@ pub struct SessionState {
     pub stalled: bool,
     pub(super) drops_since_log: u64,
     pub(super) last_drop_log: Option<std::time::Instant>,
+}
+
+/// Packet ids, as a set made on first use: most sessions never publish at QoS 2, and an empty `HashSet` takes 48
+/// bytes in every session (this takes 8 until the first id).
+#[derive(Debug, Default)]
+#[expect(clippy::box_collection, reason = "the box is the point: 8 bytes in a session that never uses the set")]
+pub struct PacketIds(Option<Box<HashSet<PacketId>>>);
+
+impl PacketIds {
+    /// Whether `id` is in the set.
+    pub fn contains(&self, id: &PacketId) -> bool {
+        self.0.as_ref().is_some_and(|ids| ids.contains(id))
+    }
+
+    /// Adds `id`; returns whether it was new.
+    pub fn insert(&mut self, id: PacketId) -> bool {
+        self.0.get_or_insert_with(Box::default).insert(id)
+    }
+
+    /// Removes `id`; returns whether it was there.
+    pub fn remove(&mut self, id: &PacketId) -> bool {
+        self.0.as_mut().is_some_and(|ids| ids.remove(id))
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |ids| ids.len())
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One session's subscriptions: each filter with its options, in a vector sized to its length. Most devices hold
@@ -227,6 +260,19 @@ mod tests {
     use mqtt_codec::QoS;
 
     use super::*;
+
+    #[test]
+    fn packet_ids_are_a_set_made_on_first_use() {
+        let mut ids = PacketIds::default();
+        let one = PacketId::new(1).unwrap();
+        let two = PacketId::new(2).unwrap();
+        assert!(ids.is_empty() && !ids.contains(&one) && !ids.remove(&one));
+        assert!(ids.0.is_none(), "nothing allocated before the first id");
+        assert!(ids.insert(one) && !ids.insert(one) && ids.insert(two));
+        assert_eq!(ids.len(), 2);
+        assert!(ids.remove(&one) && !ids.remove(&one) && ids.contains(&two) && !ids.contains(&one));
+        assert_eq!(std::mem::size_of::<PacketIds>(), 8);
+    }
 
     #[test]
     fn subscriptions_insert_replace_remove_and_stay_small() {

@@ -9,21 +9,45 @@ use std::collections::HashMap;
 /// seeded, so clients cannot precompute colliding levels.
 type Children<T, V> = HashMap<Box<str>, Node<T, V>, foldhash::fast::RandomState>;
 
+/// One topic level. The children map is boxed and made on first use: most nodes are leaves (a device's own topic),
+/// and a leaf's slot in its parent's table is then 48 bytes instead of 80.
 #[derive(Debug)]
 struct Node<T, V> {
-    children: Children<T, V>,
+    children: Option<Box<Children<T, V>>>,
     subscribers: Vec<(T, V)>,
 }
 
 impl<T, V> Default for Node<T, V> {
     fn default() -> Self {
-        Self { children: Children::default(), subscribers: Vec::new() }
+        Self { children: None, subscribers: Vec::new() }
     }
 }
 
 impl<T, V> Node<T, V> {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.subscribers.is_empty()
+        self.children.is_none() && self.subscribers.is_empty()
+    }
+
+    fn child(&self, level: &str) -> Option<&Self> {
+        self.children.as_deref()?.get(level)
+    }
+
+    fn child_mut(&mut self, level: &str) -> Option<&mut Self> {
+        self.children.as_deref_mut()?.get_mut(level)
+    }
+
+    fn child_or_insert(&mut self, level: &str) -> &mut Self {
+        self.children.get_or_insert_with(Box::default).entry(level.into()).or_default()
+    }
+
+    /// Removes a child; the map goes when it is empty, so `is_empty` stays true to its word.
+    fn remove_child(&mut self, level: &str) {
+        if let Some(children) = self.children.as_deref_mut() {
+            children.remove(level);
+            if children.is_empty() {
+                self.children = None;
+            }
+        }
     }
 }
 
@@ -46,7 +70,7 @@ impl<T: Clone + PartialEq, V: Clone> Trie<T, V> {
     pub fn insert(&mut self, filter: &str, subscriber: T, value: V) -> bool {
         let mut node = &mut self.root;
         for level in filter.split('/') {
-            node = node.children.entry(level.into()).or_default();
+            node = node.child_or_insert(level);
         }
         if let Some(existing) = node.subscribers.iter_mut().find(|(s, _)| *s == subscriber) {
             existing.1 = value;
@@ -96,12 +120,12 @@ fn remove_at<T: PartialEq, V>(node: &mut Node<T, V>, levels: &[&str], subscriber
         node.subscribers.retain(|(s, _)| s != subscriber);
         return node.subscribers.len() != before;
     };
-    let Some(child) = node.children.get_mut(*first) else {
+    let Some(child) = node.child_mut(first) else {
         return false;
     };
     let removed = remove_at(child, rest, subscriber);
     if child.is_empty() {
-        node.children.remove(*first);
+        node.remove_child(first);
     }
     removed
 }
@@ -110,7 +134,7 @@ fn remove_at<T: PartialEq, V>(node: &mut Node<T, V>, levels: &[&str], subscriber
 /// level is consumed). The recursion is as deep as the topic has levels, which the session bounds.
 fn collect<'a, T, V>(node: &'a Node<T, V>, rest: Option<&str>, first: bool, system: bool, out: &mut Vec<&'a (T, V)>) {
     let wildcard_ok = !(system && first);
-    if wildcard_ok && let Some(hash) = node.children.get("#") {
+    if wildcard_ok && let Some(hash) = node.child("#") {
         out.extend(hash.subscribers.iter());
     }
     let Some(rest) = rest else {
@@ -121,10 +145,10 @@ fn collect<'a, T, V>(node: &'a Node<T, V>, rest: Option<&str>, first: bool, syst
         Some((level, tail)) => (level, Some(tail)),
         None => (rest, None),
     };
-    if let Some(child) = node.children.get(level) {
+    if let Some(child) = node.child(level) {
         collect(child, tail, false, system, out);
     }
-    if wildcard_ok && let Some(plus) = node.children.get("+") {
+    if wildcard_ok && let Some(plus) = node.child("+") {
         collect(plus, tail, false, system, out);
     }
 }
