@@ -10,6 +10,7 @@
 //! connections keep their buffers, and give them back after [`IDLE_SHRINK_AFTER`] without traffic.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -123,7 +124,8 @@ async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8], limit: Durat
 /// session loop pins its timer and waits once. `link.kick` should be a child of `stop` (see [`crate::listener`]):
 /// then one wait covers both takeover and shutdown.
 ///
-/// `guard` (the connection's places under the connection caps) is held until the connection has ended.
+/// `guard` (the connection's places under the connection caps) is held until the connection has ended. `peer` is
+/// given where no `info` span names the connection (see [`log_end`]).
 pub(crate) fn serve<S: Stream, G: Send + 'static>(
     stream: S,
     ctx: Context,
@@ -131,6 +133,7 @@ pub(crate) fn serve<S: Stream, G: Send + 'static>(
     link: ConnLink,
     stop: CancellationToken,
     guard: G,
+    peer: Option<SocketAddr>,
 ) -> impl Future<Output = ()> {
     let kick = link.clone();
     let accept = Box::pin(accept(stream, ctx, cfg.clone(), link, stop.clone()));
@@ -138,13 +141,14 @@ pub(crate) fn serve<S: Stream, G: Send + 'static>(
         let _guard = guard;
         let (mut stream, mut rx, mut session) = match accept.await {
             Ok(accepted) => accepted,
-            Err(e) => return log_end(Err(e)),
+            Err(e) => return log_end(Err(e), peer, None),
         };
         tracing::Span::current().record("client_id", session.client_id());
         let result = serve_session(&mut session, &mut stream, &mut rx, &cfg, &kick, &stop).await;
         farewell(&mut session, &mut stream, &result).await;
+        let client_id = session.handle().client_id.clone();
         session.close(Instant::now());
-        log_end(result);
+        log_end(result, peer, Some(&client_id));
     }
 }
 
@@ -162,13 +166,21 @@ async fn farewell<S: Stream>(session: &mut Session, stream: &mut S, result: &Res
     let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
 }
 
-fn log_end(result: Result<(), ConnError>) {
+/// Logs how a connection ended. A plain TCP connection has a `conn` span only at `debug` level (a span costs about
+/// 500 bytes per connection for as long as it lives), so its `info` line names the peer and client id itself;
+/// TLS and WebSocket connections keep an `info` span that names them.
+fn log_end(result: Result<(), ConnError>, peer: Option<SocketAddr>, client_id: Option<&str>) {
     match result {
         Ok(()) => tracing::debug!("disconnected"),
         Err(e @ (ConnError::Closed | ConnError::Kicked(ReasonCode::SessionTakenOver) | ConnError::Shutdown)) => {
             tracing::debug!(reason = %e, "closed")
         }
-        Err(e) => tracing::info!(reason = %e, "connection closed"),
+        Err(e) => match peer {
+            Some(peer) => {
+                tracing::info!(%peer, client_id = client_id.unwrap_or_default(), reason = %e, "connection closed")
+            }
+            None => tracing::info!(reason = %e, "connection closed"),
+        },
     }
 }
 

@@ -293,6 +293,11 @@ impl RawClient {
         Self::connect(addr, &ConnectOpts::new(client_id)).await.0
     }
 
+    /// The local address of the connection (what the broker sees as the peer).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().unwrap()
+    }
+
     /// Writes bytes as they are.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         crate::within("write", self.stream.write_all(bytes)).await.unwrap();

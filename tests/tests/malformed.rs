@@ -269,3 +269,28 @@ async fn a_subscriber_that_stops_reading_its_socket_blocks_nobody() {
     assert_eq!(b.stats().messages_dropped, s.dropped_messages);
     b.shutdown().await;
 }
+
+/// At the default `info` level a plain TCP connection has no span (it would cost about 500 bytes per client), so the
+/// line of a connection that ends with an error names the peer and the client itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_for_an_error_is_logged_with_its_peer_and_client_id() {
+    let Some(b) = tests::process::BrokerProcess::start(&[]) else { return };
+    let id = unique("logged");
+    let mut c = RawClient::connect_v311(b.addr, &id).await;
+    let local = c.local_addr();
+    c.send_raw(&publish_with_topic(0, b"a/#", None, b"x")).await;
+    c.expect_closed(WAIT).await;
+    let want_peer = format!("peer={local}");
+    let want_id = format!("client_id=\"{id}\"");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let log = b.log_text();
+        let line = log.lines().find(|l| l.contains("connection closed") && l.contains(&want_id));
+        if let Some(line) = line {
+            assert!(line.contains(&want_peer) && line.contains("wildcard"), "{line}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no `connection closed` line for {id}:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
