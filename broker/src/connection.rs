@@ -305,11 +305,11 @@ async fn serve_session<S: Stream>(
         // traffic; the next read starts small and grows again with the traffic.
         let lean = S::WAITS_WITHOUT_BUFFER && rx.is_empty() && read_size == MIN_READ;
         let shrink_at = if lean {
-            if rx.capacity() > 0 || session.output().capacity() > 0 {
+            if rx.capacity() > 0 {
                 *rx = BytesMut::new();
+            }
+            if session.output().capacity() > 0 {
                 *session.output() = Vec::new();
-                // Traffic just ended: the outbox gives back its emptied queues too.
-                handle.lock().outbox.release_idle();
             }
             None
         } else {

@@ -299,17 +299,6 @@ impl Outbox {
         self.queue.len() <= BACKLOG_MESSAGES / 2 && self.queued_bytes <= BACKLOG_BYTES / 2
     }
 
-    /// Gives back the memory of an empty queue and an empty in-flight window (an idle device that received a
-    /// message would otherwise keep 128 bytes or more for good).
-    pub fn release_idle(&mut self) {
-        if self.queue.is_empty() && self.queue.capacity() > 0 {
-            self.queue = VecDeque::new();
-        }
-        if self.inflight.is_empty() && self.inflight.capacity() > 0 {
-            self.inflight = VecDeque::new();
-        }
-    }
-
     /// Messages taken off the queue so far (sent or expired; wraps): a subscriber whose count does not move while
     /// its queue is backlogged has stopped reading.
     pub fn taken(&self) -> u64 {
@@ -494,25 +483,6 @@ mod tests {
         o.push(d(2, QoS::AtLeastOnce), true).unwrap();
         assert_eq!(publish_payload(o.next_send(now + Duration::from_secs(2))).1, 2);
         assert_eq!(o.expired(), 1);
-    }
-
-    #[test]
-    fn release_idle_gives_back_empty_queues_only() {
-        let mut o = Outbox::new(limits(2, 10));
-        o.push(d(0, QoS::AtMostOnce), true).unwrap();
-        o.push(d(1, QoS::AtLeastOnce), true).unwrap();
-        o.push(d(2, QoS::AtLeastOnce), true).unwrap();
-        assert!(o.next_send(Instant::now()).is_some());
-        assert!(o.next_send(Instant::now()).is_some());
-        o.release_idle();
-        assert!(o.queue.capacity() > 0 && o.inflight.capacity() > 0, "both still hold a message");
-        assert!(o.next_send(Instant::now()).is_some());
-        o.release_idle();
-        assert_eq!(o.queue.capacity(), 0);
-        assert!(o.inflight.capacity() > 0, "two messages in flight");
-        assert!(o.on_puback(PacketId::new(1).unwrap()) && o.on_puback(PacketId::new(2).unwrap()));
-        o.release_idle();
-        assert_eq!((o.queue.capacity(), o.inflight.capacity()), (0, 0));
     }
 
     #[test]
