@@ -117,6 +117,15 @@ struct PendingWill {
     msg: Message,
 }
 
+/// Pushes onto a list that grows by half, from room for one, instead of doubling from room for four: the lists the
+/// router keeps per topic filter and per session mostly hold one or two entries, and there are thousands of them.
+fn push_compact<T>(list: &mut Vec<T>, item: T) {
+    if list.len() == list.capacity() {
+        list.reserve_exact((list.len() / 2).max(1));
+    }
+    list.push(item);
+}
+
 /// Sessions, subscriptions and retained messages.
 #[derive(Debug)]
 pub struct Router {

@@ -123,11 +123,8 @@ impl Subscriptions {
             entry.1 = opts;
             return;
         }
-        if self.0.len() == self.0.capacity() {
-            // Grow by half instead of doubling (from one, not four): most sessions stop at one or two.
-            self.0.reserve_exact((self.0.len() / 2).max(1));
-        }
-        self.0.push((filter.into(), opts));
+        // Most sessions stop at one or two.
+        super::push_compact(&mut self.0, (filter.into(), opts));
     }
 
     /// Removes `filter`; returns its options if it was subscribed.

@@ -76,11 +76,8 @@ impl<T: Clone + PartialEq, V: Clone> Trie<T, V> {
             existing.1 = value;
             false
         } else {
-            // Room for one at first (a push would make room for four): most filters have a single subscriber.
-            if node.subscribers.len() == node.subscribers.capacity() {
-                node.subscribers.reserve_exact((node.subscribers.len() / 2).max(1));
-            }
-            node.subscribers.push((subscriber, value));
+            // Most filters have a single subscriber.
+            super::push_compact(&mut node.subscribers, (subscriber, value));
             self.len = self.len.saturating_add(1);
             true
         }
