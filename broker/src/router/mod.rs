@@ -833,12 +833,28 @@ mod tests {
         slow
     }
 
-    #[tokio::test]
-    async fn a_backlogged_subscriber_holds_its_publishers_until_it_caught_up() {
+    /// A router with one connected clean-session subscriber to `t` at QoS 0, already backlogged: the router, the
+    /// session and the handle the router reported for it.
+    fn backlogged_subscriber(client_id: &str) -> (Router, Arc<SessionHandle>, Arc<SessionHandle>) {
         let mut r = router(10 * crate::queue::BACKLOG_MESSAGES);
-        let (s, _) = r.connect("slow", true, NOW, link(1), Instant::now());
+        let (s, _) = r.connect(client_id, true, NOW, link(1), Instant::now());
         sub(&mut r, &s, "t", SubOpts::qos(QoS::AtMostOnce));
         let slow = fill_backlog(&mut r, &s);
+        (r, s, slow)
+    }
+
+    /// The subscriber's connection sends until its queue has caught up, then releases its publishers.
+    fn catch_up(s: &Arc<SessionHandle>) {
+        let mut state = s.lock();
+        while !state.outbox.has_caught_up() {
+            assert!(state.outbox.next_send(Instant::now()).is_some());
+        }
+        s.release_publishers(&mut state);
+    }
+
+    #[tokio::test]
+    async fn a_backlogged_subscriber_holds_its_publishers_until_it_caught_up() {
+        let (mut r, s, slow) = backlogged_subscriber("slow");
         let wait = Duration::from_secs(30);
         let held = tokio::time::timeout(Duration::from_millis(50), slow.caught_up(wait)).await;
         assert!(held.is_err(), "a publisher waits while the queue is backlogged");
@@ -875,13 +891,6 @@ mod tests {
             publish(&mut r, "t", b"x", QoS::AtMostOnce, false);
         }
         assert!(one.lock().outbox.is_backlogged() && two.lock().outbox.is_backlogged());
-        let catch_up = |s: &Arc<SessionHandle>| {
-            let mut state = s.lock();
-            while !state.outbox.has_caught_up() {
-                assert!(state.outbox.next_send(Instant::now()).is_some());
-            }
-            s.release_publishers(&mut state);
-        };
         let waiting_for_one = tokio::spawn({
             let one = one.clone();
             async move { one.caught_up(Duration::from_secs(30)).await }
@@ -896,10 +905,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_subscriber_that_stopped_reading_holds_its_publishers_for_one_wait_only() {
-        let mut r = router(10 * crate::queue::BACKLOG_MESSAGES);
-        let (s, _) = r.connect("stuck", true, NOW, link(1), Instant::now());
-        sub(&mut r, &s, "t", SubOpts::qos(QoS::AtMostOnce));
-        let slow = fill_backlog(&mut r, &s);
+        let (mut r, s, slow) = backlogged_subscriber("stuck");
         // A second publisher waits for it too, with a longer limit: it is let go when the first wait ends.
         let other = tokio::spawn({
             let slow = slow.clone();
@@ -919,14 +925,8 @@ mod tests {
         }
         assert_eq!(s.lock().outbox.queued(), crate::queue::BACKLOG_MESSAGES + 101);
         // Once it has read its way down to half the threshold it holds publishers again when it falls behind.
-        {
-            let mut state = s.lock();
-            while !state.outbox.has_caught_up() {
-                assert!(state.outbox.next_send(Instant::now()).is_some());
-            }
-            s.release_publishers(&mut state);
-            assert!(!state.stalled);
-        }
+        catch_up(&s);
+        assert!(!s.lock().stalled);
         for _ in 0..crate::queue::BACKLOG_MESSAGES {
             publish(&mut r, "t", b"x", QoS::AtMostOnce, false);
         }
@@ -935,10 +935,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_subscriber_that_reads_during_a_wait_is_not_stalled() {
-        let mut r = router(10 * crate::queue::BACKLOG_MESSAGES);
-        let (s, _) = r.connect("slow-reader", true, NOW, link(1), Instant::now());
-        sub(&mut r, &s, "t", SubOpts::qos(QoS::AtMostOnce));
-        let slow = fill_backlog(&mut r, &s);
+        let (mut r, s, slow) = backlogged_subscriber("slow-reader");
         let waiter = tokio::spawn(async move { slow.caught_up(Duration::from_millis(50)).await });
         tokio::task::yield_now().await;
         // It reads one message, not enough to catch up: the publisher waits its limit out and it stays a backlog.
@@ -951,10 +948,7 @@ mod tests {
 
     #[test]
     fn a_backlog_is_reported_to_the_publish_that_added_to_it_only() {
-        let mut r = router(10 * crate::queue::BACKLOG_MESSAGES);
-        let (s, _) = r.connect("slow", true, NOW, link(1), Instant::now());
-        sub(&mut r, &s, "t", SubOpts::qos(QoS::AtMostOnce));
-        fill_backlog(&mut r, &s);
+        let (mut r, s, _) = backlogged_subscriber("slow");
         publish(&mut r, "t", b"x", QoS::AtMostOnce, false);
         assert_eq!(publish(&mut r, "elsewhere", b"x", QoS::AtMostOnce, false).matched, 0);
         assert!(r.take_backlogged().is_none(), "a message for nobody waits for nobody");
