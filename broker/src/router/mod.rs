@@ -27,7 +27,7 @@ use crate::queue::{Delivery, Outbox, OutboxLimits, Rejected};
 use store::{MemoryStore, Store};
 use trie::Trie;
 
-use sessions::note_backlog;
+use sessions::pushed;
 pub use sessions::{ConnLink, PacketIds, SessionHandle, SessionRef, SessionState, Subscriptions};
 
 /// Broker-wide counters, updated without the router lock.
@@ -529,14 +529,7 @@ impl Router {
         let mut state = session.lock();
         let online = state.conn.is_some();
         if state.outbox.would_accept(&delivery, online) && state.outbox.push(delivery, online).is_ok() {
-            if online {
-                note_backlog(&mut self.backlogged, session, &mut state);
-            }
-            let wake = online && state.outbox.queued() == 1;
-            drop(state);
-            if wake {
-                session.wake.notify_one();
-            }
+            pushed(&mut self.backlogged, session, state);
             return true;
         }
         false
@@ -555,16 +548,7 @@ impl Router {
         let online = state.conn.is_some();
         match state.outbox.push(delivery, online) {
             Ok(()) => {
-                if online {
-                    note_backlog(backlogged, session, &mut state);
-                }
-                // Only the first message into an empty queue wakes the connection: until it has emptied the queue
-                // it comes back by itself (after each batch, and after each acknowledgement that opens the window).
-                let wake = online && state.outbox.queued() == 1;
-                drop(state);
-                if wake {
-                    session.wake.notify_one();
-                }
+                pushed(backlogged, session, state);
                 true
             }
             Err(Rejected::Offline) => true,

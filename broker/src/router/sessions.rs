@@ -238,17 +238,28 @@ impl PartialEq for SessionRef {
     }
 }
 
-/// After a push into an online session: notes it for [`Router::take_backlogged`] if its queue is backlogged.
-pub(super) fn note_backlog(
+/// After a message went into a session's queue: an online session whose queue is now backlogged is noted in `slot`
+/// for [`Router::take_backlogged`] (if `slot` is empty), and its connection is woken if the message is the first in
+/// an empty queue (until it has emptied the queue, the connection comes back by itself: after each batch, and after
+/// each acknowledgement that opens the window).
+pub(super) fn pushed(
     slot: &mut Option<Arc<SessionHandle>>,
     session: &Arc<SessionHandle>,
-    state: &mut SessionState,
+    mut state: MutexGuard<'_, SessionState>,
 ) {
+    if state.conn.is_none() {
+        return;
+    }
     if !state.stalled && state.outbox.is_backlogged() {
         state.holds_publishers = true;
         if slot.is_none() {
             *slot = Some(session.clone());
         }
+    }
+    let wake = state.outbox.queued() == 1;
+    drop(state);
+    if wake {
+        session.wake.notify_one();
     }
 }
 
