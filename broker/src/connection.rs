@@ -43,6 +43,12 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {
     fn try_read_buf(&mut self, _buf: &mut BytesMut) -> io::Result<usize> {
         Err(io::ErrorKind::WouldBlock.into())
     }
+
+    /// Whether the peer's bytes (or its end of stream) wait in the kernel's receive buffer now, whatever the
+    /// runtime has noticed so far: a connection taken over reads what it had already received (see [`last_words`]).
+    fn input_pending(&self) -> bool {
+        false
+    }
 }
 
 impl Stream for TcpStream {
@@ -55,10 +61,26 @@ impl Stream for TcpStream {
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         TcpStream::try_read_buf(self, buf)
     }
+
+    fn input_pending(&self) -> bool {
+        use rustix::net::{RecvFlags, recv};
+        let mut byte = [0u8; 1];
+        // A byte to read, or the end of the stream (0), both count; "would block" and errors do not.
+        recv(self, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT).is_ok()
+    }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for tokio_rustls::server::TlsStream<S> {}
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for crate::ws::WsIo<S> {}
+impl<S: Stream> Stream for tokio_rustls::server::TlsStream<S> {
+    fn input_pending(&self) -> bool {
+        self.get_ref().0.input_pending()
+    }
+}
+
+impl<S: Stream> Stream for crate::ws::WsIo<S> {
+    fn input_pending(&self) -> bool {
+        self.buffered() || self.get_ref().input_pending()
+    }
+}
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]
@@ -144,26 +166,81 @@ pub(crate) fn serve<S: Stream, G: Send + 'static>(
             Err(e) => return log_end(Err(e), peer, None),
         };
         tracing::Span::current().record("client_id", session.client_id());
-        let result = serve_session(&mut session, &mut stream, &mut rx, &cfg, &kick, &stop).await;
-        farewell(&mut session, &mut stream, &result).await;
+        let mut result = serve_session(&mut session, &mut stream, &mut rx, &cfg, &kick, &stop).await;
+        if matches!(result, Err(ConnError::Kicked(ReasonCode::SessionTakenOver))) && !stop.is_cancelled() {
+            if let Some(last) = last_words(&mut session, &mut stream, &mut rx, &cfg).await {
+                result = last;
+            }
+        }
+        // The session's last acts come before any more I/O: a connection waiting to take the session over goes on
+        // as soon as this one has detached.
+        let mut out = std::mem::take(session.output());
+        if let Some(bytes) = farewell_reason(&result).and_then(|r| session.disconnect_packet(r)) {
+            out.extend_from_slice(&bytes);
+        }
         let client_id = session.handle().client_id.clone();
         session.close(Instant::now());
+        if !out.is_empty() {
+            let _ = write_all(&mut stream, &out, FAREWELL_TIMEOUT).await;
+        }
+        let _ = timeout(FAREWELL_TIMEOUT, stream.shutdown()).await;
         log_end(result, peer, Some(&client_id));
     }
 }
 
-/// Tells an MQTT 5 client why the server is closing, as far as the socket still takes it, and shuts the stream.
-async fn farewell<S: Stream>(session: &mut Session, stream: &mut S, result: &Result<(), ConnError>) {
-    let reason = match result {
+/// The reason an MQTT 5 client is told in a DISCONNECT before the server closes, if the server closes.
+fn farewell_reason(result: &Result<(), ConnError>) -> Option<ReasonCode> {
+    match result {
         Err(ConnError::Protocol(e)) => Some(e.reason_code()),
         Err(ConnError::Kicked(reason)) => Some(*reason),
         Err(ConnError::Shutdown) => Some(ReasonCode::ServerShuttingDown),
         _ => None,
-    };
-    if let Some(bytes) = reason.and_then(|r| session.disconnect_packet(r)) {
-        let _ = write_all(stream, &bytes, Duration::from_secs(1)).await;
     }
-    let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
+}
+
+/// Acts on what a connection that was taken over had already received when it was told to close: its last
+/// PUBLISH packets are routed, and a DISCONNECT among them discards the will and may end the session, as it would
+/// have had the connection read it earlier. Reads only what has arrived (and at most [`LAST_WORDS_MAX`] bytes):
+/// nothing that comes later belongs to this connection. `Some` is how the connection ended when its last words
+/// say so (a DISCONNECT, or a protocol error); `None` leaves it taken over.
+async fn last_words<S: Stream>(
+    session: &mut Session,
+    stream: &mut S,
+    rx: &mut BytesMut,
+    cfg: &ConnSettings,
+) -> Option<Result<(), ConnError>> {
+    let mut budget = LAST_WORDS_MAX;
+    loop {
+        let now = Instant::now();
+        loop {
+            let len = match frame_len(rx, cfg.max_packet_size) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(e) => return Some(Err(ProtocolError::from(e).into())),
+            };
+            let frame = rx.split_to(len).freeze();
+            match session.on_packet(now, &frame) {
+                Ok(Flow::Disconnect) => return Some(Ok(())),
+                Ok(Flow::Continue) => {}
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
+        if budget == 0 {
+            return None;
+        }
+        rx.reserve(MIN_READ);
+        // What the stream has buffered is read at once; what waits in the kernel, which the runtime may not have
+        // noticed yet, within a short wait.
+        let read = match timeout(Duration::ZERO, stream.read_buf(rx)).await {
+            Ok(read) => read,
+            Err(_) if stream.input_pending() => timeout(LAST_WORDS_WAIT, stream.read_buf(rx)).await.ok()?,
+            Err(_) => return None,
+        };
+        match read {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => budget = budget.saturating_sub(n),
+        }
+    }
 }
 
 /// Logs how a connection ended. A plain TCP connection has a `conn` span only at `debug` level (a span costs about
@@ -219,6 +296,7 @@ async fn handshake_on<S: Stream>(
     })?;
     // MQTT 5 enhanced authentication may take several AUTH round trips, all within the CONNECT deadline.
     let deadline = Instant::now() + cfg.connect_timeout;
+    let mut takeover_deadline = None;
     loop {
         match step {
             Handshake::Accepted(session) => return Ok(*session),
@@ -238,6 +316,31 @@ async fn handshake_on<S: Stream>(
                 let Some(next) = next? else { return Err(ConnError::Closed) };
                 frame = next;
                 step = pending.on_packet(&frame, Instant::now())?;
+            }
+            Handshake::TakingOver(takeover) => {
+                // Another connection holds the session and was told to close: the CONNACK waits until it has
+                // closed and its last acts (its will, the end of its session) are applied, or until it failed to
+                // within TAKEOVER_WAIT.
+                let ended = takeover.connection_ended();
+                let notified = ended.notified();
+                tokio::pin!(notified);
+                // Listening before looking again, so an end in between is not missed.
+                notified.as_mut().enable();
+                step = takeover.resume(Instant::now(), false)?;
+                if let Handshake::TakingOver(takeover) = step {
+                    let deadline = *takeover_deadline.get_or_insert_with(|| Instant::now() + TAKEOVER_WAIT);
+                    let force = tokio::select! {
+                        r = tokio::time::timeout_at(deadline, notified) => r.is_err(),
+                        () = stop.cancelled() => return Err(ConnError::Shutdown),
+                    };
+                    if force {
+                        tracing::warn!(
+                            client_id = takeover.client_id(),
+                            "the connection taken over did not close in time"
+                        );
+                    }
+                    step = takeover.resume(Instant::now(), force)?;
+                }
             }
         }
     }
@@ -267,8 +370,7 @@ async fn serve_session<S: Stream>(
         while let Some(len) = frame_len(rx, cfg.max_packet_size).map_err(ProtocolError::from)? {
             let frame = rx.split_to(len).freeze();
             if session.on_packet(now, &frame)? == Flow::Disconnect {
-                let out = std::mem::take(session.output());
-                write_all(stream, &out, cfg.write_timeout).await?;
+                // What the DISCONNECT left in the output goes out after the session has closed (see `serve`).
                 return Ok(());
             }
         }
@@ -391,3 +493,12 @@ const BACKLOG_WAIT: Duration = Duration::from_millis(50);
 const IDLE_BUFFER: usize = 256;
 /// How long a connection is idle before it releases its buffers.
 const IDLE_SHRINK_AFTER: Duration = Duration::from_secs(2);
+/// How long a connection taking a session over waits for the connection that holds it to close before it takes
+/// the session anyway. Closing takes no I/O but reading what was already received, so this is ample.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+/// Most bytes a connection taken over reads of what it had received (see [`last_words`]).
+const LAST_WORDS_MAX: usize = 64 * 1024;
+/// How long a connection taken over waits for bytes that the kernel already holds.
+const LAST_WORDS_WAIT: Duration = Duration::from_millis(100);
+/// Longest the last write (the DISCONNECT, what the session left) and the shutdown of a closing connection take.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);

@@ -71,6 +71,18 @@ pub(crate) struct WsIo<S> {
     unflushed: bool,
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
+    /// Whether part of a frame already read waits to be taken.
+    pub(crate) fn buffered(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
+    /// The stream under the WebSocket.
+    pub(crate) fn get_ref(&self) -> &S {
+        self.ws.get_ref()
+    }
+}
+
 fn to_io(e: WsError) -> io::Error {
     match e {
         WsError::Io(e) => e,

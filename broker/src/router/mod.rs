@@ -145,7 +145,14 @@ pub struct Router {
     caught_up: Arc<Notify>,
     /// An online session whose queue the last [`Router::publish`] left backlogged.
     backlogged: Option<Arc<SessionHandle>>,
+    /// See [`Router::connection_ended`].
+    conn_ended: Arc<Notify>,
 }
+
+/// Another connection is attached to the session: it has been kicked; wait for [`Router::connection_ended`] and
+/// try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
 
 impl Router {
     /// An empty router over an in-memory store.
@@ -167,15 +174,46 @@ impl Router {
             rng: 0x9e37_79b9_7f4a_7c15,
             backlogged: None,
             caught_up: Arc::default(),
+            conn_ended: Arc::default(),
         }
     }
 
-    /// Attaches a connection to the session of `client_id`.
+    /// Attaches a connection to the session of `client_id`, unless another connection is attached to it now: that
+    /// one is kicked ([`ReasonCode::SessionTakenOver`]) and `Err(Busy)` says to wait until its connection has
+    /// ended ([`Router::connection_ended`]) and try again. Its last acts (what it had received, its DISCONNECT, its
+    /// will, the end of a session that expires with it) are applied before the new connection attaches, so the new
+    /// one sees a session as the old connection left it.
+    ///
+    /// # Errors
+    /// [`Busy`] while another connection is attached to the session.
+    pub fn try_connect(
+        &mut self,
+        client_id: &str,
+        clean_start: bool,
+        expiry: Option<Duration>,
+        link: ConnLink,
+        now: Instant,
+    ) -> Result<(Arc<SessionHandle>, bool), Busy> {
+        if let Some(existing) = self.store.session(client_id) {
+            let state = existing.lock();
+            if let Some(old) = &state.conn {
+                if !old.kick.is_cancelled() {
+                    old.kick(ReasonCode::SessionTakenOver);
+                }
+                return Err(Busy);
+            }
+        }
+        Ok(self.connect(client_id, clean_start, expiry, link, now))
+    }
+
+    /// Attaches a connection to the session of `client_id` at once, taking the session from a connection attached
+    /// now (which is kicked, and whose late [`Router::disconnect`] then changes nothing but its will). Connections
+    /// use [`Router::try_connect`] first and this only when the old connection did not end in time.
     ///
     /// `clean_start` discards a stored session; `expiry` is how long the session outlives the connection (`None`:
-    /// forever, zero: it ends with the connection). A connection already attached is kicked (takeover). A delayed
-    /// will of the session is cancelled by a resume, and published at once when the session is discarded. Returns
-    /// the session and whether a stored one was resumed.
+    /// forever, zero: it ends with the connection). A new network connection cancels a delayed will of the client
+    /// [MQTT-3.1.2-8], whether it resumes the session or not. Returns the session and whether a stored one was
+    /// resumed.
     pub fn connect(
         &mut self,
         client_id: &str,
@@ -184,13 +222,7 @@ impl Router {
         link: ConnLink,
         now: Instant,
     ) -> (Arc<SessionHandle>, bool) {
-        let pending = self.pending_wills.iter().position(|w| &*w.client_id == client_id);
-        if let Some(pos) = pending {
-            let will = self.pending_wills.swap_remove(pos);
-            if clean_start {
-                self.publish_will(will.msg, now);
-            }
-        }
+        self.pending_wills.retain(|w| &*w.client_id != client_id);
         if let Some(existing) = self.store.session(client_id).cloned() {
             let mut state = existing.lock();
             if let Some(old) = state.conn.take() {
@@ -229,6 +261,13 @@ impl Router {
         (handle, false)
     }
 
+    /// Notified (all waiters) whenever a connection detaches from its session: a connection that found its session
+    /// [`Busy`] waits for it, then tries again. One for the whole router, so a connection costs no signal of its
+    /// own; a waiter woken for another session looks again and waits on.
+    pub fn connection_ended(&self) -> Arc<Notify> {
+        self.conn_ended.clone()
+    }
+
     /// The connection `conn_id` of this session ended, with the will to publish (and its delay), if any.
     ///
     /// A session whose expiry is zero ends now; others keep their subscriptions and queue, and resend what was in
@@ -243,18 +282,18 @@ impl Router {
         let mut state = session.lock();
         if state.conn.as_ref().is_none_or(|c| c.id != conn_id) {
             drop(state);
-            // Taken over. If the new connection resumed this session, a delayed will is cancelled by that
-            // reconnection [MQTT-3.1.3-9]; an immediate one, or any will of a session that a clean start
-            // discarded, goes out now [MQTT-3.1.4-3].
-            let resumed = self.store.session(&session.client_id).is_some_and(|s| Arc::ptr_eq(s, session));
+            // Taken over by force (see `connect`): the new network connection cancels a delayed will
+            // [MQTT-3.1.2-8]; an immediate one goes out now [MQTT-3.1.4-3].
             if let Some((msg, delay)) = will
-                && (!resumed || delay.is_zero())
+                && delay.is_zero()
             {
                 self.publish_will(msg, now);
             }
             return;
         }
         state.conn = None;
+        // A connection waiting to take this session over tries again.
+        self.conn_ended.notify_waiters();
         state.disconnected_at = Some(now);
         state.outbox.on_disconnect();
         // The next connection starts with a clean slate: it may well read.
@@ -690,6 +729,41 @@ mod tests {
         // The late disconnect of the kicked connection does not detach the new one.
         r.disconnect(&s2, 2, None, now);
         assert_eq!(s2.lock().conn.as_ref().map(|c| c.id), Some(3));
+    }
+
+    #[test]
+    fn try_connect_kicks_the_attached_connection_and_waits_until_it_detached() {
+        let mut r = router(10);
+        let now = Instant::now();
+        let first = link(1);
+        let (s, _) = r.connect("t", false, NEVER, first.clone(), now);
+        let ended = r.connection_ended();
+        let notified = ended.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        assert_eq!(r.try_connect("t", false, NEVER, link(2), now).map(|_| ()), Err(Busy));
+        assert!(first.kick.is_cancelled(), "the old connection is told to close");
+        assert_eq!(s.lock().conn.as_ref().map(|c| c.id), Some(1), "and keeps the session until it has");
+        // Its DISCONNECT with Session Expiry 0, read after the kick, ends the session before the new one attaches.
+        s.lock().expiry = Some(Duration::ZERO);
+        r.disconnect(&s, 1, None, now);
+        assert!(futures_util::FutureExt::now_or_never(notified).is_some(), "the waiting connection is woken");
+        let (s2, present) = r.try_connect("t", false, NEVER, link(2), now).expect("attached");
+        assert!(!present && !Arc::ptr_eq(&s, &s2));
+    }
+
+    #[test]
+    fn a_new_connection_cancels_a_delayed_will_even_with_a_clean_start() {
+        let mut r = router(10);
+        let t0 = Instant::now();
+        let (watcher, _) = r.connect("w", true, NEVER, link(1), t0);
+        sub(&mut r, &watcher, "will", SubOpts::qos(QoS::AtMostOnce));
+        let (s, _) = r.connect("e", false, NEVER, link(2), t0);
+        let will = Message::from_parts("will", b"gone", QoS::AtMostOnce, false);
+        r.disconnect(&s, 2, Some((will, Duration::from_secs(5))), t0);
+        r.connect("e", true, NEVER, link(3), t0 + Duration::from_secs(1));
+        r.tick(t0 + Duration::from_secs(10));
+        assert!(drain(&watcher).is_empty());
     }
 
     #[test]

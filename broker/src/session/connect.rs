@@ -32,6 +32,47 @@ pub enum Handshake {
     Refused(Refused),
     /// MQTT 5 enhanced authentication goes on: send `out` of the [`Pending`] and feed it the client's next packet.
     Auth(Pending),
+    /// Another connection holds the client's session and has been told to close: wait until it has
+    /// ([`crate::router::Router::connection_ended`]), then [`TakeOver::resume`].
+    TakingOver(Box<TakeOver>),
+}
+
+/// An accepted CONNECT waiting for the connection that holds its session to close (see
+/// [`crate::router::Router::try_connect`]).
+pub struct TakeOver {
+    ctx: Context,
+    frame: Bytes,
+    link: ConnLink,
+    auth: Option<(String, Option<Vec<u8>>)>,
+}
+
+impl TakeOver {
+    /// Notified whenever a connection detaches from its session (see
+    /// [`crate::router::Router::connection_ended`]).
+    pub fn connection_ended(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.ctx.router().connection_ended()
+    }
+
+    /// The client identifier of the CONNECT, for logs.
+    pub fn client_id(&self) -> String {
+        match decode(&self.frame, ProtocolVersion::V311) {
+            Ok(Packet::Connect(c)) => c.client_id.to_owned(),
+            _ => String::new(),
+        }
+    }
+
+    /// Tries to attach again. `force` takes the session even if the old connection is still attached (it did not
+    /// end in time).
+    ///
+    /// # Errors
+    /// A [`ProtocolError`] if the CONNECT no longer decodes (it did once; an internal error).
+    pub fn resume(self, now: Instant, force: bool) -> Result<Handshake, ProtocolError> {
+        // A CONNECT names its own protocol version.
+        match decode(&self.frame, ProtocolVersion::V311)? {
+            Packet::Connect(c) => Ok(accept(self.ctx, &c, &self.frame, self.link, now, self.auth, force)),
+            other => Err(ProtocolError::Unexpected(other.packet_type())),
+        }
+    }
 }
 
 /// A CONNECT waiting for the client's next AUTH packet.
@@ -93,7 +134,7 @@ pub fn handshake(ctx: Context, frame: &Bytes, link: ConnLink, now: Instant) -> R
         return Ok(Handshake::Refused(refuse(version, code)));
     }
     let Some(method) = connect.properties.authentication_method() else {
-        return Ok(accept(ctx, &connect, frame, link, now, None));
+        return Ok(accept(ctx, &connect, frame, link, now, None, false));
     };
     let Some(mut exchange) = ctx.auth.start(method, connect.client_id) else {
         return Ok(Handshake::Refused(refuse(version, ReasonCode::BadAuthenticationMethod)));
@@ -101,7 +142,7 @@ pub fn handshake(ctx: Context, frame: &Bytes, link: ConnLink, now: Instant) -> R
     let step = exchange.step(connect.properties.authentication_data().unwrap_or_default());
     let method = method.to_owned();
     Ok(match step {
-        AuthStep::Success(data) => accept(ctx, &connect, frame, link, now, Some((method, data))),
+        AuthStep::Success(data) => accept(ctx, &connect, frame, link, now, Some((method, data)), false),
         AuthStep::Failure => Handshake::Refused(refuse(version, ReasonCode::NotAuthorized)),
         AuthStep::Continue(data) => Handshake::Auth(Pending::new(ctx, frame.clone(), link, method, exchange, &data)?),
     })
@@ -141,7 +182,9 @@ impl Pending {
             }
             AuthStep::Failure => Ok(Handshake::Refused(refuse(ProtocolVersion::V5, ReasonCode::NotAuthorized))),
             AuthStep::Success(data) => match decode(&self.frame, ProtocolVersion::V5)? {
-                Packet::Connect(c) => Ok(accept(self.ctx, &c, &self.frame, self.link, now, Some((self.method, data)))),
+                Packet::Connect(c) => {
+                    Ok(accept(self.ctx, &c, &self.frame, self.link, now, Some((self.method, data)), false))
+                }
                 other => Err(ProtocolError::Unexpected(other.packet_type())),
             },
         }
@@ -181,6 +224,7 @@ fn accept(
     link: ConnLink,
     now: Instant,
     auth: Option<(String, Option<Vec<u8>>)>,
+    force: bool,
 ) -> Handshake {
     let caps = ctx.caps.clone();
     let version = connect.protocol;
@@ -215,7 +259,15 @@ fn accept(
     });
 
     let conn_id = link.id;
-    let (handle, session_present) = ctx.router().connect(client_id, connect.clean_start, expiry, link, now);
+    let attached = if force {
+        Ok(ctx.router().connect(client_id, connect.clean_start, expiry, link.clone(), now))
+    } else {
+        ctx.router().try_connect(client_id, connect.clean_start, expiry, link.clone(), now)
+    };
+    let Ok((handle, session_present)) = attached else {
+        let frame = frame.clone();
+        return Handshake::TakingOver(Box::new(TakeOver { ctx, frame, link, auth }));
+    };
     handle.lock().outbox.set_receive_maximum(if v5 { props.receive_maximum().unwrap_or(u16::MAX) } else { u16::MAX });
     ctx.counters.clients_connected.fetch_add(1, Ordering::Relaxed);
 

@@ -31,7 +31,7 @@ use crate::message::Message;
 use crate::router::{Counters, Router, SessionHandle};
 use auth::{AuthExchange, AuthStep, Authenticator};
 
-pub use connect::{Handshake, Pending, Refused, handshake};
+pub use connect::{Handshake, Pending, Refused, TakeOver, handshake};
 
 /// What ends a connection from the protocol's side.
 #[derive(Debug, thiserror::Error)]
@@ -283,7 +283,11 @@ impl Session {
                 return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "session expiry set at DISCONNECT"));
             }
             let expiry = connect::expiry_from_secs(secs, self.ctx.caps.mqtt.max_session_expiry);
-            self.handle.lock().expiry = expiry;
+            let mut state = self.handle.lock();
+            // Unless another connection took the session by force meanwhile: it is that connection's now.
+            if state.conn.as_ref().is_some_and(|c| c.id == self.conn_id) {
+                state.expiry = expiry;
+            }
         }
         // A normal DISCONNECT discards the will [MQTT-3.1.2-10]; MQTT 5's 0x04 asks for it to be published.
         if d.reason != ReasonCode::DisconnectWithWillMessage {
