@@ -15,6 +15,7 @@
 
 pub mod config;
 mod connection;
+pub mod journal;
 mod listener;
 pub mod message;
 pub mod queue;
