@@ -92,6 +92,9 @@ max_queued_bytes = 17179869184
 max_retained_messages = 10000000
 max_subscriptions_per_client = 1000
 
+[persistence]
+enabled = false
+
 [log]
 level = "warn"
 TOML

@@ -30,11 +30,14 @@ wait_port() {
   return 1
 }
 
-cat > "$work/broker.toml" <<'TOML'
+cat > "$work/broker.toml" <<TOML
 [limits]
 max_inflight_messages = 32
 max_queued_messages = 100000
 max_queued_bytes = 67108864
+
+[persistence]
+path = "$work/data"
 
 [log]
 level = "warn"

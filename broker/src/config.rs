@@ -1,6 +1,7 @@
 //! Settings: what the broker runs with, validated once.
 //!
-//! `Settings::default()` is the embedded default configuration ([`DEFAULT_CONFIG`]): local only, anonymous.
+//! `Settings::default()` is the embedded default configuration ([`DEFAULT_CONFIG`]): local only, anonymous; but
+//! persistence, which the embedded configuration turns on, is off in code, so a library user chooses where data goes.
 //!
 //! [`Config::load`] layers three sources, later ones winning: the embedded default TOML, the user's TOML file,
 //! then `BROKER__<SECTION>__<KEY>` environment variables. The merged tree is deserialized into private serde
@@ -16,11 +17,12 @@ use serde::Deserialize;
 
 use mqtt_codec::QoS;
 
+use crate::persist::{FilePersistence, PersistenceSettings};
 use crate::router::SharedStrategy;
 
 /// The default configuration, commented; `broker --print-default-config` prints it.
 ///
-/// It parses to [`Settings::default()`] and [`LogSettings::default()`].
+/// It parses to [`Settings::default()`] (with `persistence.enabled`) and [`LogSettings::default()`].
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
 /// Prefix of the environment variables that override the file, as in `BROKER__LIMITS__MAX_CONNECTIONS=500`.
@@ -43,6 +45,8 @@ pub struct Settings {
     pub sessions: SessionSettings,
     /// Protocol features offered (advertised to MQTT 5 clients in CONNACK, enforced for every version).
     pub mqtt: MqttSettings,
+    /// Crash-safe persistence: off in code, on in the embedded default configuration.
+    pub persistence: PersistenceSettings,
 }
 
 /// One listener.
@@ -194,6 +198,7 @@ impl Default for Settings {
             limits: Limits::default(),
             sessions: SessionSettings::default(),
             mqtt: MqttSettings::default(),
+            persistence: PersistenceSettings::default(),
         }
     }
 }
@@ -463,6 +468,7 @@ struct FileConfig {
     limits: FileLimits,
     sessions: FileSessions,
     mqtt: FileMqtt,
+    persistence: FilePersistence,
     log: FileLog,
 }
 
@@ -687,7 +693,7 @@ struct FileLog {
 /// An integer, also from a string (environment variables without `try_parsing`); a float is an error rather
 /// than being rounded, which is what the `config` crate would do for an `i64` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Int(i64);
+pub(crate) struct Int(pub(crate) i64);
 
 impl<'de> Deserialize<'de> for Int {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -719,7 +725,7 @@ impl<'de> Deserialize<'de> for Int {
 
 /// `true` or `false`, also as a string; the `config` crate alone would take `3` or `"on"` as `true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Bool(bool);
+pub(crate) struct Bool(pub(crate) bool);
 
 impl<'de> Deserialize<'de> for Bool {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -767,6 +773,7 @@ impl Default for FileConfig {
             limits: FileLimits::default(),
             sessions: FileSessions::default(),
             mqtt: FileMqtt::default(),
+            persistence: FilePersistence::default(),
             log: FileLog::default(),
         }
     }
@@ -910,6 +917,7 @@ impl FileConfig {
         };
 
         let mqtt = self.mqtt.validate()?;
+        let persistence = self.persistence.validate()?;
 
         let level = self.log.level.trim();
         if level.is_empty() {
@@ -917,7 +925,7 @@ impl FileConfig {
         }
         let format = self.log.format.parse().map_err(|reason| ConfigError::invalid("log.format", reason))?;
         let log = LogSettings { format, level: level.to_owned() };
-        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt }, log })
+        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt, persistence }, log })
     }
 }
 
@@ -957,10 +965,17 @@ mod tests {
         out
     }
 
+    /// The embedded default configuration: [`Settings::default`] with persistence on.
+    fn embedded_default() -> Config {
+        let mut c = Config::default();
+        c.settings.persistence.enabled = true;
+        c
+    }
+
     #[test]
-    fn default_toml_is_exactly_the_default_settings() {
+    fn default_toml_is_exactly_the_default_settings_with_persistence_on() {
         let c = Config::from_sources(None, HashMap::new()).unwrap();
-        assert_eq!(c.settings, Settings::default());
+        assert_eq!(c.settings, embedded_default().settings);
         assert_eq!(c.log, LogSettings::default());
         // The default TOML spells out every key rather than leaning on serde defaults.
         let keys = leaf_keys(DEFAULT_CONFIG);
@@ -989,6 +1004,11 @@ mod tests {
             "mqtt.subscription_identifiers",
             "mqtt.topic_alias_maximum",
             "mqtt.wildcard_subscriptions",
+            "persistence.enabled",
+            "persistence.fsync",
+            "persistence.fsync_interval_ms",
+            "persistence.max_bytes",
+            "persistence.path",
             "sessions.max_keepalive",
             "sessions.persistent_session_expiry_secs",
             "sessions.queue_qos0_offline",
@@ -1001,7 +1021,7 @@ mod tests {
             .unwrap()
             .try_deserialize()
             .unwrap();
-        assert_eq!(alone.validate().unwrap(), Config::default());
+        assert_eq!(alone.validate().unwrap(), embedded_default());
     }
 
     #[test]
@@ -1041,7 +1061,7 @@ mod tests {
     fn a_file_changes_only_the_keys_it_sets() {
         let c =
             Config::from_toml("[limits]\nmax_inflight_messages = 8\n[sessions]\nqueue_qos0_offline = true\n").unwrap();
-        let mut want = Config::default();
+        let mut want = embedded_default();
         want.settings.limits.max_inflight_messages = 8;
         want.settings.sessions.queue_qos0_offline = true;
         assert_eq!(c, want);
@@ -1279,7 +1299,7 @@ mod tests {
 
     #[test]
     fn printed_default_config_parses_back() {
-        assert_eq!(Config::from_toml(DEFAULT_CONFIG).unwrap(), Config::default());
+        assert_eq!(Config::from_toml(DEFAULT_CONFIG).unwrap(), embedded_default());
         // Uncommenting the commented-out listener cap gives a valid file too.
         let edited = DEFAULT_CONFIG.replace("# max_connections = 1000", "max_connections = 1000");
         let c = Config::from_toml(&edited).unwrap();

@@ -112,6 +112,8 @@ enum ConnError {
     Kicked(ReasonCode),
     #[error("server shutting down")]
     Shutdown,
+    #[error("journal: {0}")]
+    Store(#[from] crate::journal::JournalError),
 }
 
 /// Reads until one whole frame is buffered; `Ok(None)` when the peer closed first.
@@ -175,11 +177,17 @@ pub(crate) fn serve<S: Stream, G: Send + 'static>(
         // The session's last acts come before any more I/O: a connection waiting to take the session over goes on
         // as soon as this one has detached.
         let mut out = std::mem::take(session.output());
-        if let Some(bytes) = farewell_reason(&result).and_then(|r| session.disconnect_packet(r)) {
-            out.extend_from_slice(&bytes);
-        }
+        let durable = session.take_durable_wait().zip(session.durable().cloned());
+        let farewell = farewell_reason(&result).and_then(|r| session.disconnect_packet(r));
         let client_id = session.handle().client_id.clone();
         session.close(Instant::now());
+        // Acknowledgements go out only once what they answer for is durable; else they are not sent at all.
+        if let Some((lsn, durable)) = durable
+            && !matches!(timeout(FAREWELL_TIMEOUT, durable.wait(lsn)).await, Ok(Ok(())))
+        {
+            out.clear();
+        }
+        out.extend_from_slice(&farewell.unwrap_or_default());
         if !out.is_empty() {
             let _ = write_all(&mut stream, &out, FAREWELL_TIMEOUT).await;
         }
@@ -194,6 +202,7 @@ fn farewell_reason(result: &Result<(), ConnError>) -> Option<ReasonCode> {
         Err(ConnError::Protocol(e)) => Some(e.reason_code()),
         Err(ConnError::Kicked(reason)) => Some(*reason),
         Err(ConnError::Shutdown) => Some(ReasonCode::ServerShuttingDown),
+        Err(ConnError::Store(_)) => Some(ReasonCode::UnspecifiedError),
         _ => None,
     }
 }
@@ -375,6 +384,16 @@ async fn serve_session<S: Stream>(
             }
         }
         let more = session.poll_outbox(now)?;
+        // Acknowledgements wait until what they answer for is durable (see `crate::persist`); one fsync of the
+        // journal covers every connection waiting at the time.
+        if let Some((lsn, durable)) = session.take_durable_wait().zip(session.durable().cloned())
+            && !durable.is_durable(lsn)
+        {
+            tokio::select! {
+                r = durable.wait(lsn) => r?,
+                () = &mut kicked => return Err(ended()),
+            }
+        }
         let out = session.output();
         if !out.is_empty() {
             let bytes = std::mem::take(out);

@@ -10,6 +10,8 @@
 //! - `session`: the sans-IO MQTT state machine of one client (packets and `now` in, actions out).
 //! - `router`: subscriptions, retained messages and the sessions' queues, behind one storage interface.
 //! - `queue`: the bounded per-session outbound queue and in-flight window.
+//! - [`persist`]: what must survive a restart, journaled as typed records in the [`journal`] (the storage engine),
+//!   and rebuilt from it at startup.
 //!
 //! [`run`] serves until the shutdown future resolves.
 
@@ -18,6 +20,7 @@ mod connection;
 pub mod journal;
 mod listener;
 pub mod message;
+pub mod persist;
 pub mod queue;
 pub mod router;
 pub mod session;
@@ -54,6 +57,9 @@ pub enum Error {
     /// A listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The persistence directory cannot be used.
+    #[error("persistence: {0}")]
+    Persistence(String),
 }
 
 /// Broker-wide counters.
@@ -127,8 +133,27 @@ impl Broker {
             disconnect_slow_consumers: l.disconnect_slow_consumers,
         };
         let counters = Arc::new(Counters::default());
-        let router = Arc::new(Mutex::new(Router::new(limits, counters.clone())));
-        let ctx = Context { router, counters, caps, auth: Arc::new(NoMethods) };
+        let mut router = Router::new(limits, counters.clone());
+        let durable = if settings.persistence.enabled {
+            let (durable, stats) = persist::open(&settings.persistence, &mut router).map_err(Error::Persistence)?;
+            tracing::info!(
+                path = %settings.persistence.path.display(),
+                sessions = stats.sessions,
+                queued = stats.queued,
+                retained = stats.retained,
+                wills = stats.wills,
+                expired_sessions = stats.expired_sessions,
+                expired_messages = stats.expired_messages,
+                skipped_records = stats.skipped,
+                ms = stats.duration.as_millis(),
+                "recovered"
+            );
+            Some(durable)
+        } else {
+            None
+        };
+        let router = Arc::new(Mutex::new(router));
+        let ctx = Context { router, counters, caps, auth: Arc::new(NoMethods), durable };
         let global_limit = Arc::new(Semaphore::new(l.max_connections));
         Ok(Self {
             shared: Arc::new(Shared {
@@ -253,7 +278,18 @@ impl Broker {
                 loop {
                     tokio::select! {
                         () = stop.cancelled() => break,
-                        _ = interval.tick() => ctx.router().tick(tokio::time::Instant::now()),
+                        _ = interval.tick() => {
+                            ctx.router().tick(tokio::time::Instant::now());
+                            if let Some(durable) = ctx.durable.as_ref().filter(|d| d.journal().wants_checkpoint()) {
+                                let (router, durable) = (ctx.router.clone(), durable.clone());
+                                let written = tokio::task::spawn_blocking(move || persist::checkpoint(&router, &durable));
+                                match written.await {
+                                    Ok(Ok(())) => tracing::debug!("checkpoint written"),
+                                    Ok(Err(e)) => tracing::error!(error = %e, "checkpoint failed; the journal keeps growing"),
+                                    Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+                                }
+                            }
+                        }
                     }
                 }
             })
@@ -265,6 +301,18 @@ impl Broker {
         accept.tracker.close();
         if tokio::time::timeout(Duration::from_secs(5), accept.tracker.wait()).await.is_err() {
             tracing::warn!("connections did not close within 5 s");
+        }
+        if let Some(durable) = &self.shared.ctx.durable {
+            // A checkpoint makes the next start fast; the journal is complete without it.
+            let (router, d) = (self.shared.ctx.router.clone(), durable.clone());
+            match tokio::task::spawn_blocking(move || persist::checkpoint(&router, &d)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "no checkpoint at shutdown"),
+                Err(e) => tracing::warn!(error = %e, "no checkpoint at shutdown"),
+            }
+            if let Err(e) = durable.journal().close() {
+                tracing::error!(error = %e, "journal not closed cleanly");
+            }
         }
         Ok(())
     }

@@ -171,6 +171,43 @@ impl Message {
         }
     }
 
+    /// The message as the journal stores it: its expiry as wall-clock time, so that it still expires after a
+    /// restart (see [`crate::persist`]).
+    pub(crate) fn stored(&self, now: Instant) -> crate::persist::record::StoredMessage<'_> {
+        let props = self.props.as_ref().map(|p| {
+            let ctx = if p.ctx == PropertyContext::Will { 1 } else { 0 };
+            (ctx, &p.wire[..], p.expiry_secs)
+        });
+        crate::persist::record::StoredMessage {
+            topic: self.topic(),
+            payload: &self.payload,
+            qos: self.qos,
+            retain: self.retain,
+            props,
+            expires_at_ms: self.expires_at.map(|at| crate::persist::wall_ms(at, now)),
+        }
+    }
+
+    /// A message read back from the journal; `None` once it has expired. Properties that do not parse (a damaged
+    /// record that still passed its checksum) are left out rather than forwarded.
+    pub(crate) fn from_stored(m: &crate::persist::record::StoredMessage<'_>, now: Instant) -> Option<Self> {
+        let expires_at = match m.expires_at_ms {
+            Some(ms) => Some(crate::persist::instant_of(ms, now).filter(|at| *at > now)?),
+            None => None,
+        };
+        let topic = Bytes::copy_from_slice(m.topic.as_bytes());
+        let mut msg = Self::new(topic, Bytes::copy_from_slice(m.payload), m.qos, m.retain);
+        if let Some((ctx, wire, expiry_secs)) = m.props {
+            let ctx = if ctx == 1 { PropertyContext::Will } else { PropertyContext::Publish };
+            if Properties::from_wire(wire, ctx).is_ok() {
+                let wire = Bytes::copy_from_slice(wire);
+                msg.props = Some(Box::new(Props { wire, ctx, expiry_secs }));
+            }
+        }
+        msg.expires_at = expires_at;
+        Some(msg)
+    }
+
     /// Marks a message that goes to several subscribers, so that [`Message::encoded`] encodes it once for them.
     pub fn set_fanout(&mut self, fanout: bool) {
         if fanout != self.wire.is_some() {

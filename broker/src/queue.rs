@@ -10,7 +10,9 @@ use std::sync::Arc;
 use mqtt_codec::{PacketId, QoS};
 use tokio::time::Instant;
 
+use crate::journal::{AppendError, Lsn};
 use crate::message::Message;
+use crate::persist::{Durable, Record};
 
 /// Where an in-flight message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,8 @@ struct Inflight {
     state: InflightState,
     /// Sent on the current connection; cleared on disconnect so a resumed session resends it.
     sent: bool,
+    /// The delivery's number in this session (see [`Outbox::next_seq`]).
+    seq: u64,
 }
 
 /// What the session should put on the wire next.
@@ -69,6 +73,9 @@ pub enum Rejected {
     Full,
     /// A QoS 0 message for an offline session that does not queue QoS 0: not an error, nothing counted.
     Offline,
+    /// The session is persistent and the journal refused the record (`persistence.max_bytes` reached, or the
+    /// journal failed): the message is dropped and counted, never queued without its record.
+    Store,
 }
 
 /// Limits of one outbox.
@@ -100,6 +107,22 @@ pub struct Outbox {
     expired: u64,
     /// Messages that left the queue (sent or expired): how publishers waiting for a backlog see progress.
     taken: u64,
+    /// The number the next queued delivery gets; the queue holds `next_seq - queue.len() .. next_seq`, in order.
+    /// A persistent session's records name deliveries by these numbers.
+    next_seq: u64,
+    /// The journal of a persistent session; `None` for a session that ends with its connection.
+    link: Option<Box<Link>>,
+}
+
+/// How a persistent session's outbox reaches the journal.
+#[derive(Debug)]
+struct Link {
+    durable: Durable,
+    client: Arc<str>,
+    /// The last record that numbered a QoS 2 delivery's packet identifier or released it (PUBREC): a QoS 2
+    /// PUBLISH or PUBREL goes out only once that is durable, or a crash could make the broker send the message again
+    /// under another identifier, or again after the client completed it.
+    send_wait: Lsn,
 }
 
 impl Outbox {
@@ -116,6 +139,93 @@ impl Outbox {
             dropped: 0,
             expired: 0,
             taken: 0,
+            next_seq: 1,
+            link: None,
+        }
+    }
+
+    /// Journals every later change of this outbox: the session is persistent.
+    pub fn make_durable(&mut self, durable: Durable, client: Arc<str>) {
+        self.link = Some(Box::new(Link { durable, client, send_wait: Lsn::ZERO }));
+    }
+
+    /// Stops journaling: the session no longer outlives its connection.
+    pub fn make_volatile(&mut self) {
+        self.link = None;
+    }
+
+    /// Whether changes are journaled.
+    pub fn is_durable(&self) -> bool {
+        self.link.is_some()
+    }
+
+    /// Appends the record `f` makes for this session's client id; `None` for a volatile outbox. A journal that
+    /// refuses a record that only finishes a delivery is logged: the delivery may be sent again after a restart.
+    fn record(&self, f: impl FnOnce(&str) -> Record<'_>) -> Option<Lsn> {
+        match self.append(f) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                let client = self.link.as_ref().map(|l| &*l.client).unwrap_or_default();
+                tracing::error!(client_id = client, error = %e, "journal refused a delivery record");
+                None
+            }
+        }
+    }
+
+    /// Appends the record `f` makes for this session's client id, for a persistent session (`Ok(None)` for a
+    /// volatile one).
+    ///
+    /// # Errors
+    /// The journal refused the record.
+    pub fn append(&self, f: impl FnOnce(&str) -> Record<'_>) -> Result<Option<Lsn>, AppendError> {
+        let Some(link) = self.link.as_ref() else { return Ok(None) };
+        link.durable.append(&f(&link.client)).map(Some)
+    }
+
+    /// The number of the delivery at the head of the queue.
+    fn head_seq(&self) -> u64 {
+        self.next_seq.saturating_sub(self.queue.len() as u64)
+    }
+
+    /// The record of a delivery still to be sent: what a checkpoint writes for each queued delivery, in order,
+    /// with its number and, when in flight, its packet identifier and state.
+    pub fn for_each_entry(&self, mut f: impl FnMut(u64, &Delivery, Option<(PacketId, InflightState)>)) {
+        for e in &self.inflight {
+            f(e.seq, &e.delivery, Some((e.id, e.state)));
+        }
+        let head = self.head_seq();
+        for (i, d) in self.queue.iter().enumerate() {
+            f(head.saturating_add(i as u64), d, None);
+        }
+    }
+
+    /// Restores a delivery that was in flight (recovery): it is resent, with DUP, when the session resumes.
+    pub fn restore_inflight(&mut self, id: PacketId, delivery: Delivery, state: InflightState) {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.saturating_add(1);
+        self.last_id = self.last_id.max(id.get());
+        self.inflight.push_back(Inflight { id, delivery, state, sent: false, seq });
+        self.unsent += 1;
+    }
+
+    /// Restores a queued delivery (recovery), after every in-flight one.
+    pub fn restore_queued(&mut self, delivery: Delivery) {
+        self.queued_bytes = self.queued_bytes.saturating_add(delivery.msg.cost());
+        self.queue.push_back(delivery);
+        self.next_seq = self.next_seq.saturating_add(1);
+    }
+
+    /// The journal position what [`Outbox::next_send`] yielded must wait for before it is written, if any (see
+    /// `Link::send_wait`).
+    pub fn send_wait(&self) -> Option<Lsn> {
+        let link = self.link.as_ref()?;
+        (!link.durable.is_durable(link.send_wait)).then_some(link.send_wait)
+    }
+
+    /// Notes a record that a QoS 2 PUBLISH or PUBREL must wait for.
+    fn hold_send(&mut self, lsn: Option<Lsn>) {
+        if let (Some(link), Some(lsn)) = (&mut self.link, lsn) {
+            link.send_wait = link.send_wait.max(lsn);
         }
     }
 
@@ -144,7 +254,10 @@ impl Outbox {
     /// # Errors
     /// [`Rejected::Full`] when the queue is at a limit (the drop is counted), [`Rejected::Offline`] for QoS 0
     /// while offline unless configured to queue it.
-    pub fn push(&mut self, delivery: Delivery, online: bool) -> Result<(), Rejected> {
+    ///
+    /// A persistent session's outbox journals the delivery first, naming the stored message `msg` (which the
+    /// caller stores once for all the sessions it goes to); the record's position is returned.
+    pub fn push(&mut self, delivery: Delivery, online: bool, msg: Option<u64>) -> Result<Option<Lsn>, Rejected> {
         if self.skips_offline(&delivery, online) {
             return Err(Rejected::Offline);
         }
@@ -152,9 +265,28 @@ impl Outbox {
             self.dropped = self.dropped.saturating_add(1);
             return Err(Rejected::Full);
         }
+        let mut lsn = None;
+        if let Some(link) = &mut self.link {
+            let record = Record::Enqueue {
+                client: &link.client,
+                seq: self.next_seq,
+                msg: msg.unwrap_or_default(),
+                qos: delivery.qos,
+                retain: delivery.retain,
+                sub_ids: delivery.sub_ids.to_vec(),
+            };
+            match link.durable.append(&record) {
+                Ok(at) => lsn = Some(at),
+                Err(_) => {
+                    self.dropped = self.dropped.saturating_add(1);
+                    return Err(Rejected::Store);
+                }
+            }
+        }
         self.queued_bytes = self.queued_bytes.saturating_add(delivery.msg.cost());
         self.queue.push_back(delivery);
-        Ok(())
+        self.next_seq = self.next_seq.saturating_add(1);
+        Ok(lsn)
     }
 
     /// The next thing to send, if the window allows: resends first (DUP PUBLISH or PUBREL), then queued messages
@@ -169,7 +301,7 @@ impl Outbox {
             // message that is to be resent after a reconnect, so that an expired message never reaches a client. A
             // QoS 2 message already at PUBREL finishes its flow.
             if entry.state != InflightState::AwaitPubComp && entry.delivery.msg.is_expired(now) {
-                self.remove_at(pos);
+                self.finish_at(pos);
                 self.expired = self.expired.saturating_add(1);
                 continue;
             }
@@ -183,25 +315,33 @@ impl Outbox {
         loop {
             let head = self.queue.front()?;
             if head.msg.is_expired(now) {
+                let seq = self.head_seq();
                 let head = self.queue.pop_front()?;
                 self.queued_bytes = self.queued_bytes.saturating_sub(head.msg.cost());
                 self.expired = self.expired.saturating_add(1);
                 self.taken = self.taken.wrapping_add(1);
+                self.record(|client| Record::Done { client, seq });
                 continue;
             }
             if head.qos != QoS::AtMostOnce && self.inflight.len() >= usize::from(self.window) {
                 return None;
             }
+            let seq = self.head_seq();
             let delivery = self.queue.pop_front()?;
             self.queued_bytes = self.queued_bytes.saturating_sub(delivery.msg.cost());
             self.taken = self.taken.wrapping_add(1);
             if delivery.qos == QoS::AtMostOnce {
+                self.record(|client| Record::Done { client, seq });
                 return Some(Send::Publish { id: None, delivery, dup: false });
             }
             let id = self.next_id();
             let state =
                 if delivery.qos == QoS::AtLeastOnce { InflightState::AwaitPubAck } else { InflightState::AwaitPubRec };
-            self.inflight.push_back(Inflight { id, delivery: delivery.clone(), state, sent: true });
+            let lsn = self.record(|client| Record::Sent { client, seq, pid: id.get() });
+            if state == InflightState::AwaitPubRec {
+                self.hold_send(lsn);
+            }
+            self.inflight.push_back(Inflight { id, delivery: delivery.clone(), state, sent: true, seq });
             return Some(Send::Publish { id: Some(id), delivery, dup: false });
         }
     }
@@ -229,14 +369,20 @@ impl Outbox {
         let Some(e) = self.inflight.get_mut(pos) else { return false };
         match e.state {
             InflightState::AwaitPubRec if failed => {
-                self.remove_at(pos);
+                self.finish_at(pos);
                 true
             }
             // First PUBREC, or a repeat after our PUBREL was lost: (re)send PUBREL.
             InflightState::AwaitPubRec | InflightState::AwaitPubComp => {
+                let first = e.state == InflightState::AwaitPubRec;
                 e.state = InflightState::AwaitPubComp;
+                let seq = e.seq;
                 if std::mem::replace(&mut e.sent, false) {
                     self.unsent += 1;
+                }
+                if first {
+                    let lsn = self.record(|client| Record::Released { client, seq });
+                    self.hold_send(lsn);
                 }
                 true
             }
@@ -253,7 +399,7 @@ impl Outbox {
     /// Size); it is counted as dropped.
     pub fn discard(&mut self, id: PacketId) {
         if let Some(pos) = self.inflight.iter().position(|e| e.id == id) {
-            self.remove_at(pos);
+            self.finish_at(pos);
         }
         self.dropped = self.dropped.saturating_add(1);
     }
@@ -266,17 +412,21 @@ impl Outbox {
     fn remove_where(&mut self, id: PacketId, state: InflightState) -> bool {
         match self.inflight.iter().position(|e| e.id == id && e.state == state) {
             Some(pos) => {
-                self.remove_at(pos);
+                self.finish_at(pos);
                 true
             }
             None => false,
         }
     }
 
-    fn remove_at(&mut self, pos: usize) {
-        if self.inflight.remove(pos).is_some_and(|e| !e.sent) {
+    /// Removes a finished in-flight delivery (acknowledged, expired or given up) and journals that it is done.
+    fn finish_at(&mut self, pos: usize) {
+        let Some(e) = self.inflight.remove(pos) else { return };
+        if !e.sent {
             self.unsent = self.unsent.saturating_sub(1);
         }
+        let seq = e.seq;
+        self.record(|client| Record::Done { client, seq });
     }
 
     /// The connection went away: everything in flight is resent when the session resumes.
@@ -371,7 +521,7 @@ mod tests {
         let now = Instant::now();
         let mut o = Outbox::new(limits(2, 10));
         for n in 0..4 {
-            o.push(d(n, QoS::AtLeastOnce), true).unwrap();
+            o.push(d(n, QoS::AtLeastOnce), true, None).unwrap();
         }
         let (id0, p0, _) = publish_payload(o.next_send(now));
         let (_, p1, _) = publish_payload(o.next_send(now));
@@ -387,8 +537,8 @@ mod tests {
         let now = Instant::now();
         let mut o = Outbox::new(limits(10, 10));
         o.set_receive_maximum(1);
-        o.push(d(1, QoS::AtLeastOnce), true).unwrap();
-        o.push(d(2, QoS::AtLeastOnce), true).unwrap();
+        o.push(d(1, QoS::AtLeastOnce), true, None).unwrap();
+        o.push(d(2, QoS::AtLeastOnce), true, None).unwrap();
         assert!(o.next_send(now).is_some());
         assert_eq!(o.next_send(now), None);
     }
@@ -397,8 +547,8 @@ mod tests {
     fn resend_after_disconnect_sets_dup_and_resends_pubrel() {
         let now = Instant::now();
         let mut o = Outbox::new(limits(10, 10));
-        o.push(d(1, QoS::AtLeastOnce), true).unwrap();
-        o.push(d(2, QoS::ExactlyOnce), true).unwrap();
+        o.push(d(1, QoS::AtLeastOnce), true, None).unwrap();
+        o.push(d(2, QoS::ExactlyOnce), true, None).unwrap();
         let (id1, _, dup1) = publish_payload(o.next_send(now));
         let (id2, _, _) = publish_payload(o.next_send(now));
         assert!(!dup1);
@@ -418,9 +568,9 @@ mod tests {
         let now = Instant::now();
         let mut o = Outbox::new(limits(10, 10));
         let consistent = |o: &Outbox| assert_eq!(o.unsent, o.inflight.iter().filter(|e| !e.sent).count());
-        o.push(d(1, QoS::AtLeastOnce), true).unwrap();
-        o.push(d(2, QoS::ExactlyOnce), true).unwrap();
-        o.push(d(3, QoS::AtLeastOnce), true).unwrap();
+        o.push(d(1, QoS::AtLeastOnce), true, None).unwrap();
+        o.push(d(2, QoS::ExactlyOnce), true, None).unwrap();
+        o.push(d(3, QoS::AtLeastOnce), true, None).unwrap();
         let ids: Vec<PacketId> = (0..3).map(|_| publish_payload(o.next_send(now)).0.unwrap()).collect();
         assert!(!o.has_pending());
         assert!(o.on_pubrec(ids[1], false));
@@ -450,11 +600,11 @@ mod tests {
     #[test]
     fn full_queue_drops_and_counts() {
         let mut o = Outbox::new(limits(1, 2));
-        o.push(d(1, QoS::AtLeastOnce), false).unwrap();
-        o.push(d(2, QoS::AtLeastOnce), false).unwrap();
-        assert_eq!(o.push(d(3, QoS::AtLeastOnce), false), Err(Rejected::Full));
+        o.push(d(1, QoS::AtLeastOnce), false, None).unwrap();
+        o.push(d(2, QoS::AtLeastOnce), false, None).unwrap();
+        assert_eq!(o.push(d(3, QoS::AtLeastOnce), false, None), Err(Rejected::Full));
         assert_eq!(o.dropped(), 1);
-        assert_eq!(o.push(d(4, QoS::AtMostOnce), false), Err(Rejected::Offline));
+        assert_eq!(o.push(d(4, QoS::AtMostOnce), false, None), Err(Rejected::Offline));
         assert_eq!(o.dropped(), 1);
     }
 
@@ -468,8 +618,8 @@ mod tests {
             retain: false,
             sub_ids: Box::default(),
         };
-        o.push(big.clone(), false).unwrap();
-        assert_eq!(o.push(big, false), Err(Rejected::Full));
+        o.push(big.clone(), false, None).unwrap();
+        assert_eq!(o.push(big, false, None), Err(Rejected::Full));
     }
 
     #[test]
@@ -479,8 +629,8 @@ mod tests {
         let mut msg = Message::from_parts("t", &[1], QoS::AtLeastOnce, false);
         msg.expires_at = Some(now + Duration::from_secs(1));
         let old = Delivery { msg: Arc::new(msg), ..d(1, QoS::AtLeastOnce) };
-        o.push(old, true).unwrap();
-        o.push(d(2, QoS::AtLeastOnce), true).unwrap();
+        o.push(old, true, None).unwrap();
+        o.push(d(2, QoS::AtLeastOnce), true, None).unwrap();
         assert_eq!(publish_payload(o.next_send(now + Duration::from_secs(2))).1, 2);
         assert_eq!(o.expired(), 1);
     }
@@ -489,10 +639,10 @@ mod tests {
     fn backlog_thresholds() {
         let mut o = Outbox::new(limits(10, 10 * BACKLOG_MESSAGES));
         for _ in 0..BACKLOG_MESSAGES {
-            o.push(d(0, QoS::AtMostOnce), true).unwrap();
+            o.push(d(0, QoS::AtMostOnce), true, None).unwrap();
         }
         assert!(!o.is_backlogged() && !o.has_caught_up());
-        o.push(d(0, QoS::AtMostOnce), true).unwrap();
+        o.push(d(0, QoS::AtMostOnce), true, None).unwrap();
         assert!(o.is_backlogged());
         let now = Instant::now();
         while !o.has_caught_up() {
@@ -507,7 +657,7 @@ mod tests {
         let mut o = Outbox::new(limits(3, 10));
         o.last_id = u16::MAX - 1;
         for n in 0..3 {
-            o.push(d(n, QoS::AtLeastOnce), true).unwrap();
+            o.push(d(n, QoS::AtLeastOnce), true, None).unwrap();
         }
         let ids: Vec<u16> = (0..3).map(|_| publish_payload(o.next_send(now)).0.unwrap().get()).collect();
         assert_eq!(ids, vec![u16::MAX, 1, 2]);

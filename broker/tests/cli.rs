@@ -13,6 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_broker");
 fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("RUST_LOG");
+    cmd.env("BROKER__PERSISTENCE__PATH", data_dir());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -26,6 +27,13 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+/// A persistence directory of its own for each broker a test starts (one broker per directory).
+fn data_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("broker-cli-test-{}-data-{n}", std::process::id()))
 }
 
 fn temp_file(name: &str, contents: &str) -> PathBuf {
@@ -51,7 +59,9 @@ fn print_default_config_prints_the_commented_toml() {
     // What it prints is a valid config file for the binary itself.
     let path = temp_file("printed.toml", &text);
     let parsed = broker::config::Config::from_toml(&text).unwrap();
-    assert_eq!(parsed, broker::config::Config::default());
+    let mut want = broker::config::Config::default();
+    want.settings.persistence.enabled = true;
+    assert_eq!(parsed, want);
     assert!(path.exists());
 }
 
@@ -110,6 +120,7 @@ impl Running {
     fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(BIN);
         cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).env_remove("RUST_LOG");
+        cmd.env("BROKER__PERSISTENCE__PATH", data_dir());
         for (k, v) in envs {
             cmd.env(k, v);
         }

@@ -73,6 +73,10 @@ pub struct BrokerProcess {
     child: Child,
     /// Everything it wrote to stderr so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Its persistence directory.
+    pub data: PathBuf,
+    /// Whether the directory is removed when the broker is dropped.
+    owns_data: bool,
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -108,6 +112,17 @@ impl BrokerProcess {
     /// Starts the built broker with `--listen 127.0.0.1:0` plus `extra_args`, and waits (10 s) for the
     /// `listening addr=` line. `None` (a skip) when the binary is missing and interop is not required.
     pub fn start(extra_args: &[&str]) -> Option<Self> {
+        // A persistence directory of its own (one broker per directory), removed when the broker is dropped.
+        let data = std::env::temp_dir().join(format!("broker-test-{}-{}", std::process::id(), crate::unique("data")));
+        let mut broker = Self::start_in(&data, extra_args)?;
+        broker.owns_data = true;
+        Some(broker)
+    }
+
+    /// [`BrokerProcess::start`] with the persistence directory `data`, which outlives the broker: a broker started
+    /// again on it recovers what this one left.
+    pub fn start_in(data: &Path, extra_args: &[&str]) -> Option<Self> {
+        let data = data.to_path_buf();
         let bin = broker_bin();
         if !require("the broker binary (cargo build -p broker)", bin.is_some()) {
             return None;
@@ -116,6 +131,7 @@ impl BrokerProcess {
         let mut child = Command::new(&bin)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
+            .env("BROKER__PERSISTENCE__PATH", &data)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -138,7 +154,7 @@ impl BrokerProcess {
             }
         });
         match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(addr) => Some(Self { addr, child, log }),
+            Ok(addr) => Some(Self { addr, child, log, data, owns_data: false }),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -162,10 +178,35 @@ impl BrokerProcess {
     }
 }
 
+impl BrokerProcess {
+    /// Kills the broker with SIGKILL (a crash: nothing is flushed) and waits until it is gone.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits (10 s at most) for the broker to exit; returns its exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the broker did not exit within 10 s of SIGTERM; stderr:\n{}", self.log_text());
+    }
+}
+
 impl Drop for BrokerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.owns_data {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
     }
 }
 

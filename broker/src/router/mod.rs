@@ -8,25 +8,30 @@
 //! waits for it before reading more ([`SessionHandle::caught_up`]). A message for several subscribers is shared
 //! ([`Delivery`] holds an `Arc`) and encoded once per shape ([`Message::encoded`]).
 
+mod durable;
 pub mod retained;
 mod sessions;
 pub mod store;
 pub mod trie;
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mqtt_codec::{QoS, ReasonCode, RetainHandling, SharedFilter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::journal::Lsn;
 use crate::message::Message;
-use crate::queue::{Delivery, Outbox, OutboxLimits, Rejected};
+use crate::persist::{Durable, Record};
+use crate::queue::{Delivery, OutboxLimits, Rejected};
 use store::{MemoryStore, Store};
 use trie::Trie;
 
+pub use durable::DurableState;
 use sessions::pushed;
 pub use sessions::{ConnLink, PacketIds, SessionHandle, SessionRef, SessionState, Subscriptions};
 
@@ -85,6 +90,17 @@ impl SubOpts {
     /// Plain options: a QoS and nothing else.
     pub fn qos(qos: QoS) -> Self {
         Self { qos, no_local: false, retain_as_published: false, id: None }
+    }
+
+    /// The options as the journal stores them.
+    pub fn stored(self) -> crate::persist::record::StoredSubOpts {
+        let Self { qos, no_local, retain_as_published, id } = self;
+        crate::persist::record::StoredSubOpts { qos, no_local, retain_as_published, id }
+    }
+
+    /// The options read back from the journal.
+    pub fn from_stored(o: crate::persist::record::StoredSubOpts) -> Self {
+        Self { qos: o.qos, no_local: o.no_local, retain_as_published: o.retain_as_published, id: o.id }
     }
 }
 
@@ -147,6 +163,10 @@ pub struct Router {
     backlogged: Option<Arc<SessionHandle>>,
     /// See [`Router::connection_ended`].
     conn_ended: Arc<Notify>,
+    /// The journal, when persistence is on (see [`crate::persist`]).
+    durable: Option<Durable>,
+    /// The last journal position appended since [`Router::take_lsn`] (see there).
+    lsn: Cell<Lsn>,
 }
 
 /// Another connection is attached to the session: it has been kicked; wait for [`Router::connection_ended`] and
@@ -175,6 +195,8 @@ impl Router {
             backlogged: None,
             caught_up: Arc::default(),
             conn_ended: Arc::default(),
+            durable: None,
+            lsn: Cell::new(Lsn::ZERO),
         }
     }
 
@@ -234,29 +256,15 @@ impl Router {
                 state.expiry = expiry;
                 state.disconnected_at = None;
                 state.outbox.on_disconnect();
+                self.journal_resume(&existing, &mut state);
                 drop(state);
                 return (existing, true);
             }
             drop(state);
             self.remove_session(&existing);
         }
-        let handle = Arc::new(SessionHandle {
-            client_id: Arc::from(client_id),
-            state: Mutex::new(SessionState {
-                outbox: Outbox::new(self.limits.outbox),
-                inbound_qos2: PacketIds::default(),
-                expiry,
-                disconnected_at: None,
-                conn: Some(link),
-                subscriptions: Subscriptions::default(),
-                holds_publishers: false,
-                stalled: false,
-                drops_since_log: 0,
-                last_drop_log: None,
-            }),
-            wake: Notify::new(),
-            caught_up: self.caught_up.clone(),
-        });
+        let handle = self.new_session(client_id, expiry, Some(link));
+        self.journal_open(&handle);
         self.store.insert_session(handle.clone());
         (handle, false)
     }
@@ -303,10 +311,10 @@ impl Router {
             session.caught_up.notify_waiters();
         }
         let expiry = state.expiry;
+        let will = will.map(|(msg, delay)| (msg, delay.min(expiry.unwrap_or(Duration::MAX))));
+        self.journal_offline(session, &mut state, will.as_ref(), now);
         drop(state);
-        if let Some((msg, delay)) = will {
-            let until_session_end = expiry.unwrap_or(Duration::MAX);
-            let wait = delay.min(until_session_end);
+        if let Some((msg, wait)) = will {
             if wait.is_zero() {
                 self.publish_will(msg, now);
             } else {
@@ -323,13 +331,14 @@ impl Router {
         let mut due = Vec::new();
         self.pending_wills.retain(|w| {
             if w.due <= now {
-                due.push(w.msg.clone());
+                due.push((w.client_id.clone(), w.msg.clone()));
                 false
             } else {
                 true
             }
         });
-        for msg in due {
+        for (client, msg) in due {
+            self.journal(&Record::Will { client: &client, will: None, due_ms: None });
             self.publish_will(msg, now);
         }
         let expired: Vec<Arc<SessionHandle>> =
@@ -348,7 +357,14 @@ impl Router {
         if self.store.session(&session.client_id).is_some_and(|s| Arc::ptr_eq(s, session)) {
             self.store.remove_session(&session.client_id);
         }
-        let filters = session.lock().subscriptions.take_filters();
+        let mut state = session.lock();
+        if state.outbox.is_durable() {
+            state.outbox.make_volatile();
+            state.will = None;
+            self.journal(&Record::SessionEnd { client: &session.client_id });
+        }
+        let filters = state.subscriptions.take_filters();
+        drop(state);
         for f in filters {
             self.unlink(session, &f);
         }
@@ -383,6 +399,7 @@ impl Router {
         retain_handling: RetainHandling,
         now: Instant,
     ) -> Result<QoS, SubscribeError> {
+        self.lsn.set(Lsn::ZERO);
         let existed = {
             let mut state = session.lock();
             let existed = state.subscriptions.contains(filter);
@@ -390,6 +407,9 @@ impl Router {
                 return Err(SubscribeError::TooMany);
             }
             state.subscriptions.insert(filter, opts);
+            if state.outbox.is_durable() {
+                self.journal(&Record::Subscribe { client: &session.client_id, filter, opts: opts.stored() });
+            }
             existed
         };
         let key = SessionRef(session.clone());
@@ -422,7 +442,8 @@ impl Router {
                 let msg = Arc::new(msg);
                 // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-8]. The subscriber reads them
                 // at its pace: nobody waits for it.
-                self.deliver(session, Delivery { msg, qos, retain: true, sub_ids }, &mut None);
+                let delivery = Delivery { msg, qos, retain: true, sub_ids };
+                self.deliver(session, delivery, &mut None, &mut None, now);
             }
         }
         Ok(opts.qos)
@@ -430,7 +451,13 @@ impl Router {
 
     /// Removes a subscription. Returns whether it existed.
     pub fn unsubscribe(&mut self, session: &Arc<SessionHandle>, filter: &str) -> bool {
-        let existed = session.lock().subscriptions.remove(filter).is_some();
+        self.lsn.set(Lsn::ZERO);
+        let mut state = session.lock();
+        let existed = state.subscriptions.remove(filter).is_some();
+        if existed && state.outbox.is_durable() {
+            self.journal(&Record::Unsubscribe { client: &session.client_id, filter });
+        }
+        drop(state);
         if existed {
             self.unlink(session, filter);
         }
@@ -442,15 +469,22 @@ impl Router {
     /// Subscription Identifier [MQTT-3.3.4-3..5], and one copy per matching shared group. `origin` is the
     /// publishing session, for No Local.
     pub fn publish(&mut self, mut msg: Message, origin: Option<&Arc<SessionHandle>>, now: Instant) -> Routed {
-        // What `take_backlogged` reports after this call is about this message only (a will published by the
-        // broker itself has no publisher to hold back).
+        // What `take_backlogged` and `take_lsn` report after this call is about this message only (a will published
+        // by the broker itself has no publisher to hold back).
         self.backlogged = None;
-        if msg.retain && self.store.set_retained(&msg).is_err() {
-            tracing::warn!(
-                topic = msg.topic(),
-                max = self.limits.max_retained,
-                "retained store full; message not retained"
-            );
+        self.lsn.set(Lsn::ZERO);
+        // The message's identifier in the journal, once stored (for the retained store or a persistent session).
+        let mut stored = None;
+        if msg.retain {
+            if self.store.set_retained(&msg).is_err() {
+                tracing::warn!(
+                    topic = msg.topic(),
+                    max = self.limits.max_retained,
+                    "retained store full; message not retained"
+                );
+            } else {
+                self.journal_retained(&msg, &mut stored, now);
+            }
         }
         if msg.is_expired(now) {
             return Routed::default();
@@ -493,7 +527,7 @@ impl Router {
             let Some(qos) = qos else { continue };
             routed.matched += 1;
             let delivery = Delivery { msg: msg.clone(), qos: qos.min(msg.qos), retain, sub_ids: sub_ids.into() };
-            if !self.deliver(&session.0, delivery, &mut backlogged) {
+            if !self.deliver(&session.0, delivery, &mut backlogged, &mut stored, now) {
                 routed.dropped += 1;
             }
         }
@@ -502,7 +536,7 @@ impl Router {
 
         for name in groups {
             routed.matched += 1;
-            if !self.deliver_shared(&name, &msg) {
+            if !self.deliver_shared(&name, &msg, &mut stored, now) {
                 routed.dropped += 1;
             }
         }
@@ -511,7 +545,7 @@ impl Router {
 
     /// Gives a message to one member of a shared group: the next in turn that is online and has room, else any
     /// member that can queue it. Returns false if no member could take it.
-    fn deliver_shared(&mut self, name: &Arc<str>, msg: &Arc<Message>) -> bool {
+    fn deliver_shared(&mut self, name: &Arc<str>, msg: &Arc<Message>, stored: &mut Option<u64>, now: Instant) -> bool {
         let strategy = self.limits.shared_strategy;
         let start = match strategy {
             SharedStrategy::RoundRobin => self.groups.get(name).map_or(0, |g| g.next),
@@ -540,7 +574,7 @@ impl Router {
                     retain: opts.retain_as_published && msg.retain,
                     sub_ids: opts.id.into_iter().collect(),
                 };
-                if self.try_push(&session.0, delivery) {
+                if self.try_push(&session.0, delivery, stored, now) {
                     if let Some(group) = self.groups.get_mut(name) {
                         group.next = (slot + 1) % n;
                     }
@@ -564,14 +598,30 @@ impl Router {
     }
 
     /// Pushes into a session's queue without counting a refusal. Returns whether it was queued.
-    fn try_push(&mut self, session: &Arc<SessionHandle>, delivery: Delivery) -> bool {
+    fn try_push(
+        &mut self,
+        session: &Arc<SessionHandle>,
+        delivery: Delivery,
+        stored: &mut Option<u64>,
+        now: Instant,
+    ) -> bool {
         let mut state = session.lock();
         let online = state.conn.is_some();
-        if state.outbox.would_accept(&delivery, online) && state.outbox.push(delivery, online).is_ok() {
-            pushed(&mut self.backlogged, session, state);
-            return true;
+        if !state.outbox.would_accept(&delivery, online) {
+            return false;
         }
-        false
+        let id = if state.outbox.is_durable() { self.message_id(stored, &delivery.msg, now) } else { None };
+        if state.outbox.is_durable() && id.is_none() {
+            return false;
+        }
+        match state.outbox.push(delivery, online, id) {
+            Ok(lsn) => {
+                self.note_lsn(lsn);
+                pushed(&mut self.backlogged, session, state);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Queues a delivery for a session; a full queue drops it, counted and logged. Returns whether it was queued
@@ -582,15 +632,34 @@ impl Router {
         session: &Arc<SessionHandle>,
         delivery: Delivery,
         backlogged: &mut Option<Arc<SessionHandle>>,
+        stored: &mut Option<u64>,
+        now: Instant,
     ) -> bool {
         let mut state = session.lock();
         let online = state.conn.is_some();
-        match state.outbox.push(delivery, online) {
-            Ok(()) => {
+        let id = if state.outbox.is_durable() && state.outbox.would_accept(&delivery, online) {
+            self.message_id(stored, &delivery.msg, now)
+        } else {
+            None
+        };
+        let pushed_to = if state.outbox.is_durable() && id.is_none() && state.outbox.would_accept(&delivery, online) {
+            state.outbox.count_dropped();
+            Err(Rejected::Store)
+        } else {
+            state.outbox.push(delivery, online, id)
+        };
+        match pushed_to {
+            Ok(lsn) => {
+                self.note_lsn(lsn);
                 pushed(backlogged, session, state);
                 true
             }
             Err(Rejected::Offline) => true,
+            Err(Rejected::Store) => {
+                self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(client_id = &*session.client_id, "journal full or failed; message not queued");
+                false
+            }
             Err(Rejected::Full) => {
                 self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
                 if self.limits.disconnect_slow_consumers
@@ -854,6 +923,7 @@ mod tests {
                     sub_ids: Box::default(),
                 },
                 true,
+                None,
             )
             .unwrap();
         for n in 0..1u8 {

@@ -46,6 +46,11 @@ impl Retained {
         self.messages.values().filter(move |m| mqtt_codec::matches(filter, m.topic()))
     }
 
+    /// Every retained message.
+    pub fn all(&self) -> impl Iterator<Item = &Message> + '_ {
+        self.messages.values()
+    }
+
     /// Number of retained messages.
     pub fn len(&self) -> usize {
         self.messages.len()

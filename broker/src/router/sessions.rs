@@ -67,6 +67,9 @@ pub struct SessionState {
     /// (a hung dashboard, a device behind a dead link not yet noticed). It holds no publishers until it has caught
     /// up, so its queue grows to the configured limits instead of slowing every publisher it subscribes to.
     pub stalled: bool,
+    /// The will of a persistent session's connection, and its delay, as journaled: a checkpoint writes it again
+    /// (the connection holds the will it publishes).
+    pub will: Option<Box<(crate::message::Message, Duration)>>,
     pub(super) drops_since_log: u64,
     pub(super) last_drop_log: Option<std::time::Instant>,
 }
@@ -101,6 +104,11 @@ impl PacketIds {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The ids, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = PacketId> + '_ {
+        self.0.iter().flat_map(|ids| ids.iter().copied())
     }
 }
 
@@ -141,6 +149,11 @@ impl Subscriptions {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Each filter with its options.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, SubOpts)> + '_ {
+        self.0.iter().map(|(f, o)| (&**f, *o))
     }
 
     /// Removes them all and returns their filters.

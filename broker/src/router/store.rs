@@ -29,6 +29,8 @@ pub trait Store: Send + std::fmt::Debug {
     fn set_retained(&mut self, msg: &Message) -> Result<(), RetainedFull>;
     /// Calls `f` with every retained message matching `filter`.
     fn for_each_retained(&self, filter: &str, f: &mut dyn FnMut(&Message));
+    /// Calls `f` with every retained message (`$` topics too).
+    fn for_each_retained_message(&self, f: &mut dyn FnMut(&Message));
     /// Retained messages held.
     fn retained_count(&self) -> usize;
 }
@@ -74,6 +76,10 @@ impl Store for MemoryStore {
 
     fn for_each_retained(&self, filter: &str, f: &mut dyn FnMut(&Message)) {
         self.retained.matching(filter).for_each(f);
+    }
+
+    fn for_each_retained_message(&self, f: &mut dyn FnMut(&Message)) {
+        self.retained.all().for_each(f);
     }
 
     fn retained_count(&self) -> usize {

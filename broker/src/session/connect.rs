@@ -294,7 +294,11 @@ fn accept(
         auth_method: None,
         reauth: None,
         backlogged: None,
+        durable_wait: None,
     };
+    if session.handle.lock().outbox.is_durable() {
+        session.ctx.router().note_will(&session.handle, session.will.as_deref(), now);
+    }
 
     // CONNACK properties (MQTT 5): what the server grants and offers.
     let response_information = caps

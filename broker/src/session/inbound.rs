@@ -86,11 +86,14 @@ impl Session {
             }
             let mut router = s.ctx.router();
             let routed = router.publish(msg, Some(&s.handle), now);
+            let lsn = router.take_lsn();
             if let Some(slow) = router.take_backlogged()
                 && !Arc::ptr_eq(&slow, &s.handle)
             {
                 s.backlogged = Some(slow);
             }
+            drop(router);
+            s.wait_for(lsn);
             routed
         };
         let outcome = |routed: Routed| {
@@ -121,8 +124,8 @@ impl Session {
                     (false, _) => ReasonCode::Success,
                     (true, refused) => refused,
                 };
-                if !reason.is_error() {
-                    self.handle.lock().inbound_qos2.insert(id);
+                if !reason.is_error() && self.handle.lock().inbound_qos2.insert(id) {
+                    self.journal_inbound(id, true)?;
                 }
                 self.send_ack(false, id, reason)?;
             }
@@ -167,6 +170,7 @@ impl Session {
         let v5 = self.version.is_v5();
         let id = s.properties.subscription_identifier();
         let mut codes = Vec::new();
+        let mut wait = None;
         {
             let mut router = self.ctx.router();
             for sub in s.subscriptions.iter() {
@@ -188,7 +192,12 @@ impl Session {
                         retain_as_published: sub.options.retain_as_published,
                         id,
                     };
-                    match router.subscribe(&self.handle, filter.as_str(), opts, sub.options.retain_handling, now) {
+                    let granted =
+                        router.subscribe(&self.handle, filter.as_str(), opts, sub.options.retain_handling, now);
+                    if let Some(lsn) = router.take_lsn() {
+                        wait = Some(wait.map_or(lsn, |w: crate::journal::Lsn| w.max(lsn)));
+                    }
+                    match granted {
                         Ok(QoS::AtMostOnce) => ReasonCode::Success,
                         Ok(QoS::AtLeastOnce) => ReasonCode::GrantedQoS1,
                         Ok(QoS::ExactlyOnce) => ReasonCode::GrantedQoS2,
@@ -199,6 +208,7 @@ impl Session {
                 codes.push(if v5 || !code.is_error() { code } else { ReasonCode::UnspecifiedError });
             }
         }
+        self.wait_for(wait);
         let ack = SubAck { packet_id: s.packet_id, properties: Properties::empty(), codes: List::from_slice(&codes) };
         self.send(&Packet::SubAck(ack))
     }
@@ -209,6 +219,9 @@ impl Session {
             let mut router = self.ctx.router();
             for f in u.filters.iter() {
                 let existed = router.unsubscribe(&self.handle, f.as_str());
+                if let Some(lsn) = router.take_lsn() {
+                    self.durable_wait = Some(self.durable_wait.map_or(lsn, |w| w.max(lsn)));
+                }
                 codes.push(if existed { ReasonCode::Success } else { ReasonCode::NoSubscriptionExisted });
             }
         }

@@ -21,13 +21,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_codec::{
-    Ack, Auth, DecodeError, Disconnect, EncodeError, Packet, PacketType, Properties, Property, ProtocolVersion,
-    ReasonCode, decode,
+    Ack, Auth, DecodeError, Disconnect, EncodeError, Packet, PacketId, PacketType, Properties, Property,
+    ProtocolVersion, ReasonCode, decode,
 };
 use tokio::time::Instant;
 
 use crate::config::MqttSettings;
+use crate::journal::Lsn;
 use crate::message::Message;
+use crate::persist::{Durable, Record};
 use crate::router::{Counters, Router, SessionHandle};
 use auth::{AuthExchange, AuthStep, Authenticator};
 
@@ -111,6 +113,8 @@ pub struct Context {
     pub caps: Arc<Capabilities>,
     /// Enhanced authentication methods.
     pub auth: Arc<dyn Authenticator>,
+    /// The journal, when persistence is on.
+    pub durable: Option<Durable>,
 }
 
 impl std::fmt::Debug for Context {
@@ -165,6 +169,8 @@ pub struct Session {
     reauth: Option<Box<dyn AuthExchange>>,
     /// A subscriber whose queue became backlogged with messages this client published.
     backlogged: Option<Arc<SessionHandle>>,
+    /// The journal position that must be durable before the output is sent (see [`Session::take_durable_wait`]).
+    durable_wait: Option<Lsn>,
 }
 
 /// A connection's MQTT 5 topic aliases.
@@ -215,6 +221,41 @@ impl Session {
         &mut self.out
     }
 
+    /// The journal position the output must wait for: what the acknowledgements in it answer for (a message stored
+    /// for persistent sessions, a subscription, an inbound QoS 2 identifier) is durable only once the journal is
+    /// durable there. `None` when nothing waits (no persistence, or nothing durable was changed). The connection
+    /// waits with [`Durable::wait`] before it writes the output.
+    pub fn take_durable_wait(&mut self) -> Option<Lsn> {
+        self.durable_wait.take()
+    }
+
+    /// The journal, when persistence is on.
+    pub fn durable(&self) -> Option<&Durable> {
+        self.ctx.durable.as_ref()
+    }
+
+    fn wait_for(&mut self, lsn: Option<Lsn>) {
+        if let Some(lsn) = lsn {
+            self.durable_wait = Some(self.durable_wait.map_or(lsn, |w| w.max(lsn)));
+        }
+    }
+
+    /// Journals that an inbound QoS 2 identifier is held (until PUBREL) or released; the acknowledgement waits
+    /// for it.
+    fn journal_inbound(&mut self, id: PacketId, held: bool) -> Result<(), ProtocolError> {
+        let appended = self.handle.lock().outbox.append(|client| Record::Inbound { client, pid: id.get(), held });
+        match appended {
+            Ok(lsn) => {
+                self.wait_for(lsn);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(client_id = self.client_id(), error = %e, "journal refused an inbound QoS 2 record");
+                Err(ProtocolError::Violation(ReasonCode::QuotaExceeded, "message store full"))
+            }
+        }
+    }
+
     /// When [`Session::on_timeout`] must be called, if ever.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.keep_alive.map(|k| self.last_rx + k)
@@ -259,6 +300,9 @@ impl Session {
             }
             Packet::PubRel(a) => {
                 let known = self.handle.lock().inbound_qos2.remove(&a.packet_id);
+                if known {
+                    self.journal_inbound(a.packet_id, false)?;
+                }
                 let mut comp = Ack::new(a.packet_id);
                 if !known && self.version.is_v5() {
                     comp.reason = ReasonCode::PacketIdentifierNotFound;

@@ -53,7 +53,10 @@ impl Session {
             }
         };
         handle.release_publishers(&mut state);
+        // A QoS 2 PUBLISH or PUBREL goes out once its record is durable (see `crate::persist`).
+        let wait = state.outbox.send_wait();
         drop(state);
+        self.wait_for(wait);
         let counters = &self.ctx.counters;
         counters.messages_delivered.fetch_add(delivered, Ordering::Relaxed);
         if dropped > 0 {

@@ -31,7 +31,7 @@ fn context() -> Context {
     let counters = Arc::new(Counters::default());
     let router = Arc::new(Mutex::new(Router::new(limits, counters.clone())));
     let caps = Arc::new(Capabilities::from_settings(&crate::Settings::default()));
-    Context { router, counters, caps, auth: Arc::new(NoMethods) }
+    Context { router, counters, caps, auth: Arc::new(NoMethods), durable: None }
 }
 
 fn frame(packet: &Packet<'_>) -> Bytes {
@@ -194,6 +194,7 @@ fn one_message_to_several_subscribers_is_right_for_each() {
                 sub_ids: Box::default(),
             },
             true,
+            None,
         )
         .unwrap();
     for payload in [&b"one"[..], b"two"] {

@@ -1,0 +1,113 @@
+//! Checkpoints: the whole durable state written as records into a new recovery base, so the journal's size tracks
+//! the live data.
+//!
+//! The journal starts a new segment when the checkpoint begins (under the router lock, so every session created or
+//! ended later is in the new segment); then each session is written under its own lock while the broker runs on.
+//! A delivery acknowledged while the checkpoint is written is either in it or not, and its record is in the new
+//! segment either way: replayed over the checkpoint at the next start, the records give the same state (they set
+//! state, see [`super::record`]). Messages are written once per checkpoint, under new identifiers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
+
+use super::{Durable, Record};
+use crate::journal::{Checkpoint, JournalError};
+use crate::message::Message;
+use crate::queue::InflightState;
+use crate::router::{DurableState, Router};
+
+/// Writes a checkpoint of the durable state of the router behind `router`.
+///
+/// # Errors
+/// The journal's, when the checkpoint cannot be written (the previous recovery base stays).
+pub fn checkpoint(router: &Mutex<Router>, durable: &Durable) -> Result<(), JournalError> {
+    let (cp, state) = {
+        let router = router.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (durable.journal().begin_checkpoint()?, router.durable_state())
+    };
+    write(cp, durable, &state)
+}
+
+/// [`checkpoint`] for a router the caller holds (at startup, before anything else runs).
+pub(super) fn checkpoint_now(router: &Router, durable: &Durable) -> Result<(), JournalError> {
+    let cp = durable.journal().begin_checkpoint()?;
+    write(cp, durable, &router.durable_state())
+}
+
+fn write(mut cp: Checkpoint, durable: &Durable, state: &DurableState) -> Result<(), JournalError> {
+    let DurableState { sessions, retained, wills } = state;
+    let now = Instant::now();
+    let mut buf = Vec::new();
+    let mut put = |cp: &mut Checkpoint, record: &Record<'_>| -> Result<(), JournalError> {
+        buf.clear();
+        record.encode(&mut buf);
+        cp.append(&buf)
+    };
+    let next_id = || durable.next_message_id();
+    for msg in retained {
+        let id = next_id();
+        put(&mut cp, &Record::Message { id, msg: msg.stored(now) })?;
+        put(&mut cp, &Record::Retain { topic: msg.topic(), msg: Some(id) })?;
+    }
+    for (client, due, msg) in wills {
+        let due_ms = Some(super::wall_ms(*due, now));
+        put(&mut cp, &Record::Will { client, will: Some((msg.stored(now), 0)), due_ms })?;
+    }
+    for session in sessions {
+        let state = session.lock();
+        if !state.outbox.is_durable() {
+            continue;
+        }
+        let client = &*session.client_id;
+        let expiry = super::secs(state.expiry);
+        put(&mut cp, &Record::SessionOpen { client, fresh: true, expiry })?;
+        if let Some(at) = state.disconnected_at {
+            put(&mut cp, &Record::SessionOffline { client, at_ms: super::wall_ms(at, now), expiry })?;
+        }
+        for (filter, opts) in state.subscriptions.iter() {
+            put(&mut cp, &Record::Subscribe { client, filter, opts: opts.stored() })?;
+        }
+        // A message queued for several sessions is written once.
+        let mut ids: HashMap<*const Message, u64> = HashMap::new();
+        let mut result = Ok(());
+        state.outbox.for_each_entry(|seq, delivery, inflight| {
+            if result.is_err() {
+                return;
+            }
+            let key = Arc::as_ptr(&delivery.msg);
+            let msg = match ids.get(&key) {
+                Some(id) => *id,
+                None => {
+                    let id = next_id();
+                    ids.insert(key, id);
+                    if let Err(e) = put(&mut cp, &Record::Message { id, msg: delivery.msg.stored(now) }) {
+                        result = Err(e);
+                        return;
+                    }
+                    id
+                }
+            };
+            let sub_ids = delivery.sub_ids.to_vec();
+            let (qos, retain) = (delivery.qos, delivery.retain);
+            result = put(&mut cp, &Record::Enqueue { client, seq, msg, qos, retain, sub_ids });
+            if let (Ok(()), Some((pid, st))) = (&result, inflight) {
+                result = put(&mut cp, &Record::Sent { client, seq, pid: pid.get() });
+                if result.is_ok() && st == InflightState::AwaitPubComp {
+                    result = put(&mut cp, &Record::Released { client, seq });
+                }
+            }
+        });
+        result?;
+        for pid in state.inbound_qos2.iter() {
+            put(&mut cp, &Record::Inbound { client, pid: pid.get(), held: true })?;
+        }
+        if let Some(will) = &state.will {
+            let (msg, delay) = &**will;
+            let delay = u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
+            put(&mut cp, &Record::Will { client, will: Some((msg.stored(now), delay)), due_ms: None })?;
+        }
+    }
+    cp.finish()
+}

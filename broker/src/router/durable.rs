@@ -1,0 +1,252 @@
+//! The router's side of persistence: the records of session lifecycle, subscriptions, retained messages and
+//! wills (the outbox journals its own deliveries), and the entry points recovery and checkpoints use.
+//!
+//! Only sessions that outlive their connection are journaled ([`crate::persist::outlives_connection`]); their
+//! outbox holds the journal link ([`Outbox::make_durable`]), which is also how the router tells them apart.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mqtt_codec::RetainHandling;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{ConnLink, PacketIds, PendingWill, Router, SessionHandle, SessionState, SubOpts, Subscriptions};
+use crate::journal::Lsn;
+use crate::message::Message;
+use crate::persist::{self, Durable, Record};
+use crate::queue::Outbox;
+
+/// The state a checkpoint writes, taken from the router at one moment (see [`crate::persist::checkpoint`]).
+#[derive(Debug)]
+pub struct DurableState {
+    /// The sessions that outlive their connection (each is locked and written in turn).
+    pub sessions: Vec<Arc<SessionHandle>>,
+    /// The retained messages.
+    pub retained: Vec<Message>,
+    /// The pending wills: client id, when it goes out, the message.
+    pub wills: Vec<(Arc<str>, Instant, Message)>,
+}
+
+impl Router {
+    /// Journals every later durable change. Sessions held now that outlive their connection (recovered ones)
+    /// become durable.
+    pub fn set_durable(&mut self, durable: Durable) {
+        for session in self.store.sessions() {
+            let mut state = session.lock();
+            if persist::outlives_connection(state.expiry) {
+                state.outbox.make_durable(durable.clone(), session.client_id.clone());
+            }
+        }
+        self.durable = Some(durable);
+    }
+
+    /// The journal, when persistence is on.
+    pub fn durable(&self) -> Option<&Durable> {
+        self.durable.as_ref()
+    }
+
+    /// The journal position of the last record the router appended since the previous call, if any: a connection
+    /// sends the acknowledgement of what it just asked the router to do once this is durable.
+    pub fn take_lsn(&self) -> Option<Lsn> {
+        let lsn = self.lsn.replace(Lsn::ZERO);
+        (lsn > Lsn::ZERO).then_some(lsn)
+    }
+
+    pub(super) fn note_lsn(&self, lsn: Option<Lsn>) {
+        if let Some(lsn) = lsn
+            && lsn > self.lsn.get()
+        {
+            self.lsn.set(lsn);
+        }
+    }
+
+    /// Appends a record; a journal that refuses it is logged (the change stays in memory only).
+    pub(super) fn journal(&self, record: &Record<'_>) {
+        let Some(durable) = &self.durable else { return };
+        match durable.append(record) {
+            Ok(lsn) => self.note_lsn(Some(lsn)),
+            Err(e) => tracing::error!(error = %e, "journal refused a record; the change will not survive a restart"),
+        }
+    }
+
+    /// The journal identifier of a message being routed, storing it on first use (`stored` remembers it for the
+    /// other sessions it goes to). `None` when the journal refuses it.
+    pub(super) fn message_id(&self, stored: &mut Option<u64>, msg: &Message, now: Instant) -> Option<u64> {
+        if let Some(id) = stored {
+            return Some(*id);
+        }
+        let durable = self.durable.as_ref()?;
+        match durable.store_message(msg, now) {
+            Ok((id, lsn)) => {
+                self.note_lsn(Some(lsn));
+                *stored = Some(id);
+                Some(id)
+            }
+            Err(e) => {
+                tracing::warn!(topic = msg.topic(), error = %e, "journal refused a message");
+                None
+            }
+        }
+    }
+
+    /// A new session: journaled when it outlives its connection.
+    pub(super) fn journal_open(&self, session: &Arc<SessionHandle>) {
+        let Some(durable) = &self.durable else { return };
+        let mut state = session.lock();
+        if !persist::outlives_connection(state.expiry) {
+            return;
+        }
+        state.outbox.make_durable(durable.clone(), session.client_id.clone());
+        let expiry = persist::secs(state.expiry);
+        self.journal(&Record::SessionOpen { client: &session.client_id, fresh: true, expiry });
+    }
+
+    /// A resumed session, with the expiry its new connection asked for: one that now ends with its connection
+    /// is no longer journaled.
+    pub(super) fn journal_resume(&self, session: &Arc<SessionHandle>, state: &mut SessionState) {
+        if !state.outbox.is_durable() {
+            return;
+        }
+        if persist::outlives_connection(state.expiry) {
+            let expiry = persist::secs(state.expiry);
+            self.journal(&Record::SessionOpen { client: &session.client_id, fresh: false, expiry });
+        } else {
+            state.outbox.make_volatile();
+            state.will = None;
+            self.journal(&Record::SessionEnd { client: &session.client_id });
+        }
+    }
+
+    /// A persistent session's connection ended at `now`, leaving `will` to go out after the wait given.
+    pub(super) fn journal_offline(
+        &self,
+        session: &Arc<SessionHandle>,
+        state: &mut SessionState,
+        will: Option<&(Message, Duration)>,
+        now: Instant,
+    ) {
+        if !state.outbox.is_durable() {
+            return;
+        }
+        state.will = None;
+        let client = &*session.client_id;
+        if !persist::outlives_connection(state.expiry) {
+            // It ends now (a DISCONNECT set its expiry to zero); `remove_session` journals the end.
+            return;
+        }
+        self.journal(&Record::SessionOffline { client, at_ms: persist::now_ms(), expiry: persist::secs(state.expiry) });
+        match will.filter(|(_, wait)| !wait.is_zero()) {
+            Some((msg, wait)) => {
+                let delay = u32::try_from(wait.as_secs()).unwrap_or(u32::MAX);
+                let due_ms = persist::wall_ms(now + *wait, now);
+                let will = Some((msg.stored(now), delay));
+                self.journal(&Record::Will { client, will, due_ms: Some(due_ms) });
+            }
+            None => self.journal(&Record::Will { client, will: None, due_ms: None }),
+        }
+    }
+
+    /// The will of a persistent session's new connection (or none), journaled so that a crash while the
+    /// connection is open still publishes it after the restart.
+    pub fn note_will(&self, session: &Arc<SessionHandle>, will: Option<&(Message, Duration)>, now: Instant) {
+        let mut state = session.lock();
+        if !state.outbox.is_durable() {
+            return;
+        }
+        let client = &*session.client_id;
+        match will {
+            Some((msg, delay)) => {
+                let secs = u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
+                self.journal(&Record::Will { client, will: Some((msg.stored(now), secs)), due_ms: None });
+                state.will = Some(Box::new((msg.clone(), *delay)));
+            }
+            None if state.will.is_some() => {
+                self.journal(&Record::Will { client, will: None, due_ms: None });
+                state.will = None;
+            }
+            None => {}
+        }
+    }
+
+    /// A retained message set (or, with an empty payload, cleared).
+    pub(super) fn journal_retained(&self, msg: &Message, stored: &mut Option<u64>, now: Instant) {
+        if self.durable.is_none() {
+            return;
+        }
+        if msg.payload.is_empty() {
+            self.journal(&Record::Retain { topic: msg.topic(), msg: None });
+        } else if let Some(id) = self.message_id(stored, msg, now) {
+            self.journal(&Record::Retain { topic: msg.topic(), msg: Some(id) });
+        }
+    }
+
+    /// A session read back from the journal (recovery, before [`Router::set_durable`]): offline since
+    /// `disconnected_at`, with its subscriptions (retained messages are not sent again).
+    pub fn restore_session(
+        &mut self,
+        client_id: &str,
+        expiry: Option<Duration>,
+        disconnected_at: Instant,
+        subscriptions: &[(String, SubOpts)],
+    ) -> Arc<SessionHandle> {
+        let handle = self.new_session(client_id, expiry, None);
+        handle.lock().disconnected_at = Some(disconnected_at);
+        self.store.insert_session(handle.clone());
+        for (filter, opts) in subscriptions {
+            // The limit held when the subscriptions were made; a lower one now keeps what was granted.
+            if self.subscribe(&handle, filter, *opts, RetainHandling::DoNotSend, disconnected_at).is_err() {
+                tracing::warn!(client_id, filter, "recovered subscription over the limit; dropped");
+            }
+        }
+        handle
+    }
+
+    /// A retained message read back from the journal (recovery).
+    pub fn restore_retained(&mut self, msg: &Message) {
+        if self.store.set_retained(msg).is_err() {
+            tracing::warn!(topic = msg.topic(), "recovered retained message over the limit; dropped");
+        }
+    }
+
+    /// A pending will read back from the journal (recovery); it goes out at `due` (at the next tick if past).
+    pub fn restore_will(&mut self, client_id: &str, due: Instant, msg: Message) {
+        self.pending_wills.push(PendingWill { client_id: Arc::from(client_id), due, msg });
+    }
+
+    /// What a checkpoint writes.
+    pub fn durable_state(&self) -> DurableState {
+        let sessions = self.store.sessions().filter(|s| s.lock().outbox.is_durable()).cloned().collect();
+        let mut retained = Vec::new();
+        self.store.for_each_retained_message(&mut |m| retained.push(m.clone()));
+        let wills = self.pending_wills.iter().map(|w| (w.client_id.clone(), w.due, w.msg.clone())).collect();
+        DurableState { sessions, retained, wills }
+    }
+
+    /// A session attached to `conn` (or offline), with empty state.
+    pub(super) fn new_session(
+        &self,
+        client_id: &str,
+        expiry: Option<Duration>,
+        conn: Option<ConnLink>,
+    ) -> Arc<SessionHandle> {
+        Arc::new(SessionHandle {
+            client_id: Arc::from(client_id),
+            state: Mutex::new(SessionState {
+                outbox: Outbox::new(self.limits.outbox),
+                inbound_qos2: PacketIds::default(),
+                expiry,
+                disconnected_at: None,
+                conn,
+                subscriptions: Subscriptions::default(),
+                holds_publishers: false,
+                stalled: false,
+                will: None,
+                drops_since_log: 0,
+                last_drop_log: None,
+            }),
+            wake: Notify::new(),
+            caught_up: self.caught_up.clone(),
+        })
+    }
+}
