@@ -228,3 +228,27 @@ fn one_message_to_several_subscribers_is_right_for_each() {
         vec![d(None, &[7], b"x"), d(None, &[7], b"x"), d(Some(1), &[7], b"one"), d(Some(2), &[7], b"two")]
     );
 }
+
+#[test]
+fn a_topic_at_the_most_levels_allowed_is_matched_on_a_small_stack() {
+    // Matching recurses once per level: the most levels allowed must leave a wide margin under a tokio worker's
+    // 2 MiB, even in a debug build.
+    let levels = crate::config::MAX_TOPIC_LEVELS;
+    assert_eq!(crate::Settings::default().mqtt.max_topic_levels, levels);
+    let run = std::thread::Builder::new().stack_size(768 * 1024).spawn(move || {
+        let ctx = context();
+        let mut sub = connect(&ctx, "deep-sub", 1);
+        let deep = vec!["a"; levels].join("/");
+        let plus = vec!["+"; levels].join("/");
+        subscribe(&mut sub, "#");
+        subscribe(&mut sub, &plus);
+        subscribe(&mut sub, &deep);
+        let mut publisher = connect(&ctx, "deep-pub", 2);
+        publish(&mut publisher, &deep);
+        sub.poll_outbox(Instant::now()).unwrap();
+        let out = sub.output().clone();
+        let received = decode(&out, ProtocolVersion::V311).unwrap();
+        assert!(matches!(received, Packet::Publish(p) if p.topic.as_str() == deep));
+    });
+    run.unwrap().join().expect("matched without overflowing the stack");
+}
