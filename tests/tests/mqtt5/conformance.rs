@@ -29,21 +29,29 @@ async fn a_message_that_exactly_fits_the_client_maximum_packet_size_is_delivered
     const MAX: u32 = 200;
     let b = start_default_broker().await;
     let mut publisher = C5::v5(b.addr, &unique("fitpub")).await;
-    // Without topic aliases (the shared encoding) and with them (encoded per subscriber, an alias only where it
-    // still fits).
-    for aliases in [None, Some(5)] {
+    // Without topic aliases, alone (encoded for it) and beside another subscriber (one encoding shared by both), and
+    // with aliases (encoded per subscriber, an alias only where it still fits).
+    for (aliases, fanned_out) in [(None, false), (None, true), (Some(5), true)] {
         let topic = unique("fit/t");
         let mut conn = Conn::new(&unique("fit")).max_packet(MAX);
         conn.topic_alias_maximum = aliases;
         let (mut sub, _) = C5::connect(b.addr, &conn).await;
         sub.sub(&topic, 1).await;
+        let mut other = C5::v5(b.addr, &unique("fitother")).await;
+        if fanned_out {
+            other.sub(&topic, 1).await;
+        }
         let exact = payload_for(&topic, MAX as usize);
         let oversized = b.stats().messages_oversized;
         publisher.publish_ok(Pub::new(&topic, &exact, 1)).await;
         publisher.publish_ok(Pub::new(&topic, &[exact.as_slice(), b"+"].concat(), 1)).await;
         publisher.publish_ok(Pub::new(&topic, b"small", 1)).await;
         let f = sub.recv_publish().await;
-        assert_eq!(f.bytes.len(), MAX as usize, "aliases {aliases:?}: the packet of exactly {MAX} bytes arrives");
+        assert_eq!(
+            f.bytes.len(),
+            MAX as usize,
+            "aliases {aliases:?}, fanned out {fanned_out}: the packet of exactly {MAX} bytes arrives"
+        );
         assert_eq!(f.payload(), exact);
         sub.ack(&f).await;
         // One byte more exceeds the limit [MQTT-3.1.2-25]: never sent, counted.
@@ -52,7 +60,14 @@ async fn a_message_that_exactly_fits_the_client_maximum_packet_size_is_delivered
         sub.ack(&f).await;
         sub.expect_silence(QUIET).await;
         b.wait_stats("one oversized", |s| s.messages_oversized == oversized + 1).await;
+        if fanned_out {
+            for _ in 0..3 {
+                let f = other.recv_publish().await;
+                other.ack(&f).await;
+            }
+        }
         sub.disconnect().await;
+        other.disconnect().await;
     }
     b.shutdown().await;
 }
