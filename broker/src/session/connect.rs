@@ -333,7 +333,12 @@ fn accept(
 
 /// Leaves out CONNACK properties, the least needed first, until the CONNACK fits the client's Maximum Packet Size
 /// [MQTT-3.1.2-24]. Returns `false` when it cannot fit.
-fn fit_connack(props: &mut Vec<Property<'_>>, session_present: bool, version: ProtocolVersion, max: u32) -> bool {
+pub(super) fn fit_connack(
+    props: &mut Vec<Property<'_>>,
+    session_present: bool,
+    version: ProtocolVersion,
+    max: u32,
+) -> bool {
     let max = usize::try_from(max).unwrap_or(usize::MAX);
     loop {
         let connack =
