@@ -170,3 +170,36 @@ async fn an_acknowledgement_of_the_other_qos_flow_gets_disconnect_0x82() {
     assert!(matches!(sub.recv().await.packet(), Packet::PingResp));
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_too_large_for_the_client_are_logged_at_info_once_per_interval_with_a_count() {
+    let Some(b) = tests::process::BrokerProcess::start(&[]) else { return };
+    let topic = unique("biglog/t");
+    let id = unique("biglog");
+    let (mut sub, _) = C5::connect(b.addr, &Conn::new(&id).max_packet(64)).await;
+    sub.sub(&topic, 1).await;
+    let mut p = C5::v5(b.addr, &unique("biglogpub")).await;
+    for _ in 0..10 {
+        p.publish_ok(Pub::new(&topic, &[b'x'; 100], 1)).await;
+    }
+    p.publish_ok(Pub::new(&topic, b"fits", 1)).await;
+    let f = sub.recv_publish().await;
+    assert_eq!(f.text(), "fits", "the ten large ones were dropped first");
+    let deadline = tokio::time::Instant::now() + tests::WAIT;
+    let log = loop {
+        let log = b.log_text();
+        if log.contains("larger than the client's Maximum Packet Size") {
+            break log;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no drop logged:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("larger than the client's Maximum Packet Size")).collect();
+    // The first drop is logged at once; those after it fall in the same ten seconds.
+    assert_eq!(lines.len(), 1, "{log}");
+    let line = lines[0];
+    assert!(line.contains(&format!("client_id=\"{id}\"")) && line.contains("max_packet_size=64"), "{line}");
+    // The drops the first line stands for: the ones written out in the first batch (at least one).
+    let count: u64 = line.split("count=").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    assert!((1..=10).contains(&count), "{line}");
+}
