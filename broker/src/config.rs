@@ -168,9 +168,14 @@ pub struct MqttSettings {
     pub max_session_expiry: Option<Duration>,
     /// Prefix of the Response Information sent to MQTT 5 clients that ask for it (`{prefix}/{client id}`).
     pub response_information: Option<String>,
-    /// Most levels a topic name or filter may have.
+    /// Most levels a topic name or filter may have (at most [`MAX_TOPIC_LEVELS`]).
     pub max_topic_levels: usize,
 }
+
+/// The highest `mqtt.max_topic_levels` accepted, and its default: five times Mosquitto's 200 separators. Matching a
+/// topic recurses once per level; at this depth it takes under 768 KiB of stack in a debug build (the session test
+/// `a_topic_at_the_most_levels_allowed_is_matched_on_a_small_stack`), well inside a tokio worker's 2 MiB.
+pub const MAX_TOPIC_LEVELS: usize = 1024;
 
 impl Default for MqttSettings {
     fn default() -> Self {
@@ -186,7 +191,7 @@ impl Default for MqttSettings {
             server_topic_aliases: true,
             max_session_expiry: None,
             response_information: None,
-            max_topic_levels: 64,
+            max_topic_levels: MAX_TOPIC_LEVELS,
         }
     }
 }
@@ -677,7 +682,7 @@ impl FileMqtt {
             server_topic_aliases: self.server_topic_aliases.0,
             max_session_expiry: (expiry > 0).then(|| Duration::from_secs(expiry)),
             response_information: (!info.is_empty()).then(|| info.to_owned()),
-            max_topic_levels: ranged::<u64>("mqtt.max_topic_levels", self.max_topic_levels, 1, 65_535)
+            max_topic_levels: ranged::<u64>("mqtt.max_topic_levels", self.max_topic_levels, 1, MAX_TOPIC_LEVELS as u64)
                 .map(|v| usize::try_from(v).unwrap_or(usize::MAX))?,
         })
     }
@@ -1040,6 +1045,7 @@ mod tests {
             ("[mqtt]\nreceive_maximum = 0", "mqtt.receive_maximum"),
             ("[mqtt]\nresponse_information = \"a/#\"", "mqtt.response_information"),
             ("[mqtt]\nmax_topic_levels = 0", "mqtt.max_topic_levels"),
+            ("[mqtt]\nmax_topic_levels = 1025", "mqtt.max_topic_levels"),
         ] {
             let err = Config::from_toml(toml).unwrap_err();
             assert_eq!(err.key(), Some(key), "{toml}: {err}");

@@ -73,8 +73,13 @@ pub struct Stats {
     pub messages_received: u64,
     /// PUBLISH packets sent to clients.
     pub messages_delivered: u64,
-    /// Messages dropped because a session's queue was full.
+    /// Messages dropped because a session's queue was full or the message exceeds the client's Maximum Packet Size.
     pub messages_dropped: u64,
+    /// PUBLISH packets refused and not routed: a topic deeper than `mqtt.max_topic_levels`, a `$SYS` or `$share`
+    /// topic, a payload that is not UTF-8 though its Payload Format Indicator says so.
+    pub messages_refused: u64,
+    /// Messages not sent to a client because they exceed its Maximum Packet Size (included in `messages_dropped`).
+    pub messages_oversized: u64,
     /// Retained messages held.
     pub retained_messages: usize,
 }
@@ -192,6 +197,8 @@ impl Broker {
             messages_received: c.messages_received.load(Ordering::Relaxed),
             messages_delivered: c.messages_delivered.load(Ordering::Relaxed),
             messages_dropped: c.messages_dropped.load(Ordering::Relaxed),
+            messages_refused: c.messages_refused.load(Ordering::Relaxed),
+            messages_oversized: c.messages_oversized.load(Ordering::Relaxed),
             retained_messages: router.retained_count(),
         }
     }

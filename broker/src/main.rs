@@ -119,15 +119,14 @@ async fn serve(config: Config) -> Result<(), String> {
     // Install the signal handlers before announcing the listeners, so a signal sent as soon as the address is
     // logged stops the broker gracefully rather than killing the process.
     let shutdown = shutdown_signal().context("cannot install signal handlers")?;
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting broker");
-    // Recovery first: "listening" means the broker serves what it had before.
-    let listener_settings = config.settings.listeners.clone();
-    let broker = broker::Broker::new(config.settings).map_err(|e| e.to_string())?;
-    let mut listeners = Vec::with_capacity(listener_settings.len());
-    for l in &listener_settings {
+    let mut listeners = Vec::with_capacity(config.settings.listeners.len());
+    for l in &config.settings.listeners {
         let listener = Listener::bind(l).await.with_context(|| format!("cannot listen on {}", l.bind))?;
         listeners.push(listener);
     }
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting broker");
+    // Recovery before announcing the listeners: "listening" means the broker serves what it had before.
+    let broker = broker::Broker::new(config.settings).map_err(|e| e.to_string())?;
     for listener in &listeners {
         let local_addr = listener.local_addr().context("listener address")?;
         tracing::info!(addr = %local_addr, scheme = listener.scheme(), "listening");

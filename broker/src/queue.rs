@@ -395,6 +395,12 @@ impl Outbox {
         self.remove_where(id, InflightState::AwaitPubComp)
     }
 
+    /// Where the message in flight under `id` stands, if one is: tells an acknowledgement of the wrong flow (a
+    /// PUBACK for a QoS 2 message) from one for an id no longer in flight (a duplicate after a resend).
+    pub fn inflight_state(&self, id: PacketId) -> Option<InflightState> {
+        self.inflight.iter().find(|e| e.id == id).map(|e| e.state)
+    }
+
     /// Gives up on a message in flight that can never be sent to this client (too large for its Maximum Packet
     /// Size); it is counted as dropped.
     pub fn discard(&mut self, id: PacketId) {

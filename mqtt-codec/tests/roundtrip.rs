@@ -651,9 +651,10 @@ fn connack() -> impl Strategy<Value = (ProtocolVersion, ConnAckM)> {
             (0u8..=5).prop_map(|c| ReasonCode::from_v3_connack(c).unwrap()).boxed()
         };
         let m = (any::<bool>(), code, props_if_v5(v, PropertyContext::ConnAck)).prop_map(
-            |(session_present, code, props)| {
-                // A refused connection never has a session [MQTT-3.2.2-4].
-                ConnAckM { session_present: session_present && code == ReasonCode::Success, code, props }
+            move |(session_present, code, props)| {
+                // A refused connection never has a session [MQTT-3.2.2-4]; MQTT 3.1 has no Session Present flag.
+                let session_present = session_present && code == ReasonCode::Success && v != ProtocolVersion::V31;
+                ConnAckM { session_present, code, props }
             },
         );
         (Just(v), m)

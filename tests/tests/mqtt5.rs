@@ -12,6 +12,8 @@ mod v5client;
 mod auth;
 #[path = "mqtt5/config.rs"]
 mod config;
+#[path = "mqtt5/conformance.rs"]
+mod conformance;
 #[path = "mqtt5/connack.rs"]
 mod connack;
 #[path = "mqtt5/edge.rs"]

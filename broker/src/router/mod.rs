@@ -46,6 +46,10 @@ pub struct Counters {
     pub messages_delivered: AtomicU64,
     /// Messages dropped on full queues.
     pub messages_dropped: AtomicU64,
+    /// PUBLISH packets refused and not routed (topic too deep, a reserved `$` topic, a payload not in its format).
+    pub messages_refused: AtomicU64,
+    /// Messages not sent to a client because they exceed its Maximum Packet Size (also in `messages_dropped`).
+    pub messages_oversized: AtomicU64,
 }
 
 /// How a shared subscription group picks the member that gets a message.

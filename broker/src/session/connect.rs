@@ -130,7 +130,9 @@ pub fn handshake(ctx: Context, frame: &Bytes, link: ConnLink, now: Instant) -> R
         Err(e) => return Err(e.into()),
     };
     let version = connect.protocol;
-    if let Some(code) = check(&ctx, &connect) {
+    if let Some((code, why)) = check(&ctx, &connect) {
+        let client_id = super::notice::truncated(connect.client_id);
+        tracing::info!(client_id, ?version, keep_alive = connect.keep_alive, reason = why, "CONNECT refused");
         return Ok(Handshake::Refused(refuse(version, code)));
     }
     let Some(method) = connect.properties.authentication_method() else {
@@ -191,27 +193,37 @@ impl Pending {
     }
 }
 
-/// Checks that refuse a CONNECT with a CONNACK code.
-fn check(ctx: &Context, c: &Connect<'_>) -> Option<ReasonCode> {
+/// Checks that refuse a CONNECT with a CONNACK code, and what the log says about it.
+fn check(ctx: &Context, c: &Connect<'_>) -> Option<(ReasonCode, &'static str)> {
     let caps = &ctx.caps;
     let v5 = c.protocol.is_v5();
+    if c.client_id.is_empty() && c.protocol == ProtocolVersion::V31 {
+        // MQTT 3.1 requires 1 to 23 characters; like Mosquitto, longer ones are accepted and empty ones refused with
+        // "identifier rejected" (the broker cannot assign one: 3.1 has no way to tell the client).
+        return Some((ReasonCode::ClientIdentifierNotValid, "empty client identifier in MQTT 3.1"));
+    }
     if c.client_id.is_empty() && !c.clean_start && !v5 {
         // An empty id needs a clean session in MQTT 3.x [MQTT-3.1.3-8]; MQTT 5 assigns one either way.
-        return Some(ReasonCode::ClientIdentifierNotValid);
+        return Some((ReasonCode::ClientIdentifierNotValid, "empty client identifier without clean session"));
     }
     if !v5 && caps.max_keepalive > 0 && (c.keep_alive == 0 || c.keep_alive > caps.max_keepalive) {
-        // MQTT 3.x cannot be told a Server Keep Alive; refuse as Mosquitto does.
-        return Some(ReasonCode::ClientIdentifierNotValid);
+        // MQTT 3.x cannot be told a Server Keep Alive; refuse with "identifier rejected", as Mosquitto does.
+        let why = if c.keep_alive == 0 {
+            "keep alive 0 (none) while max_keepalive is set"
+        } else {
+            "keep alive exceeds max_keepalive"
+        };
+        return Some((ReasonCode::ClientIdentifierNotValid, why));
     }
     if let Some(w) = &c.will {
         if w.qos > caps.mqtt.maximum_qos {
-            return Some(ReasonCode::QoSNotSupported); // [MQTT-3.2.2-12]
+            return Some((ReasonCode::QoSNotSupported, "will QoS above maximum_qos")); // [MQTT-3.2.2-12]
         }
         if w.retain && !caps.mqtt.retain_available {
-            return Some(ReasonCode::RetainNotSupported); // [MQTT-3.2.2-13]
+            return Some((ReasonCode::RetainNotSupported, "will retain while retain is not available")); // [MQTT-3.2.2-13]
         }
         if w.properties.payload_format_indicator() == Some(true) && std::str::from_utf8(w.payload).is_err() {
-            return Some(ReasonCode::PayloadFormatInvalid);
+            return Some((ReasonCode::PayloadFormatInvalid, "will payload is not UTF-8 as its format indicator says"));
         }
     }
     None
@@ -351,6 +363,17 @@ fn accept(
             }
         }
     }
+    if !fit_connack(&mut p, session_present, version, session.client_max_packet) {
+        // Not even the properties the client cannot do without fit: nothing may be sent to it [MQTT-3.1.2-24].
+        tracing::info!(
+            client_id,
+            max_packet_size = session.client_max_packet,
+            "CONNACK exceeds the client's Maximum Packet Size"
+        );
+        session.will = None;
+        session.close(now);
+        return Handshake::Refused(Refused { connack: Vec::new(), code: ReasonCode::PacketTooLarge });
+    }
     let connack =
         Packet::ConnAck(ConnAck { session_present, code: ReasonCode::Success, properties: Properties::from_list(&p) });
     if let Err(e) = encode_into(&mut session.out, &connack, version) {
@@ -362,4 +385,51 @@ fn accept(
     session.auth_method = auth.map(|(m, _)| m);
     tracing::debug!(client_id, session_present, ?version, keep_alive, "connected");
     Handshake::Accepted(Box::new(session))
+}
+
+/// Leaves out CONNACK properties, the least needed first, until the CONNACK fits the client's Maximum Packet Size
+/// [MQTT-3.1.2-24]. Returns `false` when it cannot fit.
+pub(super) fn fit_connack(
+    props: &mut Vec<Property<'_>>,
+    session_present: bool,
+    version: ProtocolVersion,
+    max: u32,
+) -> bool {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    loop {
+        let connack =
+            ConnAck { session_present, code: ReasonCode::Success, properties: Properties::from_list(props.as_slice()) };
+        if Packet::ConnAck(connack).encoded_len(version).is_ok_and(|n| n <= max) {
+            return true;
+        }
+        let Some((at, _)) =
+            props.iter().enumerate().filter_map(|(i, p)| leave_out_rank(p).map(|r| (i, r))).min_by_key(|&(_, r)| r)
+        else {
+            return false;
+        };
+        props.remove(at);
+    }
+}
+
+/// In which order a CONNACK property may be left out (lowest first), by what the client assumes without it; `None`
+/// for those it cannot do without: its assigned identifier, the keep alive it must use, the authentication.
+fn leave_out_rank(p: &Property<'_>) -> Option<u8> {
+    Some(match p {
+        // Information only.
+        Property::ReasonString(_) | Property::UserProperty(..) | Property::ResponseInformation(_) => 0,
+        // Absent, the client uses no aliases.
+        Property::TopicAliasMaximum(_) => 1,
+        // Absent, the client assumes these available, and learns otherwise from the SUBACK reason codes.
+        Property::WildcardSubscriptionAvailable(_)
+        | Property::SubscriptionIdentifierAvailable(_)
+        | Property::SharedSubscriptionAvailable(_) => 2,
+        // Absent, the client assumes its own value; the broker keeps the session for as long as it granted.
+        Property::SessionExpiryInterval(_) => 3,
+        // Absent, the client assumes no limit; a packet over it closes the connection (0x95).
+        Property::MaximumPacketSize(_) => 4,
+        // Absent, the client assumes 65,535, QoS 2 and retain: going over closes the connection.
+        Property::ReceiveMaximum(_) => 5,
+        Property::MaximumQoS(_) | Property::RetainAvailable(_) => 6,
+        _ => return None,
+    })
 }

@@ -9,9 +9,51 @@ use mqtt_codec::{
 };
 use tokio::time::Instant;
 
+use super::notice::{Notice, truncated};
 use super::{ProtocolError, Session};
 use crate::message::Message;
 use crate::router::{Routed, SubOpts, SubscribeError};
+
+/// Why a PUBLISH is refused: the code an MQTT 5 client gets, the text of its Reason String and log line, and the
+/// rate limit of that line.
+pub(super) struct Refusal {
+    code: ReasonCode,
+    why: &'static str,
+    notice: &'static Notice,
+}
+
+/// Refuses a topic clients may not publish to. `$` topics are open to clients (`$aws/things/...` and the like), as
+/// in Mosquitto, except `$SYS` (the broker's own) and `$share` (a subscription prefix, not a topic name); a topic
+/// with more than `max_levels` levels is refused too.
+pub(super) fn refuse_topic(topic: &str, max_levels: usize) -> Option<Refusal> {
+    static SYS: Notice = Notice::new();
+    static SHARE: Notice = Notice::new();
+    static DEPTH: Notice = Notice::new();
+    let first = topic.split('/').next().unwrap_or_default();
+    if first == "$SYS" {
+        return Some(Refusal {
+            code: ReasonCode::NotAuthorized,
+            why: "$SYS topics are reserved for the broker",
+            notice: &SYS,
+        });
+    }
+    if first == "$share" {
+        return Some(Refusal {
+            code: ReasonCode::TopicNameInvalid,
+            why: "$share/ starts a shared subscription filter, not a topic name",
+            notice: &SHARE,
+        });
+    }
+    // Levels are one more than the separators.
+    if topic.bytes().filter(|b| *b == b'/').count() >= max_levels {
+        return Some(Refusal {
+            code: ReasonCode::TopicNameInvalid,
+            why: "topic has more levels than mqtt.max_topic_levels",
+            notice: &DEPTH,
+        });
+    }
+    None
+}
 
 impl Session {
     /// Resolves the topic of a PUBLISH, applying and recording MQTT 5 topic aliases.
@@ -62,21 +104,37 @@ impl Session {
             }
         }
 
-        let reason = if topic.first() == Some(&b'$') {
-            // Clients cannot publish into `$` topics.
-            tracing::debug!(client_id = self.client_id(), "publish to a $ topic refused");
-            ReasonCode::NotAuthorized
-        } else if topic.iter().filter(|b| **b == b'/').count() >= caps.mqtt.max_topic_levels {
-            tracing::debug!(client_id = self.client_id(), "publish to a topic with too many levels refused");
-            ReasonCode::TopicNameInvalid
+        let topic_str = std::str::from_utf8(&topic).unwrap_or_default();
+        let refused = if let Some(refused) = refuse_topic(topic_str, caps.mqtt.max_topic_levels) {
+            Some(refused)
         } else if p.properties.payload_format_indicator() == Some(true) && std::str::from_utf8(p.payload).is_err() {
             if qos == QoS::AtMostOnce {
                 return Err(ProtocolError::Violation(ReasonCode::PayloadFormatInvalid, "payload is not UTF-8"));
             }
-            ReasonCode::PayloadFormatInvalid
+            static FORMAT: Notice = Notice::new();
+            Some(Refusal {
+                code: ReasonCode::PayloadFormatInvalid,
+                why: "payload format indicator says UTF-8 but the payload is not",
+                notice: &FORMAT,
+            })
         } else {
-            ReasonCode::Success
+            None
         };
+        if let Some(r) = &refused {
+            self.ctx.counters.messages_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(count) = r.notice.hit(now, 1) {
+                tracing::info!(
+                    client_id = truncated(self.client_id()),
+                    topic = truncated(topic_str),
+                    ?qos,
+                    count,
+                    reason = r.why,
+                    "PUBLISH refused, not routed"
+                );
+            }
+        }
+        let reason = refused.as_ref().map_or(ReasonCode::Success, |r| r.code);
+        let why = refused.as_ref().map(|r| r.why);
 
         let route = |s: &mut Self| -> Routed {
             let mut msg = Message::new(topic.clone(), frame.slice_ref(p.payload), qos, p.retain);
@@ -114,7 +172,7 @@ impl Session {
             }
             QosPid::AtLeastOnce(id) => {
                 let reason = if reason == ReasonCode::Success { outcome(route(self)) } else { reason };
-                self.send_ack(true, id, reason)?;
+                self.send_ack(true, id, reason, why)?;
             }
             QosPid::ExactlyOnce(id) => {
                 // Exactly once: the id is remembered until PUBREL, so a resent PUBLISH is not routed again.
@@ -127,24 +185,27 @@ impl Session {
                 if !reason.is_error() && self.handle.lock().inbound_qos2.insert(id) {
                     self.journal_inbound(id, true)?;
                 }
-                self.send_ack(false, id, reason)?;
+                self.send_ack(false, id, reason, why)?;
             }
         }
         Ok(())
     }
 
-    /// Sends PUBACK (or PUBREC); MQTT 5 gets the reason code, and a Reason String for a failure when the client
-    /// allows problem information.
-    fn send_ack(&mut self, puback: bool, id: PacketId, reason: ReasonCode) -> Result<(), ProtocolError> {
+    /// Sends PUBACK (or PUBREC); MQTT 5 gets the reason code, and a Reason String (`why`) for a failure when the
+    /// client allows problem information.
+    fn send_ack(
+        &mut self,
+        puback: bool,
+        id: PacketId,
+        reason: ReasonCode,
+        why: Option<&'static str>,
+    ) -> Result<(), ProtocolError> {
         let v5 = self.version.is_v5();
         let reason = if v5 { reason } else { ReasonCode::Success };
         let text = match reason {
             _ if !self.problem_information || !reason.is_error() => None,
-            ReasonCode::NotAuthorized => Some("clients cannot publish to $ topics"),
-            ReasonCode::TopicNameInvalid => Some("topic has too many levels"),
-            ReasonCode::PayloadFormatInvalid => Some("payload format indicator says UTF-8 but the payload is not"),
             ReasonCode::QuotaExceeded => Some("no matching subscriber could queue the message"),
-            _ => None,
+            _ => why,
         };
         let list;
         let properties = match text {

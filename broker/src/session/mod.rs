@@ -6,10 +6,12 @@
 //! - [`connect`]: the CONNECT handshake, with MQTT 5 enhanced authentication ([`auth`]).
 //! - `inbound`: PUBLISH, SUBSCRIBE and UNSUBSCRIBE from the client.
 //! - `outbound`: deliveries from the session's outbox to the client.
+//! - `notice`: rate-limited `info` lines for what is dropped or refused without the client being told.
 
 pub mod auth;
 pub mod connect;
 mod inbound;
+mod notice;
 mod outbound;
 #[cfg(test)]
 mod tests;
@@ -30,6 +32,7 @@ use crate::config::MqttSettings;
 use crate::journal::Lsn;
 use crate::message::Message;
 use crate::persist::{Durable, Record};
+use crate::queue::InflightState;
 use crate::router::{Counters, Router, SessionHandle};
 use auth::{AuthExchange, AuthStep, Authenticator};
 
@@ -38,11 +41,12 @@ pub use connect::{Handshake, Pending, Refused, TakeOver, handshake};
 /// What ends a connection from the protocol's side.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
-    /// A packet broke the codec's rules.
-    #[error("malformed packet: {0}")]
+    /// A packet broke the codec's rules: the log names the rule, and whether the packet was malformed (DISCONNECT
+    /// `0x81`) or well-formed but against the protocol (`0x82`, or a more precise code).
+    #[error("{kind}: {0}{spec}", kind = decode_kind(.0), spec = SpecRef(.0.spec()))]
     Decode(#[from] DecodeError),
     /// A packet the client must not send now (a second CONNECT [MQTT-3.1.0-2], or a server-only packet).
-    #[error("unexpected {0:?} packet")]
+    #[error("protocol error: unexpected {0:?} packet")]
     Unexpected(PacketType),
     /// Nothing arrived within 1.5 times the keep alive [MQTT-3.1.2-24].
     #[error("keep alive timeout")]
@@ -53,6 +57,27 @@ pub enum ProtocolError {
     /// A packet could not be encoded (an internal error).
     #[error("encode: {0}")]
     Encode(#[from] EncodeError),
+}
+
+/// How a decode error is described in the log, after the reason code that reports it.
+fn decode_kind(e: &DecodeError) -> &'static str {
+    match e.reason_code() {
+        ReasonCode::MalformedPacket => "malformed packet",
+        ReasonCode::PacketTooLarge => "packet too large",
+        _ => "protocol error",
+    }
+}
+
+/// ` [MQTT-x.y.z-n]` after an error's text, where the rule is numbered.
+struct SpecRef(Option<&'static str>);
+
+impl std::fmt::Display for SpecRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, " [{id}]"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl ProtocolError {
@@ -285,18 +310,36 @@ impl Session {
         let packet = decode(frame, self.version)?;
         match packet {
             Packet::Publish(p) => self.on_publish(frame, &p, now)?,
+            // An acknowledgement for an id not in flight (a duplicate after a resend) is harmless; one for an id in
+            // flight in the other QoS flow is a protocol error, as in Mosquitto [MQTT-4.3.2, 4.3.3].
             Packet::PubAck(a) => {
-                self.handle.lock().outbox.on_puback(a.packet_id);
+                let mut state = self.handle.lock();
+                if !state.outbox.on_puback(a.packet_id) && state.outbox.inflight_state(a.packet_id).is_some() {
+                    return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "PUBACK for a QoS 2 message"));
+                }
             }
             Packet::PubRec(a) => {
                 let failed = a.reason.is_error();
-                if !self.handle.lock().outbox.on_pubrec(a.packet_id, failed) && self.version.is_v5() && !failed {
+                let mut state = self.handle.lock();
+                if state.outbox.on_pubrec(a.packet_id, failed) {
+                    return Ok(Flow::Continue);
+                }
+                if state.outbox.inflight_state(a.packet_id) == Some(InflightState::AwaitPubAck) {
+                    return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "PUBREC for a QoS 1 message"));
+                }
+                drop(state);
+                if self.version.is_v5() && !failed {
                     let rel = Ack { reason: ReasonCode::PacketIdentifierNotFound, ..Ack::new(a.packet_id) };
                     self.send(&Packet::PubRel(rel))?;
                 }
             }
             Packet::PubComp(a) => {
-                self.handle.lock().outbox.on_pubcomp(a.packet_id);
+                let mut state = self.handle.lock();
+                if !state.outbox.on_pubcomp(a.packet_id)
+                    && state.outbox.inflight_state(a.packet_id) == Some(InflightState::AwaitPubAck)
+                {
+                    return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "PUBCOMP for a QoS 1 message"));
+                }
             }
             Packet::PubRel(a) => {
                 let known = self.handle.lock().inbound_qos2.remove(&a.packet_id);
@@ -393,7 +436,9 @@ impl Session {
     /// Ends the connection: hands the will (unless the client sent a normal DISCONNECT) to the router, which
     /// publishes it now or after its delay, and detaches from the session.
     pub fn close(mut self, now: Instant) {
-        let will = self.will.take().map(|w| *w).filter(|(w, _)| !w.topic().starts_with('$'));
+        // A will goes where its client could publish (`$SYS` and `$share/...` are not such places).
+        let max_levels = self.ctx.caps.mqtt.max_topic_levels;
+        let will = self.will.take().map(|w| *w).filter(|(w, _)| inbound::refuse_topic(w.topic(), max_levels).is_none());
         if let Some((w, delay)) = &will {
             tracing::debug!(client_id = &*self.handle.client_id, topic = w.topic(), ?delay, "will");
         }

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use mqtt_codec::{Ack, Packet, Properties, Property, Publish, QoS, QosPid, TopicName};
 use tokio::time::Instant;
 
+use super::notice::{Notice, truncated};
 use super::{ProtocolError, Session, encode_into};
 use crate::message::Shape;
 use crate::queue::{Delivery, Send};
@@ -61,25 +62,31 @@ impl Session {
         counters.messages_delivered.fetch_add(delivered, Ordering::Relaxed);
         if dropped > 0 {
             counters.messages_dropped.fetch_add(dropped, Ordering::Relaxed);
-            tracing::debug!(
-                client_id = self.client_id(),
-                dropped,
-                "messages larger than the client's maximum packet size"
-            );
+            counters.messages_oversized.fetch_add(dropped, Ordering::Relaxed);
+            static OVERSIZED: Notice = Notice::new();
+            if let Some(count) = OVERSIZED.hit(now, dropped) {
+                tracing::info!(
+                    client_id = truncated(self.client_id()),
+                    max_packet_size = self.client_max_packet,
+                    count,
+                    "messages dropped: larger than the client's Maximum Packet Size [MQTT-3.1.2-25]"
+                );
+            }
         }
         Ok(more)
     }
 
-    /// Encodes one PUBLISH. Returns `false` (writing nothing) when it exceeds the client's Maximum Packet Size.
+    /// Encodes one PUBLISH. Returns `false` (writing nothing) when it exceeds the client's Maximum Packet Size: only
+    /// a packet over the limit is dropped [MQTT-3.1.2-25], so a Topic Alias is added only where it still fits.
     fn write_publish(&mut self, d: &Delivery, qos_pid: QosPid, dup: bool, now: Instant) -> Result<bool, ProtocolError> {
         let v5 = self.version.is_v5();
         let max_packet = usize::try_from(self.client_max_packet).unwrap_or(usize::MAX);
+        let aliases = v5 && self.client_topic_alias_max > 0;
         // Topic aliases and Subscription Identifiers are per subscriber: those deliveries are encoded one by one.
-        if d.sub_ids.is_empty() && !(v5 && self.client_topic_alias_max > 0) {
+        if d.sub_ids.is_empty() && !aliases {
             let shape = Shape { v5, qos: qos_pid.qos(), retain: d.retain };
             if let Some((bytes, pid_at)) = d.msg.encoded(shape) {
-                // The same limit as below, where the room for a Topic Alias is kept too.
-                if bytes.len().saturating_add(3) > max_packet {
+                if bytes.len() > max_packet {
                     return Ok(false);
                 }
                 let start = self.out.len();
@@ -106,40 +113,37 @@ impl Session {
         let dup = dup && qos_pid != QosPid::AtMostOnce;
         let retain = d.retain;
         let payload: &[u8] = &d.msg.payload;
-        let full_len = Packet::Publish(Publish {
-            dup,
-            qos_pid,
-            retain,
-            topic,
-            properties: Properties::from_list(&props),
-            payload,
-        })
-        .encoded_len(self.version)?;
-        // Room for a Topic Alias property, so an alias never pushes a packet over the limit.
-        if full_len.saturating_add(3) > max_packet {
+        let base = Publish { dup, qos_pid, retain, topic, properties: Properties::empty(), payload };
+        let len = |p: Publish<'_>| Packet::Publish(p).encoded_len(self.version);
+        // Broker-to-client topic aliases: the first message on a topic sets an alias, later ones send it alone.
+        let known = if aliases { self.aliases.as_ref().and_then(|a| a.outbound.get(topic_str)).copied() } else { None };
+        if let Some(alias) = known {
+            props.push(Property::TopicAlias(alias));
+            let publish = Publish { topic: TopicName::empty(), properties: Properties::from_list(&props), ..base };
+            if len(publish)? > max_packet {
+                return Ok(false);
+            }
+            encode_into(&mut self.out, &Packet::Publish(publish), self.version)?;
+            return Ok(true);
+        }
+        if len(Publish { properties: Properties::from_list(&props), ..base })? > max_packet {
             return Ok(false);
         }
-        let mut topic = topic;
-        // Broker-to-client topic aliases: the first message on a topic sets an alias, later ones send it alone.
-        if v5 && self.client_topic_alias_max > 0 {
-            let known = self.aliases.as_ref().and_then(|a| a.outbound.get(topic_str)).copied();
-            let max = self.client_topic_alias_max;
-            let alias = known.or_else(|| {
-                let outbound = &mut self.aliases().outbound;
-                let next = u16::try_from(outbound.len()).ok()?.checked_add(1)?;
-                (next <= max).then(|| {
-                    outbound.insert(topic_str.into(), next);
-                    next
-                })
-            });
-            if let Some(alias) = alias {
-                props.push(Property::TopicAlias(alias));
-                if known.is_some() {
-                    topic = TopicName::empty();
-                }
+        let next = self.aliases.as_ref().map_or(0, |a| a.outbound.len());
+        let next = u16::try_from(next)
+            .ok()
+            .and_then(|n| n.checked_add(1))
+            .filter(|&n| aliases && n <= self.client_topic_alias_max);
+        if let Some(alias) = next {
+            props.push(Property::TopicAlias(alias));
+            // A new alias only where the packet still fits with it; otherwise the topic goes without one this time.
+            if len(Publish { properties: Properties::from_list(&props), ..base })? <= max_packet {
+                self.aliases().outbound.insert(topic_str.into(), alias);
+            } else {
+                props.pop();
             }
         }
-        let publish = Publish { dup, qos_pid, retain, topic, properties: Properties::from_list(&props), payload };
+        let publish = Publish { properties: Properties::from_list(&props), ..base };
         encode_into(&mut self.out, &Packet::Publish(publish), self.version)?;
         Ok(true)
     }

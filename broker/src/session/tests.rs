@@ -229,3 +229,98 @@ fn one_message_to_several_subscribers_is_right_for_each() {
         vec![d(None, &[7], b"x"), d(None, &[7], b"x"), d(Some(1), &[7], b"one"), d(Some(2), &[7], b"two")]
     );
 }
+
+#[test]
+fn a_topic_at_the_most_levels_allowed_is_matched_on_a_small_stack() {
+    // Matching recurses once per level: the most levels allowed must leave a wide margin under a tokio worker's
+    // 2 MiB, even in a debug build.
+    let levels = crate::config::MAX_TOPIC_LEVELS;
+    assert_eq!(crate::Settings::default().mqtt.max_topic_levels, levels);
+    let run = std::thread::Builder::new().stack_size(768 * 1024).spawn(move || {
+        let ctx = context();
+        let mut sub = connect(&ctx, "deep-sub", 1);
+        let deep = vec!["a"; levels].join("/");
+        let plus = vec!["+"; levels].join("/");
+        subscribe(&mut sub, "#");
+        subscribe(&mut sub, &plus);
+        subscribe(&mut sub, &deep);
+        let mut publisher = connect(&ctx, "deep-pub", 2);
+        publish(&mut publisher, &deep);
+        sub.poll_outbox(Instant::now()).unwrap();
+        let out = sub.output().clone();
+        let received = decode(&out, ProtocolVersion::V311).unwrap();
+        assert!(matches!(received, Packet::Publish(p) if p.topic.as_str() == deep));
+    });
+    run.unwrap().join().expect("matched without overflowing the stack");
+}
+
+#[test]
+fn an_ack_of_the_other_qos_flow_is_a_protocol_error_and_one_for_an_id_not_in_flight_is_not() {
+    use mqtt_codec::Ack;
+    let ack = |s: &mut Session, packet: fn(Ack<'static>) -> Packet<'static>, id: u16| {
+        s.on_packet(Instant::now(), &frame(&packet(Ack::new(PacketId::new(id).unwrap()))))
+    };
+    let in_flight = |ctx: &Context, id: &str| {
+        let mut s = connect(ctx, id, 1);
+        s.output().clear();
+        let push = |qos| crate::queue::Delivery {
+            msg: Arc::new(crate::message::Message::from_parts("acks", b"x", qos, false)),
+            qos,
+            retain: false,
+            sub_ids: Box::default(),
+        };
+        let mut state = s.handle().lock();
+        state.outbox.push(push(QoS::AtLeastOnce), true, None).unwrap();
+        state.outbox.push(push(QoS::ExactlyOnce), true, None).unwrap();
+        drop(state);
+        assert_eq!(deliveries(&mut s).iter().map(|d| d.0).collect::<Vec<_>>(), vec![Some(1), Some(2)]);
+        s
+    };
+    let ctx = context();
+    let mut s = in_flight(&ctx, "pubcomp-for-qos1");
+    assert!(ack(&mut s, Packet::PubComp, 1).is_err(), "PUBCOMP for the QoS 1 message");
+    let mut s = in_flight(&ctx, "pubrec-for-qos1");
+    assert!(ack(&mut s, Packet::PubRec, 1).is_err(), "PUBREC for the QoS 1 message");
+    let mut s = in_flight(&ctx, "puback-for-qos2");
+    assert!(ack(&mut s, Packet::PubAck, 2).is_err(), "PUBACK for the QoS 2 message");
+
+    let mut s = in_flight(&ctx, "harmless");
+    for (packet, id) in
+        [(Packet::PubAck as fn(_) -> _, 1), (Packet::PubAck, 1), (Packet::PubComp, 1), (Packet::PubAck, 7)]
+    {
+        assert!(ack(&mut s, packet, id).is_ok(), "an id not in flight (any more) is harmless");
+    }
+    ack(&mut s, Packet::PubRec, 2).unwrap();
+    assert!(ack(&mut s, Packet::PubAck, 2).is_err(), "PUBACK for the QoS 2 message awaiting PUBCOMP");
+}
+
+#[test]
+fn a_connack_sheds_the_properties_a_client_can_do_without_first() {
+    use mqtt_codec::{ConnAck, ReasonCode};
+    let all = [
+        Property::ResponseInformation("responses/a-long-prefix/for-this-client"),
+        Property::TopicAliasMaximum(32),
+        Property::SharedSubscriptionAvailable(false),
+        Property::SessionExpiryInterval(60),
+        Property::MaximumPacketSize(1 << 20),
+        Property::ReceiveMaximum(100),
+        Property::MaximumQoS(QoS::AtLeastOnce),
+        Property::ServerKeepAlive(30),
+        Property::AssignedClientIdentifier("auto-0123456789abcdef"),
+    ];
+    let len = |props: &[Property<'_>]| {
+        let c = ConnAck { session_present: false, code: ReasonCode::Success, properties: Properties::from_list(props) };
+        Packet::ConnAck(c).encoded_len(ProtocolVersion::V5).unwrap()
+    };
+    // For each limit, exactly the longest prefix of least-needed properties goes.
+    let essential = &all[7..];
+    for shed in 0..=7 {
+        let max = u32::try_from(len(&all[shed..])).unwrap();
+        let mut props = all.to_vec();
+        assert!(super::connect::fit_connack(&mut props, false, ProtocolVersion::V5, max));
+        assert_eq!(props, all[shed..], "limit {max}");
+    }
+    let mut props = all.to_vec();
+    let max = u32::try_from(len(essential)).unwrap() - 1;
+    assert!(!super::connect::fit_connack(&mut props, false, ProtocolVersion::V5, max), "the essentials never go");
+}

@@ -203,7 +203,8 @@ impl<'a> Connect<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ConnAck<'a> {
-    /// Whether the server resumed a stored session.
+    /// Whether the server resumed a stored session. MQTT 3.1 has no such flag: its first CONNACK byte is reserved,
+    /// so the flag is encoded as 0 and decoded as `false` there.
     pub session_present: bool,
     /// The result of the connection attempt.
     pub code: ReasonCode,
@@ -214,7 +215,7 @@ pub struct ConnAck<'a> {
 impl<'a> ConnAck<'a> {
     pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let flags = r.u8()?;
-        if flags & 0xfe != 0 {
+        if flags & 0xfe != 0 && version != ProtocolVersion::V31 {
             return Err(DecodeError::InvalidConnAckFlags);
         }
         let raw = r.u8()?;
@@ -224,7 +225,8 @@ impl<'a> ConnAck<'a> {
             ReasonCode::from_v3_connack(raw)
                 .ok_or(DecodeError::InvalidReasonCode { packet_type: PacketType::ConnAck as u8, code: raw })?
         };
-        let session_present = flags & 1 != 0;
+        // MQTT 3.1 reserves the whole first byte: a sender's bits there mean nothing.
+        let session_present = flags & 1 != 0 && version != ProtocolVersion::V31;
         if session_present && code != ReasonCode::Success {
             return Err(DecodeError::SessionPresentOnRefusal);
         }
@@ -253,7 +255,8 @@ impl<'a> ConnAck<'a> {
     }
 
     pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u8(u8::from(self.session_present))?;
+        // The acknowledge flags of MQTT 3.1 are reserved (0): the Session Present bit came with 3.1.1.
+        w.put_u8(u8::from(self.session_present && version != ProtocolVersion::V31))?;
         w.put_u8(self.code_byte(version)?)?;
         if version.is_v5() {
             self.properties.write(w)?;

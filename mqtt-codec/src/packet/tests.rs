@@ -122,3 +122,25 @@ fn long_topic_is_an_error_not_a_truncation() {
     });
     assert_eq!(p.encoded_len(V311), Err(EncodeError::FieldTooLong));
 }
+
+#[test]
+fn v31_connack_first_byte_is_reserved() {
+    let v31 = ProtocolVersion::V31;
+    // A resumed session is not announced in MQTT 3.1: its acknowledge flags byte is reserved and sent as 0.
+    let resumed = ConnAck { session_present: true, code: ReasonCode::Success, properties: Properties::empty() };
+    let mut buf = [0u8; 8];
+    let n = Packet::ConnAck(resumed).encode(v31, &mut buf).unwrap();
+    assert_eq!(&buf[..n], &[0x20, 0x02, 0x00, 0x00]);
+    assert_eq!(Packet::ConnAck(resumed).encoded_len(v31), Ok(4));
+    // The same CONNACK in 3.1.1 carries the Session Present bit.
+    let n = Packet::ConnAck(resumed).encode(V311, &mut buf).unwrap();
+    assert_eq!(&buf[..n], &[0x20, 0x02, 0x01, 0x00]);
+    // Identifier rejected (return code 2), as a 3.1 server answers an empty client identifier.
+    let rejected =
+        ConnAck { session_present: false, code: ReasonCode::ClientIdentifierNotValid, properties: Properties::empty() };
+    round_trip(Packet::ConnAck(rejected), v31, &[0x20, 0x02, 0x00, 0x02]);
+    // Received from a 3.1 server, the reserved byte is ignored rather than read as a flag.
+    let accepted = ConnAck { session_present: false, ..resumed };
+    assert_eq!(decode(&[0x20, 0x02, 0x01, 0x00], v31), Ok(Packet::ConnAck(accepted)));
+    assert_eq!(decode(&[0x20, 0x02, 0x01, 0x00], V311), Ok(Packet::ConnAck(resumed)));
+}

@@ -30,7 +30,7 @@ async fn puback_and_pubrec_0x10_when_nobody_subscribes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_to_a_dollar_topic_gets_0x87_and_a_reason_string_only_when_allowed() {
+async fn publish_to_a_sys_topic_gets_0x87_and_a_reason_string_only_when_allowed() {
     let b = start_default_broker().await;
     let mut watcher = C5::v5(b.addr, &unique("dollarwatch")).await;
     watcher.sub("$SYS/#", 1).await;
@@ -39,7 +39,7 @@ async fn publish_to_a_dollar_topic_gets_0x87_and_a_reason_string_only_when_allow
         let mut conn = Conn::new(&unique("dollar"));
         conn.request_problem_information = allow;
         let (mut c, _) = C5::connect(b.addr, &conn).await;
-        let (r, f) = c.publish_ack(Pub::new("$x/forbidden", b"x", qos)).await;
+        let (r, f) = c.publish_ack(Pub::new("$SYS/forbidden", b"x", qos)).await;
         assert_eq!(r, ReasonCode::NotAuthorized, "QoS {qos}");
         let text = match f.packet() {
             Packet::PubAck(a) | Packet::PubRec(a) => a.properties.reason_string().map(str::to_owned),
@@ -60,16 +60,16 @@ async fn publish_to_a_dollar_topic_gets_0x87_and_a_reason_string_only_when_allow
 async fn publish_to_a_topic_with_too_many_levels_gets_0x90() {
     let b = start_default_broker().await;
     let mut c = C5::v5(b.addr, &unique("levels")).await;
-    let ok = vec!["l"; 64].join("/");
-    let deep = vec!["l"; 65].join("/");
+    let ok = vec!["l"; 1024].join("/");
+    let deep = vec!["l"; 1025].join("/");
     c.sub("#", 1).await;
     let (r, _) = c.publish_ack(Pub::new(&ok, b"x", 1)).await;
-    assert_eq!(r, ReasonCode::Success, "64 levels are allowed");
+    assert_eq!(r, ReasonCode::Success, "1024 levels (the default limit) are allowed");
     let f = c.recv_publish().await;
     c.ack(&f).await;
     for qos in [1, 2] {
         let (r, _) = c.publish_ack(Pub::new(&deep, b"x", qos)).await;
-        assert_eq!(r, ReasonCode::TopicNameInvalid, "65 levels, QoS {qos}");
+        assert_eq!(r, ReasonCode::TopicNameInvalid, "1025 levels, QoS {qos}");
     }
     c.expect_silence(QUIET).await;
     b.shutdown().await;
@@ -184,7 +184,7 @@ async fn disconnect_0x04_publishes_the_will_and_a_normal_one_does_not() {
 async fn reason_string_is_left_out_when_it_would_exceed_the_client_maximum_packet_size() {
     let b = start_default_broker().await;
     let (mut c, _) = C5::connect(b.addr, &Conn::new(&unique("rsmax")).max_packet(16)).await;
-    let (r, f) = c.publish_ack(Pub::new("$x/t", b"x", 1)).await;
+    let (r, f) = c.publish_ack(Pub::new("$SYS/t", b"x", 1)).await;
     assert_eq!(r, ReasonCode::NotAuthorized);
     assert!(
         f.bytes.len() <= 16,

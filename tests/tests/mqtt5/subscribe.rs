@@ -126,8 +126,8 @@ async fn unsuback_reports_0x11_for_a_missing_subscription() {
 async fn suback_0x8f_for_a_filter_with_too_many_levels() {
     let b = start_default_broker().await;
     let mut c = C5::v5(b.addr, &unique("deep")).await;
-    let ok = vec!["l"; 64].join("/");
-    let deep = vec!["l"; 65].join("/");
+    let ok = vec!["l"; 1024].join("/");
+    let deep = vec!["l"; 1025].join("/");
     let codes = c.subscribe_with(&[Sub::new(&ok, 1), Sub::new(&deep, 1), Sub::new("x/+", 2)], None).await;
     assert_eq!(codes, vec![ReasonCode::GrantedQoS1, ReasonCode::TopicFilterInvalid, ReasonCode::GrantedQoS2]);
     b.shutdown().await;
