@@ -391,7 +391,11 @@ async fn serve_session<S: Stream>(
         {
             tokio::select! {
                 r = durable.wait(lsn) => r?,
-                () = &mut kicked => return Err(ended()),
+                () = &mut kicked => {
+                    // The output still waits for it at the farewell.
+                    session.wait_until_durable(lsn);
+                    return Err(ended());
+                }
             }
         }
         let out = session.output();

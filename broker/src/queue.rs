@@ -73,9 +73,6 @@ pub enum Rejected {
     Full,
     /// A QoS 0 message for an offline session that does not queue QoS 0: not an error, nothing counted.
     Offline,
-    /// The session is persistent and the journal refused the record (`persistence.max_bytes` reached, or the
-    /// journal failed): the message is dropped and counted, never queued without its record.
-    Store,
 }
 
 /// Limits of one outbox.
@@ -255,9 +252,9 @@ impl Outbox {
     /// [`Rejected::Full`] when the queue is at a limit (the drop is counted), [`Rejected::Offline`] for QoS 0
     /// while offline unless configured to queue it.
     ///
-    /// A persistent session's outbox journals the delivery first, naming the stored message `msg` (which the
-    /// caller stores once for all the sessions it goes to); the record's position is returned.
-    pub fn push(&mut self, delivery: Delivery, online: bool, msg: Option<u64>) -> Result<Option<Lsn>, Rejected> {
+    /// A persistent session's delivery is journaled by the caller before it is pushed (as entry
+    /// [`Outbox::next_seq`]), together with the message: see [`crate::router::Router::publish`].
+    pub fn push(&mut self, delivery: Delivery, online: bool) -> Result<(), Rejected> {
         if self.skips_offline(&delivery, online) {
             return Err(Rejected::Offline);
         }
@@ -265,28 +262,15 @@ impl Outbox {
             self.dropped = self.dropped.saturating_add(1);
             return Err(Rejected::Full);
         }
-        let mut lsn = None;
-        if let Some(link) = &mut self.link {
-            let record = Record::Enqueue {
-                client: &link.client,
-                seq: self.next_seq,
-                msg: msg.unwrap_or_default(),
-                qos: delivery.qos,
-                retain: delivery.retain,
-                sub_ids: delivery.sub_ids.to_vec(),
-            };
-            match link.durable.append(&record) {
-                Ok(at) => lsn = Some(at),
-                Err(_) => {
-                    self.dropped = self.dropped.saturating_add(1);
-                    return Err(Rejected::Store);
-                }
-            }
-        }
         self.queued_bytes = self.queued_bytes.saturating_add(delivery.msg.cost());
         self.queue.push_back(delivery);
         self.next_seq = self.next_seq.saturating_add(1);
-        Ok(lsn)
+        Ok(())
+    }
+
+    /// The number the next queued delivery gets, which a persistent session's records name it by.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// The next thing to send, if the window allows: resends first (DUP PUBLISH or PUBREL), then queued messages
@@ -527,7 +511,7 @@ mod tests {
         let now = Instant::now();
         let mut o = Outbox::new(limits(2, 10));
         for n in 0..4 {
-            o.push(d(n, QoS::AtLeastOnce), true, None).unwrap();
+            o.push(d(n, QoS::AtLeastOnce), true).unwrap();
         }
         let (id0, p0, _) = publish_payload(o.next_send(now));
         let (_, p1, _) = publish_payload(o.next_send(now));
@@ -543,8 +527,8 @@ mod tests {
         let now = Instant::now();
         let mut o = Outbox::new(limits(10, 10));
         o.set_receive_maximum(1);
-        o.push(d(1, QoS::AtLeastOnce), true, None).unwrap();
-        o.push(d(2, QoS::AtLeastOnce), true, None).unwrap();
+        o.push(d(1, QoS::AtLeastOnce), true).unwrap();
+        o.push(d(2, QoS::AtLeastOnce), true).unwrap();
         assert!(o.next_send(now).is_some());
         assert_eq!(o.next_send(now), None);
     }
@@ -553,8 +537,8 @@ mod tests {
     fn resend_after_disconnect_sets_dup_and_resends_pubrel() {
         let now = Instant::now();
         let mut o = Outbox::new(limits(10, 10));
-        o.push(d(1, QoS::AtLeastOnce), true, None).unwrap();
-        o.push(d(2, QoS::ExactlyOnce), true, None).unwrap();
+        o.push(d(1, QoS::AtLeastOnce), true).unwrap();
+        o.push(d(2, QoS::ExactlyOnce), true).unwrap();
         let (id1, _, dup1) = publish_payload(o.next_send(now));
         let (id2, _, _) = publish_payload(o.next_send(now));
         assert!(!dup1);
@@ -574,9 +558,9 @@ mod tests {
         let now = Instant::now();
         let mut o = Outbox::new(limits(10, 10));
         let consistent = |o: &Outbox| assert_eq!(o.unsent, o.inflight.iter().filter(|e| !e.sent).count());
-        o.push(d(1, QoS::AtLeastOnce), true, None).unwrap();
-        o.push(d(2, QoS::ExactlyOnce), true, None).unwrap();
-        o.push(d(3, QoS::AtLeastOnce), true, None).unwrap();
+        o.push(d(1, QoS::AtLeastOnce), true).unwrap();
+        o.push(d(2, QoS::ExactlyOnce), true).unwrap();
+        o.push(d(3, QoS::AtLeastOnce), true).unwrap();
         let ids: Vec<PacketId> = (0..3).map(|_| publish_payload(o.next_send(now)).0.unwrap()).collect();
         assert!(!o.has_pending());
         assert!(o.on_pubrec(ids[1], false));
@@ -606,11 +590,11 @@ mod tests {
     #[test]
     fn full_queue_drops_and_counts() {
         let mut o = Outbox::new(limits(1, 2));
-        o.push(d(1, QoS::AtLeastOnce), false, None).unwrap();
-        o.push(d(2, QoS::AtLeastOnce), false, None).unwrap();
-        assert_eq!(o.push(d(3, QoS::AtLeastOnce), false, None), Err(Rejected::Full));
+        o.push(d(1, QoS::AtLeastOnce), false).unwrap();
+        o.push(d(2, QoS::AtLeastOnce), false).unwrap();
+        assert_eq!(o.push(d(3, QoS::AtLeastOnce), false), Err(Rejected::Full));
         assert_eq!(o.dropped(), 1);
-        assert_eq!(o.push(d(4, QoS::AtMostOnce), false, None), Err(Rejected::Offline));
+        assert_eq!(o.push(d(4, QoS::AtMostOnce), false), Err(Rejected::Offline));
         assert_eq!(o.dropped(), 1);
     }
 
@@ -624,8 +608,8 @@ mod tests {
             retain: false,
             sub_ids: Box::default(),
         };
-        o.push(big.clone(), false, None).unwrap();
-        assert_eq!(o.push(big, false, None), Err(Rejected::Full));
+        o.push(big.clone(), false).unwrap();
+        assert_eq!(o.push(big, false), Err(Rejected::Full));
     }
 
     #[test]
@@ -635,8 +619,8 @@ mod tests {
         let mut msg = Message::from_parts("t", &[1], QoS::AtLeastOnce, false);
         msg.expires_at = Some(now + Duration::from_secs(1));
         let old = Delivery { msg: Arc::new(msg), ..d(1, QoS::AtLeastOnce) };
-        o.push(old, true, None).unwrap();
-        o.push(d(2, QoS::AtLeastOnce), true, None).unwrap();
+        o.push(old, true).unwrap();
+        o.push(d(2, QoS::AtLeastOnce), true).unwrap();
         assert_eq!(publish_payload(o.next_send(now + Duration::from_secs(2))).1, 2);
         assert_eq!(o.expired(), 1);
     }
@@ -645,10 +629,10 @@ mod tests {
     fn backlog_thresholds() {
         let mut o = Outbox::new(limits(10, 10 * BACKLOG_MESSAGES));
         for _ in 0..BACKLOG_MESSAGES {
-            o.push(d(0, QoS::AtMostOnce), true, None).unwrap();
+            o.push(d(0, QoS::AtMostOnce), true).unwrap();
         }
         assert!(!o.is_backlogged() && !o.has_caught_up());
-        o.push(d(0, QoS::AtMostOnce), true, None).unwrap();
+        o.push(d(0, QoS::AtMostOnce), true).unwrap();
         assert!(o.is_backlogged());
         let now = Instant::now();
         while !o.has_caught_up() {
@@ -663,7 +647,7 @@ mod tests {
         let mut o = Outbox::new(limits(3, 10));
         o.last_id = u16::MAX - 1;
         for n in 0..3 {
-            o.push(d(n, QoS::AtLeastOnce), true, None).unwrap();
+            o.push(d(n, QoS::AtLeastOnce), true).unwrap();
         }
         let ids: Vec<u16> = (0..3).map(|_| publish_payload(o.next_send(now)).0.unwrap().get()).collect();
         assert_eq!(ids, vec![u16::MAX, 1, 2]);

@@ -270,6 +270,13 @@ impl RawClient {
         Self { stream, rx: Vec::new(), version: ProtocolVersion::V311, next_pid: 1 }
     }
 
+    /// Opens a TCP connection, or `None` when nothing accepts it (a broker that was just killed).
+    pub async fn try_tcp(addr: SocketAddr) -> Option<Self> {
+        let stream = timeout(WAIT, TcpStream::connect(addr)).await.ok()?.ok()?;
+        stream.set_nodelay(true).ok()?;
+        Some(Self { stream, rx: Vec::new(), version: ProtocolVersion::V311, next_pid: 1 })
+    }
+
     /// Opens a connection, sends CONNECT and returns the client with the CONNACK it got.
     pub async fn connect_with(addr: SocketAddr, opts: &ConnectOpts) -> (Self, Rx) {
         let mut c = Self::tcp(addr).await;

@@ -238,19 +238,28 @@ async fn retained_will_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn will_to_a_dollar_topic_is_not_published() {
+async fn a_will_goes_to_dollar_topics_a_client_may_publish_to_but_never_to_sys() {
     let b = start_default_broker().await;
     let name = unique("dollar-will");
-    let dollar = format!("$will/{name}");
+    let sys = format!("$SYS/{name}");
+    let aws = format!("$aws/things/{name}/shadow/update");
     let mut watcher = RawClient::connect_v311(b.addr, &unique("watch")).await;
-    let codes = watcher.subscribe(&[("#", Qos::AtLeastOnce), (&dollar, Qos::AtLeastOnce)]).await;
+    let codes = watcher.subscribe(&[("#", Qos::AtLeastOnce), (&sys, Qos::AtLeastOnce)]).await;
     assert_eq!(codes, vec![1, 1]);
-    let opts = ConnectOpts::new(&unique("forger")).will(&dollar, b"forged", Qos::AtLeastOnce, true);
+    let opts = ConnectOpts::new(&unique("forger")).will(&sys, b"forged", Qos::AtLeastOnce, true);
     let (c, _) = RawClient::connect(b.addr, &opts).await;
     c.drop_connection();
     b.wait_stats("the forger to be gone", |s| s.clients_connected == 1).await;
     watcher.expect_silence(QUIET).await;
     assert_eq!(b.stats().retained_messages, 0);
+    // `$aws/...` is open to clients (as in Mosquitto), so a will may go there; `#` does not match it.
+    watcher.subscribe_one(&aws, Qos::AtLeastOnce).await;
+    let opts = ConnectOpts::new(&unique("device")).will(&aws, b"offline", Qos::AtLeastOnce, false);
+    let (c, _) = RawClient::connect(b.addr, &opts).await;
+    c.drop_connection();
+    let p = watcher.recv_publish().await;
+    assert_eq!((p.topic.as_str(), p.text().as_str()), (aws.as_str(), "offline"));
+    watcher.expect_silence(QUIET).await;
     b.shutdown().await;
 }
 

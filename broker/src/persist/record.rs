@@ -51,6 +51,21 @@ pub struct StoredSubOpts {
     pub id: Option<u32>,
 }
 
+/// A message's entry in a persistent session's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The session's client id.
+    pub client: &'a str,
+    /// The delivery's number in the session.
+    pub seq: u64,
+    /// QoS of the delivery.
+    pub qos: QoS,
+    /// RETAIN flag of the delivery.
+    pub retain: bool,
+    /// MQTT 5 Subscription Identifiers.
+    pub sub_ids: Vec<u32>,
+}
+
 /// A change of durable state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record<'a> {
@@ -67,6 +82,11 @@ pub enum Record<'a> {
     Unsubscribe { client: &'a str, filter: &'a str },
     /// A message, referenced by `id` from queues and the retained store.
     Message { id: u64, msg: StoredMessage<'a> },
+    /// A message was routed: the message, the entries it got in persistent sessions' queues, whether it is now its
+    /// topic's retained message (an empty payload clears it), and the publisher's QoS 2 packet identifier, held
+    /// until PUBREL. One record, so a crash keeps all of it or none: a publisher's resend after a crash is then
+    /// recognised exactly when the message was queued.
+    Routed { id: u64, msg: StoredMessage<'a>, retain: bool, origin: Option<(&'a str, u16)>, entries: Vec<Entry<'a>> },
     /// Message `msg` was queued for the session as its `seq`-th delivery.
     Enqueue { client: &'a str, seq: u64, msg: u64, qos: QoS, retain: bool, sub_ids: Vec<u32> },
     /// Delivery `seq` was sent with packet identifier `pid` and awaits its acknowledgement.
@@ -97,6 +117,7 @@ const DONE: u8 = 10;
 const INBOUND: u8 = 11;
 const RETAIN: u8 = 12;
 const WILL: u8 = 13;
+const ROUTED: u8 = 14;
 
 impl Record<'_> {
     /// Appends the binary form to `out`.
@@ -135,16 +156,34 @@ impl Record<'_> {
                 out.extend_from_slice(&id.to_le_bytes());
                 put_message(out, msg);
             }
+            Record::Routed { id, msg, retain, origin, entries } => {
+                out.push(ROUTED);
+                out.extend_from_slice(&id.to_le_bytes());
+                put_message(out, msg);
+                out.push(u8::from(*retain));
+                match origin {
+                    Some((client, pid)) => {
+                        out.push(1);
+                        put_str(out, client);
+                        out.extend_from_slice(&pid.to_le_bytes());
+                    }
+                    None => out.push(0),
+                }
+                put_u32(out, u32::try_from(entries.len()).unwrap_or(u32::MAX));
+                for e in entries {
+                    put_str(out, e.client);
+                    out.extend_from_slice(&e.seq.to_le_bytes());
+                    out.push(e.qos as u8 | u8::from(e.retain) << 2);
+                    put_ids(out, &e.sub_ids);
+                }
+            }
             Record::Enqueue { client, seq, msg, qos, retain, sub_ids } => {
                 out.push(ENQUEUE);
                 put_str(out, client);
                 out.extend_from_slice(&seq.to_le_bytes());
                 out.extend_from_slice(&msg.to_le_bytes());
                 out.push(*qos as u8 | u8::from(*retain) << 2);
-                put_u32(out, u32::try_from(sub_ids.len()).unwrap_or(u32::MAX));
-                for id in sub_ids {
-                    put_u32(out, *id);
-                }
+                put_ids(out, sub_ids);
             }
             Record::Sent { client, seq, pid } => {
                 out.push(SENT);
@@ -221,18 +260,37 @@ impl<'a> Record<'a> {
             }
             UNSUBSCRIBE => Record::Unsubscribe { client: r.str()?, filter: r.str()? },
             MESSAGE => Record::Message { id: r.u64()?, msg: r.message()? },
+            ROUTED => {
+                let id = r.u64()?;
+                let msg = r.message()?;
+                let retain = r.bool()?;
+                let origin = if r.bool()? { Some((r.str()?, r.u16()?)) } else { None };
+                let n = usize::try_from(r.u32()?).map_err(|_| RecordError::Invalid("entries"))?;
+                // An entry takes at least 18 bytes: a count larger than what is left is corrupt, not an allocation.
+                if n > r.0.len() / 18 {
+                    return Err(RecordError::Truncated);
+                }
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let client = r.str()?;
+                    let seq = r.u64()?;
+                    let flags = r.u8()?;
+                    entries.push(Entry {
+                        client,
+                        seq,
+                        qos: qos(flags & 3)?,
+                        retain: flags & 4 != 0,
+                        sub_ids: r.ids()?,
+                    });
+                }
+                Record::Routed { id, msg, retain, origin, entries }
+            }
             ENQUEUE => {
                 let client = r.str()?;
                 let seq = r.u64()?;
                 let msg = r.u64()?;
                 let flags = r.u8()?;
-                let n = usize::try_from(r.u32()?).map_err(|_| RecordError::Invalid("subscription ids"))?;
-                // Each id takes four bytes: a count larger than what is left is corrupt, not an allocation to make.
-                if n > r.0.len() / 4 {
-                    return Err(RecordError::Truncated);
-                }
-                let sub_ids = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
-                Record::Enqueue { client, seq, msg, qos: qos(flags & 3)?, retain: flags & 4 != 0, sub_ids }
+                Record::Enqueue { client, seq, msg, qos: qos(flags & 3)?, retain: flags & 4 != 0, sub_ids: r.ids()? }
             }
             SENT => Record::Sent { client: r.str()?, seq: r.u64()?, pid: r.u16()? },
             RELEASED => Record::Released { client: r.str()?, seq: r.u64()? },
@@ -263,6 +321,13 @@ fn qos(v: u8) -> Result<QoS, RecordError> {
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_ids(out: &mut Vec<u8>, ids: &[u32]) {
+    put_u32(out, u32::try_from(ids.len()).unwrap_or(u32::MAX));
+    for id in ids {
+        put_u32(out, *id);
+    }
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -364,6 +429,15 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
 
+    fn ids(&mut self) -> Result<Vec<u32>, RecordError> {
+        let n = usize::try_from(self.u32()?).map_err(|_| RecordError::Invalid("subscription ids"))?;
+        // Each id takes four bytes: a count larger than what is left is corrupt, not an allocation to make.
+        if n > self.0.len() / 4 {
+            return Err(RecordError::Truncated);
+        }
+        (0..n).map(|_| self.u32()).collect()
+    }
+
     fn str(&mut self) -> Result<&'a str, RecordError> {
         std::str::from_utf8(self.bytes()?).map_err(|_| RecordError::Invalid("UTF-8"))
     }
@@ -402,6 +476,17 @@ mod tests {
             Record::Message { id: 9, msg: msg.clone() },
             Record::Message { id: 10, msg: StoredMessage { props: None, expires_at_ms: None, ..msg.clone() } },
             Record::Enqueue { client: "c", seq: 3, msg: 9, qos: QoS::AtLeastOnce, retain: false, sub_ids: vec![1, 2] },
+            Record::Routed {
+                id: 11,
+                msg: msg.clone(),
+                retain: true,
+                origin: Some(("p", 7)),
+                entries: vec![
+                    Entry { client: "c", seq: 4, qos: QoS::ExactlyOnce, retain: false, sub_ids: vec![] },
+                    Entry { client: "d", seq: 1, qos: QoS::AtLeastOnce, retain: true, sub_ids: vec![3] },
+                ],
+            },
+            Record::Routed { id: 12, msg: msg.clone(), retain: false, origin: None, entries: vec![] },
             Record::Sent { client: "c", seq: 3, pid: 65535 },
             Record::Released { client: "c", seq: 3 },
             Record::Done { client: "c", seq: 3 },

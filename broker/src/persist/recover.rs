@@ -119,6 +119,27 @@ impl Model {
                 let msg = Message::from_stored(&msg, now).map(Arc::new);
                 self.messages.insert(id, msg);
             }
+            Record::Routed { id, msg, retain, origin, entries } => {
+                self.max_message = self.max_message.max(id);
+                if retain {
+                    if msg.payload.is_empty() {
+                        self.retained.remove(msg.topic);
+                    } else {
+                        self.retained.insert(msg.topic.to_owned(), id);
+                    }
+                }
+                if let Some((client, pid)) = origin
+                    && let Some(s) = self.sessions.get_mut(client)
+                {
+                    s.inbound.insert(pid);
+                }
+                for e in entries {
+                    let Some(s) = self.sessions.get_mut(e.client) else { continue };
+                    let entry = Entry { msg: id, qos: e.qos, retain: e.retain, sub_ids: e.sub_ids, sent: None };
+                    s.entries.insert(e.seq, entry);
+                }
+                self.messages.insert(id, Message::from_stored(&msg, now).map(Arc::new));
+            }
             Record::Enqueue { client, seq, msg, qos, retain, sub_ids } => {
                 let Some(s) = self.sessions.get_mut(client) else { return false };
                 s.entries.insert(seq, Entry { msg, qos, retain, sub_ids, sent: None });

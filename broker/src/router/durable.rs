@@ -7,15 +7,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mqtt_codec::RetainHandling;
+use mqtt_codec::{PacketId, RetainHandling};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{ConnLink, PacketIds, PendingWill, Router, SessionHandle, SessionState, SubOpts, Subscriptions};
 use crate::journal::Lsn;
 use crate::message::Message;
+use crate::persist::record::Entry;
 use crate::persist::{self, Durable, Record};
-use crate::queue::Outbox;
+use crate::queue::{Delivery, Outbox};
 
 /// The state a checkpoint writes, taken from the router at one moment (see [`crate::persist::checkpoint`]).
 #[derive(Debug)]
@@ -70,22 +71,54 @@ impl Router {
         }
     }
 
-    /// The journal identifier of a message being routed, storing it on first use (`stored` remembers it for the
-    /// other sessions it goes to). `None` when the journal refuses it.
-    pub(super) fn message_id(&self, stored: &mut Option<u64>, msg: &Message, now: Instant) -> Option<u64> {
-        if let Some(id) = stored {
-            return Some(*id);
+    /// Journals a routed message in one record (see [`Record::Routed`]): the message, its entry in every
+    /// persistent session among `targets` that can queue it (numbered as those queues will number it), whether it
+    /// became its topic's retained message, and the publisher's QoS 2 identifier. Nothing when none of that is
+    /// durable. Returns whether the journal refused the record: then persistent sessions must not queue it.
+    pub(super) fn journal_routed(
+        &self,
+        msg: &Message,
+        retained: bool,
+        origin: Option<(&Arc<SessionHandle>, PacketId)>,
+        targets: &[(Arc<SessionHandle>, Delivery)],
+        now: Instant,
+    ) -> bool {
+        let Some(durable) = &self.durable else { return false };
+        let mut entries = Vec::new();
+        for (session, d) in targets {
+            let state = session.lock();
+            if state.outbox.is_durable() && state.outbox.would_accept(d, state.conn.is_some()) {
+                let seq = state.outbox.next_seq();
+                entries.push((session.client_id.clone(), seq, d.qos, d.retain, d.sub_ids.to_vec()));
+            }
         }
-        let durable = self.durable.as_ref()?;
-        match durable.store_message(msg, now) {
-            Ok((id, lsn)) => {
+        let origin = origin.filter(|(o, _)| o.lock().outbox.is_durable()).map(|(o, id)| (&*o.client_id, id.get()));
+        let appended = if !entries.is_empty() || retained {
+            let entries = entries
+                .iter()
+                .map(|(client, seq, qos, retain, sub_ids)| Entry {
+                    client,
+                    seq: *seq,
+                    qos: *qos,
+                    retain: *retain,
+                    sub_ids: sub_ids.clone(),
+                })
+                .collect();
+            let id = durable.next_message_id();
+            durable.append(&Record::Routed { id, msg: msg.stored(now), retain: retained, origin, entries })
+        } else if let Some((client, pid)) = origin {
+            durable.append(&Record::Inbound { client, pid, held: true })
+        } else {
+            return false;
+        };
+        match appended {
+            Ok(lsn) => {
                 self.note_lsn(Some(lsn));
-                *stored = Some(id);
-                Some(id)
+                false
             }
             Err(e) => {
                 tracing::warn!(topic = msg.topic(), error = %e, "journal refused a message");
-                None
+                true
             }
         }
     }
@@ -166,18 +199,6 @@ impl Router {
                 state.will = None;
             }
             None => {}
-        }
-    }
-
-    /// A retained message set (or, with an empty payload, cleared).
-    pub(super) fn journal_retained(&self, msg: &Message, stored: &mut Option<u64>, now: Instant) {
-        if self.durable.is_none() {
-            return;
-        }
-        if msg.payload.is_empty() {
-            self.journal(&Record::Retain { topic: msg.topic(), msg: None });
-        } else if let Some(id) = self.message_id(stored, msg, now) {
-            self.journal(&Record::Retain { topic: msg.topic(), msg: Some(id) });
         }
     }
 

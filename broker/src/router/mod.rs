@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mqtt_codec::{QoS, ReasonCode, RetainHandling, SharedFilter};
+use mqtt_codec::{PacketId, QoS, ReasonCode, RetainHandling, SharedFilter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -446,8 +446,10 @@ impl Router {
                 let msg = Arc::new(msg);
                 // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-8]. The subscriber reads them
                 // at its pace: nobody waits for it.
-                let delivery = Delivery { msg, qos, retain: true, sub_ids };
-                self.deliver(session, delivery, &mut None, &mut None, now);
+                let target = [(session.clone(), Delivery { msg, qos, retain: true, sub_ids })];
+                let refused = self.journal_routed(&target[0].1.msg, false, None, &target, now);
+                let [(_, delivery)] = target;
+                self.deliver(session, delivery, &mut None, refused);
             }
         }
         Ok(opts.qos)
@@ -472,13 +474,27 @@ impl Router {
     /// highest QoS any of its matching subscriptions granted (capped by the message's QoS), carrying every matching
     /// Subscription Identifier [MQTT-3.3.4-3..5], and one copy per matching shared group. `origin` is the
     /// publishing session, for No Local.
-    pub fn publish(&mut self, mut msg: Message, origin: Option<&Arc<SessionHandle>>, now: Instant) -> Routed {
+    pub fn publish(&mut self, msg: Message, origin: Option<&Arc<SessionHandle>>, now: Instant) -> Routed {
+        self.publish_from(msg, origin, None, now)
+    }
+
+    /// [`Router::publish`] for a QoS 2 PUBLISH whose packet identifier `qos2_id` the publisher's session holds
+    /// until PUBREL: the identifier is journaled in the message's own record (see [`Router::journal_routed`]).
+    pub fn publish_from(
+        &mut self,
+        mut msg: Message,
+        origin: Option<&Arc<SessionHandle>>,
+        qos2_id: Option<PacketId>,
+        now: Instant,
+    ) -> Routed {
         // What `take_backlogged` and `take_lsn` report after this call is about this message only (a will published
         // by the broker itself has no publisher to hold back).
         self.backlogged = None;
         self.lsn.set(Lsn::ZERO);
-        // The message's identifier in the journal, once stored (for the retained store or a persistent session).
-        let mut stored = None;
+        if let (Some(origin), Some(id)) = (origin, qos2_id) {
+            origin.lock().inbound_qos2.insert(id);
+        }
+        let mut retained = false;
         if msg.retain {
             if self.store.set_retained(&msg).is_err() {
                 tracing::warn!(
@@ -487,21 +503,22 @@ impl Router {
                     "retained store full; message not retained"
                 );
             } else {
-                self.journal_retained(&msg, &mut stored, now);
+                retained = true;
             }
         }
-        if msg.is_expired(now) {
-            return Routed::default();
-        }
         let mut routed = Routed::default();
-        // References into the trie, so matching takes no reference count per subscriber.
+        let mut targets: Vec<(Arc<SessionHandle>, Delivery)> = Vec::new();
+        let expired = msg.is_expired(now);
         let mut matches: Vec<&(SessionRef, SubOpts)> = recycle(std::mem::take(&mut self.scratch));
-        self.trie.matches(msg.topic(), &mut matches);
         let mut groups: Vec<Arc<str>> = Vec::new();
-        if !self.shared_trie.is_empty() {
-            let mut found = Vec::new();
-            self.shared_trie.matches(msg.topic(), &mut found);
-            groups.extend(found.into_iter().map(|(name, ())| name.clone()));
+        if !expired {
+            // References into the trie, so matching takes no reference count per subscriber.
+            self.trie.matches(msg.topic(), &mut matches);
+            if !self.shared_trie.is_empty() {
+                let mut found = Vec::new();
+                self.shared_trie.matches(msg.topic(), &mut found);
+                groups.extend(found.into_iter().map(|(name, ())| name.clone()));
+            }
         }
         // Shared by every delivery; encoded once for them when there are several.
         msg.set_fanout(matches.len() + groups.len() > 1);
@@ -510,7 +527,6 @@ impl Router {
         if matches.len() > 1 {
             matches.sort_by_key(|(s, _)| Arc::as_ptr(&s.0) as usize);
         }
-        let mut backlogged = None;
         let mut rest = matches.as_slice();
         while let Some(((session, _), tail)) = rest.split_first() {
             let same = tail.iter().take_while(|(s, _)| s == session).count();
@@ -531,25 +547,31 @@ impl Router {
             let Some(qos) = qos else { continue };
             routed.matched += 1;
             let delivery = Delivery { msg: msg.clone(), qos: qos.min(msg.qos), retain, sub_ids: sub_ids.into() };
-            if !self.deliver(&session.0, delivery, &mut backlogged, &mut stored, now) {
-                routed.dropped += 1;
-            }
+            targets.push((session.0.clone(), delivery));
         }
         self.scratch = recycle(matches);
-        self.backlogged = backlogged;
-
         for name in groups {
             routed.matched += 1;
-            if !self.deliver_shared(&name, &msg, &mut stored, now) {
+            match self.pick_shared(&name, &msg) {
+                Some(target) => targets.push(target),
+                None => routed.dropped += 1,
+            }
+        }
+        let origin_id = origin.zip(qos2_id);
+        let refused = self.journal_routed(&msg, retained, origin_id, &targets, now);
+        let mut backlogged = None;
+        for (session, delivery) in targets {
+            if !self.deliver(&session, delivery, &mut backlogged, refused) {
                 routed.dropped += 1;
             }
         }
+        self.backlogged = backlogged;
         routed
     }
 
-    /// Gives a message to one member of a shared group: the next in turn that is online and has room, else any
-    /// member that can queue it. Returns false if no member could take it.
-    fn deliver_shared(&mut self, name: &Arc<str>, msg: &Arc<Message>, stored: &mut Option<u64>, now: Instant) -> bool {
+    /// Picks the member of a shared group that gets a message: the next in turn that is online and has room, else
+    /// any member that can queue it. `None` (counted and logged) if no member could take it.
+    fn pick_shared(&mut self, name: &Arc<str>, msg: &Arc<Message>) -> Option<(Arc<SessionHandle>, Delivery)> {
         let strategy = self.limits.shared_strategy;
         let start = match strategy {
             SharedStrategy::RoundRobin => self.groups.get(name).map_or(0, |g| g.next),
@@ -569,21 +591,22 @@ impl Router {
                 let Some((session, opts)) = self.groups.get(name).and_then(|g| g.members.get(slot)).cloned() else {
                     continue;
                 };
-                if session.0.lock().conn.is_some() != online_pass {
-                    continue;
-                }
                 let delivery = Delivery {
                     msg: msg.clone(),
                     qos: msg.qos.min(opts.qos),
                     retain: opts.retain_as_published && msg.retain,
                     sub_ids: opts.id.into_iter().collect(),
                 };
-                if self.try_push(&session.0, delivery, stored, now) {
-                    if let Some(group) = self.groups.get_mut(name) {
-                        group.next = (slot + 1) % n;
-                    }
-                    return true;
+                let state = session.0.lock();
+                let online = state.conn.is_some();
+                if online != online_pass || !state.outbox.would_accept(&delivery, online) {
+                    continue;
                 }
+                drop(state);
+                if let Some(group) = self.groups.get_mut(name) {
+                    group.next = (slot + 1) % n;
+                }
+                return Some((session.0, delivery));
             }
         }
         self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
@@ -592,7 +615,7 @@ impl Router {
             topic = msg.topic(),
             "no member of the shared subscription could take a message"
         );
-        false
+        None
     }
 
     /// A session (online, queue backlogged) that the publisher of the message just routed by [`Router::publish`]
@@ -601,69 +624,31 @@ impl Router {
         self.backlogged.take()
     }
 
-    /// Pushes into a session's queue without counting a refusal. Returns whether it was queued.
-    fn try_push(
-        &mut self,
-        session: &Arc<SessionHandle>,
-        delivery: Delivery,
-        stored: &mut Option<u64>,
-        now: Instant,
-    ) -> bool {
-        let mut state = session.lock();
-        let online = state.conn.is_some();
-        if !state.outbox.would_accept(&delivery, online) {
-            return false;
-        }
-        let id = if state.outbox.is_durable() { self.message_id(stored, &delivery.msg, now) } else { None };
-        if state.outbox.is_durable() && id.is_none() {
-            return false;
-        }
-        match state.outbox.push(delivery, online, id) {
-            Ok(lsn) => {
-                self.note_lsn(lsn);
-                pushed(&mut self.backlogged, session, state);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
     /// Queues a delivery for a session; a full queue drops it, counted and logged. Returns whether it was queued
-    /// (a QoS 0 message skipped for an offline session counts as handled).
+    /// (a QoS 0 message skipped for an offline session counts as handled). `refused`: the journal refused the
+    /// message, so a persistent session cannot queue it (it is dropped, counted and logged).
     /// A session whose queue this left backlogged goes into `backlogged` (if that is empty).
     fn deliver(
         &self,
         session: &Arc<SessionHandle>,
         delivery: Delivery,
         backlogged: &mut Option<Arc<SessionHandle>>,
-        stored: &mut Option<u64>,
-        now: Instant,
+        refused: bool,
     ) -> bool {
         let mut state = session.lock();
         let online = state.conn.is_some();
-        let id = if state.outbox.is_durable() && state.outbox.would_accept(&delivery, online) {
-            self.message_id(stored, &delivery.msg, now)
-        } else {
-            None
-        };
-        let pushed_to = if state.outbox.is_durable() && id.is_none() && state.outbox.would_accept(&delivery, online) {
+        if refused && state.outbox.is_durable() && state.outbox.would_accept(&delivery, online) {
             state.outbox.count_dropped();
-            Err(Rejected::Store)
-        } else {
-            state.outbox.push(delivery, online, id)
-        };
-        match pushed_to {
-            Ok(lsn) => {
-                self.note_lsn(lsn);
+            self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client_id = &*session.client_id, "journal full or failed; message not queued");
+            return false;
+        }
+        match state.outbox.push(delivery, online) {
+            Ok(()) => {
                 pushed(backlogged, session, state);
                 true
             }
             Err(Rejected::Offline) => true,
-            Err(Rejected::Store) => {
-                self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(client_id = &*session.client_id, "journal full or failed; message not queued");
-                false
-            }
             Err(Rejected::Full) => {
                 self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
                 if self.limits.disconnect_slow_consumers
@@ -927,7 +912,6 @@ mod tests {
                     sub_ids: Box::default(),
                 },
                 true,
-                None,
             )
             .unwrap();
         for n in 0..1u8 {

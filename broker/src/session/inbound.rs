@@ -136,14 +136,15 @@ impl Session {
         let reason = refused.as_ref().map_or(ReasonCode::Success, |r| r.code);
         let why = refused.as_ref().map(|r| r.why);
 
-        let route = |s: &mut Self| -> Routed {
+        // `qos2_id`: the QoS 2 packet identifier the session holds until PUBREL, journaled with the message.
+        let route = |s: &mut Self, qos2_id: Option<PacketId>| -> Routed {
             let mut msg = Message::new(topic.clone(), frame.slice_ref(p.payload), qos, p.retain);
             if let Some(wire) = p.properties.as_wire().filter(|b| !b.is_empty()) {
                 let expiry = p.properties.message_expiry_interval();
                 msg = msg.with_properties(frame.slice_ref(wire), PropertyContext::Publish, expiry, now);
             }
             let mut router = s.ctx.router();
-            let routed = router.publish(msg, Some(&s.handle), now);
+            let routed = router.publish_from(msg, Some(&s.handle), qos2_id, now);
             let lsn = router.take_lsn();
             if let Some(slow) = router.take_backlogged()
                 && !Arc::ptr_eq(&slow, &s.handle)
@@ -167,24 +168,29 @@ impl Session {
         match p.qos_pid {
             QosPid::AtMostOnce => {
                 if reason == ReasonCode::Success {
-                    route(self);
+                    route(self, None);
                 }
             }
             QosPid::AtLeastOnce(id) => {
-                let reason = if reason == ReasonCode::Success { outcome(route(self)) } else { reason };
+                let reason = if reason == ReasonCode::Success { outcome(route(self, None)) } else { reason };
                 self.send_ack(true, id, reason, why)?;
             }
             QosPid::ExactlyOnce(id) => {
                 // Exactly once: the id is remembered until PUBREL, so a resent PUBLISH is not routed again.
                 let first = !self.handle.lock().inbound_qos2.contains(&id);
                 let reason = match (first, reason) {
-                    (true, ReasonCode::Success) => outcome(route(self)),
+                    (true, ReasonCode::Success) => {
+                        // The router holds the id, journaled in the message's own record: after a crash the
+                        // publisher's resend is recognised exactly when the message was queued.
+                        let reason = outcome(route(self, Some(id)));
+                        if reason.is_error() && self.handle.lock().inbound_qos2.remove(&id) {
+                            self.journal_inbound(id, false)?;
+                        }
+                        reason
+                    }
                     (false, _) => ReasonCode::Success,
                     (true, refused) => refused,
                 };
-                if !reason.is_error() && self.handle.lock().inbound_qos2.insert(id) {
-                    self.journal_inbound(id, true)?;
-                }
                 self.send_ack(false, id, reason, why)?;
             }
         }

@@ -259,6 +259,11 @@ impl Session {
         self.ctx.durable.as_ref()
     }
 
+    /// Makes the output wait for `lsn` too.
+    pub fn wait_until_durable(&mut self, lsn: Lsn) {
+        self.wait_for(Some(lsn));
+    }
+
     fn wait_for(&mut self, lsn: Option<Lsn>) {
         if let Some(lsn) = lsn {
             self.durable_wait = Some(self.durable_wait.map_or(lsn, |w| w.max(lsn)));

@@ -194,7 +194,6 @@ fn one_message_to_several_subscribers_is_right_for_each() {
                 sub_ids: Box::default(),
             },
             true,
-            None,
         )
         .unwrap();
     for payload in [&b"one"[..], b"two"] {
@@ -270,8 +269,8 @@ fn an_ack_of_the_other_qos_flow_is_a_protocol_error_and_one_for_an_id_not_in_fli
             sub_ids: Box::default(),
         };
         let mut state = s.handle().lock();
-        state.outbox.push(push(QoS::AtLeastOnce), true, None).unwrap();
-        state.outbox.push(push(QoS::ExactlyOnce), true, None).unwrap();
+        state.outbox.push(push(QoS::AtLeastOnce), true).unwrap();
+        state.outbox.push(push(QoS::ExactlyOnce), true).unwrap();
         drop(state);
         assert_eq!(deliveries(&mut s).iter().map(|d| d.0).collect::<Vec<_>>(), vec![Some(1), Some(2)]);
         s
