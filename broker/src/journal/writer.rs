@@ -41,6 +41,7 @@ impl Writer<'_> {
         let mut batch = Vec::new();
         let mut splits = Vec::new();
         let mut durable = 0;
+        let mut last_batch = 0;
         loop {
             let (appended, closing) = {
                 let mut st = shared.lock();
@@ -59,6 +60,13 @@ impl Writer<'_> {
                         None => st = shared.wake.wait(st).unwrap_or_else(PoisonError::into_inner),
                     }
                 }
+                if st.appended - durable < last_batch && !st.closing {
+                    // Fewer records than the last batch: the appenders it released are likely appending again
+                    // right now; give them the CPU once so they join this batch rather than the next.
+                    drop(st);
+                    std::thread::yield_now();
+                    st = shared.lock();
+                }
                 std::mem::swap(&mut st.buf, &mut batch);
                 std::mem::swap(&mut st.splits, &mut splits);
                 (st.appended, st.closing)
@@ -69,6 +77,7 @@ impl Writer<'_> {
             }
             batch.clear();
             splits.clear();
+            last_batch = appended - durable;
             durable = appended;
             self.publish(durable);
             if closing {
