@@ -72,7 +72,7 @@ impl Checkpoint {
         };
         let file = File::create(&ckpt.tmp).map_err(|e| JournalError::io("create checkpoint", &ckpt.tmp, e))?;
         ckpt.out = Some(BufWriter::with_capacity(1 << 20, file));
-        let header = files::header_payload(FileKind::Checkpoint, id);
+        let header = files::header_payload(FileKind::Checkpoint, id, ckpt.shared.salt);
         ckpt.write_frame(Kind::Control, |b| b.extend_from_slice(&header))?;
         Ok(ckpt)
     }
@@ -113,7 +113,7 @@ impl Checkpoint {
 
     fn write_frame(&mut self, kind: Kind, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), JournalError> {
         self.frame.clear();
-        let len = frame::encode_with(&mut self.frame, kind, encode)
+        let len = frame::encode_with(&mut self.frame, kind, self.shared.salt, encode)
             .map_err(|_| JournalError::Options("a checkpoint record is longer than MAX_RECORD_LEN"))?;
         let tmp = &self.tmp;
         let out = self.out.as_mut().ok_or(JournalError::Closed)?;

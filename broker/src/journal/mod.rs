@@ -245,6 +245,8 @@ impl State {
 
 struct Shared {
     dir: PathBuf,
+    /// The journal's salt (see [`frame`]).
+    salt: u32,
     opts: JournalOptions,
     state: Mutex<State>,
     /// Wakes the writer: records appended, a checkpoint begun, close.
@@ -330,7 +332,7 @@ impl Journal {
         let lock = files::lock(dir)?;
         let opened = recovery::recover(dir)?;
         let segment = opened.next_segment;
-        let file = files::create_segment(dir, segment)
+        let file = files::create_segment(dir, segment, opened.salt)
             .map_err(|e| JournalError::io("create segment", &files::segment_path(dir, segment), e))?;
         let mut segment_bytes = opened.segment_bytes;
         segment_bytes.insert(segment, files::header_len());
@@ -344,6 +346,7 @@ impl Journal {
         };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
+            salt: opened.salt,
             opts,
             state: Mutex::new(state),
             wake: Condvar::new(),
@@ -384,7 +387,8 @@ impl Journal {
             return Err(refusal);
         }
         let start = st.buf.len();
-        let len = frame::encode_with(&mut st.buf, Kind::Record, encode).map_err(AppendError::TooLarge)? as u64;
+        let len =
+            frame::encode_with(&mut st.buf, Kind::Record, shared.salt, encode).map_err(AppendError::TooLarge)? as u64;
         let current = st.segment_bytes.get(&st.segment).copied().unwrap_or(0);
         let rotate = current > files::header_len() && current + len > shared.opts.segment_bytes;
         let needed = len + if rotate { files::header_len() } else { 0 };

@@ -163,7 +163,7 @@ impl Writer<'_> {
         let dir = &self.shared.dir;
         let path = files::segment_path(dir, id);
         self.file = failpoints::hit(dir, FailPoint::SegmentCreate)
-            .and_then(|()| files::create_segment(dir, id))
+            .and_then(|()| files::create_segment(dir, id, self.shared.salt))
             .map_err(|e| JournalError::io("create segment", &path, e))?;
         self.segment = id;
         Ok(())
