@@ -52,7 +52,7 @@ impl Checkpoint {
                 return Err(JournalError::CheckpointInProgress);
             }
             st.checkpointing = true;
-            let id = st.segment + 1;
+            let id = st.segment.saturating_add(1);
             st.start_segment(id);
             (id, st.appended)
         };
@@ -165,10 +165,14 @@ impl Checkpoint {
         if let Some(msg) = &st.failed {
             return Err(JournalError::Failed(msg.clone()));
         }
+        if st.closed {
+            // The directory's lock is released: leave the old files for the next open to remove.
+            return Ok(());
+        }
         let covered: Vec<u64> = st.segment_bytes.range(..self.id).map(|(&id, _)| id).collect();
         for id in &covered {
             let bytes = st.segment_bytes.remove(id).unwrap_or(0);
-            st.log_bytes -= bytes;
+            st.log_bytes = st.log_bytes.saturating_sub(bytes);
         }
         st.checkpoint_bytes = self.bytes;
         st.checkpointing = false;

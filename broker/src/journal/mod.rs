@@ -400,7 +400,7 @@ impl Journal {
         }
         if rotate {
             // The split goes before this record's frame, which is already in the buffer.
-            let id = st.segment + 1;
+            let id = st.segment.saturating_add(1);
             st.start_segment(id);
             if let Some(split) = st.splits.last_mut() {
                 split.0 = start;

@@ -53,7 +53,7 @@ pub struct RecoveryReport {
     pub corrupt: Vec<CorruptRegion>,
     /// Bytes copied or moved into `*.corrupt` files.
     pub bytes_moved_aside: u64,
-    /// Segments missing between the base and the newest segment; their records are lost.
+    /// Segments missing between the base and the newest segment (the first 1,000); their records are lost.
     pub missing_segments: Vec<u64>,
     /// Files that could not be read back while iterating (counted as the iterator runs).
     pub read_errors: u64,
@@ -198,7 +198,8 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
     let segments: BTreeSet<u64> = listed.iter().filter(|f| f.0 == FileKind::Segment).map(|f| f.1).collect();
     let mut checkpoints: Vec<u64> = listed.iter().filter(|f| f.0 == FileKind::Checkpoint).map(|f| f.1).collect();
     checkpoints.sort_unstable_by(|a, b| b.cmp(a));
-    let next_segment = segments.last().map_or(1, |s| s + 1).max(checkpoints.first().copied().unwrap_or(0));
+    let next_segment =
+        segments.last().map_or(1, |s| s.saturating_add(1)).max(checkpoints.first().copied().unwrap_or(0));
     let mut report = RecoveryReport::default();
     let salt = find_salt(dir, &listed);
 
@@ -221,7 +222,7 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
     }
     // Segments needed after a base are all there (a journal never checkpointed starts at segment 1).
     let max_segment = segments.last().copied().unwrap_or(0);
-    let complete_from = |base: u64| (base..=max_segment).all(|s| segments.contains(&s));
+    let complete_from = |base: u64| missing(&segments, base).1 == 0;
     let fallback_ok = match &intact {
         Some((id, _)) => complete_from(*id),
         None => complete_from(1),
@@ -255,10 +256,12 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
             fs::remove_file(&path).map_err(io_err("remove", &path))?;
         }
     }
-    report.missing_segments = (base_id.max(1)..=max_segment).filter(|s| !segments.contains(s)).collect();
-    for &lost in &report.missing_segments {
-        tracing::error!(segment = lost, dir = %dir.display(), "journal: a segment is missing: its records are lost");
+    let (lost, lost_count) = missing(&segments, base_id.max(1));
+    if lost_count > 0 {
+        tracing::error!(count = lost_count, first = ?lost.first(), dir = %dir.display(),
+            "journal: segments are missing: their records are lost");
     }
+    report.missing_segments = lost;
 
     let mut open_files = VecDeque::new();
     let mut segment_bytes = BTreeMap::new();
@@ -308,6 +311,20 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JournalError + 'a {
     move |e| JournalError::io(op, path, e)
+}
+
+/// The ids missing from `segments` between `from` and the highest one: the first 1,000, and how many in all.
+fn missing(segments: &BTreeSet<u64>, from: u64) -> (Vec<u64>, u64) {
+    let (mut listed, mut count, mut expect) = (Vec::new(), 0u64, from);
+    for &s in segments.range(from..) {
+        count += s - expect;
+        while expect < s && listed.len() < 1000 {
+            listed.push(expect);
+            expect += 1;
+        }
+        expect = s.saturating_add(1);
+    }
+    (listed, count)
 }
 
 /// The journal's salt, from the newest file whose header is intact; a new one for a new journal.

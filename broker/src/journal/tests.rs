@@ -570,6 +570,26 @@ fn a_frame_forged_inside_a_payload_is_not_resurrected_by_resynchronisation() {
 }
 
 #[test]
+fn strange_segment_ids_neither_panic_nor_hang() {
+    let (_tmp, _, bytes, _) = small_log(3);
+    let max = name(&files::segment_path(Path::new("."), u64::MAX - 1));
+    let dir = dir_with(&[(name(&files::segment_path(Path::new("."), 1)), bytes), (max, b"garbage".to_vec())]);
+    let (journal, got, report) = open(dir.path(), opts());
+    assert_eq!(got, (0..3).map(record).collect::<Vec<_>>());
+    assert_eq!(report.missing_segments.len(), 1000, "the list of missing segments is capped");
+    journal.close().unwrap();
+}
+
+#[test]
+fn journal_handles_are_send_and_sync() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<Journal>();
+    fn send<T: Send>() {}
+    send::<Recovered>();
+    send::<Checkpoint>();
+}
+
+#[test]
 fn records_too_large_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (journal, _, _) = open(tmp.path(), JournalOptions { max_bytes: 1 << 40, ..opts() });

@@ -76,6 +76,10 @@ impl Writer<'_> {
                 return;
             }
             batch.clear();
+            if batch.capacity() > 8 << 20 {
+                // A burst grew the buffer; do not keep that much memory for the quiet times after it.
+                batch.shrink_to(1 << 20);
+            }
             splits.clear();
             last_batch = appended - durable;
             durable = appended;
