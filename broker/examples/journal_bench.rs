@@ -5,8 +5,11 @@
 //! engine makes the kernel write to the disk per record (`write_bytes` of /proc/self/io). Results go in
 //! `docs/persistence.md`.
 //!
+//! Then the cost of recovery and compaction: 1,000,000 records of 100 bytes appended (`Never` mode), the journal
+//! reopened and every record read back, then one checkpoint holding them all.
+//!
 //! ```sh
-//! cargo run --release -p broker --example journal_bench -- [--dir DIR] [--secs N]
+//! cargo run --release -p broker --example journal_bench -- [--dir DIR] [--secs N] [--only-recovery]
 //! ```
 //!
 //! `--dir` must be on the disk to measure (not a tmpfs); default: a temporary directory under the current one.
@@ -29,15 +32,17 @@ const RECORD: [u8; 100] = [0x5a; 100];
 struct Args {
     dir: PathBuf,
     secs: u64,
+    only_recovery: bool,
 }
 
 fn args() -> Result<Args, Box<dyn Error>> {
-    let mut out = Args { dir: PathBuf::from("."), secs: 3 };
+    let mut out = Args { dir: PathBuf::from("."), secs: 3, only_recovery: false };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--dir" => out.dir = it.next().ok_or("--dir needs a path")?.into(),
             "--secs" => out.secs = it.next().ok_or("--secs needs a number")?.parse()?,
+            "--only-recovery" => out.only_recovery = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -87,6 +92,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let base = tempfile::tempdir_in(&args.dir)?;
     println!("directory: {} ({} s per run, 100-byte records)", base.path().display(), args.secs);
+    if args.only_recovery {
+        return recovery(base.path());
+    }
     fsync_latency(base.path())?;
     println!();
     println!("| appenders | engine | durable appends/s | records per fsync/commit | disk bytes written per record |");
@@ -99,6 +107,66 @@ fn main() -> Result<(), Box<dyn Error>> {
         let dir = tempfile::tempdir_in(base.path())?;
         measured(|| redb_per_write_run(dir.path(), n, secs))?.row(n, "redb, one transaction per write");
     }
+    println!();
+    recovery(base.path())
+}
+
+/// Peak resident set size of this process so far, in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn recovery(base: &Path) -> Result<(), Box<dyn Error>> {
+    const N: u64 = 1_000_000;
+    let dir = tempfile::tempdir_in(base)?;
+    let opts = JournalOptions { fsync: FsyncMode::Never, max_bytes: 1 << 40, segment_bytes: 64 << 20 };
+    let (journal, _) = Journal::open(dir.path(), opts)?;
+    let t = Instant::now();
+    for i in 0..N {
+        journal.append_with(|b| {
+            b.extend_from_slice(&i.to_le_bytes());
+            b.extend_from_slice(&RECORD[8..]);
+        })?;
+    }
+    journal.close()?;
+    let appended = t.elapsed();
+    let bytes = journal.stats().bytes_on_disk;
+    drop(journal);
+    let rss_before = peak_rss_kib();
+    let t = Instant::now();
+    let (journal, mut recovered) = Journal::open(dir.path(), opts)?;
+    let opened = t.elapsed();
+    let mut n = 0u64;
+    let mut in_order = true;
+    for record in recovered.by_ref() {
+        in_order &= record.get(..8) == Some(&n.to_le_bytes()[..]);
+        n += 1;
+    }
+    let read = t.elapsed();
+    println!(
+        "recovery of {N} records of 100 bytes ({bytes} bytes on disk, appended and written in {appended:?}): \
+         open (check every frame) {opened:?}, open + read all {read:?} ({:.0} records/s), {n} read, in order: \
+         {in_order}; peak RSS {} KiB before, {} KiB after",
+        n as f64 / read.as_secs_f64(),
+        rss_before,
+        peak_rss_kib()
+    );
+    let t = Instant::now();
+    let mut ckpt = journal.begin_checkpoint()?;
+    for i in 0..N {
+        ckpt.append_with(|b| {
+            b.extend_from_slice(&i.to_le_bytes());
+            b.extend_from_slice(&RECORD[8..]);
+        })?;
+    }
+    ckpt.finish()?;
+    println!("checkpoint of {N} records: {:?}; bytes on disk after: {}", t.elapsed(), journal.stats().bytes_on_disk);
+    journal.close()?;
     Ok(())
 }
 
