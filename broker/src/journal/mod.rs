@@ -395,12 +395,18 @@ impl Journal {
     }
 
     /// Whether the segments written since the last checkpoint outweigh it enough to be worth compacting: more
-    /// than twice the checkpoint and more than `min(32 MiB, max_bytes / 4)`. The caller then checkpoints.
+    /// than twice the checkpoint and more than `min(32 MiB, max_bytes / 4)`; or, once the journal uses three
+    /// quarters of `max_bytes`, more than half the checkpoint (so a large live state is compacted before appends
+    /// are refused, while each checkpoint still replaces at least half its own size of log). The caller then
+    /// checkpoints.
     pub fn wants_checkpoint(&self) -> bool {
         let shared = &self.inner.shared;
         let st = shared.lock();
-        let floor = (32 << 20).min(shared.opts.max_bytes / 4);
-        !st.checkpointing && st.log_bytes > floor.max(2 * st.checkpoint_bytes)
+        let max = shared.opts.max_bytes;
+        let floor = (32 << 20).min(max / 4);
+        let used = st.log_bytes + st.checkpoint_bytes;
+        let pressed = used > max / 4 * 3 && st.log_bytes > st.checkpoint_bytes / 2;
+        !st.checkpointing && (st.log_bytes > floor.max(2 * st.checkpoint_bytes) || pressed)
     }
 
     /// A snapshot of the counters.

@@ -418,6 +418,25 @@ fn max_bytes_refuses_appends_until_a_checkpoint_reclaims_space() {
 }
 
 #[test]
+fn a_large_live_state_is_compacted_before_appends_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = JournalOptions { max_bytes: 64 << 10, segment_bytes: 8 << 10, ..opts() };
+    let (journal, _, _) = open(tmp.path(), options);
+    let state: Vec<[u8; 100]> = vec![[1u8; 100]; 230]; // about 26 KiB: 40 % of max_bytes
+    let refs: Vec<&[u8]> = state.iter().map(|r| &r[..]).collect();
+    checkpoint_with(&journal, &refs);
+    let mut appended = 0;
+    while !journal.wants_checkpoint() {
+        journal.append(&[2u8; 100]).expect("wants_checkpoint came only after appends were refused");
+        appended += 1;
+    }
+    assert!(appended > 100, "a checkpoint would replace too little log: {appended} records");
+    checkpoint_with(&journal, &refs);
+    assert!(!journal.wants_checkpoint());
+    journal.close().unwrap();
+}
+
+#[test]
 fn segments_rotate_and_a_checkpoint_deletes_the_ones_it_covers() {
     let tmp = tempfile::tempdir().unwrap();
     let (journal, _, _) = open(tmp.path(), JournalOptions { segment_bytes: 1024, ..opts() });
