@@ -193,7 +193,9 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
     let (listed, leftovers) = files::list(dir).map_err(io_err("read directory", dir))?;
     for tmp in leftovers {
         tracing::info!(file = %tmp.display(), "journal: removing an unfinished temporary file");
-        fs::remove_file(&tmp).map_err(io_err("remove", &tmp))?;
+        if let Err(error) = fs::remove_file(&tmp) {
+            tracing::warn!(file = %tmp.display(), %error, "journal: cannot remove a temporary file");
+        }
     }
     let segments: BTreeSet<u64> = listed.iter().filter(|f| f.0 == FileKind::Segment).map(|f| f.1).collect();
     let mut checkpoints: Vec<u64> = listed.iter().filter(|f| f.0 == FileKind::Checkpoint).map(|f| f.1).collect();
@@ -253,7 +255,9 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
         for &id in segments.range(..base_id) {
             let path = files::segment_path(dir, id);
             tracing::info!(file = %path.display(), "journal: removing a segment the checkpoint covers");
-            fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            if let Err(error) = fs::remove_file(&path) {
+                tracing::warn!(file = %path.display(), %error, "journal: cannot remove a covered segment");
+            }
         }
     }
     let (lost, lost_count) = missing(&segments, base_id.max(1));
