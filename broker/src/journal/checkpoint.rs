@@ -169,9 +169,9 @@ impl Checkpoint {
             // The directory's lock is released: leave the old files for the next open to remove.
             return Ok(());
         }
-        let covered: Vec<u64> = st.segment_bytes.range(..self.id).map(|(&id, _)| id).collect();
+        let covered: Vec<u64> = st.closed_segments.range(..self.id).map(|(&id, _)| id).collect();
         for id in &covered {
-            let bytes = st.segment_bytes.remove(id).unwrap_or(0);
+            let bytes = st.closed_segments.remove(id).unwrap_or(0);
             st.log_bytes = st.log_bytes.saturating_sub(bytes);
         }
         st.checkpoint_bytes = self.bytes;

@@ -148,10 +148,14 @@ struct State {
     segment: u64,
     /// Segment the writer is writing.
     written_segment: u64,
-    /// Bytes of each live segment, counting appended records not yet written.
-    segment_bytes: BTreeMap<u64, u64>,
-    /// Sum of `segment_bytes`.
+    /// Bytes of each closed segment since the last checkpoint.
+    closed_segments: BTreeMap<u64, u64>,
+    /// Bytes of the segment receiving appends, counting records not yet written.
+    segment_len: u64,
+    /// Bytes of every segment since the last checkpoint (closed ones and the current one).
     log_bytes: u64,
+    /// The writer sleeps on `wake` (so an append must wake it; otherwise it will see the record by itself).
+    writer_waiting: bool,
     /// Bytes of the current checkpoint file.
     checkpoint_bytes: u64,
     checkpointing: bool,
@@ -166,10 +170,10 @@ impl State {
     /// Starts segment `id` for the records appended from now on.
     fn start_segment(&mut self, id: u64) {
         self.splits.push((self.buf.len(), id));
+        self.closed_segments.insert(self.segment, self.segment_len);
         self.segment = id;
-        let header = files::header_len();
-        self.segment_bytes.insert(id, header);
-        self.log_bytes += header;
+        self.segment_len = files::header_len();
+        self.log_bytes += self.segment_len;
     }
 
     fn refusal(&self) -> Option<AppendError> {
@@ -271,13 +275,13 @@ impl Journal {
         let segment = opened.next_segment;
         let file = files::create_segment(dir, segment, opened.salt)
             .map_err(|e| JournalError::io("create segment", &files::segment_path(dir, segment), e))?;
-        let mut segment_bytes = opened.segment_bytes;
-        segment_bytes.insert(segment, files::header_len());
+        let closed_segments = opened.segment_bytes;
         let state = State {
             segment,
             written_segment: segment,
-            log_bytes: segment_bytes.values().sum(),
-            segment_bytes,
+            segment_len: files::header_len(),
+            log_bytes: closed_segments.values().sum::<u64>() + files::header_len(),
+            closed_segments,
             checkpoint_bytes: opened.checkpoint_bytes,
             ..State::default()
         };
@@ -326,8 +330,7 @@ impl Journal {
         let start = st.buf.len();
         let len =
             frame::encode_with(&mut st.buf, Kind::Record, shared.salt, encode).map_err(AppendError::TooLarge)? as u64;
-        let current = st.segment_bytes.get(&st.segment).copied().unwrap_or(0);
-        let rotate = current > files::header_len() && current + len > shared.opts.segment_bytes;
+        let rotate = st.segment_len > files::header_len() && st.segment_len + len > shared.opts.segment_bytes;
         let needed = len + if rotate { files::header_len() } else { 0 };
         let used = st.log_bytes + st.checkpoint_bytes + shared.checkpoint_in_progress.load(Ordering::Relaxed);
         if used + needed > shared.opts.max_bytes {
@@ -343,14 +346,16 @@ impl Journal {
                 split.0 = start;
             }
         }
-        let segment = st.segment;
-        *st.segment_bytes.entry(segment).or_insert(0) += len;
+        st.segment_len += len;
         st.log_bytes += len;
         st.appended += 1;
         st.appended_bytes += len - frame::HEADER_LEN as u64;
         let lsn = Lsn(st.appended);
+        let wake = st.writer_waiting;
         drop(st);
-        shared.wake.notify_one();
+        if wake {
+            shared.wake.notify_one();
+        }
         Ok(lsn)
     }
 

@@ -55,9 +55,15 @@ impl Writer<'_> {
                     match self.sync_due_in() {
                         Some(wait) if wait.is_zero() => break,
                         Some(wait) => {
+                            st.writer_waiting = true;
                             st = shared.wake.wait_timeout(st, wait).unwrap_or_else(PoisonError::into_inner).0;
+                            st.writer_waiting = false;
                         }
-                        None => st = shared.wake.wait(st).unwrap_or_else(PoisonError::into_inner),
+                        None => {
+                            st.writer_waiting = true;
+                            st = shared.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
+                            st.writer_waiting = false;
+                        }
                     }
                 }
                 if st.appended - durable < last_batch && !st.closing {
