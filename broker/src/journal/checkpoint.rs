@@ -52,7 +52,7 @@ impl Checkpoint {
                 return Err(JournalError::CheckpointInProgress);
             }
             st.checkpointing = true;
-            let id = st.segment + 1;
+            let id = st.segment.saturating_add(1);
             st.start_segment(id);
             (id, st.appended)
         };
@@ -72,7 +72,7 @@ impl Checkpoint {
         };
         let file = File::create(&ckpt.tmp).map_err(|e| JournalError::io("create checkpoint", &ckpt.tmp, e))?;
         ckpt.out = Some(BufWriter::with_capacity(1 << 20, file));
-        let header = files::header_payload(FileKind::Checkpoint, id);
+        let header = files::header_payload(FileKind::Checkpoint, id, ckpt.shared.salt);
         ckpt.write_frame(Kind::Control, |b| b.extend_from_slice(&header))?;
         Ok(ckpt)
     }
@@ -113,7 +113,7 @@ impl Checkpoint {
 
     fn write_frame(&mut self, kind: Kind, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), JournalError> {
         self.frame.clear();
-        let len = frame::encode_with(&mut self.frame, kind, encode)
+        let len = frame::encode_with(&mut self.frame, kind, self.shared.salt, encode)
             .map_err(|_| JournalError::Options("a checkpoint record is longer than MAX_RECORD_LEN"))?;
         let tmp = &self.tmp;
         let out = self.out.as_mut().ok_or(JournalError::Closed)?;
@@ -165,10 +165,14 @@ impl Checkpoint {
         if let Some(msg) = &st.failed {
             return Err(JournalError::Failed(msg.clone()));
         }
-        let covered: Vec<u64> = st.segment_bytes.range(..self.id).map(|(&id, _)| id).collect();
+        if st.closed {
+            // The directory's lock is released: leave the old files for the next open to remove.
+            return Ok(());
+        }
+        let covered: Vec<u64> = st.closed_segments.range(..self.id).map(|(&id, _)| id).collect();
         for id in &covered {
-            let bytes = st.segment_bytes.remove(id).unwrap_or(0);
-            st.log_bytes -= bytes;
+            let bytes = st.closed_segments.remove(id).unwrap_or(0);
+            st.log_bytes = st.log_bytes.saturating_sub(bytes);
         }
         st.checkpoint_bytes = self.bytes;
         st.checkpointing = false;

@@ -57,18 +57,53 @@ pub(crate) fn parse_name(name: &str) -> Option<(FileKind, u64)> {
     Some((kind, digits.parse().ok()?))
 }
 
-/// The payload of the control frame that starts every file.
-pub(crate) fn header_payload(kind: FileKind, id: u64) -> Vec<u8> {
+/// The payload of the control frame that starts every file: version, kind, id and the journal's salt.
+pub(crate) fn header_payload(kind: FileKind, id: u64, salt: u32) -> Vec<u8> {
     let mut p = vec![b'H'];
     p.extend_from_slice(&VERSION.to_le_bytes());
     p.push(kind.tag());
     p.extend_from_slice(&id.to_le_bytes());
+    p.extend_from_slice(&salt.to_le_bytes());
     p
+}
+
+/// The salt in a file header of a version we read.
+pub(crate) fn header_salt(payload: &[u8]) -> Option<u32> {
+    if payload.len() != 18 || payload.get(..5) != header_payload(FileKind::Segment, 0, 0).get(..5) {
+        return None;
+    }
+    let b: [u8; 4] = payload.get(14..18)?.try_into().ok()?;
+    Some(u32::from_le_bytes(b))
 }
 
 /// Whether `payload` is the header of file `kind` `id` in a version we read.
 pub(crate) fn is_header(payload: &[u8], kind: FileKind, id: u64) -> bool {
-    payload == header_payload(kind, id).as_slice()
+    header_salt(payload).is_some_and(|salt| payload == header_payload(kind, id, salt).as_slice())
+}
+
+/// A new journal's salt: random, from the operating system's entropy behind std's `RandomState`.
+pub(crate) fn new_salt() -> u32 {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let h = std::collections::hash_map::RandomState::new().hash_one((now, std::process::id()));
+    (h ^ (h >> 32)) as u32
+}
+
+/// The salt written in the header of the file at `path`, if its header is intact.
+pub(crate) fn read_salt(path: &Path) -> Option<u32> {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let mut file = File::open(path).ok()?;
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(head.get_mut(n..)?) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    let frame = frame::decode(head.get(..n)?, 0)?;
+    (frame.kind == Kind::Control).then(|| header_salt(frame.payload)).flatten()
 }
 
 /// The payload of the control frame that ends a checkpoint holding `records` records.
@@ -84,22 +119,22 @@ pub(crate) fn parse_footer(payload: &[u8]) -> Option<u64> {
 }
 
 /// The bytes of the header frame of file `kind` `id`.
-pub(crate) fn header_frame(kind: FileKind, id: u64) -> Vec<u8> {
+pub(crate) fn header_frame(kind: FileKind, id: u64, salt: u32) -> Vec<u8> {
     let mut buf = Vec::new();
-    // A header is 14 bytes, far below the frame limit.
-    let _ = frame::encode(&mut buf, Kind::Control, &header_payload(kind, id));
+    // A header is 18 bytes, far below the frame limit.
+    let _ = frame::encode(&mut buf, Kind::Control, 0, &header_payload(kind, id, salt));
     buf
 }
 
 /// Length of a file header frame.
 pub(crate) fn header_len() -> u64 {
-    header_frame(FileKind::Segment, 0).len() as u64
+    header_frame(FileKind::Segment, 0, 0).len() as u64
 }
 
 /// Creates segment `id` (which must not exist) with its header, fsynced, and fsyncs the directory.
-pub(crate) fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
+pub(crate) fn create_segment(dir: &Path, id: u64, salt: u32) -> io::Result<File> {
     let mut file = OpenOptions::new().append(true).create_new(true).open(segment_path(dir, id))?;
-    file.write_all(&header_frame(FileKind::Segment, id))?;
+    file.write_all(&header_frame(FileKind::Segment, id, salt))?;
     file.sync_data()?;
     sync_dir(dir)?;
     Ok(file)
@@ -175,7 +210,8 @@ mod tests {
             assert_eq!(parse_name(stranger), None, "{stranger}");
         }
         assert_eq!(parse_footer(&footer_payload(42)), Some(42));
-        assert!(is_header(&header_payload(FileKind::Segment, 3), FileKind::Segment, 3));
-        assert!(!is_header(&header_payload(FileKind::Segment, 3), FileKind::Checkpoint, 3));
+        assert!(is_header(&header_payload(FileKind::Segment, 3, 9), FileKind::Segment, 3));
+        assert!(!is_header(&header_payload(FileKind::Segment, 3, 9), FileKind::Checkpoint, 3));
+        assert_eq!(header_salt(&header_payload(FileKind::Checkpoint, 3, 0xDEAD_BEEF)), Some(0xDEAD_BEEF));
     }
 }

@@ -1,8 +1,13 @@
 //! Record framing, shared by segments and checkpoints.
 //!
 //! A frame is `magic u32 | len u32 | crc u32 | payload[len]`, little endian, where `crc` is the CRC-32C of
-//! `magic | len | payload`. Two magics tell the caller's records from the journal's own control frames (file
+//! `salt | magic | len | payload`. Two magics tell the caller's records from the journal's own control frames (file
 //! headers and checkpoint footers), so a control frame can never be handed out as a record.
+//!
+//! The salt is a random number chosen when the journal is created and written in every file header; record
+//! frames use it, control frames use 0 (so a header can be read before the salt is known). A payload can hold
+//! bytes that look like a whole frame (a client can publish anything): without the journal's salt their CRC does
+//! not match, so resynchronising after damage never mistakes them for a record.
 //!
 //! Decoding never trusts a byte: a frame is valid only when its magic is known, its length is at most
 //! [`MAX_RECORD_LEN`] and fits in what is left of the file, and its CRC matches. After a bad frame, [`scan`] finds
@@ -45,8 +50,10 @@ impl Kind {
     }
 }
 
-fn crc(magic: u32, len: u32, payload: &[u8]) -> u32 {
-    let c = crc32c::crc32c(&magic.to_le_bytes());
+fn crc(salt: u32, magic: u32, len: u32, payload: &[u8]) -> u32 {
+    let salt = if magic == MAGIC_RECORD { salt } else { 0 };
+    let c = crc32c::crc32c(&salt.to_le_bytes());
+    let c = crc32c::crc32c_append(c, &magic.to_le_bytes());
     let c = crc32c::crc32c_append(c, &len.to_le_bytes());
     crc32c::crc32c_append(c, payload)
 }
@@ -71,7 +78,12 @@ impl Drop for Rollback<'_> {
 ///
 /// Returns the frame's length in bytes, or `Err(payload_len)` (with `buf` as it was) when the payload is longer
 /// than [`MAX_RECORD_LEN`].
-pub(crate) fn encode_with(buf: &mut Vec<u8>, kind: Kind, encode: impl FnOnce(&mut Vec<u8>)) -> Result<usize, usize> {
+pub(crate) fn encode_with(
+    buf: &mut Vec<u8>,
+    kind: Kind,
+    salt: u32,
+    encode: impl FnOnce(&mut Vec<u8>),
+) -> Result<usize, usize> {
     let start = buf.len();
     buf.extend_from_slice(&[0; HEADER_LEN]);
     let mut guard = Rollback { buf, start, armed: true };
@@ -84,7 +96,7 @@ pub(crate) fn encode_with(buf: &mut Vec<u8>, kind: Kind, encode: impl FnOnce(&mu
     guard.armed = false;
     let magic = kind.magic();
     let (head, payload) = guard.buf.split_at_mut(start + HEADER_LEN);
-    let crc = crc(magic, len, payload);
+    let crc = crc(salt, magic, len, payload);
     let header = &mut head[start..];
     header[0..4].copy_from_slice(&magic.to_le_bytes());
     header[4..8].copy_from_slice(&len.to_le_bytes());
@@ -93,8 +105,8 @@ pub(crate) fn encode_with(buf: &mut Vec<u8>, kind: Kind, encode: impl FnOnce(&mu
 }
 
 /// Appends one frame carrying `payload`.
-pub(crate) fn encode(buf: &mut Vec<u8>, kind: Kind, payload: &[u8]) -> Result<usize, usize> {
-    encode_with(buf, kind, |b| b.extend_from_slice(payload))
+pub(crate) fn encode(buf: &mut Vec<u8>, kind: Kind, salt: u32, payload: &[u8]) -> Result<usize, usize> {
+    encode_with(buf, kind, salt, |b| b.extend_from_slice(payload))
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
@@ -118,14 +130,14 @@ pub(crate) struct Frame<'a> {
 }
 
 /// The valid frame at the start of `bytes`, if there is one.
-pub(crate) fn decode(bytes: &[u8]) -> Option<Frame<'_>> {
+pub(crate) fn decode(bytes: &[u8], salt: u32) -> Option<Frame<'_>> {
     let magic = read_u32(bytes, 0)?;
     let kind = Kind::from_magic(magic)?;
     let len = read_u32(bytes, 4)?;
     let stored = read_u32(bytes, 8)?;
     let n = usize::try_from(len).ok().filter(|&n| n <= MAX_RECORD_LEN)?;
     let payload = bytes.get(HEADER_LEN..HEADER_LEN.checked_add(n)?)?;
-    (crc(magic, len, payload) == stored).then_some(Frame { kind, payload, len: HEADER_LEN + n })
+    (crc(salt, magic, len, payload) == stored).then_some(Frame { kind, payload, len: HEADER_LEN + n })
 }
 
 /// What [`scan`] found in a slice, in order; offsets are relative to the slice.
@@ -139,17 +151,17 @@ pub(crate) enum Piece {
 
 /// Splits `bytes` into valid frames and the damaged regions between them, resynchronising after each damaged
 /// region on the next offset where a valid frame starts.
-pub(crate) fn scan(bytes: &[u8]) -> Vec<Piece> {
+pub(crate) fn scan(bytes: &[u8], salt: u32) -> Vec<Piece> {
     let mut pieces = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
         let rest = bytes.get(at..).unwrap_or_default();
-        if let Some(frame) = decode(rest) {
+        if let Some(frame) = decode(rest, salt) {
             pieces.push(Piece::Frame { kind: frame.kind, start: at, end: at + frame.len });
             at += frame.len;
             continue;
         }
-        let next = next_frame(bytes, at + 1).unwrap_or(bytes.len());
+        let next = next_frame(bytes, at + 1, salt).unwrap_or(bytes.len());
         pieces.push(Piece::Damaged { start: at, end: next });
         at = next;
     }
@@ -157,13 +169,13 @@ pub(crate) fn scan(bytes: &[u8]) -> Vec<Piece> {
 }
 
 /// The first offset at or after `from` where a valid frame starts.
-fn next_frame(bytes: &[u8], from: usize) -> Option<usize> {
+fn next_frame(bytes: &[u8], from: usize, salt: u32) -> Option<usize> {
     let mut at = from;
     while let Some(rest) = bytes.get(at..) {
         // Both magics share their first three bytes; only offsets starting with them can hold a frame.
         let hit = rest.windows(3).position(|w| w == b"EMJ")?;
         let candidate = at + hit;
-        if decode(bytes.get(candidate..).unwrap_or_default()).is_some() {
+        if decode(bytes.get(candidate..).unwrap_or_default(), salt).is_some() {
             return Some(candidate);
         }
         at = candidate + 1;
@@ -183,15 +195,16 @@ pub(crate) enum ReadError {
 /// Reads frames one at a time from a file, holding one payload in memory.
 pub(crate) struct FrameReader<R> {
     reader: R,
+    salt: u32,
     offset: u64,
     /// Bytes left in the file after `offset`, so a damaged length never makes us allocate more than the file holds.
     remaining: u64,
 }
 
 impl<R: Read> FrameReader<R> {
-    /// A reader over `len` bytes of `reader`.
-    pub(crate) fn new(reader: R, len: u64) -> Self {
-        Self { reader, offset: 0, remaining: len }
+    /// A reader over `len` bytes of `reader`, of a journal with this salt.
+    pub(crate) fn new(reader: R, len: u64, salt: u32) -> Self {
+        Self { reader, salt, offset: 0, remaining: len }
     }
 
     /// Offset of the next frame.
@@ -220,7 +233,7 @@ impl<R: Read> FrameReader<R> {
         }
         let mut payload = vec![0u8; len as usize];
         self.reader.read_exact(&mut payload).map_err(ReadError::Io)?;
-        if crc(magic, len, &payload) != stored {
+        if crc(self.salt, magic, len, &payload) != stored {
             return bad;
         }
         let total = HEADER_LEN as u64 + u64::from(len);
@@ -237,24 +250,32 @@ mod tests {
     #[test]
     fn round_trip_and_every_single_byte_flip_is_detected() {
         let mut buf = Vec::new();
-        let n = encode(&mut buf, Kind::Record, b"hello journal").unwrap();
+        let n = encode(&mut buf, Kind::Record, 7, b"hello journal").unwrap();
         assert_eq!(n, buf.len());
-        let frame = decode(&buf).unwrap();
+        assert_eq!(decode(&buf, 8), None, "a record frame is only valid with its journal's salt");
+        let frame = decode(&buf, 7).unwrap();
         assert_eq!((frame.kind, frame.payload, frame.len), (Kind::Record, &b"hello journal"[..], n));
         for i in 0..buf.len() {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[i] ^= 1 << bit;
-                assert_eq!(decode(&bad), None, "flip of bit {bit} in byte {i} went unnoticed");
+                assert_eq!(decode(&bad, 7), None, "flip of bit {bit} in byte {i} went unnoticed");
             }
         }
+    }
+
+    #[test]
+    fn control_frames_do_not_depend_on_the_salt() {
+        let mut buf = Vec::new();
+        encode(&mut buf, Kind::Control, 7, b"header").unwrap();
+        assert_eq!(decode(&buf, 0).map(|f| f.payload), Some(&b"header"[..]));
     }
 
     #[test]
     fn a_panicking_encoder_leaves_the_buffer_as_it_was() {
         let mut buf = b"before".to_vec();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _ = encode_with(&mut buf, Kind::Record, |b| {
+            let _ = encode_with(&mut buf, Kind::Record, 7, |b| {
                 b.extend_from_slice(b"half");
                 panic!("encoder failed");
             });
@@ -266,12 +287,14 @@ mod tests {
     #[test]
     fn scan_resynchronises_after_garbage() {
         let mut buf = Vec::new();
-        encode(&mut buf, Kind::Record, b"one").unwrap();
+        encode(&mut buf, Kind::Record, 7, b"one").unwrap();
         let garbage_at = buf.len();
         buf.extend_from_slice(b"EMJrxxxxEMJ\xff\xff\xff\xff garbage");
+        // A whole record frame of another salt (a payload that mimics a frame) is garbage too.
+        encode(&mut buf, Kind::Record, 8, b"forged").unwrap();
         let second = buf.len();
-        encode(&mut buf, Kind::Control, b"two").unwrap();
-        let pieces = scan(&buf);
+        encode(&mut buf, Kind::Control, 7, b"two").unwrap();
+        let pieces = scan(&buf, 7);
         assert_eq!(pieces.len(), 3, "{pieces:?}");
         assert_eq!(pieces[1], Piece::Damaged { start: garbage_at, end: second });
         assert!(matches!(pieces[2], Piece::Frame { kind: Kind::Control, start, .. } if start == second));

@@ -13,19 +13,20 @@
 //! recovery rules and the loss window of each fsync mode.
 
 mod checkpoint;
+mod error;
 pub mod failpoints;
 mod files;
-pub mod frame;
+mod frame;
 mod recovery;
 mod writer;
 
 pub use checkpoint::Checkpoint;
+pub use error::{AppendError, JournalError};
 pub use frame::MAX_RECORD_LEN;
 pub use recovery::{CorruptRegion, Recovered, RecoveryReport};
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -83,70 +84,6 @@ impl Lsn {
     pub fn get(self) -> u64 {
         self.0
     }
-}
-
-/// Errors of the journal as a whole.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum JournalError {
-    /// A file operation failed.
-    #[error("journal: {op} {}: {source}", path.display())]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// The operating system's error.
-        source: Arc<io::Error>,
-    },
-    /// An earlier I/O error failed the journal: nothing appended since the last durable record will become
-    /// durable, and no append is taken any more.
-    #[error("journal failed: {0}")]
-    Failed(Arc<str>),
-    /// [`Journal::close`] was called.
-    #[error("journal is closed")]
-    Closed,
-    /// Another journal (maybe another process) has this directory open.
-    #[error("journal directory {} is in use by another process", .0.display())]
-    Locked(PathBuf),
-    /// Only one checkpoint runs at a time.
-    #[error("a checkpoint is already in progress")]
-    CheckpointInProgress,
-    /// The options cannot work.
-    #[error("invalid journal options: {0}")]
-    Options(&'static str),
-}
-
-impl JournalError {
-    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
-        JournalError::Io { op, path: path.to_path_buf(), source: Arc::new(source) }
-    }
-}
-
-/// Why an append was refused. The record was not taken.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum AppendError {
-    /// Taking the record would pass `max_bytes` (refuse the message, MQTT 5 reason code 0x97 Quota exceeded; a
-    /// checkpoint brings space back).
-    #[error("journal full: {used} bytes used, a {record}-byte record would pass max_bytes {max_bytes}")]
-    Full {
-        /// Bytes in use.
-        used: u64,
-        /// Bytes the record needed (with its frame).
-        record: u64,
-        /// The bound.
-        max_bytes: u64,
-    },
-    /// The record is longer than [`MAX_RECORD_LEN`].
-    #[error("record of {0} bytes is longer than the journal's limit of {MAX_RECORD_LEN}")]
-    TooLarge(usize),
-    /// The journal failed on an I/O error (see [`JournalError::Failed`]).
-    #[error("journal failed: {0}")]
-    Failed(Arc<str>),
-    /// The journal is closed.
-    #[error("journal is closed")]
-    Closed,
 }
 
 /// Counters of a journal since it was opened.
@@ -211,10 +148,14 @@ struct State {
     segment: u64,
     /// Segment the writer is writing.
     written_segment: u64,
-    /// Bytes of each live segment, counting appended records not yet written.
-    segment_bytes: BTreeMap<u64, u64>,
-    /// Sum of `segment_bytes`.
+    /// Bytes of each closed segment since the last checkpoint.
+    closed_segments: BTreeMap<u64, u64>,
+    /// Bytes of the segment receiving appends, counting records not yet written.
+    segment_len: u64,
+    /// Bytes of every segment since the last checkpoint (closed ones and the current one).
     log_bytes: u64,
+    /// The writer sleeps on `wake` (so an append must wake it; otherwise it will see the record by itself).
+    writer_waiting: bool,
     /// Bytes of the current checkpoint file.
     checkpoint_bytes: u64,
     checkpointing: bool,
@@ -229,10 +170,10 @@ impl State {
     /// Starts segment `id` for the records appended from now on.
     fn start_segment(&mut self, id: u64) {
         self.splits.push((self.buf.len(), id));
+        self.closed_segments.insert(self.segment, self.segment_len);
         self.segment = id;
-        let header = files::header_len();
-        self.segment_bytes.insert(id, header);
-        self.log_bytes += header;
+        self.segment_len = files::header_len();
+        self.log_bytes += self.segment_len;
     }
 
     fn refusal(&self) -> Option<AppendError> {
@@ -245,6 +186,8 @@ impl State {
 
 struct Shared {
     dir: PathBuf,
+    /// The journal's salt (see [`frame`]).
+    salt: u32,
     opts: JournalOptions,
     state: Mutex<State>,
     /// Wakes the writer: records appended, a checkpoint begun, close.
@@ -295,9 +238,8 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Err(error) = close(&self.shared, &self.writer, &self.lock) {
-            tracing::error!(%error, "journal: closing on drop failed");
-        }
+        // A failure was logged when it happened.
+        let _ = close(&self.shared, &self.writer, &self.lock);
     }
 }
 
@@ -311,7 +253,8 @@ impl Journal {
     /// Opens the journal in `dir` (creating the directory), recovers it, and starts the writer thread. Blocking:
     /// call it before serving, or from `spawn_blocking`.
     ///
-    /// The returned [`Recovered`] yields the recovered records in order; read it before the first checkpoint.
+    /// The returned [`Recovered`] yields the recovered records in order. It holds its files open, so a
+    /// checkpoint that deletes them meanwhile does not disturb it.
     ///
     /// # Errors
     /// [`JournalError::Options`] for a zero `max_bytes` or `segment_bytes`, [`JournalError::Locked`] when the
@@ -330,20 +273,21 @@ impl Journal {
         let lock = files::lock(dir)?;
         let opened = recovery::recover(dir)?;
         let segment = opened.next_segment;
-        let file = files::create_segment(dir, segment)
+        let file = files::create_segment(dir, segment, opened.salt)
             .map_err(|e| JournalError::io("create segment", &files::segment_path(dir, segment), e))?;
-        let mut segment_bytes = opened.segment_bytes;
-        segment_bytes.insert(segment, files::header_len());
+        let closed_segments = opened.segment_bytes;
         let state = State {
             segment,
             written_segment: segment,
-            log_bytes: segment_bytes.values().sum(),
-            segment_bytes,
+            segment_len: files::header_len(),
+            log_bytes: closed_segments.values().sum::<u64>() + files::header_len(),
+            closed_segments,
             checkpoint_bytes: opened.checkpoint_bytes,
             ..State::default()
         };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
+            salt: opened.salt,
             opts,
             state: Mutex::new(state),
             wake: Condvar::new(),
@@ -384,9 +328,9 @@ impl Journal {
             return Err(refusal);
         }
         let start = st.buf.len();
-        let len = frame::encode_with(&mut st.buf, Kind::Record, encode).map_err(AppendError::TooLarge)? as u64;
-        let current = st.segment_bytes.get(&st.segment).copied().unwrap_or(0);
-        let rotate = current > files::header_len() && current + len > shared.opts.segment_bytes;
+        let len =
+            frame::encode_with(&mut st.buf, Kind::Record, shared.salt, encode).map_err(AppendError::TooLarge)? as u64;
+        let rotate = st.segment_len > files::header_len() && st.segment_len + len > shared.opts.segment_bytes;
         let needed = len + if rotate { files::header_len() } else { 0 };
         let used = st.log_bytes + st.checkpoint_bytes + shared.checkpoint_in_progress.load(Ordering::Relaxed);
         if used + needed > shared.opts.max_bytes {
@@ -396,20 +340,22 @@ impl Journal {
         }
         if rotate {
             // The split goes before this record's frame, which is already in the buffer.
-            let id = st.segment + 1;
+            let id = st.segment.saturating_add(1);
             st.start_segment(id);
             if let Some(split) = st.splits.last_mut() {
                 split.0 = start;
             }
         }
-        let segment = st.segment;
-        *st.segment_bytes.entry(segment).or_insert(0) += len;
+        st.segment_len += len;
         st.log_bytes += len;
         st.appended += 1;
         st.appended_bytes += len - frame::HEADER_LEN as u64;
         let lsn = Lsn(st.appended);
+        let wake = st.writer_waiting;
         drop(st);
-        shared.wake.notify_one();
+        if wake {
+            shared.wake.notify_one();
+        }
         Ok(lsn)
     }
 
@@ -454,12 +400,18 @@ impl Journal {
     }
 
     /// Whether the segments written since the last checkpoint outweigh it enough to be worth compacting: more
-    /// than twice the checkpoint and more than `min(32 MiB, max_bytes / 4)`. The caller then checkpoints.
+    /// than twice the checkpoint and more than `min(32 MiB, max_bytes / 4)`; or, once the journal uses three
+    /// quarters of `max_bytes`, more than half the checkpoint (so a large live state is compacted before appends
+    /// are refused, while each checkpoint still replaces at least half its own size of log). The caller then
+    /// checkpoints.
     pub fn wants_checkpoint(&self) -> bool {
         let shared = &self.inner.shared;
         let st = shared.lock();
-        let floor = (32 << 20).min(shared.opts.max_bytes / 4);
-        !st.checkpointing && st.log_bytes > floor.max(2 * st.checkpoint_bytes)
+        let max = shared.opts.max_bytes;
+        let floor = (32 << 20).min(max / 4);
+        let used = st.log_bytes + st.checkpoint_bytes;
+        let pressed = used > max / 4 * 3 && st.log_bytes > st.checkpoint_bytes / 2;
+        !st.checkpointing && (st.log_bytes > floor.max(2 * st.checkpoint_bytes) || pressed)
     }
 
     /// A snapshot of the counters.

@@ -53,7 +53,7 @@ pub struct RecoveryReport {
     pub corrupt: Vec<CorruptRegion>,
     /// Bytes copied or moved into `*.corrupt` files.
     pub bytes_moved_aside: u64,
-    /// Segments missing between the base and the newest segment; their records are lost.
+    /// Segments missing between the base and the newest segment (the first 1,000); their records are lost.
     pub missing_segments: Vec<u64>,
     /// Files that could not be read back while iterating (counted as the iterator runs).
     pub read_errors: u64,
@@ -73,6 +73,7 @@ impl RecoveryReport {
 /// iterator goes, so memory holds one record at a time. The files stay open, so a checkpoint that deletes them
 /// meanwhile does not disturb the iteration.
 pub struct Recovered {
+    salt: u32,
     files: VecDeque<(PathBuf, File, u64)>,
     current: Option<(PathBuf, FrameReader<BufReader<File>>)>,
     report: RecoveryReport,
@@ -98,7 +99,8 @@ impl Iterator for Recovered {
         loop {
             if self.current.is_none() {
                 let (path, file, len) = self.files.pop_front()?;
-                self.current = Some((path, FrameReader::new(BufReader::with_capacity(1 << 16, file), len)));
+                let reader = FrameReader::new(BufReader::with_capacity(1 << 16, file), len, self.salt);
+                self.current = Some((path, reader));
             }
             let (path, reader) = self.current.as_mut()?;
             match reader.next_frame() {
@@ -124,6 +126,7 @@ impl Iterator for Recovered {
 /// What `recover` hands to `Journal::open`.
 pub(super) struct Opened {
     pub recovered: Recovered,
+    pub salt: u32,
     pub next_segment: u64,
     pub segment_bytes: BTreeMap<u64, u64>,
     pub checkpoint_bytes: u64,
@@ -150,10 +153,10 @@ impl Check {
     }
 }
 
-fn check(path: &Path) -> io::Result<Check> {
+fn check(path: &Path, salt: u32) -> io::Result<Check> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
-    let mut reader = FrameReader::new(BufReader::with_capacity(1 << 16, file), len);
+    let mut reader = FrameReader::new(BufReader::with_capacity(1 << 16, file), len, salt);
     let mut c = Check::default();
     let mut first = true;
     loop {
@@ -190,20 +193,24 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
     let (listed, leftovers) = files::list(dir).map_err(io_err("read directory", dir))?;
     for tmp in leftovers {
         tracing::info!(file = %tmp.display(), "journal: removing an unfinished temporary file");
-        fs::remove_file(&tmp).map_err(io_err("remove", &tmp))?;
+        if let Err(error) = fs::remove_file(&tmp) {
+            tracing::warn!(file = %tmp.display(), %error, "journal: cannot remove a temporary file");
+        }
     }
     let segments: BTreeSet<u64> = listed.iter().filter(|f| f.0 == FileKind::Segment).map(|f| f.1).collect();
     let mut checkpoints: Vec<u64> = listed.iter().filter(|f| f.0 == FileKind::Checkpoint).map(|f| f.1).collect();
     checkpoints.sort_unstable_by(|a, b| b.cmp(a));
-    let next_segment = segments.last().map_or(1, |s| s + 1).max(checkpoints.first().copied().unwrap_or(0));
+    let next_segment =
+        segments.last().map_or(1, |s| s.saturating_add(1)).max(checkpoints.first().copied().unwrap_or(0));
     let mut report = RecoveryReport::default();
+    let salt = find_salt(dir, &listed);
 
     // The newest intact checkpoint, and the damaged ones above it.
     let mut damaged = Vec::new();
     let mut intact = None;
     for &id in &checkpoints {
         let path = files::checkpoint_path(dir, id);
-        match check(&path) {
+        match check(&path, salt) {
             Ok(c) if c.valid_checkpoint(id) => {
                 intact = Some((id, c));
                 break;
@@ -217,7 +224,7 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
     }
     // Segments needed after a base are all there (a journal never checkpointed starts at segment 1).
     let max_segment = segments.last().copied().unwrap_or(0);
-    let complete_from = |base: u64| (base..=max_segment).all(|s| segments.contains(&s));
+    let complete_from = |base: u64| missing(&segments, base).1 == 0;
     let fallback_ok = match &intact {
         Some((id, _)) => complete_from(*id),
         None => complete_from(1),
@@ -231,7 +238,8 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
             }
         } else {
             let path = files::checkpoint_path(dir, newest);
-            let (records, bytes) = repair_checkpoint(&path, newest, &mut report).map_err(io_err("repair", &path))?;
+            let (records, bytes) =
+                repair_checkpoint(&path, newest, salt, &mut report).map_err(io_err("repair", &path))?;
             base = Some((newest, records, bytes));
             repaired_base = true;
         }
@@ -247,13 +255,17 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
         for &id in segments.range(..base_id) {
             let path = files::segment_path(dir, id);
             tracing::info!(file = %path.display(), "journal: removing a segment the checkpoint covers");
-            fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            if let Err(error) = fs::remove_file(&path) {
+                tracing::warn!(file = %path.display(), %error, "journal: cannot remove a covered segment");
+            }
         }
     }
-    report.missing_segments = (base_id.max(1)..=max_segment).filter(|s| !segments.contains(s)).collect();
-    for &lost in &report.missing_segments {
-        tracing::error!(segment = lost, dir = %dir.display(), "journal: a segment is missing: its records are lost");
+    let (lost, lost_count) = missing(&segments, base_id.max(1));
+    if lost_count > 0 {
+        tracing::error!(count = lost_count, first = ?lost.first(), dir = %dir.display(),
+            "journal: segments are missing: their records are lost");
     }
+    report.missing_segments = lost;
 
     let mut open_files = VecDeque::new();
     let mut segment_bytes = BTreeMap::new();
@@ -266,11 +278,12 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
     }
     for &id in segments.range(base_id..) {
         let path = files::segment_path(dir, id);
-        let c = check(&path).map_err(io_err("read", &path))?;
+        let c = check(&path, salt).map_err(io_err("read", &path))?;
         let (records, bytes) = match c.bad_at {
             None => (c.records, c.bytes),
             Some(bad_at) => {
-                repair_segment(&path, bad_at, &c, id == max_segment, &mut report).map_err(io_err("repair", &path))?
+                let newest = id == max_segment;
+                repair_segment(&path, bad_at, &c, newest, salt, &mut report).map_err(io_err("repair", &path))?
             }
         };
         report.records += records;
@@ -292,7 +305,8 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
             duration_ms = r.duration.as_millis(), "journal recovered");
     }
     Ok(Opened {
-        recovered: Recovered { files: open_files, current: None, report },
+        recovered: Recovered { salt, files: open_files, current: None, report },
+        salt,
         next_segment,
         segment_bytes,
         checkpoint_bytes,
@@ -301,6 +315,36 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JournalError + 'a {
     move |e| JournalError::io(op, path, e)
+}
+
+/// The ids missing from `segments` between `from` and the highest one: the first 1,000, and how many in all.
+fn missing(segments: &BTreeSet<u64>, from: u64) -> (Vec<u64>, u64) {
+    let (mut listed, mut count, mut expect) = (Vec::new(), 0u64, from);
+    for &s in segments.range(from..) {
+        count += s - expect;
+        while expect < s && listed.len() < 1000 {
+            listed.push(expect);
+            expect += 1;
+        }
+        expect = s.saturating_add(1);
+    }
+    (listed, count)
+}
+
+/// The journal's salt, from the newest file whose header is intact; a new one for a new journal.
+fn find_salt(dir: &Path, listed: &[(FileKind, u64)]) -> u32 {
+    let path = |&(kind, id): &(FileKind, u64)| match kind {
+        FileKind::Segment => files::segment_path(dir, id),
+        FileKind::Checkpoint => files::checkpoint_path(dir, id),
+    };
+    if let Some(salt) = listed.iter().rev().find_map(|f| files::read_salt(&path(f))) {
+        return salt;
+    }
+    if !listed.is_empty() {
+        tracing::error!(dir = %dir.display(), files = listed.len(),
+            "journal: no file has an intact header: their records cannot be verified and will be set aside");
+    }
+    files::new_salt()
 }
 
 fn open_with_len(path: &Path) -> io::Result<(File, u64)> {
@@ -379,12 +423,13 @@ fn repair_segment(
     bad_at: u64,
     c: &Check,
     newest: bool,
+    salt: u32,
     report: &mut RecoveryReport,
 ) -> io::Result<(u64, u64)> {
     let data = fs::read(path)?;
     let bad_at = usize::try_from(bad_at).unwrap_or(usize::MAX).min(data.len());
     let (prefix, tail) = data.split_at(bad_at);
-    let pieces = frame::scan(tail);
+    let pieces = frame::scan(tail, salt);
     let only_tail = matches!(pieces.as_slice(), [Piece::Damaged { end, .. }] if *end == tail.len());
     copy_aside(path, &data, bad_at, &pieces, newest && only_tail, report);
     let (mut records, mut bytes) = (c.records, c.bytes);
@@ -411,9 +456,9 @@ fn repair_segment(
 
 /// Rebuilds a damaged checkpoint from its valid record frames (no intact base to fall back to); returns its
 /// records and bytes.
-fn repair_checkpoint(path: &Path, id: u64, report: &mut RecoveryReport) -> io::Result<(u64, u64)> {
+fn repair_checkpoint(path: &Path, id: u64, salt: u32, report: &mut RecoveryReport) -> io::Result<(u64, u64)> {
     let data = fs::read(path)?;
-    let pieces = frame::scan(&data);
+    let pieces = frame::scan(&data, salt);
     copy_aside(path, &data, 0, &pieces, false, report);
     let mut body = Vec::new();
     let (mut records, mut bytes) = (0u64, 0u64);
@@ -427,9 +472,9 @@ fn repair_checkpoint(path: &Path, id: u64, report: &mut RecoveryReport) -> io::R
     }
     tracing::error!(file = %path.display(), records, "journal: DAMAGED CHECKPOINT and no intact older base: \
         keeping the records that can still be read, the state in the damaged regions is lost");
-    let header = files::header_frame(FileKind::Checkpoint, id);
+    let header = files::header_frame(FileKind::Checkpoint, id, salt);
     let mut footer = Vec::new();
-    let _ = frame::encode(&mut footer, Kind::Control, &files::footer_payload(records));
+    let _ = frame::encode(&mut footer, Kind::Control, salt, &files::footer_payload(records));
     replace(path, &[&header, &body, &footer])?;
     Ok((records, bytes))
 }

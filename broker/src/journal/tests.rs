@@ -186,8 +186,8 @@ fn group_commit_covers_everything_appended_during_an_fsync_with_one_fsync() {
 }
 
 /// Byte ranges of the record frames of a segment file (after its header frame).
-fn frame_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
-    frame::scan(bytes)
+fn frame_ranges(bytes: &[u8], salt: u32) -> Vec<(usize, usize)> {
+    frame::scan(bytes, salt)
         .into_iter()
         .filter_map(|p| match p {
             frame::Piece::Frame { kind: frame::Kind::Record, start, end } => Some((start, end)),
@@ -196,8 +196,8 @@ fn frame_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// A closed journal holding `n` records in segment 1, and that segment's bytes.
-fn small_log(n: usize) -> (tempfile::TempDir, String, Vec<u8>) {
+/// A closed journal holding `n` records in segment 1, that segment's name and bytes, and the journal's salt.
+fn small_log(n: usize) -> (tempfile::TempDir, String, Vec<u8>, u32) {
     let tmp = tempfile::tempdir().unwrap();
     let (journal, _, _) = open(tmp.path(), opts());
     for i in 0..n {
@@ -206,13 +206,14 @@ fn small_log(n: usize) -> (tempfile::TempDir, String, Vec<u8>) {
     journal.close().unwrap();
     let path = files::segment_path(tmp.path(), 1);
     let bytes = std::fs::read(&path).unwrap();
-    (tmp, name(&path), bytes)
+    let salt = files::read_salt(&path).unwrap();
+    (tmp, name(&path), bytes, salt)
 }
 
 #[test]
 fn a_torn_tail_cut_at_every_byte_keeps_every_record_before_the_cut() {
-    let (_tmp, seg, bytes) = small_log(12);
-    let frames = frame_ranges(&bytes);
+    let (_tmp, seg, bytes, salt) = small_log(12);
+    let frames = frame_ranges(&bytes, salt);
     assert_eq!(frames.len(), 12);
     let from = frames[frames.len() - 4].0;
     for cut in from..=bytes.len() {
@@ -240,17 +241,14 @@ fn a_torn_tail_cut_at_every_byte_keeps_every_record_before_the_cut() {
 
 #[test]
 fn flipping_any_byte_loses_at_most_the_record_it_hit() {
-    let (_tmp, seg, bytes) = small_log(8);
-    let frames = frame_ranges(&bytes);
+    let (tmp, seg, bytes, salt) = small_log(8);
+    let frames = frame_ranges(&bytes, salt);
     // A second, newer segment, so damage to the first is mid-log damage, not a torn tail.
-    let (_tmp2, _, later) = small_log(1);
-    let later_name = name(&files::segment_path(Path::new("."), 2));
-    let later = {
-        // Rewrite its header as segment 2.
-        let mut b = files::header_frame(FileKind::Segment, 2);
-        b.extend_from_slice(&later[files::header_len() as usize..]);
-        b
-    };
+    let (journal, _, _) = open(tmp.path(), opts());
+    journal.append(&record(0)).unwrap();
+    journal.close().unwrap();
+    let later_path = files::segment_path(tmp.path(), 2);
+    let (later_name, later) = (name(&later_path), std::fs::read(&later_path).unwrap());
     for i in 0..bytes.len() {
         let mut damaged = bytes.clone();
         damaged[i] ^= 0xA5;
@@ -401,8 +399,7 @@ fn max_bytes_refuses_appends_until_a_checkpoint_reclaims_space() {
     assert!(matches!(refused, AppendError::Full { max_bytes, .. } if max_bytes == 64 << 10), "{refused}");
     assert!(taken > 400, "{taken}");
     assert!(journal.wants_checkpoint());
-    let lsn = journal.append(b"x").map(|_| ()).unwrap_err();
-    assert!(matches!(lsn, AppendError::Full { .. }));
+    assert!(matches!(journal.append(&payload), Err(AppendError::Full { .. })), "refused again, not dropped");
     let stats = journal.stats();
     assert_eq!(stats.refused_appends, 2);
     assert!(stats.bytes_on_disk <= 64 << 10);
@@ -418,6 +415,25 @@ fn max_bytes_refuses_appends_until_a_checkpoint_reclaims_space() {
     let (got, _) = reopen(tmp.path());
     let want: Vec<&[u8]> = vec![b"compacted state", b"after"];
     assert_eq!(got, want);
+}
+
+#[test]
+fn a_large_live_state_is_compacted_before_appends_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = JournalOptions { max_bytes: 64 << 10, segment_bytes: 8 << 10, ..opts() };
+    let (journal, _, _) = open(tmp.path(), options);
+    let state: Vec<[u8; 100]> = vec![[1u8; 100]; 230]; // about 26 KiB: 40 % of max_bytes
+    let refs: Vec<&[u8]> = state.iter().map(|r| &r[..]).collect();
+    checkpoint_with(&journal, &refs);
+    let mut appended = 0;
+    while !journal.wants_checkpoint() {
+        journal.append(&[2u8; 100]).expect("wants_checkpoint came only after appends were refused");
+        appended += 1;
+    }
+    assert!(appended > 100, "a checkpoint would replace too little log: {appended} records");
+    checkpoint_with(&journal, &refs);
+    assert!(!journal.wants_checkpoint());
+    journal.close().unwrap();
 }
 
 #[test]
@@ -541,6 +557,58 @@ fn interval_mode_fsyncs_on_its_own() {
 }
 
 #[test]
+fn a_frame_forged_inside_a_payload_is_not_resurrected_by_resynchronisation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (journal, _, _) = open(tmp.path(), opts());
+    journal.append(b"before").unwrap();
+    // A client's payload that holds what looks like a whole record frame, with every salt it could guess.
+    let mut forged = b"payload prefix ".to_vec();
+    for guess in [0u32, 1, u32::MAX] {
+        let _ = frame::encode(&mut forged, frame::Kind::Record, guess, b"FORGED: subscribe attacker to #");
+    }
+    journal.append(&forged).unwrap();
+    journal.append(b"after").unwrap();
+    journal.close().unwrap();
+    drop(journal);
+    // Damage the header of the record that carries the forgery, so recovery resynchronises through its payload.
+    let path = files::segment_path(tmp.path(), 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let salt = files::read_salt(&path).unwrap();
+    let frames = frame_ranges(&bytes, salt);
+    bytes[frames[1].0 + 5] ^= 0xFF;
+    std::fs::write(&path, bytes).unwrap();
+    let (journal, got, report) = open(tmp.path(), opts());
+    let want: Vec<&[u8]> = vec![b"before", b"after"];
+    assert_eq!(got, want);
+    assert!(report.damaged() && report.corrupt.len() == 1, "{report:?}");
+    journal.append(b"newest").unwrap();
+    journal.close().unwrap();
+    drop(journal);
+    let want: Vec<&[u8]> = vec![b"before", b"after", b"newest"];
+    assert_eq!(reopen(tmp.path()).0, want);
+}
+
+#[test]
+fn strange_segment_ids_neither_panic_nor_hang() {
+    let (_tmp, _, bytes, _) = small_log(3);
+    let max = name(&files::segment_path(Path::new("."), u64::MAX - 1));
+    let dir = dir_with(&[(name(&files::segment_path(Path::new("."), 1)), bytes), (max, b"garbage".to_vec())]);
+    let (journal, got, report) = open(dir.path(), opts());
+    assert_eq!(got, (0..3).map(record).collect::<Vec<_>>());
+    assert_eq!(report.missing_segments.len(), 1000, "the list of missing segments is capped");
+    journal.close().unwrap();
+}
+
+#[test]
+fn journal_handles_are_send_and_sync() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<Journal>();
+    fn send<T: Send>() {}
+    send::<Recovered>();
+    send::<Checkpoint>();
+}
+
+#[test]
 fn records_too_large_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (journal, _, _) = open(tmp.path(), JournalOptions { max_bytes: 1 << 40, ..opts() });
@@ -556,18 +624,21 @@ mod garbage {
     use super::*;
     use proptest::prelude::*;
 
-    /// Random bytes, with valid frames and bare magics mixed in.
+    const SALT: u32 = 0x5EED_5A17;
+
+    /// Random bytes, with valid frames, headers and bare magics mixed in.
     fn content() -> impl Strategy<Value = Vec<u8>> {
         let piece = prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..64),
-            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|p| {
+            (proptest::collection::vec(any::<u8>(), 0..40), any::<bool>()).prop_map(|(p, salted)| {
                 let mut b = Vec::new();
-                let _ = frame::encode(&mut b, frame::Kind::Record, &p);
+                let _ = frame::encode(&mut b, frame::Kind::Record, if salted { SALT } else { 1 }, &p);
                 b
             }),
             Just(b"EMJr".to_vec()),
             Just(b"EMJc\xff\xff\xff\x0f".to_vec()),
-            Just(files::header_frame(FileKind::Checkpoint, 3)),
+            Just(files::header_frame(FileKind::Checkpoint, 2, SALT)),
+            Just(files::header_frame(FileKind::Segment, 3, SALT)),
         ];
         proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat())
     }

@@ -41,6 +41,7 @@ impl Writer<'_> {
         let mut batch = Vec::new();
         let mut splits = Vec::new();
         let mut durable = 0;
+        let mut last_batch = 0;
         loop {
             let (appended, closing) = {
                 let mut st = shared.lock();
@@ -54,10 +55,23 @@ impl Writer<'_> {
                     match self.sync_due_in() {
                         Some(wait) if wait.is_zero() => break,
                         Some(wait) => {
+                            st.writer_waiting = true;
                             st = shared.wake.wait_timeout(st, wait).unwrap_or_else(PoisonError::into_inner).0;
+                            st.writer_waiting = false;
                         }
-                        None => st = shared.wake.wait(st).unwrap_or_else(PoisonError::into_inner),
+                        None => {
+                            st.writer_waiting = true;
+                            st = shared.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
+                            st.writer_waiting = false;
+                        }
                     }
+                }
+                if st.appended - durable < last_batch && !st.closing {
+                    // Fewer records than the last batch: the appenders it released are likely appending again
+                    // right now; give them the CPU once so they join this batch rather than the next.
+                    drop(st);
+                    std::thread::yield_now();
+                    st = shared.lock();
                 }
                 std::mem::swap(&mut st.buf, &mut batch);
                 std::mem::swap(&mut st.splits, &mut splits);
@@ -68,7 +82,12 @@ impl Writer<'_> {
                 return;
             }
             batch.clear();
+            if batch.capacity() > 8 << 20 {
+                // A burst grew the buffer; do not keep that much memory for the quiet times after it.
+                batch.shrink_to(1 << 20);
+            }
             splits.clear();
+            last_batch = appended - durable;
             durable = appended;
             self.publish(durable);
             if closing {
@@ -154,7 +173,7 @@ impl Writer<'_> {
         let dir = &self.shared.dir;
         let path = files::segment_path(dir, id);
         self.file = failpoints::hit(dir, FailPoint::SegmentCreate)
-            .and_then(|()| files::create_segment(dir, id))
+            .and_then(|()| files::create_segment(dir, id, self.shared.salt))
             .map_err(|e| JournalError::io("create segment", &path, e))?;
         self.segment = id;
         Ok(())
