@@ -23,6 +23,8 @@ mod checkpoint;
 pub mod record;
 mod recover;
 mod settings;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

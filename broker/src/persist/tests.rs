@@ -1,0 +1,127 @@
+//! Recovery gives back the state the router had: sessions, subscriptions, queues with in-flight identifiers,
+//! inbound QoS 2 identifiers, retained messages and pending wills; also when a checkpoint was written while the
+//! router kept changing.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mqtt_codec::{PacketId, QoS, RetainHandling};
+use tokio::time::Instant;
+
+use super::{FsyncSetting, PersistenceSettings};
+use crate::message::Message;
+use crate::queue::{OutboxLimits, Send};
+use crate::router::{ConnLink, Router, RouterLimits, SharedStrategy, SubOpts};
+
+fn router() -> Router {
+    let outbox =
+        OutboxLimits { max_inflight: 8, max_queued: 100_000, max_queued_bytes: 1 << 30, queue_qos0_offline: false };
+    let limits = RouterLimits {
+        outbox,
+        max_retained: 1000,
+        max_subscriptions: 10,
+        shared_strategy: SharedStrategy::RoundRobin,
+        disconnect_slow_consumers: false,
+    };
+    Router::new(limits, Arc::default())
+}
+
+fn settings(dir: &std::path::Path) -> PersistenceSettings {
+    PersistenceSettings { enabled: true, path: dir.to_path_buf(), fsync: FsyncSetting::Never, max_bytes: 1 << 30 }
+}
+
+/// What a client would see of a session: its queue in order (payload, QoS, packet id and state when in flight),
+/// its inbound QoS 2 ids and its subscriptions.
+type Seen = (Vec<(Vec<u8>, QoS, Option<(u16, bool)>)>, Vec<u16>, Vec<String>);
+
+fn seen(r: &Router, client: &str) -> Option<Seen> {
+    let s = r.session(client)?;
+    let state = s.lock();
+    let mut queue = Vec::new();
+    state.outbox.for_each_entry(|_, d, inflight| {
+        let inflight = inflight.map(|(id, st)| (id.get(), st == crate::queue::InflightState::AwaitPubComp));
+        queue.push((d.msg.payload.to_vec(), d.qos, inflight));
+    });
+    let mut inbound: Vec<u16> = state.inbound_qos2.iter().map(PacketId::get).collect();
+    inbound.sort_unstable();
+    let mut subs: Vec<String> = state.subscriptions.iter().map(|(f, _)| f.to_owned()).collect();
+    subs.sort();
+    Some((queue, inbound, subs))
+}
+
+fn publish(r: &mut Router, topic: &str, n: usize, qos: QoS) {
+    let payload = format!("{topic} {n}");
+    r.publish(Message::from_parts(topic, payload.as_bytes(), qos, false), None, Instant::now());
+}
+
+/// Sends what the session's window allows and acknowledges every `ack_every`-th of them (QoS 2: PUBREC only).
+fn consume(r: &Router, client: &str, ack_every: usize) {
+    let Some(s) = r.session(client) else { return };
+    let mut state = s.lock();
+    let mut sent = Vec::new();
+    while let Some(send) = state.outbox.next_send(Instant::now()) {
+        if let Send::Publish { id: Some(id), delivery, .. } = send {
+            sent.push((id, delivery.qos));
+        }
+    }
+    for (i, (id, qos)) in sent.into_iter().enumerate() {
+        if i % ack_every == 0 {
+            match qos {
+                QoS::AtLeastOnce => assert!(state.outbox.on_puback(id)),
+                _ => assert!(state.outbox.on_pubrec(id, false)),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_taken_while_the_router_changes_recovers_the_final_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = router();
+    super::open(&settings(dir.path()), &mut r).unwrap();
+    let now = Instant::now();
+    let (online, _) = r.connect("online", false, None, ConnLink::new(1), now);
+    let (offline, _) = r.connect("offline", false, Some(Duration::from_secs(3600)), ConnLink::new(2), now);
+    for s in [&online, &offline] {
+        r.subscribe(s, "t/#", SubOpts::qos(QoS::ExactlyOnce), RetainHandling::SendAtSubscribe, now).unwrap();
+    }
+    r.disconnect(&offline, 2, None, now);
+    r.publish(Message::from_parts("t/retained", b"kept", QoS::AtLeastOnce, true), None, now);
+    for n in 0..300 {
+        publish(&mut r, "t/a", n, if n % 2 == 0 { QoS::AtLeastOnce } else { QoS::ExactlyOnce });
+    }
+    consume(&r, "online", 2);
+    let from_online = Message::from_parts("elsewhere", b"q2", QoS::ExactlyOnce, false);
+    r.publish_from(from_online, Some(&online), PacketId::new(42), now);
+    let durable = r.durable().cloned().unwrap();
+    let shared = Arc::new(Mutex::new(r));
+    // A checkpoint on another thread while this one publishes, sends and acknowledges.
+    let writer = {
+        let (shared, durable) = (shared.clone(), durable.clone());
+        std::thread::spawn(move || super::checkpoint(&shared, &durable))
+    };
+    for n in 300..600 {
+        let mut r = shared.lock().unwrap();
+        publish(&mut r, "t/b", n, if n % 3 == 0 { QoS::ExactlyOnce } else { QoS::AtLeastOnce });
+        if n % 50 == 0 {
+            consume(&r, "online", 3);
+        }
+    }
+    writer.join().unwrap().unwrap();
+    let mut r = shared.lock().unwrap();
+    for n in 600..650 {
+        publish(&mut r, "t/c", n, QoS::AtLeastOnce);
+    }
+    consume(&r, "online", 1);
+    let want = (seen(&r, "online").unwrap(), seen(&r, "offline").unwrap(), r.retained_count());
+    assert!(!want.0.0.is_empty() && want.1.0.len() == 651, "the test leaves messages queued and in flight");
+    durable.journal().close().unwrap();
+    drop(r);
+
+    let mut again = router();
+    let (_, stats) = super::open(&settings(dir.path()), &mut again).unwrap();
+    let got = (seen(&again, "online").unwrap(), seen(&again, "offline").unwrap(), again.retained_count());
+    assert_eq!(got.0.0.len(), want.0.0.len());
+    assert_eq!(got, want);
+    assert_eq!((stats.sessions, stats.skipped), (2, 0));
+}
