@@ -310,3 +310,63 @@ async fn a_torn_or_damaged_journal_tail_starts_with_everything_before_the_damage
     }
     eprintln!("torn/damaged journal cases checked: {checked}");
 }
+
+/// A delayed will cancelled by a reconnection stays cancelled after a crash; one still pending goes out after the
+/// restart, when its delay ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_wills_survive_a_crash_and_cancelled_ones_stay_cancelled() {
+    let dir = DataDir::new();
+    let Some(b) = start(&dir.0) else { return };
+    let watcher = unique("will-watcher");
+    let topic = unique("wills");
+    offline_subscriber(&b, &watcher, &format!("{topic}/#")).await;
+    let will_connect = |id: &str, name: &str| {
+        let props = [Property::SessionExpiryInterval(3600)];
+        let will_props = [Property::WillDelayInterval(2)];
+        let will_topic = format!("{topic}/{name}");
+        let c = Packet::Connect(mqtt_codec::Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: false,
+            keep_alive: 60,
+            properties: Properties::from_list(&props),
+            client_id: id,
+            will: Some(mqtt_codec::Will {
+                topic: TopicName::new(&will_topic).unwrap(),
+                payload: name.as_bytes(),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: Properties::from_list(&will_props),
+            }),
+            username: None,
+            password: None,
+        });
+        encode(&c, ProtocolVersion::V5)
+    };
+    let (cancelled, pending) = (unique("cancelled"), unique("pending"));
+    for (id, name) in [(&cancelled, "cancelled"), (&pending, "pending")] {
+        let mut c = RawClient::tcp(b.addr).await;
+        c.version = ProtocolVersion::V5;
+        c.send_raw(&will_connect(id, name)).await;
+        assert!(matches!(c.recv().await, Rx::ConnAck { code: 0, .. }));
+        // A SUBACK is sent once everything before it is durable: the session and its will are on disk.
+        c.subscribe_one(&unique("anything"), QoS::AtMostOnce).await;
+        // Gone without DISCONNECT: the will waits for its delay.
+        c.drop_connection();
+    }
+    // The first comes back in time (its will is cancelled) and leaves cleanly.
+    let mut back = RawClient::tcp(b.addr).await;
+    back.version = ProtocolVersion::V5;
+    back.send_raw(&connect_v5(&cancelled, 3600)).await;
+    assert!(matches!(back.recv().await, Rx::ConnAck { session_present: true, code: 0 }));
+    back.subscribe_one(&unique("anything"), QoS::AtMostOnce).await;
+    back.disconnect().await;
+    b.kill9();
+
+    let b = start(&dir.0).expect("restart");
+    // Past the delay: the pending will went out after the restart, the cancelled one did not.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (mut w, present) = RawClient::connect(b.addr, &ConnectOpts::new(&watcher).clean(false)).await;
+    assert!(present);
+    assert_eq!(texts(&w.recv_acking(1).await), ["pending"]);
+    w.expect_silence(QUIET).await;
+}

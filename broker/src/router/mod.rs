@@ -248,7 +248,11 @@ impl Router {
         link: ConnLink,
         now: Instant,
     ) -> (Arc<SessionHandle>, bool) {
+        let pending = self.pending_wills.len();
         self.pending_wills.retain(|w| &*w.client_id != client_id);
+        if self.pending_wills.len() != pending {
+            self.journal(&Record::Will { client: client_id, will: None, due_ms: None });
+        }
         if let Some(existing) = self.store.session(client_id).cloned() {
             let mut state = existing.lock();
             if let Some(old) = state.conn.take() {
