@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use mqtt_codec::QoS;
 
+pub use crate::auth::AuthSettings;
 use crate::router::SharedStrategy;
 
 /// The default configuration, commented; `broker --print-default-config` prints it.
@@ -56,12 +57,20 @@ pub struct ListenerSettings {
     pub transport: Transport,
     /// TLS on this listener (`mqtts`, `wss`); `None` is plaintext.
     pub tls: Option<TlsSettings>,
+    /// Who may connect and what they may do: `allow_anonymous`, `password_file`, `acl_file`.
+    pub auth: AuthSettings,
 }
 
 impl ListenerSettings {
-    /// A plaintext MQTT listener on `bind` with no cap of its own.
+    /// A plaintext MQTT listener on `bind` with no cap of its own and no authentication (anonymous clients are then
+    /// allowed on a loopback address only).
     pub fn plain(bind: SocketAddr) -> Self {
-        Self { bind, max_connections: None, transport: Transport::Mqtt, tls: None }
+        Self { bind, max_connections: None, transport: Transport::Mqtt, tls: None, auth: AuthSettings::default() }
+    }
+
+    /// Whether clients connect as a user: a password file, or certificate identities.
+    pub fn authenticates(&self) -> bool {
+        self.auth.password_file.is_some() || self.tls.as_ref().is_some_and(|t| t.use_identity_as_username)
     }
 }
 
@@ -478,6 +487,12 @@ struct FileListener {
     path: Option<String>,
     #[serde(default)]
     tls: Option<FileTls>,
+    #[serde(default)]
+    allow_anonymous: Option<Bool>,
+    #[serde(default)]
+    password_file: Option<String>,
+    #[serde(default)]
+    acl_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -496,6 +511,21 @@ struct FileTls {
 }
 
 impl FileListener {
+    fn validate_auth(&self, i: usize) -> Result<AuthSettings, ConfigError> {
+        let file = |k: &str, v: &Option<String>| -> Result<Option<PathBuf>, ConfigError> {
+            match v.as_deref().map(str::trim) {
+                None => Ok(None),
+                Some("") => Err(ConfigError::invalid(format!("listeners[{i}].{k}"), "must name a file")),
+                Some(p) => Ok(Some(PathBuf::from(p))),
+            }
+        };
+        Ok(AuthSettings {
+            allow_anonymous: self.allow_anonymous.map(|b| b.0),
+            password_file: file("password_file", &self.password_file)?,
+            acl_file: file("acl_file", &self.acl_file)?,
+        })
+    }
+
     fn validate(&self, i: usize) -> Result<(Transport, Option<TlsSettings>), ConfigError> {
         let key = |k: &str| format!("listeners[{i}].{k}");
         let transport = match self.transport.as_deref().map(str::trim) {
@@ -760,6 +790,9 @@ impl Default for FileConfig {
                 transport: None,
                 path: None,
                 tls: None,
+                allow_anonymous: None,
+                password_file: None,
+                acl_file: None,
             })
             .collect();
         Self {
@@ -805,6 +838,23 @@ impl Default for FileLog {
         let l = LogSettings::default();
         Self { format: l.format.as_str().to_owned(), level: l.level }
     }
+}
+
+/// Mosquitto 2's rule: a listener that other hosts can reach, with no way for clients to authenticate, does not
+/// start unless it says `allow_anonymous = true`. Without it, anyone on the network could read and publish
+/// everything.
+///
+/// # Errors
+/// The reason, for the listener's key.
+pub fn check_anonymous(l: &ListenerSettings) -> Result<(), String> {
+    if l.bind.ip().is_loopback() || l.auth.allow_anonymous.is_some() || l.authenticates() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is not a loopback address and the listener has no password_file or tls.use_identity_as_username: \
+         set allow_anonymous = true on it to let anyone connect, or configure authentication (docs/security.md)",
+        l.bind
+    ))
 }
 
 /// Largest connection cap: what a tokio semaphore can count.
@@ -893,7 +943,10 @@ impl FileConfig {
                 None => None,
             };
             let (transport, tls) = l.validate(i)?;
-            listeners.push(ListenerSettings { bind, max_connections, transport, tls });
+            let auth = l.validate_auth(i)?;
+            let listener = ListenerSettings { bind, max_connections, transport, tls, auth };
+            check_anonymous(&listener).map_err(|reason| ConfigError::invalid(format!("listeners[{i}]"), reason))?;
+            listeners.push(listener);
         }
 
         let s = &self.sessions;
@@ -1102,7 +1155,8 @@ mod tests {
     #[test]
     fn listeners_in_a_file_replace_the_default_listener() {
         let c = Config::from_toml(
-            "[[listeners]]\nbind = \"0.0.0.0:1884\"\nmax_connections = 5\n[[listeners]]\nbind = \"[::1]:0\"\n",
+            "[[listeners]]\nbind = \"0.0.0.0:1884\"\nmax_connections = 5\nallow_anonymous = true\n\
+             [[listeners]]\nbind = \"[::1]:0\"\n",
         )
         .unwrap();
         assert_eq!(
@@ -1110,6 +1164,7 @@ mod tests {
             vec![
                 ListenerSettings {
                     max_connections: Some(5),
+                    auth: AuthSettings { allow_anonymous: Some(true), ..AuthSettings::default() },
                     ..ListenerSettings::plain("0.0.0.0:1884".parse().unwrap())
                 },
                 ListenerSettings::plain("[::1]:0".parse().unwrap()),

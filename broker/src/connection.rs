@@ -43,6 +43,11 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {
     fn try_read_buf(&mut self, _buf: &mut BytesMut) -> io::Result<usize> {
         Err(io::ErrorKind::WouldBlock.into())
     }
+
+    /// The client's address (for the failed-login backoff), when known.
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        None
+    }
 }
 
 impl Stream for TcpStream {
@@ -55,10 +60,22 @@ impl Stream for TcpStream {
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         TcpStream::try_read_buf(self, buf)
     }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        TcpStream::peer_addr(self).ok()
+    }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for tokio_rustls::server::TlsStream<S> {}
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for crate::ws::WsIo<S> {}
+impl<S: Stream> Stream for tokio_rustls::server::TlsStream<S> {
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.get_ref().0.peer_addr()
+    }
+}
+impl<S: Stream> Stream for crate::ws::WsIo<S> {
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.get_ref().peer_addr()
+    }
+}
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]
@@ -213,10 +230,15 @@ async fn handshake_on<S: Stream>(
         () = stop.cancelled() => return Err(ConnError::Shutdown),
     };
     let Some(mut frame) = first? else { return Err(ConnError::Closed) };
-    let mut step = handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
-        ProtocolError::Unexpected(_) => ConnError::NotConnect,
-        e => ConnError::Protocol(e),
-    })?;
+    // Authentication (may await a backend and the failed-login backoff) before the session sees the CONNECT.
+    let login = crate::auth::login(ctx, &frame, stream.peer_addr(), link.id, Instant::now() + cfg.connect_timeout);
+    let mut step = match login.await {
+        Ok(ctx) => handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
+            ProtocolError::Unexpected(_) => ConnError::NotConnect,
+            e => ConnError::Protocol(e),
+        })?,
+        Err(refused) => Handshake::Refused(refused),
+    };
     // MQTT 5 enhanced authentication may take several AUTH round trips, all within the CONNECT deadline.
     let deadline = Instant::now() + cfg.connect_timeout;
     loop {

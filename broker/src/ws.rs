@@ -79,6 +79,13 @@ fn to_io(e: WsError) -> io::Error {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
+    /// The stream below the WebSocket framing.
+    pub(crate) fn get_ref(&self) -> &S {
+        self.ws.get_ref()
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if self.unflushed {

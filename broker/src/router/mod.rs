@@ -8,6 +8,7 @@
 //! waits for it before reading more ([`SessionHandle::caught_up`]). A message for several subscribers is shared
 //! ([`Delivery`] holds an `Arc`) and encoded once per shape ([`Message::encoded`]).
 
+mod access;
 pub mod retained;
 mod sessions;
 pub mod store;
@@ -79,12 +80,15 @@ pub struct SubOpts {
     pub retain_as_published: bool,
     /// MQTT 5 Subscription Identifier.
     pub id: Option<u32>,
+    /// The ACL lets the subscriber read some of the topics this filter matches, not all: each message is checked
+    /// against the session's [`crate::auth::ClientAccess`] on delivery (see [`crate::auth`]).
+    pub acl_check: bool,
 }
 
 impl SubOpts {
     /// Plain options: a QoS and nothing else.
     pub fn qos(qos: QoS) -> Self {
-        Self { qos, no_local: false, retain_as_published: false, id: None }
+        Self { qos, no_local: false, retain_as_published: false, id: None, acl_check: false }
     }
 }
 
@@ -217,6 +221,7 @@ impl Router {
                 disconnected_at: None,
                 conn: Some(link),
                 subscriptions: Subscriptions::default(),
+                access: None,
                 holds_publishers: false,
                 stalled: false,
                 drops_since_log: 0,
@@ -373,7 +378,7 @@ impl Router {
         if send_retained {
             let mut retained = Vec::new();
             self.store.for_each_retained(filter, &mut |m| {
-                if !m.is_expired(now) {
+                if !m.is_expired(now) && (!opts.acl_check || access::may_read(session, m.topic())) {
                     retained.push(m.clone());
                 }
             });
@@ -447,6 +452,9 @@ impl Router {
                 if opts.no_local && is_origin {
                     continue; // [MQTT-3.8.3-3]
                 }
+                if opts.acl_check && !access::may_read(&session.0, msg.topic()) {
+                    continue;
+                }
                 qos = Some(qos.map_or(opts.qos, |q: QoS| q.max(opts.qos)));
                 retain |= opts.retain_as_published && msg.retain;
                 sub_ids.extend(opts.id);
@@ -493,6 +501,9 @@ impl Router {
                     continue;
                 };
                 if session.0.lock().conn.is_some() != online_pass {
+                    continue;
+                }
+                if opts.acl_check && !access::may_read(&session.0, msg.topic()) {
                     continue;
                 }
                 let delivery = Delivery {

@@ -214,8 +214,17 @@ fn accept(
         Box::new((msg, Duration::from_secs(u64::from(w.properties.will_delay_interval().unwrap_or(0)))))
     });
 
+    // Authorization (see `crate::auth`): the client's permissions, and its will topic checked like a PUBLISH.
+    let access = match crate::auth::admit(&ctx, client_id, connect.will.as_ref().map(|w| w.topic.as_str())) {
+        Ok(access) => access,
+        Err(code) => return Handshake::Refused(refuse(version, code)),
+    };
+
     let conn_id = link.id;
     let (handle, session_present) = ctx.router().connect(client_id, connect.clean_start, expiry, link, now);
+    if ctx.gate.is_some() {
+        ctx.router().attach_access(&handle, access.clone());
+    }
     handle.lock().outbox.set_receive_maximum(if v5 { props.receive_maximum().unwrap_or(u16::MAX) } else { u16::MAX });
     ctx.counters.clients_connected.fetch_add(1, Ordering::Relaxed);
 
@@ -242,6 +251,7 @@ fn accept(
         auth_method: None,
         reauth: None,
         backlogged: None,
+        access,
     };
 
     // CONNACK properties (MQTT 5): what the server grants and offers.

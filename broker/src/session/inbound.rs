@@ -10,10 +10,17 @@ use mqtt_codec::{
 use tokio::time::Instant;
 
 use super::{ProtocolError, Session};
+use crate::auth::{Access, FilterAccess};
 use crate::message::Message;
 use crate::router::{Routed, SubOpts, SubscribeError};
 
 impl Session {
+    /// Whether the ACL lets this client publish to `topic` (always, without one).
+    fn may_publish(&self, topic: &[u8]) -> bool {
+        let Some(access) = &self.access else { return true };
+        std::str::from_utf8(topic).is_ok_and(|t| access.allows(Access::Write, t))
+    }
+
     /// Resolves the topic of a PUBLISH, applying and recording MQTT 5 topic aliases.
     fn resolve_topic(&mut self, frame: &Bytes, p: &Publish<'_>) -> Result<Bytes, ProtocolError> {
         let Some(alias) = p.properties.topic_alias() else {
@@ -69,6 +76,9 @@ impl Session {
         } else if topic.iter().filter(|b| **b == b'/').count() >= caps.mqtt.max_topic_levels {
             tracing::debug!(client_id = self.client_id(), "publish to a topic with too many levels refused");
             ReasonCode::TopicNameInvalid
+        } else if !self.may_publish(&topic) {
+            tracing::debug!(client_id = self.client_id(), "publish refused by the ACL");
+            ReasonCode::NotAuthorized
         } else if p.properties.payload_format_indicator() == Some(true) && std::str::from_utf8(p.payload).is_err() {
             if qos == QoS::AtMostOnce {
                 return Err(ProtocolError::Violation(ReasonCode::PayloadFormatInvalid, "payload is not UTF-8"));
@@ -137,7 +147,7 @@ impl Session {
         let reason = if v5 { reason } else { ReasonCode::Success };
         let text = match reason {
             _ if !self.problem_information || !reason.is_error() => None,
-            ReasonCode::NotAuthorized => Some("clients cannot publish to $ topics"),
+            ReasonCode::NotAuthorized => Some("not authorized to publish to this topic"),
             ReasonCode::TopicNameInvalid => Some("topic has too many levels"),
             ReasonCode::PayloadFormatInvalid => Some("payload format indicator says UTF-8 but the payload is not"),
             ReasonCode::QuotaExceeded => Some("no matching subscriber could queue the message"),
@@ -173,6 +183,7 @@ impl Session {
                 let filter = sub.filter;
                 let shared = filter.shared();
                 let bare = shared.map_or(filter, |s| s.filter);
+                let read = self.access.as_ref().map_or(FilterAccess::All, |a| a.filter_access(bare.as_str()));
                 let code = if id.is_some() && !caps.mqtt.subscription_identifiers {
                     ReasonCode::SubscriptionIdentifiersNotSupported
                 } else if shared.is_some() && !caps.mqtt.shared_subscriptions {
@@ -181,12 +192,16 @@ impl Session {
                     ReasonCode::WildcardSubscriptionsNotSupported
                 } else if bare.as_str().split('/').count() > caps.mqtt.max_topic_levels {
                     ReasonCode::TopicFilterInvalid
+                } else if read == FilterAccess::Denied {
+                    tracing::debug!(client_id = &*self.handle.client_id, "subscription refused by the ACL");
+                    ReasonCode::NotAuthorized
                 } else {
                     let opts = SubOpts {
                         qos: sub.options.qos.min(caps.mqtt.maximum_qos),
                         no_local: sub.options.no_local,
                         retain_as_published: sub.options.retain_as_published,
                         id,
+                        acl_check: read == FilterAccess::Partial,
                     };
                     match router.subscribe(&self.handle, filter.as_str(), opts, sub.options.retain_handling, now) {
                         Ok(QoS::AtMostOnce) => ReasonCode::Success,

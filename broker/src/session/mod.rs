@@ -111,6 +111,8 @@ pub struct Context {
     pub caps: Arc<Capabilities>,
     /// Enhanced authentication methods.
     pub auth: Arc<dyn Authenticator>,
+    /// The listener's authentication, when it has any (see [`crate::auth`]); `None` lets everyone do everything.
+    pub(crate) gate: Option<Arc<crate::auth::Gate>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -165,6 +167,8 @@ pub struct Session {
     reauth: Option<Box<dyn AuthExchange>>,
     /// A subscriber whose queue became backlogged with messages this client published.
     backlogged: Option<Arc<SessionHandle>>,
+    /// What this client may publish and read; `None`: everything (see [`crate::auth`]).
+    access: Option<Arc<crate::auth::ClientAccess>>,
 }
 
 /// A connection's MQTT 5 topic aliases.

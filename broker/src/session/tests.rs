@@ -31,7 +31,7 @@ fn context() -> Context {
     let counters = Arc::new(Counters::default());
     let router = Arc::new(Mutex::new(Router::new(limits, counters.clone())));
     let caps = Arc::new(Capabilities::from_settings(&crate::Settings::default()));
-    Context { router, counters, caps, auth: Arc::new(NoMethods) }
+    Context { router, counters, caps, auth: Arc::new(NoMethods), gate: None }
 }
 
 fn frame(packet: &Packet<'_>) -> Bytes {
