@@ -167,6 +167,9 @@ pub(crate) async fn login(
     let verdict = match tokio::time::timeout_at(deadline, auth.backend.authenticate(credentials)).await {
         Ok(v) => v,
         Err(_) => {
+            if let Some(ip) = ip {
+                auth.backoff.abandoned(ip);
+            }
             tracing::warn!(client_id = connect.client_id, "authentication did not answer before the CONNECT deadline");
             return Err(refuse(version, ReasonCode::ServerUnavailable));
         }
