@@ -35,7 +35,8 @@ struct Args {
     #[arg(long, short = 'p', value_name = "N", conflicts_with = "listen")]
     port: Option<u16>,
 
-    /// Listen on ADDR (IP:PORT) instead of the configured listeners; repeat for several.
+    /// Listen on ADDR (IP:PORT) instead of the configured listeners (plaintext, with the first configured
+    /// listener's allow_anonymous, password_file and acl_file); repeat for several.
     #[arg(long, short = 'l', value_name = "ADDR")]
     listen: Vec<SocketAddr>,
 
@@ -181,7 +182,14 @@ fn start(args: Args) -> Result<(), String> {
 /// Command line flags win over the file and the environment.
 fn apply_flags(config: &mut Config, args: &Args) {
     if !args.listen.is_empty() {
-        config.settings.listeners = args.listen.iter().map(|&bind| ListenerSettings::plain(bind)).collect();
+        // Plain listeners that keep the first configured listener's authentication (password and ACL files), so a
+        // flag never quietly opens a secured broker.
+        let auth = config.settings.listeners.first().map(|l| l.auth.clone()).unwrap_or_default();
+        config.settings.listeners = args
+            .listen
+            .iter()
+            .map(|&bind| ListenerSettings { auth: auth.clone(), ..ListenerSettings::plain(bind) })
+            .collect();
     }
     if let Some(port) = args.port {
         for l in &mut config.settings.listeners {

@@ -433,3 +433,31 @@ async fn a_listener_other_hosts_can_reach_needs_authentication_or_allow_anonymou
     let broker = BrokerProcess::start_with_config(&cfg).unwrap();
     assert_eq!(connack(broker.addr, &ConnectOpts::new(&unique("anon"))).await, 0);
 }
+
+#[tokio::test]
+async fn changed_password_and_acl_files_apply_without_a_signal_and_a_bad_file_keeps_the_old_one() {
+    let Some(b) = acl_broker("auth-watch").await else { return };
+    let addr = b.broker.addr;
+    let pw = b.dir.join("passwd").display().to_string();
+    assert_eq!(connack(addr, &ConnectOpts::new("watch-1").login("yan", Some("yan-pw"))).await, 4);
+    broker_passwd(&["-b", &pw, "yan", "yan-pw"]).await;
+    b.broker.wait_log("password_file reloaded");
+    assert_eq!(connack(addr, &ConnectOpts::new("watch-2").login("yan", Some("yan-pw"))).await, 0);
+
+    // A broken ACL file is refused and the old rules stay.
+    let (mut sub, _) = RawClient::connect(addr, &alice("watch-sub")).await;
+    assert_eq!(sub.subscribe(&[("alice/#", QoS::AtMostOnce)]).await, vec![0]);
+    std::fs::write(&b.acl, format!("{ACL}\ntopic sometimes alice/#\n")).unwrap();
+    b.broker.wait_log("acl_file not reloaded");
+    let (mut publ, _) = RawClient::connect(addr, &alice("watch-pub")).await;
+    publ.publish_acked("alice/x", b"old rules", QoS::AtLeastOnce, false).await;
+    assert_eq!(sub.recv_publish().await.text(), "old rules");
+    // A good one applies to the live subscription.
+    std::fs::write(&b.acl, ACL.replace("topic readwrite alice/#", "topic write alice/#\ntopic read alice/y")).unwrap();
+    b.broker.wait_log("acl_file reloaded");
+    publ.publish_acked("alice/x", b"filtered", QoS::AtLeastOnce, false).await;
+    publ.publish_acked("alice/y", b"new rules", QoS::AtLeastOnce, false).await;
+    assert_eq!(sub.recv_publish().await.text(), "new rules");
+    let log = b.broker.log_text();
+    assert!(!log.contains("yan-pw") && !log.contains("$argon2id$"), "{log}");
+}
