@@ -461,3 +461,69 @@ async fn changed_password_and_acl_files_apply_without_a_signal_and_a_bad_file_ke
     let log = b.broker.log_text();
     assert!(!log.contains("yan-pw") && !log.contains("$argon2id$"), "{log}");
 }
+
+mod tls_support;
+
+/// An in-process broker with one TLS listener using certificate identities as usernames, and this ACL.
+async fn mtls_broker(
+    pki: &tls_support::Pki,
+    client_auth: broker::config::ClientAuth,
+    acl: &Path,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let server = pki.server("server", 1);
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let settings = broker::config::ListenerSettings {
+        tls: Some(tls_support::tls_settings(pki, &server, client_auth, true)),
+        auth: broker::config::AuthSettings { acl_file: Some(acl.to_owned()), ..Default::default() },
+        ..broker::config::ListenerSettings::plain(addr)
+    };
+    let listener = broker::Listener::from_tcp(tcp, &settings).unwrap();
+    let b = broker::Broker::new(broker::Settings::default()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        b.serve_listeners(vec![listener], async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (addr, stop, task)
+}
+
+#[tokio::test]
+async fn a_certificate_identity_is_the_username_and_cannot_claim_another_client_id() {
+    use tls_support::{mqtt_client_config, mqtt_connect, rumqttc_tls_options, tls_connect};
+    let dir = temp_dir("auth-mtls");
+    let acl = write(&dir, "acl", "pattern readwrite devices/%c/#\nuser sensor-7\ntopic read fleet/#\n");
+    let pki = tls_support::Pki::new("auth-mtls");
+    let s7 = pki.client("s7", "sensor-7");
+    let s8 = pki.client("s8", "sensor-8");
+    let (addr, stop, task) = mtls_broker(&pki, broker::config::ClientAuth::Optional, &acl).await;
+
+    // sensor-7 as client id sensor-7: its device tree (%c) and its user section.
+    let opts =
+        rumqttc_tls_options("sensor-7", "127.0.0.1", addr.port(), mqtt_client_config(pki.ca_der(), Some(&s7)), false);
+    let (mut c, _) = tests::client::connect(opts, false).await;
+    assert_eq!(c.subscribe("devices/sensor-7/#", rumqttc::QoS::AtLeastOnce).await, Some(rumqttc::QoS::AtLeastOnce));
+    assert_eq!(c.subscribe("fleet/#", rumqttc::QoS::AtMostOnce).await, Some(rumqttc::QoS::AtMostOnce));
+    assert_eq!(c.subscribe("devices/sensor-8/#", rumqttc::QoS::AtMostOnce).await, None, "another device's tree");
+    c.publish("devices/sensor-8/cmd", rumqttc::QoS::AtLeastOnce, false, "denied").await;
+    c.publish("devices/sensor-7/up", rumqttc::QoS::AtLeastOnce, false, "mine").await;
+    assert_eq!(&c.next_publish().await.payload[..], b"mine");
+
+    // sensor-7's certificate asking for client id sensor-8: refused with 0x02 (identifier rejected), so it can
+    // neither reach devices/sensor-8 nor take over sensor-8's session.
+    let mut s = tls_connect(addr, mqtt_client_config(pki.ca_der(), Some(&s7))).await.unwrap();
+    assert_eq!(mqtt_connect(&mut s, "sensor-8").await.unwrap(), [0x20, 2, 0, 2]);
+    // sensor-8's own certificate may.
+    let mut s = tls_connect(addr, mqtt_client_config(pki.ca_der(), Some(&s8))).await.unwrap();
+    assert_eq!(mqtt_connect(&mut s, "sensor-8").await.unwrap(), [0x20, 2, 0, 0]);
+    // No certificate: no username, refused with 0x05.
+    let mut s = tls_connect(addr, mqtt_client_config(pki.ca_der(), None)).await.unwrap();
+    assert_eq!(mqtt_connect(&mut s, "nobody").await.unwrap(), [0x20, 2, 0, 5]);
+    c.expect_no_publish(Duration::from_millis(200)).await;
+    c.disconnect().await;
+    let _ = stop.send(());
+    tests::within("broker shutdown", task).await.unwrap();
+}

@@ -147,6 +147,11 @@ impl AclFile {
         Ok(acl)
     }
 
+    /// Whether a `pattern` rule grants or denies by client id (`%c`).
+    pub fn uses_client_id(&self) -> bool {
+        self.patterns.iter().any(|p| p.topic.contains("%c"))
+    }
+
     /// The rules of one client, with `%c` and `%u` substituted.
     pub fn rules_for(&self, username: Option<&str>, client_id: &str) -> ClientRules {
         let own = match username {

@@ -132,7 +132,14 @@ impl AuthBackend for FileAuth {
         Box::pin(async move {
             if self.use_identity {
                 // The certificate identity is the username; the CONNECT's username and password are not used.
+                // With `%c` patterns the client id grants topics, so a certificate may only use its own identity as
+                // client id: otherwise any device could claim another's topics and take over its session.
                 return match c.certificate_identity {
+                    Some(id)
+                        if c.client_id != id && self.acl.as_ref().is_some_and(|a| a.current().uses_client_id()) =>
+                    {
+                        Verdict::ClientIdNotAllowed
+                    }
                     Some(id) => Verdict::Allow { username: Some(id.to_owned()) },
                     None => Verdict::NotAuthorized,
                 };

@@ -184,6 +184,7 @@ pub(crate) async fn login(
         }
         Verdict::BadCredentials => ReasonCode::BadUserNameOrPassword,
         Verdict::NotAuthorized => ReasonCode::NotAuthorized,
+        Verdict::ClientIdNotAllowed => ReasonCode::ClientIdentifierNotValid,
     };
     auth.failed_logins.fetch_add(1, Ordering::Relaxed);
     if let Some(ip) = ip {

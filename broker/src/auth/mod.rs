@@ -68,6 +68,9 @@ pub enum Verdict {
     /// Not allowed to connect (an anonymous client where they are refused, no certificate where one is needed):
     /// CONNACK `0x87` / `0x05`. Counts as a failed login.
     NotAuthorized,
+    /// The client identifier is not this client's to use (a certificate identity asking for another device's id
+    /// where the ACL grants topics by client id): CONNACK `0x85` / `0x02`. Counts as a failed login.
+    ClientIdNotAllowed,
 }
 
 /// A boxed future, as [`AuthBackend::authenticate`] returns it.
