@@ -17,6 +17,7 @@ use serde::Deserialize;
 use mqtt_codec::QoS;
 
 pub use crate::auth::AuthSettings;
+pub use crate::auth::jwt::JwtSettings;
 use crate::router::SharedStrategy;
 
 /// The default configuration, commented; `broker --print-default-config` prints it.
@@ -68,9 +69,11 @@ impl ListenerSettings {
         Self { bind, max_connections: None, transport: Transport::Mqtt, tls: None, auth: AuthSettings::default() }
     }
 
-    /// Whether clients connect as a user: a password file, or certificate identities.
+    /// Whether clients connect as a user: a password file, JWTs, or certificate identities.
     pub fn authenticates(&self) -> bool {
-        self.auth.password_file.is_some() || self.tls.as_ref().is_some_and(|t| t.use_identity_as_username)
+        self.auth.password_file.is_some()
+            || self.auth.jwt.is_some()
+            || self.tls.as_ref().is_some_and(|t| t.use_identity_as_username)
     }
 }
 
@@ -493,6 +496,21 @@ struct FileListener {
     password_file: Option<String>,
     #[serde(default)]
     acl_file: Option<String>,
+    #[serde(default)]
+    jwt: Option<FileJwt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJwt {
+    public_key_files: Vec<String>,
+    audience: String,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    username_claim: Option<String>,
+    #[serde(default)]
+    leeway_secs: Option<Int>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -519,10 +537,40 @@ impl FileListener {
                 Some(p) => Ok(Some(PathBuf::from(p))),
             }
         };
+        let jwt = match &self.jwt {
+            None => None,
+            Some(j) => {
+                let key = |k: &str| format!("listeners[{i}].jwt.{k}");
+                if j.public_key_files.is_empty() {
+                    return Err(ConfigError::invalid(key("public_key_files"), "needs at least one PEM public key"));
+                }
+                if j.public_key_files.iter().any(|f| f.trim().is_empty()) {
+                    return Err(ConfigError::invalid(key("public_key_files"), "must name files"));
+                }
+                if j.audience.trim().is_empty() {
+                    return Err(ConfigError::invalid(key("audience"), "must name the audience tokens are for"));
+                }
+                let username_claim = j.username_claim.as_deref().map_or("sub", str::trim).to_owned();
+                if username_claim.is_empty() {
+                    return Err(ConfigError::invalid(key("username_claim"), "must name a claim, such as \"sub\""));
+                }
+                Some(JwtSettings {
+                    public_key_files: j.public_key_files.iter().map(|f| PathBuf::from(f.trim())).collect(),
+                    audience: j.audience.trim().to_owned(),
+                    issuer: j.issuer.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned),
+                    username_claim,
+                    leeway_secs: match j.leeway_secs {
+                        Some(v) => ranged(&key("leeway_secs"), v, 0, 3600)?,
+                        None => 60,
+                    },
+                })
+            }
+        };
         Ok(AuthSettings {
             allow_anonymous: self.allow_anonymous.map(|b| b.0),
             password_file: file("password_file", &self.password_file)?,
             acl_file: file("acl_file", &self.acl_file)?,
+            jwt,
         })
     }
 
@@ -793,6 +841,7 @@ impl Default for FileConfig {
                 allow_anonymous: None,
                 password_file: None,
                 acl_file: None,
+                jwt: None,
             })
             .collect();
         Self {
@@ -1150,6 +1199,42 @@ mod tests {
         }
         let missing = err("[[listeners]]\nbind = \"127.0.0.1:1\"\n[listeners.tls]\ncert_file = \"s.pem\"\n");
         assert!(missing.contains("missing") && missing.contains("tls.key_file"), "{missing}");
+    }
+
+    #[test]
+    fn authentication_keys_per_listener() {
+        let c = Config::from_toml(
+            "[[listeners]]\nbind = \"0.0.0.0:1883\"\npassword_file = \"/etc/p\"\nacl_file = \"/etc/a\"\n\
+             [[listeners]]\nbind = \"127.0.0.1:1884\"\nallow_anonymous = false\n\
+             [listeners.jwt]\npublic_key_files = [\"k.pem\"]\naudience = \"gw\"\n",
+        )
+        .unwrap();
+        let l = &c.settings.listeners;
+        assert_eq!(l[0].auth.password_file.as_deref(), Some(Path::new("/etc/p")));
+        assert_eq!(l[0].auth.acl_file.as_deref(), Some(Path::new("/etc/a")));
+        assert_eq!(l[1].auth.allow_anonymous, Some(false));
+        let jwt = l[1].auth.jwt.as_ref().unwrap();
+        assert_eq!((jwt.audience.as_str(), jwt.username_claim.as_str(), jwt.leeway_secs), ("gw", "sub", 60));
+        let bind = "[[listeners]]\nbind = \"127.0.0.1:1\"\n";
+        for (extra, want) in [
+            ("password_file = \" \"\n", "listeners[0].password_file: must name a file"),
+            ("[listeners.jwt]\npublic_key_files = []\naudience = \"a\"\n", "listeners[0].jwt.public_key_files: needs"),
+            ("[listeners.jwt]\npublic_key_files = [\"k\"]\naudience = \"\"\n", "listeners[0].jwt.audience: must"),
+            (
+                "[listeners.jwt]\npublic_key_files = [\"k\"]\naudience = \"a\"\nalg = \"HS256\"\n",
+                "listeners[0].jwt.alg: unknown key",
+            ),
+        ] {
+            let got = err(&format!("{bind}{extra}"));
+            assert!(got.starts_with(want), "{extra:?}: got {got:?}");
+        }
+        // A listener other hosts can reach needs authentication or allow_anonymous.
+        let open = err("[[listeners]]\nbind = \"0.0.0.0:1883\"\n");
+        assert!(
+            open.starts_with("listeners[0]: 0.0.0.0:1883 is not a loopback address")
+                && open.contains("allow_anonymous = true"),
+            "{open}"
+        );
     }
 
     #[test]

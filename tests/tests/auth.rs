@@ -527,3 +527,97 @@ async fn a_certificate_identity_is_the_username_and_cannot_claim_another_client_
     let _ = stop.send(());
     tests::within("broker shutdown", task).await.unwrap();
 }
+
+fn token(key: &jsonwebtoken::EncodingKey, alg: jsonwebtoken::Algorithm, claims: &serde_json_value::Claims) -> String {
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), claims, key).unwrap()
+}
+
+/// The claims tests put in tokens.
+mod serde_json_value {
+    #[derive(serde::Serialize)]
+    pub struct Claims {
+        pub sub: String,
+        pub aud: String,
+        pub exp: u64,
+        pub nbf: u64,
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test]
+async fn jwt_passwords_valid_expired_not_yet_valid_wrong_key_and_wrong_audience() {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    if broker_path().is_none() || !require("openssl (RSA keys for RS256)", on_path("openssl")) {
+        return;
+    }
+    let dir = temp_dir("auth-jwt");
+    // ES256 keys made here, an RS256 key by openssl.
+    let ec = rcgen::KeyPair::generate().unwrap();
+    let ec_pub = write(&dir, "ec.pub.pem", &ec.public_key_pem());
+    let ec_key = EncodingKey::from_ec_pem(ec.serialize_pem().as_bytes()).unwrap();
+    let stranger = rcgen::KeyPair::generate().unwrap();
+    let stranger_key = EncodingKey::from_ec_pem(stranger.serialize_pem().as_bytes()).unwrap();
+    let rsa = dir.join("rsa.key");
+    let rsa_pub = dir.join("rsa.pub.pem");
+    let (rsa_s, rsa_pub_s) = (rsa.display().to_string(), rsa_pub.display().to_string());
+    let out =
+        run("openssl", &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", &rsa_s], LIMIT)
+            .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = run("openssl", &["pkey", "-in", &rsa_s, "-pubout", "-out", &rsa_pub_s], LIMIT).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rsa_key = EncodingKey::from_rsa_pem(&std::fs::read(&rsa).unwrap()).unwrap();
+
+    let acl = write(&dir, "acl", "pattern readwrite devices/%u/#\n");
+    let keys = format!(
+        "acl_file = {}\n[listeners.jwt]\npublic_key_files = [{}, {}]\naudience = \"edge-gateway\"\nleeway_secs = 5",
+        toml_path(&acl),
+        toml_path(&ec_pub),
+        toml_path(&rsa_pub)
+    );
+    let broker = BrokerProcess::start_with_config(&config(&dir, &keys)).unwrap();
+    let addr = broker.addr;
+    let now = unix_now();
+    let claims = |sub: &str, aud: &str, exp: u64, nbf: u64| serde_json_value::Claims {
+        sub: sub.to_owned(),
+        aud: aud.to_owned(),
+        exp,
+        nbf,
+    };
+    let valid = token(&ec_key, Algorithm::ES256, &claims("dev-1", "edge-gateway", now + 600, now - 10));
+    let login = |user: &str, tok: &str| ConnectOpts::new(&unique("jwt")).login(user, Some(tok));
+
+    // Valid, with the username the token names: the claim is the username the ACL sees.
+    let (mut c, ack) = RawClient::connect_with(addr, &login("dev-1", &valid)).await;
+    assert_eq!(ack, Rx::ConnAck { session_present: false, code: 0 });
+    assert_eq!(
+        c.subscribe(&[("devices/dev-1/#", QoS::AtMostOnce), ("devices/dev-2/#", QoS::AtMostOnce)]).await,
+        vec![0, 0x80]
+    );
+    let rs = token(&rsa_key, Algorithm::RS256, &claims("dev-9", "edge-gateway", now + 600, now - 10));
+    assert_eq!(connack(addr, &login("dev-9", &rs)).await, 0, "RS256");
+    for (what, tok, user) in [
+        ("expired", token(&ec_key, Algorithm::ES256, &claims("dev-1", "edge-gateway", now - 600, now - 900)), "dev-1"),
+        (
+            "not yet valid",
+            token(&ec_key, Algorithm::ES256, &claims("dev-1", "edge-gateway", now + 900, now + 600)),
+            "dev-1",
+        ),
+        (
+            "wrong key",
+            token(&stranger_key, Algorithm::ES256, &claims("dev-1", "edge-gateway", now + 600, now)),
+            "dev-1",
+        ),
+        ("wrong audience", token(&ec_key, Algorithm::ES256, &claims("dev-1", "cloud-api", now + 600, now)), "dev-1"),
+        ("another username", valid.clone(), "dev-2"),
+    ] {
+        assert_eq!(connack(addr, &login(user, &tok)).await, 4, "{what}");
+    }
+    let expired = token(&ec_key, Algorithm::ES256, &claims("dev-1", "edge-gateway", now - 600, now - 900));
+    assert_eq!(connack(addr, &v5(&unique("jwt5")).login("dev-1", Some(&expired))).await, 0x86, "MQTT 5");
+    let log = broker.log_text();
+    assert!(log.contains("token refused") && !log.contains(&valid) && !log.contains(&expired), "{log}");
+}

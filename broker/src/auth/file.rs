@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use tokio::sync::Semaphore;
 
+use super::jwt::{self, JwtSettings, KeyFile};
 use super::{AclFile, AuthBackend, BoxFuture, Credentials, PasswordFile, Permissions, Verdict};
 
 /// The authentication settings of one listener (`[[listeners]]` keys).
@@ -21,12 +22,18 @@ pub struct AuthSettings {
     pub password_file: Option<PathBuf>,
     /// `acl_file`: Mosquitto's format.
     pub acl_file: Option<PathBuf>,
+    /// `[listeners.jwt]`: JWTs in the Password field, verified against public keys.
+    pub jwt: Option<JwtSettings>,
 }
 
 impl AuthSettings {
     /// Whether a listener with these settings needs a backend at all (anything but "everyone may do everything").
     pub fn is_configured(&self, use_identity: bool) -> bool {
-        self.password_file.is_some() || self.acl_file.is_some() || use_identity || self.allow_anonymous == Some(false)
+        self.password_file.is_some()
+            || self.acl_file.is_some()
+            || self.jwt.is_some()
+            || use_identity
+            || self.allow_anonymous == Some(false)
     }
 }
 
@@ -91,6 +98,7 @@ pub struct FileAuth {
     use_identity: bool,
     passwords: Option<Watched<PasswordFile>>,
     acl: Option<Watched<AclFile>>,
+    jwt: Option<(JwtSettings, Vec<Watched<KeyFile>>)>,
 }
 
 impl std::fmt::Debug for FileAuth {
@@ -121,9 +129,20 @@ impl FileAuth {
             .as_deref()
             .map(|p| Watched::open(p, "acl_file", |p| AclFile::load(p).map_err(|e| e.to_string())))
             .transpose()?;
-        let authenticates = passwords.is_some() || use_identity;
+        let jwt = match &s.jwt {
+            Some(j) => {
+                let keys = j
+                    .public_key_files
+                    .iter()
+                    .map(|p| Watched::open(p, "jwt public key", KeyFile::load))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some((j.clone(), keys))
+            }
+            None => None,
+        };
+        let authenticates = passwords.is_some() || use_identity || jwt.is_some();
         let allow_anonymous = s.allow_anonymous.unwrap_or(loopback && !authenticates);
-        Ok(Self { allow_anonymous, use_identity, passwords, acl })
+        Ok(Self { allow_anonymous, use_identity, passwords, acl, jwt })
     }
 }
 
@@ -142,6 +161,23 @@ impl AuthBackend for FileAuth {
                     }
                     Some(id) => Verdict::Allow { username: Some(id.to_owned()) },
                     None => Verdict::NotAuthorized,
+                };
+            }
+            if let (Some((settings, keys)), Some(token)) = (&self.jwt, c.password)
+                && jwt::looks_like_jwt(token)
+            {
+                let keys: Vec<KeyFile> = keys.iter().map(|k| (*k.current()).clone()).collect();
+                return match jwt::verify(token, &keys, settings) {
+                    // A username sent with the token must be the token's.
+                    Ok(name) if c.username.is_none_or(|u| u == name) => Verdict::Allow { username: Some(name) },
+                    Ok(_) => {
+                        tracing::info!(client_id = c.client_id, "token for another username");
+                        Verdict::BadCredentials
+                    }
+                    Err(e) => {
+                        tracing::info!(client_id = c.client_id, reason = %e, "token refused");
+                        Verdict::BadCredentials
+                    }
                 };
             }
             let Some(username) = c.username else {
@@ -171,12 +207,14 @@ impl AuthBackend for FileAuth {
     fn reload(&self) -> bool {
         let p = self.passwords.as_ref().is_some_and(Watched::reload);
         let a = self.acl.as_ref().is_some_and(Watched::reload);
-        p || a
+        let k = self.jwt.iter().flat_map(|(_, keys)| keys).fold(false, |c, k| k.reload() | c);
+        p | a | k
     }
 
     fn poll_changes(&self) -> bool {
         let p = self.passwords.as_ref().is_some_and(Watched::poll);
         let a = self.acl.as_ref().is_some_and(Watched::poll);
-        p || a
+        let k = self.jwt.iter().flat_map(|(_, keys)| keys).fold(false, |c, k| k.poll() | c);
+        p | a | k
     }
 }

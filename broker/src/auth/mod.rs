@@ -9,12 +9,13 @@
 //! authentication or ACLs has no backend at all and pays nothing.
 //!
 //! [`FileAuth`] is the built-in backend: Mosquitto's `password_file` and `acl_file`, `allow_anonymous` and
-//! `use_identity_as_username`, per listener. Failed logins slow their source address down ([`backoff`]).
+//! `use_identity_as_username`, and JWTs as passwords ([`jwt`]), per listener. Failed logins slow their source address down ([`backoff`]).
 
 pub mod acl;
 pub mod backoff;
 mod file;
 mod gate;
+pub mod jwt;
 pub mod password;
 
 use std::future::Future;
