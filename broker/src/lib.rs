@@ -270,8 +270,8 @@ impl Broker {
     /// The client certificate identities of the connections open now, on listeners with
     /// `use_identity_as_username` (the certificate's subject CN, else its first SAN).
     ///
-    /// Authentication and ACLs do not exist yet; until they do, this is where the identity is visible, and each
-    /// connection's log lines carry it as the `identity` field.
+    /// The identity is also the client's username for authentication and ACLs (see [`auth`]), and each connection's
+    /// log lines carry it as the `identity` field.
     pub fn connected_identities(&self) -> Vec<String> {
         let map = self.shared.identities.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut ids: Vec<String> = map.values().cloned().collect();

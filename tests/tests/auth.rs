@@ -621,3 +621,20 @@ async fn jwt_passwords_valid_expired_not_yet_valid_wrong_key_and_wrong_audience(
     let log = broker.log_text();
     assert!(log.contains("token refused") && !log.contains(&valid) && !log.contains(&expired), "{log}");
 }
+
+#[tokio::test]
+async fn another_user_does_not_resume_a_persistent_session_it_could_not_read() {
+    let Some(b) = acl_broker("auth-takeover").await else { return };
+    let addr = b.broker.addr;
+    // alice keeps a session with a subscription and a queued message, then goes away.
+    let (mut a, _) = RawClient::connect(addr, &alice("shared-id").clean(false)).await;
+    assert_eq!(a.subscribe(&[("alice/#", QoS::AtLeastOnce)]).await, vec![1]);
+    a.disconnect().await;
+    let (mut publ, _) = RawClient::connect(addr, &alice("takeover-pub")).await;
+    publ.publish_acked("alice/q", b"for alice", QoS::AtLeastOnce, false).await;
+    // zed connects with the same client id: a fresh session, none of alice's messages.
+    let zed = ConnectOpts::new("shared-id").clean(false).login("zed", Some("zed-pw"));
+    let (mut z, present) = RawClient::connect(addr, &zed).await;
+    assert!(!present, "zed resumed alice's session");
+    z.expect_silence(Duration::from_millis(300)).await;
+}

@@ -28,6 +28,13 @@ impl Router {
         }
     }
 
+    /// Whether the stored session of `access`'s client id was last attached by another user (under an ACL).
+    pub fn held_by_another_user(&self, access: &ClientAccess) -> bool {
+        let Some(session) = self.store.session(&access.client_id) else { return false };
+        let state = session.lock();
+        state.access.as_ref().is_some_and(|a| a.username != access.username)
+    }
+
     /// Re-classifies the subscriptions of the session that `access` belongs to, after its permissions changed.
     pub fn recheck_access(&mut self, access: &Arc<ClientAccess>) {
         let Some(session) = self.store.session(&access.client_id).cloned() else { return };

@@ -220,8 +220,10 @@ fn accept(
         Err(code) => return Handshake::Refused(refuse(version, code)),
     };
 
+    // A session another user left is not resumed by this one: its subscriptions and queued messages are not theirs.
+    let clean_start = connect.clean_start || access.as_ref().is_some_and(|a| ctx.router().held_by_another_user(a));
     let conn_id = link.id;
-    let (handle, session_present) = ctx.router().connect(client_id, connect.clean_start, expiry, link, now);
+    let (handle, session_present) = ctx.router().connect(client_id, clean_start, expiry, link, now);
     if ctx.gate.is_some() {
         ctx.router().attach_access(&handle, access.clone());
     }
