@@ -638,3 +638,74 @@ async fn another_user_does_not_resume_a_persistent_session_it_could_not_read() {
     assert!(!present, "zed resumed alice's session");
     z.expect_silence(Duration::from_millis(300)).await;
 }
+
+/// An embedding application's backend: it awaits before answering, as one asking a remote service would.
+struct Fleet;
+
+impl broker::auth::AuthBackend for Fleet {
+    fn authenticate<'a>(
+        &'a self,
+        c: broker::auth::Credentials<'a>,
+    ) -> broker::auth::BoxFuture<'a, broker::auth::Verdict> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            match (c.username, c.password) {
+                (Some(u), Some(b"fleet-secret")) if u.starts_with("device-") => {
+                    broker::auth::Verdict::Allow { username: Some(u.to_owned()) }
+                }
+                (Some(_), _) => broker::auth::Verdict::BadCredentials,
+                (None, _) => broker::auth::Verdict::NotAuthorized,
+            }
+        })
+    }
+
+    fn permissions(
+        &self,
+        username: Option<&str>,
+        _client_id: &str,
+    ) -> Option<std::sync::Arc<dyn broker::auth::Permissions>> {
+        Some(std::sync::Arc::new(OwnTree(format!("fleet/{}/", username.unwrap_or_default()))))
+    }
+}
+
+struct OwnTree(String);
+
+impl broker::auth::Permissions for OwnTree {
+    fn allows(&self, _access: broker::auth::Access, topic: &str) -> bool {
+        topic.starts_with(&self.0)
+    }
+}
+
+#[tokio::test]
+async fn an_embedding_application_plugs_its_own_async_backend() {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let b = broker::Broker::new(broker::Settings::default()).unwrap().with_auth_backend(std::sync::Arc::new(Fleet));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = b.clone();
+    let task = tokio::spawn(async move {
+        serving
+            .serve(vec![tcp], async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let device = |id: &str, user: &str, pw: &str| ConnectOpts::new(id).login(user, Some(pw));
+    assert_eq!(connack(addr, &device("x1", "device-1", "wrong")).await, 4);
+    assert_eq!(connack(addr, &device("x2", "laptop", "fleet-secret")).await, 4);
+    assert_eq!(connack(addr, &ConnectOpts::new("x3")).await, 5);
+    assert_eq!(b.failed_logins(), 3);
+    let (mut d1, _) = RawClient::connect(addr, &device("d1", "device-1", "fleet-secret")).await;
+    let (mut d2, _) = RawClient::connect(addr, &device("d2", "device-2", "fleet-secret")).await;
+    // No filter_access: subscriptions are checked per message.
+    assert_eq!(d1.subscribe(&[("#", QoS::AtMostOnce)]).await, vec![0]);
+    d2.publish_acked("fleet/device-2/t", b"not for d1", QoS::AtLeastOnce, false).await;
+    d1.publish_acked("fleet/device-2/t", b"refused", QoS::AtLeastOnce, false).await;
+    d2.publish_acked("fleet/device-1/cmd", b"refused too", QoS::AtLeastOnce, false).await;
+    d1.publish("fleet/device-1/t", b"mine", QoS::AtMostOnce, 0, false, false).await;
+    let got = d1.recv_publish().await;
+    assert_eq!((got.topic.as_str(), got.text().as_str()), ("fleet/device-1/t", "mine"));
+    d1.expect_silence(Duration::from_millis(200)).await;
+    let _ = stop.send(());
+    tests::within("broker shutdown", task).await.unwrap().unwrap();
+}
