@@ -114,7 +114,8 @@ impl ClientAccess {
 
     /// Whether the client may `access` the topic name `topic`.
     pub fn allows(&self, access: Access, topic: &str) -> bool {
-        self.perms().is_none_or(|p| p.allows(access, topic))
+        // Read under the lock (uncontended but for reloads) rather than cloning the `Arc` on every message.
+        self.perms.read().unwrap_or_else(PoisonError::into_inner).as_ref().is_none_or(|p| p.allows(access, topic))
     }
 
     /// How a subscription filter stands for reading (a `$share/{group}/` prefix is ignored).
