@@ -11,8 +11,7 @@ use crate::auth::{Access, ClientAccess, FilterAccess};
 /// Whether the session's client may read `topic`: asked on delivery for subscriptions whose filter is only partly
 /// readable (`SubOpts::acl_check`), never for the others.
 pub(super) fn may_read(session: &SessionHandle, topic: &str) -> bool {
-    let access = session.lock().access.clone();
-    access.is_none_or(|a| a.allows(Access::Read, topic))
+    session.lock().access.as_ref().is_none_or(|a| a.allows(Access::Read, topic))
 }
 
 impl Router {
