@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the interop tests (tests/tests/interop.rs) need, only when it is missing; safe to run repeatedly.
-#   - mosquitto_pub / mosquitto_sub (Debian: mosquitto-clients) and the mosquitto broker (Debian: mosquitto)
+#   - mosquitto_pub / mosquitto_sub (Debian: mosquitto-clients) and the mosquitto broker and mosquitto_passwd
+#     (Debian: mosquitto; tests/tests/auth.rs reads the password files it writes)
 #   - stdbuf (coreutils; present on any Debian)
 #   - python3 with paho-mqtt 2.x (PyPI: paho-mqtt>=2,<3)
 # Run as root or with sudo available.

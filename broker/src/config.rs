@@ -17,6 +17,8 @@ use serde::Deserialize;
 
 use mqtt_codec::QoS;
 
+pub use crate::auth::AuthSettings;
+pub use crate::auth::jwt::JwtSettings;
 use crate::persist::{FilePersistence, PersistenceSettings};
 use crate::router::SharedStrategy;
 
@@ -60,12 +62,22 @@ pub struct ListenerSettings {
     pub transport: Transport,
     /// TLS on this listener (`mqtts`, `wss`); `None` is plaintext.
     pub tls: Option<TlsSettings>,
+    /// Who may connect and what they may do: `allow_anonymous`, `password_file`, `acl_file`.
+    pub auth: AuthSettings,
 }
 
 impl ListenerSettings {
-    /// A plaintext MQTT listener on `bind` with no cap of its own.
+    /// A plaintext MQTT listener on `bind` with no cap of its own and no authentication (anonymous clients are then
+    /// allowed on a loopback address only).
     pub fn plain(bind: SocketAddr) -> Self {
-        Self { bind, max_connections: None, transport: Transport::Mqtt, tls: None }
+        Self { bind, max_connections: None, transport: Transport::Mqtt, tls: None, auth: AuthSettings::default() }
+    }
+
+    /// Whether clients connect as a user: a password file, JWTs, or certificate identities.
+    pub fn authenticates(&self) -> bool {
+        self.auth.password_file.is_some()
+            || self.auth.jwt.is_some()
+            || self.tls.as_ref().is_some_and(|t| t.use_identity_as_username)
     }
 }
 
@@ -489,6 +501,27 @@ struct FileListener {
     path: Option<String>,
     #[serde(default)]
     tls: Option<FileTls>,
+    #[serde(default)]
+    allow_anonymous: Option<Bool>,
+    #[serde(default)]
+    password_file: Option<String>,
+    #[serde(default)]
+    acl_file: Option<String>,
+    #[serde(default)]
+    jwt: Option<FileJwt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJwt {
+    public_key_files: Vec<String>,
+    audience: String,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    username_claim: Option<String>,
+    #[serde(default)]
+    leeway_secs: Option<Int>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -507,6 +540,51 @@ struct FileTls {
 }
 
 impl FileListener {
+    fn validate_auth(&self, i: usize) -> Result<AuthSettings, ConfigError> {
+        let file = |k: &str, v: &Option<String>| -> Result<Option<PathBuf>, ConfigError> {
+            match v.as_deref().map(str::trim) {
+                None => Ok(None),
+                Some("") => Err(ConfigError::invalid(format!("listeners[{i}].{k}"), "must name a file")),
+                Some(p) => Ok(Some(PathBuf::from(p))),
+            }
+        };
+        let jwt = match &self.jwt {
+            None => None,
+            Some(j) => {
+                let key = |k: &str| format!("listeners[{i}].jwt.{k}");
+                if j.public_key_files.is_empty() {
+                    return Err(ConfigError::invalid(key("public_key_files"), "needs at least one PEM public key"));
+                }
+                if j.public_key_files.iter().any(|f| f.trim().is_empty()) {
+                    return Err(ConfigError::invalid(key("public_key_files"), "must name files"));
+                }
+                if j.audience.trim().is_empty() {
+                    return Err(ConfigError::invalid(key("audience"), "must name the audience tokens are for"));
+                }
+                let username_claim = j.username_claim.as_deref().map_or("sub", str::trim).to_owned();
+                if username_claim.is_empty() {
+                    return Err(ConfigError::invalid(key("username_claim"), "must name a claim, such as \"sub\""));
+                }
+                Some(JwtSettings {
+                    public_key_files: j.public_key_files.iter().map(|f| PathBuf::from(f.trim())).collect(),
+                    audience: j.audience.trim().to_owned(),
+                    issuer: j.issuer.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned),
+                    username_claim,
+                    leeway_secs: match j.leeway_secs {
+                        Some(v) => ranged(&key("leeway_secs"), v, 0, 3600)?,
+                        None => 60,
+                    },
+                })
+            }
+        };
+        Ok(AuthSettings {
+            allow_anonymous: self.allow_anonymous.map(|b| b.0),
+            password_file: file("password_file", &self.password_file)?,
+            acl_file: file("acl_file", &self.acl_file)?,
+            jwt,
+        })
+    }
+
     fn validate(&self, i: usize) -> Result<(Transport, Option<TlsSettings>), ConfigError> {
         let key = |k: &str| format!("listeners[{i}].{k}");
         let transport = match self.transport.as_deref().map(str::trim) {
@@ -771,6 +849,10 @@ impl Default for FileConfig {
                 transport: None,
                 path: None,
                 tls: None,
+                allow_anonymous: None,
+                password_file: None,
+                acl_file: None,
+                jwt: None,
             })
             .collect();
         Self {
@@ -817,6 +899,23 @@ impl Default for FileLog {
         let l = LogSettings::default();
         Self { format: l.format.as_str().to_owned(), level: l.level }
     }
+}
+
+/// Mosquitto 2's rule: a listener that other hosts can reach, with no way for clients to authenticate, does not
+/// start unless it says `allow_anonymous = true`. Without it, anyone on the network could read and publish
+/// everything.
+///
+/// # Errors
+/// The reason, for the listener's key.
+pub fn check_anonymous(l: &ListenerSettings) -> Result<(), String> {
+    if l.bind.ip().is_loopback() || l.auth.allow_anonymous.is_some() || l.authenticates() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is not a loopback address and the listener has no password_file or tls.use_identity_as_username: \
+         set allow_anonymous = true on it to let anyone connect, or configure authentication (docs/security.md)",
+        l.bind
+    ))
 }
 
 /// Largest connection cap: what a tokio semaphore can count.
@@ -905,7 +1004,10 @@ impl FileConfig {
                 None => None,
             };
             let (transport, tls) = l.validate(i)?;
-            listeners.push(ListenerSettings { bind, max_connections, transport, tls });
+            let auth = l.validate_auth(i)?;
+            let listener = ListenerSettings { bind, max_connections, transport, tls, auth };
+            check_anonymous(&listener).map_err(|reason| ConfigError::invalid(format!("listeners[{i}]"), reason))?;
+            listeners.push(listener);
         }
 
         let s = &self.sessions;
@@ -1126,9 +1228,46 @@ mod tests {
     }
 
     #[test]
+    fn authentication_keys_per_listener() {
+        let c = Config::from_toml(
+            "[[listeners]]\nbind = \"0.0.0.0:1883\"\npassword_file = \"/etc/p\"\nacl_file = \"/etc/a\"\n\
+             [[listeners]]\nbind = \"127.0.0.1:1884\"\nallow_anonymous = false\n\
+             [listeners.jwt]\npublic_key_files = [\"k.pem\"]\naudience = \"gw\"\n",
+        )
+        .unwrap();
+        let l = &c.settings.listeners;
+        assert_eq!(l[0].auth.password_file.as_deref(), Some(Path::new("/etc/p")));
+        assert_eq!(l[0].auth.acl_file.as_deref(), Some(Path::new("/etc/a")));
+        assert_eq!(l[1].auth.allow_anonymous, Some(false));
+        let jwt = l[1].auth.jwt.as_ref().unwrap();
+        assert_eq!((jwt.audience.as_str(), jwt.username_claim.as_str(), jwt.leeway_secs), ("gw", "sub", 60));
+        let bind = "[[listeners]]\nbind = \"127.0.0.1:1\"\n";
+        for (extra, want) in [
+            ("password_file = \" \"\n", "listeners[0].password_file: must name a file"),
+            ("[listeners.jwt]\npublic_key_files = []\naudience = \"a\"\n", "listeners[0].jwt.public_key_files: needs"),
+            ("[listeners.jwt]\npublic_key_files = [\"k\"]\naudience = \"\"\n", "listeners[0].jwt.audience: must"),
+            (
+                "[listeners.jwt]\npublic_key_files = [\"k\"]\naudience = \"a\"\nalg = \"HS256\"\n",
+                "listeners[0].jwt.alg: unknown key",
+            ),
+        ] {
+            let got = err(&format!("{bind}{extra}"));
+            assert!(got.starts_with(want), "{extra:?}: got {got:?}");
+        }
+        // A listener other hosts can reach needs authentication or allow_anonymous.
+        let open = err("[[listeners]]\nbind = \"0.0.0.0:1883\"\n");
+        assert!(
+            open.starts_with("listeners[0]: 0.0.0.0:1883 is not a loopback address")
+                && open.contains("allow_anonymous = true"),
+            "{open}"
+        );
+    }
+
+    #[test]
     fn listeners_in_a_file_replace_the_default_listener() {
         let c = Config::from_toml(
-            "[[listeners]]\nbind = \"0.0.0.0:1884\"\nmax_connections = 5\n[[listeners]]\nbind = \"[::1]:0\"\n",
+            "[[listeners]]\nbind = \"0.0.0.0:1884\"\nmax_connections = 5\nallow_anonymous = true\n\
+             [[listeners]]\nbind = \"[::1]:0\"\n",
         )
         .unwrap();
         assert_eq!(
@@ -1136,6 +1275,7 @@ mod tests {
             vec![
                 ListenerSettings {
                     max_connections: Some(5),
+                    auth: AuthSettings { allow_anonymous: Some(true), ..AuthSettings::default() },
                     ..ListenerSettings::plain("0.0.0.0:1884".parse().unwrap())
                 },
                 ListenerSettings::plain("[::1]:0".parse().unwrap()),

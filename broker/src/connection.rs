@@ -49,6 +49,11 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {
     fn input_pending(&self) -> bool {
         false
     }
+
+    /// The client's address (for the failed-login backoff), when known.
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        None
+    }
 }
 
 impl Stream for TcpStream {
@@ -68,17 +73,29 @@ impl Stream for TcpStream {
         // A byte to read, or the end of the stream (0), both count; "would block" and errors do not.
         recv(self, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT).is_ok()
     }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        TcpStream::peer_addr(self).ok()
+    }
 }
 
 impl<S: Stream> Stream for tokio_rustls::server::TlsStream<S> {
     fn input_pending(&self) -> bool {
         self.get_ref().0.input_pending()
     }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.get_ref().0.peer_addr()
+    }
 }
 
 impl<S: Stream> Stream for crate::ws::WsIo<S> {
     fn input_pending(&self) -> bool {
         self.buffered() || self.get_ref().input_pending()
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.get_ref().peer_addr()
     }
 }
 
@@ -299,10 +316,15 @@ async fn handshake_on<S: Stream>(
         () = stop.cancelled() => return Err(ConnError::Shutdown),
     };
     let Some(mut frame) = first? else { return Err(ConnError::Closed) };
-    let mut step = handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
-        ProtocolError::Unexpected(_) => ConnError::NotConnect,
-        e => ConnError::Protocol(e),
-    })?;
+    // Authentication (may await a backend and the failed-login backoff) before the session sees the CONNECT.
+    let login = crate::auth::login(ctx, &frame, stream.peer_addr(), link.id, Instant::now() + cfg.connect_timeout);
+    let mut step = match login.await {
+        Ok(ctx) => handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
+            ProtocolError::Unexpected(_) => ConnError::NotConnect,
+            e => ConnError::Protocol(e),
+        })?,
+        Err(refused) => Handshake::Refused(refused),
+    };
     // MQTT 5 enhanced authentication may take several AUTH round trips, all within the CONNECT deadline.
     let deadline = Instant::now() + cfg.connect_timeout;
     let mut takeover_deadline = None;

@@ -12,9 +12,12 @@
 //! - `queue`: the bounded per-session outbound queue and in-flight window.
 //! - [`persist`]: what must survive a restart, journaled as typed records in the [`journal`] (the storage engine),
 //!   and rebuilt from it at startup.
+//! - [`auth`]: who may connect (password files, certificate identities) and what each client may publish and read
+//!   (ACL files), per listener; checked by the connection before the session, and by the session and the router.
 //!
 //! [`run`] serves until the shutdown future resolves.
 
+pub mod auth;
 pub mod config;
 mod connection;
 pub mod journal;
@@ -109,6 +112,18 @@ struct Shared {
     next_conn_id: Arc<AtomicU64>,
     /// Client certificate identities of live TLS connections (`use_identity_as_username`).
     identities: Identities,
+    /// Authentication shared by every listener: a backend installed by the embedding application, failed logins.
+    auth: AuthShared,
+}
+
+#[derive(Clone, Default)]
+struct AuthShared {
+    /// Replaces the file-based backend on every listener ([`Broker::with_auth_backend`]).
+    backend: Option<Arc<dyn auth::AuthBackend>>,
+    backoff: Arc<auth::backoff::Backoff>,
+    failed_logins: Arc<AtomicU64>,
+    /// The listeners served now that have authentication (for reloads).
+    listeners: Arc<Mutex<Vec<Arc<auth::ListenerAuth>>>>,
 }
 
 impl Broker {
@@ -158,7 +173,7 @@ impl Broker {
             None
         };
         let router = Arc::new(Mutex::new(router));
-        let ctx = Context { router, counters, caps, auth: Arc::new(NoMethods), durable };
+        let ctx = Context { router, counters, caps, auth: Arc::new(NoMethods), gate: None, durable };
         let global_limit = Arc::new(Semaphore::new(l.max_connections));
         Ok(Self {
             shared: Arc::new(Shared {
@@ -167,6 +182,7 @@ impl Broker {
                 global_limit,
                 next_conn_id: Arc::default(),
                 identities: Identities::default(),
+                auth: AuthShared::default(),
             }),
         })
     }
@@ -179,6 +195,76 @@ impl Broker {
         let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|arc| (*arc).clone());
         shared.ctx.auth = auth;
         Self { shared: Arc::new(shared) }
+    }
+
+    /// Installs an authentication and authorization backend on every listener, in place of the password and ACL
+    /// files of the settings (`allow_anonymous` and `use_identity_as_username` are then the backend's business:
+    /// it gets the certificate identity in [`auth::Credentials`]). Call before [`Broker::serve`].
+    #[must_use]
+    pub fn with_auth_backend(self, backend: Arc<dyn auth::AuthBackend>) -> Self {
+        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|arc| (*arc).clone());
+        shared.auth.backend = Some(backend);
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// Logins refused since start (wrong password, unknown user, anonymous where refused, no certificate identity).
+    pub fn failed_logins(&self) -> u64 {
+        self.shared.auth.failed_logins.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads every listener's password and ACL files (as on SIGHUP), then gives connected clients their new
+    /// permissions and re-checks their subscriptions. A file that cannot be used keeps its previous contents and is
+    /// logged. Blocks on file I/O: call it off the async runtime.
+    pub fn reload_auth(&self) {
+        let listeners = self.shared.auth.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        for l in &listeners {
+            l.backend().reload();
+        }
+        self.recheck_auth(&listeners);
+    }
+
+    /// Reloads the authentication files that changed since the last look; returns whether any did.
+    fn poll_auth_changes(&self) -> bool {
+        let listeners = self.shared.auth.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let changed = listeners.iter().fold(false, |changed, l| l.backend().poll_changes() | changed);
+        if changed {
+            self.recheck_auth(&listeners);
+        }
+        changed
+    }
+
+    fn recheck_auth(&self, listeners: &[Arc<auth::ListenerAuth>]) {
+        let mut router = self.shared.ctx.router();
+        for l in listeners {
+            l.recheck(&mut router);
+        }
+    }
+
+    /// The authentication of a listener, if it has any.
+    fn listener_auth(&self, listener: &Listener) -> Result<Option<Arc<auth::ListenerAuth>>, String> {
+        let shared = &self.shared.auth;
+        let use_identity = listener.uses_identity();
+        let settings = listener.auth();
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let backend: Arc<dyn auth::AuthBackend> = match &shared.backend {
+            Some(custom) => custom.clone(),
+            None if !settings.is_configured(use_identity) => {
+                if !addr.ip().is_loopback() && settings.allow_anonymous.is_none() {
+                    let mut l = config::ListenerSettings::plain(addr);
+                    l.auth = settings.clone();
+                    config::check_anonymous(&l)?;
+                }
+                return Ok(None);
+            }
+            None => Arc::new(auth::FileAuth::new(settings, use_identity, addr.ip().is_loopback())?),
+        };
+        Ok(Some(Arc::new(auth::ListenerAuth::new(
+            backend,
+            use_identity,
+            self.shared.identities.clone(),
+            shared.backoff.clone(),
+            shared.failed_logins.clone(),
+        ))))
     }
 
     /// The settings in force.
@@ -217,8 +303,8 @@ impl Broker {
     /// The client certificate identities of the connections open now, on listeners with
     /// `use_identity_as_username` (the certificate's subject CN, else its first SAN).
     ///
-    /// Authentication and ACLs do not exist yet; until they do, this is where the identity is visible, and each
-    /// connection's log lines carry it as the `identity` field.
+    /// The identity is also the client's username for authentication and ACLs (see [`auth`]), and each connection's
+    /// log lines carry it as the `identity` field.
     pub fn connected_identities(&self) -> Vec<String> {
         let map = self.shared.identities.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut ids: Vec<String> = map.values().cloned().collect();
@@ -249,7 +335,9 @@ impl Broker {
     /// Serves MQTT on these listeners (plain, TLS, WebSocket, WSS) until `shutdown` resolves.
     ///
     /// # Errors
-    /// [`Error::Io`] when a listener fails for good.
+    /// [`Error::Settings`] when a listener's password or ACL file is unusable, or a listener that other hosts can
+    /// reach has no authentication and does not say `allow_anonymous = true`; [`Error::Io`] when a listener fails
+    /// for good.
     pub async fn serve_listeners(
         &self,
         listeners: Vec<Listener>,
@@ -270,10 +358,43 @@ impl Broker {
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
-        for listener in listeners {
+        let mut gated = Vec::with_capacity(listeners.len());
+        for (i, listener) in listeners.iter().enumerate() {
+            let auth = self.listener_auth(listener).map_err(|e| Error::Settings(format!("listeners[{i}]: {e}")))?;
+            gated.push(auth);
+        }
+        *self.shared.auth.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            gated.iter().flatten().cloned().collect();
+        for (listener, auth) in listeners.into_iter().zip(gated) {
             let local_limit = listener.max_connections().map(|n| Arc::new(Semaphore::new(n)));
-            tracing::debug!(addr = ?listener.local_addr().ok(), scheme = listener.scheme(), "serving");
+            tracing::debug!(addr = ?listener.local_addr().ok(), scheme = listener.scheme(), auth = auth.is_some(), "serving");
+            let accept = match auth {
+                Some(auth) => {
+                    let mut gated = (*accept).clone();
+                    gated.ctx.gate = Some(Arc::new(auth::Gate::new(auth)));
+                    Arc::new(gated)
+                }
+                None => accept.clone(),
+            };
             accept.tracker.spawn(listener::accept_loop(listener, local_limit, accept.clone()));
+        }
+        // Password and ACL files are re-read when they change.
+        if !self.shared.auth.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty() {
+            let broker = self.clone();
+            let stop = accept.stop.clone();
+            accept.tracker.spawn(async move {
+                let mut interval = tokio::time::interval(Duration::from_secs(1));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = interval.tick() => {
+                            let b = broker.clone();
+                            let _ = tokio::task::spawn_blocking(move || b.poll_auth_changes()).await;
+                        }
+                    }
+                }
+            });
         }
         // Delayed wills and session expiry run on a one-second tick.
         let ticker = {

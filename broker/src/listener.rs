@@ -33,6 +33,7 @@ pub struct Listener {
     transport: Transport,
     tls: Option<TlsReloader>,
     max_connections: Option<usize>,
+    auth: crate::auth::AuthSettings,
 }
 
 impl Listener {
@@ -55,12 +56,18 @@ impl Listener {
             Transport::WebSocket { .. } => b"http/1.1",
         };
         let tls = settings.tls.clone().map(|t| TlsReloader::new(t, alpn)).transpose()?;
-        Ok(Self { tcp, transport: settings.transport.clone(), tls, max_connections: settings.max_connections })
+        Ok(Self {
+            tcp,
+            transport: settings.transport.clone(),
+            tls,
+            max_connections: settings.max_connections,
+            auth: settings.auth.clone(),
+        })
     }
 
     /// Plain MQTT over TCP on an already bound socket.
     pub fn plain(tcp: TcpListener) -> Self {
-        Self { tcp, transport: Transport::Mqtt, tls: None, max_connections: None }
+        Self { tcp, transport: Transport::Mqtt, tls: None, max_connections: None, auth: Default::default() }
     }
 
     /// The address it is bound to.
@@ -95,6 +102,16 @@ impl Listener {
 
     pub(crate) fn max_connections(&self) -> Option<usize> {
         self.max_connections
+    }
+
+    /// Its authentication settings.
+    pub(crate) fn auth(&self) -> &crate::auth::AuthSettings {
+        &self.auth
+    }
+
+    /// Whether a client certificate's identity is the client's username here.
+    pub(crate) fn uses_identity(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.settings().use_identity_as_username)
     }
 }
 
@@ -138,7 +155,8 @@ pub fn reserve_descriptors(count: usize) {
 /// Client certificate identities of live connections, by connection id.
 pub(crate) type Identities = Arc<Mutex<HashMap<u64, String>>>;
 
-/// What every accept loop shares.
+/// What every accept loop shares (a listener with authentication has a copy whose context holds its gate).
+#[derive(Clone)]
 pub(crate) struct Accept {
     pub ctx: Context,
     pub conn: Arc<ConnSettings>,

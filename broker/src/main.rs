@@ -1,5 +1,6 @@
 //! The `broker` binary: reads the configuration, installs logging, binds the listeners and runs the broker until
-//! SIGINT or SIGTERM. SIGHUP reloads every TLS listener's certificate, key and CA files.
+//! SIGINT or SIGTERM. SIGHUP reloads every TLS listener's certificate, key and CA files, and the password and ACL
+//! files. `broker passwd` manages password files the way `mosquitto_passwd` does.
 //!
 //! With no arguments it serves anonymous MQTT on 127.0.0.1:1883 only, from the embedded default configuration.
 
@@ -34,13 +35,49 @@ struct Args {
     #[arg(long, short = 'p', value_name = "N", conflicts_with = "listen")]
     port: Option<u16>,
 
-    /// Listen on ADDR (IP:PORT) instead of the configured listeners; repeat for several.
+    /// Listen on ADDR (IP:PORT) instead of the configured listeners (plaintext, with the first configured
+    /// listener's allow_anonymous, password_file and acl_file); repeat for several.
     #[arg(long, short = 'l', value_name = "ADDR")]
     listen: Vec<SocketAddr>,
 
     /// Log line format (overrides log.format).
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<CliLogFormat>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Manage a password file, like mosquitto_passwd: new entries are argon2id hashes; $6$ and $7$ entries made by
+    /// mosquitto_passwd are kept as they are.
+    Passwd(PasswdArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(disable_help_flag = false)]
+struct PasswdArgs {
+    /// Create a new password file (overwrites an existing one).
+    #[arg(short = 'c', conflicts_with_all = ["delete", "upgrade"])]
+    create: bool,
+    /// Delete the user rather than set its password.
+    #[arg(short = 'D', conflicts_with_all = ["batch", "upgrade"])]
+    delete: bool,
+    /// Batch mode: the password is the last argument (it then shows in the process list and shell history).
+    #[arg(short = 'b')]
+    batch: bool,
+    /// Hash every plaintext password of the file in place.
+    #[arg(short = 'U', conflicts_with_all = ["batch", "create"])]
+    upgrade: bool,
+    /// The password file.
+    file: PathBuf,
+    /// The user.
+    #[arg(required_unless_present = "upgrade")]
+    username: Option<String>,
+    /// The password (with -b).
+    #[arg(requires = "batch")]
+    password: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -57,6 +94,15 @@ fn main() -> ExitCode {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::Passwd(p)) = &args.command {
+        return match passwd(p) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match start(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -64,6 +110,61 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `broker passwd`: edits a password file the way `mosquitto_passwd` does, replacing it atomically.
+fn passwd(p: &PasswdArgs) -> Result<(), String> {
+    use broker::auth::password::{Edit, edit_file};
+    let edit = match (&p.username, p.delete, p.upgrade) {
+        (_, _, true) => Edit::Upgrade,
+        (Some(u), true, _) => Edit::Delete { username: u.clone() },
+        (Some(u), false, _) => {
+            let password = match (&p.password, p.batch) {
+                (Some(pw), true) => pw.clone(),
+                (None, true) => return Err("-b needs the password as the last argument".into()),
+                _ => read_password()?,
+            };
+            Edit::Set { username: u.clone(), password }
+        }
+        (None, _, false) => return Err("a username is needed".into()),
+    };
+    let text = if p.create {
+        String::new()
+    } else {
+        std::fs::read_to_string(&p.file).map_err(|e| format!("{}: {e}", p.file.display()))?
+    };
+    let out = edit_file(&text, &edit)?;
+    // Written next to the file and renamed over it: a crash leaves the old file or the new one, never half of one.
+    let tmp = p.file.with_extension("tmp-broker-passwd");
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        f.write_all(out.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, &p.file).map_err(|e| format!("{}: {e}", p.file.display()))
+}
+
+/// Reads a password twice from standard input (no echo control: pipe it in, or use -b).
+fn read_password() -> Result<String, String> {
+    use std::io::BufRead;
+    let mut lines = std::io::stdin().lock().lines();
+    let mut ask = |prompt: &str| -> Result<String, String> {
+        eprint!("{prompt}");
+        lines.next().unwrap_or(Ok(String::new())).map_err(|e| e.to_string())
+    };
+    let first = ask("Password: ")?;
+    let again = ask("Reenter password: ")?;
+    if first != again {
+        return Err("passwords do not match".into());
+    }
+    if first.is_empty() {
+        return Err("empty password".into());
+    }
+    Ok(first)
 }
 
 /// Loads the configuration, installs logging, then runs the broker on a tokio runtime.
@@ -81,7 +182,14 @@ fn start(args: Args) -> Result<(), String> {
 /// Command line flags win over the file and the environment.
 fn apply_flags(config: &mut Config, args: &Args) {
     if !args.listen.is_empty() {
-        config.settings.listeners = args.listen.iter().map(|&bind| ListenerSettings::plain(bind)).collect();
+        // Plain listeners that keep the first configured listener's authentication (password and ACL files), so a
+        // flag never quietly opens a secured broker.
+        let auth = config.settings.listeners.first().map(|l| l.auth.clone()).unwrap_or_default();
+        config.settings.listeners = args
+            .listen
+            .iter()
+            .map(|&bind| ListenerSettings { auth: auth.clone(), ..ListenerSettings::plain(bind) })
+            .collect();
     }
     if let Some(port) = args.port {
         for l in &mut config.settings.listeners {
@@ -131,31 +239,34 @@ async fn serve(config: Config) -> Result<(), String> {
         let local_addr = listener.local_addr().context("listener address")?;
         tracing::info!(addr = %local_addr, scheme = listener.scheme(), "listening");
     }
-    reload_on_sighup(listeners.iter().filter_map(Listener::tls_reloader).collect())
+    reload_on_sighup(listeners.iter().filter_map(Listener::tls_reloader).collect(), broker.clone())
         .context("cannot install the SIGHUP handler")?;
     broker.serve_listeners(listeners, shutdown).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Reloads the TLS files of these listeners on every SIGHUP (they are also watched for changes).
+/// Reloads the TLS files of these listeners, and the password and ACL files, on every SIGHUP (they are also watched
+/// for changes).
 #[cfg(unix)]
-fn reload_on_sighup(reloaders: Vec<TlsReloader>) -> std::io::Result<()> {
+fn reload_on_sighup(reloaders: Vec<TlsReloader>, broker: broker::Broker) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            tracing::info!(listeners = reloaders.len(), "SIGHUP: reloading TLS files");
+            tracing::info!(listeners = reloaders.len(), "SIGHUP: reloading TLS, password and ACL files");
             for r in &reloaders {
                 r.reload_logged("SIGHUP");
             }
+            let b = broker.clone();
+            let _ = tokio::task::spawn_blocking(move || b.reload_auth()).await;
         }
     });
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn reload_on_sighup(_reloaders: Vec<TlsReloader>) -> std::io::Result<()> {
+fn reload_on_sighup(_reloaders: Vec<TlsReloader>, _broker: broker::Broker) -> std::io::Result<()> {
     Ok(())
 }
 

@@ -76,11 +76,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     pub(crate) fn buffered(&self) -> bool {
         !self.rx.is_empty()
     }
-
-    /// The stream under the WebSocket.
-    pub(crate) fn get_ref(&self) -> &S {
-        self.ws.get_ref()
-    }
 }
 
 fn to_io(e: WsError) -> io::Error {
@@ -88,6 +83,13 @@ fn to_io(e: WsError) -> io::Error {
         WsError::Io(e) => e,
         WsError::ConnectionClosed | WsError::AlreadyClosed => io::ErrorKind::BrokenPipe.into(),
         e => io::Error::new(io::ErrorKind::InvalidData, e),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
+    /// The stream below the WebSocket framing.
+    pub(crate) fn get_ref(&self) -> &S {
+        self.ws.get_ref()
     }
 }
 

@@ -112,16 +112,28 @@ impl BrokerProcess {
     /// Starts the built broker with `--listen 127.0.0.1:0` plus `extra_args`, and waits (10 s) for the
     /// `listening addr=` line. `None` (a skip) when the binary is missing and interop is not required.
     pub fn start(extra_args: &[&str]) -> Option<Self> {
-        // A persistence directory of its own (one broker per directory), removed when the broker is dropped.
-        let data = std::env::temp_dir().join(format!("broker-test-{}-{}", std::process::id(), crate::unique("data")));
-        let mut broker = Self::start_in(&data, extra_args)?;
-        broker.owns_data = true;
-        Some(broker)
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra_args);
+        Self::spawn_owning_data(&args)
     }
 
     /// [`BrokerProcess::start`] with the persistence directory `data`, which outlives the broker: a broker started
     /// again on it recovers what this one left.
     pub fn start_in(data: &Path, extra_args: &[&str]) -> Option<Self> {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra_args);
+        Self::spawn(data, &args)
+    }
+
+    /// Starts with a persistence directory of its own (one broker per directory), removed when it is dropped.
+    fn spawn_owning_data(args: &[&str]) -> Option<Self> {
+        let data = std::env::temp_dir().join(format!("broker-test-{}-{}", std::process::id(), crate::unique("data")));
+        let mut broker = Self::spawn(&data, args)?;
+        broker.owns_data = true;
+        Some(broker)
+    }
+
+    fn spawn(data: &Path, args: &[&str]) -> Option<Self> {
         let data = data.to_path_buf();
         let bin = broker_bin();
         if !require("the broker binary (cargo build -p broker)", bin.is_some()) {
@@ -129,8 +141,7 @@ impl BrokerProcess {
         }
         let bin = bin.unwrap();
         let mut child = Command::new(&bin)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra_args)
+            .args(args)
             .env("BROKER__PERSISTENCE__PATH", &data)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -164,6 +175,30 @@ impl BrokerProcess {
                     log.lock().unwrap().join("\n")
                 );
             }
+        }
+    }
+
+    /// Starts the built broker with `--config FILE` only (the file's listeners, which should bind port 0), and
+    /// waits (10 s) for the first `listening addr=` line.
+    pub fn start_with_config(config: &std::path::Path) -> Option<Self> {
+        Self::spawn_owning_data(&["--config", &config.display().to_string()])
+    }
+
+    /// Its process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (10 s) until its log has a line containing `text`.
+    pub fn wait_log(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.log_text().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no log line with {text:?} within 10 s:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

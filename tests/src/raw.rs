@@ -158,6 +158,8 @@ pub struct ConnectOpts {
     pub keep_alive: u16,
     /// Will: topic, payload, QoS, retain.
     pub will: Option<(String, Vec<u8>, QoS, bool)>,
+    /// User Name and Password.
+    pub login: Option<(String, Option<Vec<u8>>)>,
 }
 
 impl ConnectOpts {
@@ -169,7 +171,14 @@ impl ConnectOpts {
             clean: true,
             keep_alive: 60,
             will: None,
+            login: None,
         }
+    }
+
+    /// With a User Name and (if given) a Password.
+    pub fn login(mut self, username: &str, password: Option<&str>) -> Self {
+        self.login = Some((username.to_owned(), password.map(|p| p.as_bytes().to_vec())));
+        self
     }
 
     /// With this protocol version.
@@ -212,8 +221,8 @@ impl ConnectOpts {
             properties: Properties::empty(),
             client_id: &self.client_id,
             will,
-            username: None,
-            password: None,
+            username: self.login.as_ref().map(|(u, _)| u.as_str()),
+            password: self.login.as_ref().and_then(|(_, p)| p.as_deref()),
         });
         encode(&connect, self.version)
     }
@@ -275,6 +284,31 @@ impl RawClient {
         let stream = timeout(WAIT, TcpStream::connect(addr)).await.ok()?.ok()?;
         stream.set_nodelay(true).ok()?;
         Some(Self { stream, rx: Vec::new(), version: ProtocolVersion::V311, next_pid: 1 })
+    }
+
+    /// Opens a TCP connection from `source` (an address of this host, such as 127.0.0.2), no MQTT yet.
+    pub async fn tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> Self {
+        let socket = if source.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+        let socket = socket.unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        let stream = crate::within("TCP connect", socket.connect(addr)).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self { stream, rx: Vec::new(), version: ProtocolVersion::V311, next_pid: 1 }
+    }
+
+    /// Sends CONNECT on an open connection and returns the CONNACK it got.
+    pub async fn handshake(&mut self, opts: &ConnectOpts) -> Rx {
+        self.version = opts.version;
+        self.send_raw(&opts.encode()).await;
+        self.recv().await
+    }
+
+    /// The next whole frame the broker sent, as bytes (for fields [`Rx`] leaves out, such as MQTT 5 reason codes).
+    pub async fn recv_frame(&mut self) -> Vec<u8> {
+        match read_frame(&mut self.stream, &mut self.rx, self.version, Instant::now() + WAIT).await {
+            Read::Frame(f) => f,
+            other => panic!("expected a frame, got {other:?}"),
+        }
     }
 
     /// Opens a connection, sends CONNECT and returns the client with the CONNACK it got.

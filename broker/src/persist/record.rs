@@ -49,6 +49,8 @@ pub struct StoredSubOpts {
     pub retain_as_published: bool,
     /// MQTT 5 Subscription Identifier.
     pub id: Option<u32>,
+    /// The filter is only partly readable under the client's ACL: each message is checked on delivery.
+    pub acl_check: bool,
 }
 
 /// A message's entry in a persistent session's queue.
@@ -143,7 +145,8 @@ impl Record<'_> {
                 out.push(SUBSCRIBE);
                 put_str(out, client);
                 put_str(out, filter);
-                out.push(opts.qos as u8 | u8::from(opts.no_local) << 2 | u8::from(opts.retain_as_published) << 3);
+                let flags = u8::from(opts.no_local) << 2 | u8::from(opts.retain_as_published) << 3;
+                out.push(opts.qos as u8 | flags | u8::from(opts.acl_check) << 4);
                 put_opt_u32(out, opts.id);
             }
             Record::Unsubscribe { client, filter } => {
@@ -255,6 +258,7 @@ impl<'a> Record<'a> {
                     no_local: flags & 4 != 0,
                     retain_as_published: flags & 8 != 0,
                     id: r.opt_u32()?,
+                    acl_check: flags & 16 != 0,
                 };
                 Record::Subscribe { client, filter, opts }
             }
@@ -465,7 +469,13 @@ mod tests {
             props: Some((0, b"\x03\x00\x04text", Some(60))),
             expires_at_ms: Some(1_800_000_000_000),
         };
-        let opts = StoredSubOpts { qos: QoS::AtLeastOnce, no_local: true, retain_as_published: false, id: Some(7) };
+        let opts = StoredSubOpts {
+            qos: QoS::AtLeastOnce,
+            no_local: true,
+            retain_as_published: false,
+            id: Some(7),
+            acl_check: true,
+        };
         vec![
             Record::SessionOpen { client: "c", fresh: true, expiry: None },
             Record::SessionOpen { client: "c", fresh: false, expiry: Some(3600) },

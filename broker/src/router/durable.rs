@@ -260,6 +260,7 @@ impl Router {
                 disconnected_at: None,
                 conn,
                 subscriptions: Subscriptions::default(),
+                access: None,
                 holds_publishers: false,
                 stalled: false,
                 will: None,

@@ -8,6 +8,7 @@
 //! waits for it before reading more ([`SessionHandle::caught_up`]). A message for several subscribers is shared
 //! ([`Delivery`] holds an `Arc`) and encoded once per shape ([`Message::encoded`]).
 
+mod access;
 mod durable;
 pub mod retained;
 mod sessions;
@@ -88,23 +89,27 @@ pub struct SubOpts {
     pub retain_as_published: bool,
     /// MQTT 5 Subscription Identifier.
     pub id: Option<u32>,
+    /// The ACL lets the subscriber read some of the topics this filter matches, not all: each message is checked
+    /// against the session's [`crate::auth::ClientAccess`] on delivery (see [`crate::auth`]).
+    pub acl_check: bool,
 }
 
 impl SubOpts {
     /// Plain options: a QoS and nothing else.
     pub fn qos(qos: QoS) -> Self {
-        Self { qos, no_local: false, retain_as_published: false, id: None }
+        Self { qos, no_local: false, retain_as_published: false, id: None, acl_check: false }
     }
 
     /// The options as the journal stores them.
     pub fn stored(self) -> crate::persist::record::StoredSubOpts {
-        let Self { qos, no_local, retain_as_published, id } = self;
-        crate::persist::record::StoredSubOpts { qos, no_local, retain_as_published, id }
+        let Self { qos, no_local, retain_as_published, id, acl_check } = self;
+        crate::persist::record::StoredSubOpts { qos, no_local, retain_as_published, id, acl_check }
     }
 
     /// The options read back from the journal.
     pub fn from_stored(o: crate::persist::record::StoredSubOpts) -> Self {
-        Self { qos: o.qos, no_local: o.no_local, retain_as_published: o.retain_as_published, id: o.id }
+        let crate::persist::record::StoredSubOpts { qos, no_local, retain_as_published, id, acl_check } = o;
+        Self { qos, no_local, retain_as_published, id, acl_check }
     }
 }
 
@@ -440,7 +445,7 @@ impl Router {
         if send_retained {
             let mut retained = Vec::new();
             self.store.for_each_retained(filter, &mut |m| {
-                if !m.is_expired(now) {
+                if !m.is_expired(now) && (!opts.acl_check || access::may_read(session, m.topic())) {
                     retained.push(m.clone());
                 }
             });
@@ -544,6 +549,9 @@ impl Router {
                 if opts.no_local && is_origin {
                     continue; // [MQTT-3.8.3-3]
                 }
+                if opts.acl_check && !access::may_read(&session.0, msg.topic()) {
+                    continue;
+                }
                 qos = Some(qos.map_or(opts.qos, |q: QoS| q.max(opts.qos)));
                 retain |= opts.retain_as_published && msg.retain;
                 sub_ids.extend(opts.id);
@@ -595,6 +603,9 @@ impl Router {
                 let Some((session, opts)) = self.groups.get(name).and_then(|g| g.members.get(slot)).cloned() else {
                     continue;
                 };
+                if opts.acl_check && !access::may_read(&session.0, msg.topic()) {
+                    continue;
+                }
                 let delivery = Delivery {
                     msg: msg.clone(),
                     qos: msg.qos.min(opts.qos),

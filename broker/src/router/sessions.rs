@@ -60,6 +60,8 @@ pub struct SessionState {
     pub conn: Option<ConnLink>,
     /// This session's subscriptions (full filter, `$share/...` included) and their options.
     pub subscriptions: Subscriptions,
+    /// What the client last attached may read (checked on delivery for subscriptions with `acl_check`).
+    pub access: Option<Arc<crate::auth::ClientAccess>>,
     /// Publishers wait for this backlogged session: its connection notifies [`SessionHandle::caught_up`] once the
     /// queue came down.
     pub holds_publishers: bool,
@@ -139,6 +141,11 @@ impl Subscriptions {
     pub fn remove(&mut self, filter: &str) -> Option<SubOpts> {
         let at = self.0.iter().position(|(f, _)| &**f == filter)?;
         Some(self.0.swap_remove(at).1)
+    }
+
+    /// The filters and their options.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut SubOpts)> {
+        self.0.iter_mut().map(|(f, o)| (&**f, o))
     }
 
     /// Number of subscriptions.

@@ -270,16 +270,27 @@ fn accept(
         Box::new((msg, Duration::from_secs(u64::from(w.properties.will_delay_interval().unwrap_or(0)))))
     });
 
+    // Authorization (see `crate::auth`): the client's permissions, and its will topic checked like a PUBLISH.
+    let access = match crate::auth::admit(&ctx, client_id, connect.will.as_ref().map(|w| w.topic.as_str())) {
+        Ok(access) => access,
+        Err(code) => return Handshake::Refused(refuse(version, code)),
+    };
+
+    // A session another user left is not resumed by this one: its subscriptions and queued messages are not theirs.
+    let clean_start = connect.clean_start || access.as_ref().is_some_and(|a| ctx.router().held_by_another_user(a));
     let conn_id = link.id;
     let attached = if force {
-        Ok(ctx.router().connect(client_id, connect.clean_start, expiry, link.clone(), now))
+        Ok(ctx.router().connect(client_id, clean_start, expiry, link.clone(), now))
     } else {
-        ctx.router().try_connect(client_id, connect.clean_start, expiry, link.clone(), now)
+        ctx.router().try_connect(client_id, clean_start, expiry, link.clone(), now)
     };
     let Ok((handle, session_present)) = attached else {
         let frame = frame.clone();
         return Handshake::TakingOver(Box::new(TakeOver { ctx, frame, link, auth }));
     };
+    if ctx.gate.is_some() {
+        ctx.router().attach_access(&handle, access.clone());
+    }
     handle.lock().outbox.set_receive_maximum(if v5 { props.receive_maximum().unwrap_or(u16::MAX) } else { u16::MAX });
     ctx.counters.clients_connected.fetch_add(1, Ordering::Relaxed);
 
@@ -307,6 +318,7 @@ fn accept(
         reauth: None,
         backlogged: None,
         durable_wait: None,
+        access,
     };
     if session.handle.lock().outbox.is_durable() {
         session.ctx.router().note_will(&session.handle, session.will.as_deref(), now);

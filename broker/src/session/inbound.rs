@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::notice::{Notice, truncated};
 use super::{ProtocolError, Session};
+use crate::auth::{Access, FilterAccess};
 use crate::message::Message;
 use crate::router::{Routed, SubOpts, SubscribeError};
 
@@ -56,6 +57,12 @@ pub(super) fn refuse_topic(topic: &str, max_levels: usize) -> Option<Refusal> {
 }
 
 impl Session {
+    /// Whether the ACL lets this client publish to `topic` (always, without one).
+    fn may_publish(&self, topic: &[u8]) -> bool {
+        let Some(access) = &self.access else { return true };
+        std::str::from_utf8(topic).is_ok_and(|t| access.allows(Access::Write, t))
+    }
+
     /// Resolves the topic of a PUBLISH, applying and recording MQTT 5 topic aliases.
     fn resolve_topic(&mut self, frame: &Bytes, p: &Publish<'_>) -> Result<Bytes, ProtocolError> {
         let Some(alias) = p.properties.topic_alias() else {
@@ -107,6 +114,13 @@ impl Session {
         let topic_str = std::str::from_utf8(&topic).unwrap_or_default();
         let refused = if let Some(refused) = refuse_topic(topic_str, caps.mqtt.max_topic_levels) {
             Some(refused)
+        } else if !self.may_publish(&topic) {
+            static ACL: Notice = Notice::new();
+            Some(Refusal {
+                code: ReasonCode::NotAuthorized,
+                why: "not authorized to publish to this topic",
+                notice: &ACL,
+            })
         } else if p.properties.payload_format_indicator() == Some(true) && std::str::from_utf8(p.payload).is_err() {
             if qos == QoS::AtMostOnce {
                 return Err(ProtocolError::Violation(ReasonCode::PayloadFormatInvalid, "payload is not UTF-8"));
@@ -244,6 +258,7 @@ impl Session {
                 let filter = sub.filter;
                 let shared = filter.shared();
                 let bare = shared.map_or(filter, |s| s.filter);
+                let read = self.access.as_ref().map_or(FilterAccess::All, |a| a.filter_access(bare.as_str()));
                 let code = if id.is_some() && !caps.mqtt.subscription_identifiers {
                     ReasonCode::SubscriptionIdentifiersNotSupported
                 } else if shared.is_some() && !caps.mqtt.shared_subscriptions {
@@ -252,12 +267,16 @@ impl Session {
                     ReasonCode::WildcardSubscriptionsNotSupported
                 } else if bare.as_str().split('/').count() > caps.mqtt.max_topic_levels {
                     ReasonCode::TopicFilterInvalid
+                } else if read == FilterAccess::Denied {
+                    tracing::debug!(client_id = &*self.handle.client_id, "subscription refused by the ACL");
+                    ReasonCode::NotAuthorized
                 } else {
                     let opts = SubOpts {
                         qos: sub.options.qos.min(caps.mqtt.maximum_qos),
                         no_local: sub.options.no_local,
                         retain_as_published: sub.options.retain_as_published,
                         id,
+                        acl_check: read == FilterAccess::Partial,
                     };
                     let granted =
                         router.subscribe(&self.handle, filter.as_str(), opts, sub.options.retain_handling, now);

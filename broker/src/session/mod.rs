@@ -140,6 +140,8 @@ pub struct Context {
     pub auth: Arc<dyn Authenticator>,
     /// The journal, when persistence is on.
     pub durable: Option<Durable>,
+    /// The listener's authentication, when it has any (see [`crate::auth`]); `None` lets everyone do everything.
+    pub(crate) gate: Option<Arc<crate::auth::Gate>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -196,6 +198,8 @@ pub struct Session {
     backlogged: Option<Arc<SessionHandle>>,
     /// The journal position that must be durable before the output is sent (see [`Session::take_durable_wait`]).
     durable_wait: Option<Lsn>,
+    /// What this client may publish and read; `None`: everything (see [`crate::auth`]).
+    access: Option<Arc<crate::auth::ClientAccess>>,
 }
 
 /// A connection's MQTT 5 topic aliases.

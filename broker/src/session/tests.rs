@@ -31,7 +31,7 @@ fn context() -> Context {
     let counters = Arc::new(Counters::default());
     let router = Arc::new(Mutex::new(Router::new(limits, counters.clone())));
     let caps = Arc::new(Capabilities::from_settings(&crate::Settings::default()));
-    Context { router, counters, caps, auth: Arc::new(NoMethods), durable: None }
+    Context { router, counters, caps, auth: Arc::new(NoMethods), gate: None, durable: None }
 }
 
 fn frame(packet: &Packet<'_>) -> Bytes {
