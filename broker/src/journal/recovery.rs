@@ -227,7 +227,7 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
     let complete_from = |base: u64| missing(&segments, base).1 == 0;
     let fallback_ok = match &intact {
         Some((id, _)) => complete_from(*id),
-        None => complete_from(1),
+        None => segments.contains(&1) && complete_from(1),
     };
     let mut base = intact.as_ref().map(|(id, c)| (*id, c.records, c.bytes));
     let mut repaired_base = false;

@@ -344,6 +344,24 @@ fn a_damaged_checkpoint_without_an_older_base_keeps_what_it_can() {
 }
 
 #[test]
+fn a_damaged_checkpoint_alone_in_its_directory_keeps_what_it_can() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (journal, _, _) = open(tmp.path(), opts());
+    let state: Vec<Vec<u8>> = (0..9).map(record).collect();
+    checkpoint_with(&journal, &state.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    journal.close().unwrap();
+    drop(journal);
+    let id = checkpoints(tmp.path())[0];
+    let path = files::checkpoint_path(tmp.path(), id);
+    flip_middle(&path);
+    let only = dir_with(&[(name(&path), std::fs::read(&path).unwrap())]);
+    let (got, report) = reopen(only.path());
+    assert_eq!(got.len(), 8, "{report:?}");
+    assert!(got.iter().all(|r| state.contains(r)));
+    assert_eq!(report.checkpoint, Some(id));
+}
+
+#[test]
 fn a_checkpoint_while_appending_keeps_every_later_record() {
     let tmp = tempfile::tempdir().unwrap();
     let (journal, _, _) = open(tmp.path(), JournalOptions { segment_bytes: 4096, ..opts() });
