@@ -618,6 +618,18 @@ fn strange_segment_ids_neither_panic_nor_hang() {
 }
 
 #[test]
+fn an_unreadable_segment_is_set_aside_and_the_rest_recovered() {
+    let (tmp, _, _, _) = small_log(3);
+    // A directory where segment 2 should be: opening works, reading fails (EISDIR), as with a bad sector.
+    let unreadable = files::segment_path(tmp.path(), 2);
+    std::fs::create_dir(&unreadable).unwrap();
+    let (got, report) = reopen(tmp.path());
+    assert_eq!(got, (0..3).map(record).collect::<Vec<_>>());
+    assert!(report.damaged() && report.corrupt.iter().any(|c| c.file == unreadable), "{report:?}");
+    assert!(!unreadable.exists());
+}
+
+#[test]
 fn journal_handles_are_send_and_sync() {
     fn check<T: Send + Sync + Clone>() {}
     check::<Journal>();
