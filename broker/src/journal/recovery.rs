@@ -227,14 +227,15 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
     let complete_from = |base: u64| missing(&segments, base).1 == 0;
     let fallback_ok = match &intact {
         Some((id, _)) => complete_from(*id),
-        None => complete_from(1),
+        None => segments.contains(&1) && complete_from(1),
     };
     let mut base = intact.as_ref().map(|(id, c)| (*id, c.records, c.bytes));
     let mut repaired_base = false;
     if let Some(&newest) = damaged.first() {
         if fallback_ok {
             for &id in &damaged {
-                move_aside(&files::checkpoint_path(dir, id), &mut report);
+                let why = "journal: damaged checkpoint set aside; recovering from the previous base and its segments";
+                move_aside(&files::checkpoint_path(dir, id), why, &mut report);
             }
         } else {
             let path = files::checkpoint_path(dir, newest);
@@ -278,7 +279,15 @@ pub(super) fn recover(dir: &Path) -> Result<Opened, JournalError> {
     }
     for &id in segments.range(base_id..) {
         let path = files::segment_path(dir, id);
-        let c = check(&path, salt).map_err(io_err("read", &path))?;
+        let c = match check(&path, salt) {
+            Ok(c) => c,
+            Err(error) => {
+                // Unreadable (EIO on a bad sector, say): keep the bytes for a human, go on without them.
+                tracing::error!(file = %path.display(), %error, "journal: cannot read a segment");
+                move_aside(&path, "journal: unreadable segment set aside: its records are lost", &mut report);
+                continue;
+            }
+        };
         let (records, bytes) = match c.bad_at {
             None => (c.records, c.bytes),
             Some(bad_at) => {
@@ -353,13 +362,12 @@ fn open_with_len(path: &Path) -> io::Result<(File, u64)> {
     Ok((file, len))
 }
 
-/// Renames a whole damaged file to `<file>.corrupt`.
-fn move_aside(path: &Path, report: &mut RecoveryReport) {
+/// Renames a whole damaged file to `<file>.corrupt`, logging `why`.
+fn move_aside(path: &Path, why: &str, report: &mut RecoveryReport) {
     let len = files::size(path);
     let to = corrupt_path(path, None);
     let moved = fs::rename(path, &to);
-    tracing::error!(file = %path.display(), len, moved_to = %to.display(), error = ?moved.as_ref().err(),
-        "journal: damaged checkpoint set aside; recovering from the previous base and its segments instead");
+    tracing::error!(file = %path.display(), len, moved_to = %to.display(), error = ?moved.as_ref().err(), "{why}");
     report.bytes_moved_aside += len;
     report.corrupt.push(CorruptRegion {
         file: path.to_path_buf(),

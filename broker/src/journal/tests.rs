@@ -344,6 +344,24 @@ fn a_damaged_checkpoint_without_an_older_base_keeps_what_it_can() {
 }
 
 #[test]
+fn a_damaged_checkpoint_alone_in_its_directory_keeps_what_it_can() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (journal, _, _) = open(tmp.path(), opts());
+    let state: Vec<Vec<u8>> = (0..9).map(record).collect();
+    checkpoint_with(&journal, &state.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    journal.close().unwrap();
+    drop(journal);
+    let id = checkpoints(tmp.path())[0];
+    let path = files::checkpoint_path(tmp.path(), id);
+    flip_middle(&path);
+    let only = dir_with(&[(name(&path), std::fs::read(&path).unwrap())]);
+    let (got, report) = reopen(only.path());
+    assert_eq!(got.len(), 8, "{report:?}");
+    assert!(got.iter().all(|r| state.contains(r)));
+    assert_eq!(report.checkpoint, Some(id));
+}
+
+#[test]
 fn a_checkpoint_while_appending_keeps_every_later_record() {
     let tmp = tempfile::tempdir().unwrap();
     let (journal, _, _) = open(tmp.path(), JournalOptions { segment_bytes: 4096, ..opts() });
@@ -597,6 +615,18 @@ fn strange_segment_ids_neither_panic_nor_hang() {
     assert_eq!(got, (0..3).map(record).collect::<Vec<_>>());
     assert_eq!(report.missing_segments.len(), 1000, "the list of missing segments is capped");
     journal.close().unwrap();
+}
+
+#[test]
+fn an_unreadable_segment_is_set_aside_and_the_rest_recovered() {
+    let (tmp, _, _, _) = small_log(3);
+    // A directory where segment 2 should be: opening works, reading fails (EISDIR), as with a bad sector.
+    let unreadable = files::segment_path(tmp.path(), 2);
+    std::fs::create_dir(&unreadable).unwrap();
+    let (got, report) = reopen(tmp.path());
+    assert_eq!(got, (0..3).map(record).collect::<Vec<_>>());
+    assert!(report.damaged() && report.corrupt.iter().any(|c| c.file == unreadable), "{report:?}");
+    assert!(!unreadable.exists());
 }
 
 #[test]
