@@ -11,12 +11,15 @@
 //! - `router`: subscriptions, retained messages and the sessions' queues, behind one storage interface.
 //! - `queue`: the bounded per-session outbound queue and in-flight window.
 //!
+//! Beside the data path, [`migrate`] translates a Mosquitto configuration (`broker migrate-config`).
+//!
 //! [`run`] serves until the shutdown future resolves.
 
 pub mod config;
 mod connection;
 mod listener;
 pub mod message;
+pub mod migrate;
 pub mod queue;
 pub mod router;
 pub mod session;

@@ -41,6 +41,18 @@ struct Args {
     /// Log line format (overrides log.format).
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<CliLogFormat>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print the TOML equivalent of a Mosquitto configuration file, listing every setting it cannot translate.
+    MigrateConfig {
+        /// The Mosquitto file, such as /etc/mosquitto/mosquitto.conf (its include_dir is followed).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -57,8 +69,30 @@ fn main() -> ExitCode {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::MigrateConfig { file }) = &args.command {
+        return migrate_config(file);
+    }
     match start(args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the translation on stdout and a summary of what was not translated on stderr.
+fn migrate_config(file: &std::path::Path) -> ExitCode {
+    match broker::migrate::translate_file(file, broker::migrate::Options::default()) {
+        Ok(m) => {
+            print!("{}", m.toml);
+            eprintln!(
+                "migrate-config: {} setting(s) translated, {} not translated (listed at the top of the output)",
+                m.translated.len(),
+                m.notes.len()
+            );
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

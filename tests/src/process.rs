@@ -112,8 +112,26 @@ impl BrokerProcess {
         if !require("the broker binary (cargo build -p broker)", bin.is_some()) {
             return None;
         }
-        let bin = bin.unwrap();
-        let mut child = Command::new(&bin)
+        Some(Self::spawn(Command::new(bin.unwrap()), extra_args, Duration::from_secs(10)))
+    }
+
+    /// Runs `program` with `program_args` then the broker's `--listen 127.0.0.1:0` and `extra_args`, such as an
+    /// emulator (`qemu-aarch64 -L /usr/aarch64-linux-gnu path/to/broker`), and waits up to `limit` for the
+    /// `listening addr=` line. Dropping the result kills `program`.
+    pub fn start_under(
+        program: &Path,
+        program_args: &[&std::ffi::OsStr],
+        extra_args: &[&str],
+        limit: Duration,
+    ) -> Self {
+        let mut command = Command::new(program);
+        command.args(program_args);
+        Self::spawn(command, extra_args, limit)
+    }
+
+    fn spawn(mut command: Command, extra_args: &[&str], limit: Duration) -> Self {
+        let what = format!("{command:?}");
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
             .env("RUST_LOG", "info")
@@ -122,7 +140,7 @@ impl BrokerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
@@ -137,18 +155,22 @@ impl BrokerProcess {
                 sink.lock().unwrap().push(line);
             }
         });
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(addr) => Some(Self { addr, child, log }),
+        match rx.recv_timeout(limit) {
+            Ok(addr) => Self { addr, child, log },
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "{} printed no `listening addr=` line within 10 s; stderr:\n{}",
-                    bin.display(),
+                    "{what} printed no `listening addr=` line within {limit:?}; stderr:\n{}",
                     log.lock().unwrap().join("\n")
                 );
             }
         }
+    }
+
+    /// The operating system's id of the process (the emulator's, under [`BrokerProcess::start_under`]).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The port it listens on.
