@@ -168,11 +168,6 @@ impl BrokerProcess {
         }
     }
 
-    /// The operating system's id of the process (the emulator's, under [`BrokerProcess::start_under`]).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.addr.port()
