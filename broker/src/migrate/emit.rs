@@ -309,6 +309,10 @@ fn persistence(t: &mut Translator, out: &mut String) {
         }
     }
     if let Some(s) = path {
+        let _ = writeln!(
+            out,
+            "# Mosquitto's own mosquitto.db is not read. The edge-mqtt systemd unit can write only /var/lib/edge-mqtt."
+        );
         let _ = writeln!(out, "path = {}{}", quote(&s.value), from(&s.loc));
     }
 }

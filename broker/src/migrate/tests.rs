@@ -91,6 +91,7 @@ fn debians_installed_file_with_its_include_dir() {
     let m = translate("mosquitto.conf", &text, PLANNED);
     assert_all_accounted_for("mosquitto.conf", &text, &m);
     assert!(m.toml.contains("[persistence]\nenabled = true  # mosquitto.conf:8"), "{}", m.toml);
+    assert!(m.toml.contains("mosquitto.db is not read"), "{}", m.toml);
     assert!(m.toml.contains("path = \"/var/lib/mosquitto/\"  # mosquitto.conf:9"), "{}", m.toml);
     assert!(note(&m, "pid_file").reason.contains("systemd"));
     assert!(note(&m, "log_dest").reason.contains("standard error"));
