@@ -2,10 +2,11 @@
 # Side-by-side benchmark: our broker against Debian's Mosquitto, plus the null relay for fan-in.
 #   bash scripts/bench-compare.sh            # 3 rounds, results in target/bench-compare/
 #   ROUNDS=5 ONLY=fan-in bash scripts/bench-compare.sh
-# Builds our broker and mqtt-bench in release mode, installs mosquitto when missing, then runs every scenario
-# against both brokers with the same limits (large queues so neither drops, persistence off, the same in-flight
-# window), alternating which goes first, ROUNDS times, with a fresh broker process per run. Prints a table of medians
-# and the ratio ours / Mosquitto, and writes it to target/bench-compare/table.md.
+# Builds our broker and mqtt-bench with the profiling profile (the release build plus symbols, for perf), installs
+# mosquitto when missing, then runs every scenario against both brokers with the same limits (large queues so
+# neither drops, persistence off, the same in-flight window), alternating which goes first, ROUNDS times, with a
+# fresh broker process per run. Prints a table of medians and the ratio ours / Mosquitto, and writes it to
+# target/bench-compare/table.md.
 #
 # On a machine with 2 or more CPUs the broker is pinned to CPU $BROKER_CPU and the generator to CPU $BENCH_CPU with
 # taskset, so each side has one core. Traffic stays on 127.0.0.0/8; every run is bounded in count and time.
@@ -35,8 +36,8 @@ if [ -z "$MOSQUITTO" ]; then
 fi
 # The Debian package starts a system broker on port 1883; it is not used here and does not get in the way.
 
-cargo build --release -q -p broker -p bench
-BIN="${CARGO_TARGET_DIR:-target}/release"
+cargo build --profile profiling -q -p broker -p bench
+BIN="${CARGO_TARGET_DIR:-target}/profiling"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "open files: $(ulimit -n)"
 

@@ -21,6 +21,8 @@ bash scripts/interop-deps.sh
 bash scripts/tls-deps.sh
 # qemu-system-arm and the Cortex-M targets for the firmware-in-QEMU tests.
 bash scripts/qemu-deps.sh
+# Debian's gcc cross toolchains, qemu-user and the ARM Linux targets for the gateway builds.
+bash scripts/cross-deps.sh
 # arm-none-eabi-size for the firmware footprint report.
 if ! command -v arm-none-eabi-size >/dev/null 2>&1; then
   as_root apt-get update -q
@@ -36,10 +38,17 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "ARM gateway builds: release profile, stripped sizes"
+# tests/tests/arm_qemu.rs (in the workspace tests below) runs these under qemu-user.
+CARGO_LOCKED=1 bash scripts/cross-build.sh
+
 step "workspace tests"
 # The interop tests run the broker binary, so build it first. firmware-client runs below with its features.
 cargo build -p broker --locked
 cargo test --workspace --exclude firmware-client --locked
+
+step "Debian package: contents, systemd unit, install into a throwaway root"
+bash scripts/deb-test.sh
 
 step "mqtt-codec alone for the firmware target"
 cargo build -p mqtt-codec --target thumbv7em-none-eabihf --locked

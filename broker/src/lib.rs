@@ -15,6 +15,8 @@
 //! - [`auth`]: who may connect (password files, certificate identities) and what each client may publish and read
 //!   (ACL files), per listener; checked by the connection before the session, and by the session and the router.
 //!
+//! Beside the data path, [`migrate`] translates a Mosquitto configuration (`broker migrate-config`).
+//!
 //! [`run`] serves until the shutdown future resolves.
 
 pub mod auth;
@@ -23,6 +25,7 @@ mod connection;
 pub mod journal;
 mod listener;
 pub mod message;
+pub mod migrate;
 pub mod persist;
 pub mod queue;
 pub mod router;

@@ -53,6 +53,11 @@ enum Command {
     /// Manage a password file, like mosquitto_passwd: new entries are argon2id hashes; $6$ and $7$ entries made by
     /// mosquitto_passwd are kept as they are.
     Passwd(PasswdArgs),
+    /// Print the TOML equivalent of a Mosquitto configuration file, listing every setting it cannot translate.
+    MigrateConfig {
+        /// The Mosquitto file, such as /etc/mosquitto/mosquitto.conf (its include_dir is followed).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +107,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(Command::MigrateConfig { file }) = &args.command {
+        return migrate_config(file);
     }
     match start(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -165,6 +173,25 @@ fn read_password() -> Result<String, String> {
         return Err("empty password".into());
     }
     Ok(first)
+}
+
+/// Prints the translation on stdout and a summary of what was not translated on stderr.
+fn migrate_config(file: &std::path::Path) -> ExitCode {
+    match broker::migrate::translate_file(file, broker::migrate::Options::default()) {
+        Ok(m) => {
+            print!("{}", m.toml);
+            eprintln!(
+                "migrate-config: {} setting(s) translated, {} not translated (listed at the top of the output)",
+                m.translated.len(),
+                m.notes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Loads the configuration, installs logging, then runs the broker on a tokio runtime.

@@ -279,3 +279,21 @@ fn conflicting_or_malformed_flags_are_usage_errors() {
     let out = run(&["--log-format", "xml"], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn migrate_config_prints_the_translation_and_counts_what_it_could_not_translate() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mosquitto/bridge-cloud.conf");
+    let out = run(&["migrate-config", conf], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let toml = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(toml.contains("# NOT TRANSLATED: 14 Mosquitto line(s)"), "{toml}");
+    assert!(toml.contains(&format!("#   {conf}:9: connection cloud")), "{toml}");
+    assert!(toml.contains("bind = \"0.0.0.0:1883\""), "{toml}");
+    assert!(!toml.contains("s3cret-cloud-pass"), "a bridge password was printed");
+    let err = stderr(&out);
+    assert!(err.contains("migrate-config: 7 setting(s) translated, 14 not translated"), "{err}");
+
+    let out = run(&["migrate-config", "/nonexistent/mosquitto.conf"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot read /nonexistent/mosquitto.conf"), "{}", stderr(&out));
+}

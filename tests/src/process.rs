@@ -114,7 +114,7 @@ impl BrokerProcess {
     pub fn start(extra_args: &[&str]) -> Option<Self> {
         let mut args = vec!["--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra_args);
-        Self::spawn_owning_data(&args)
+        Self::start_owning_data(&args)
     }
 
     /// [`BrokerProcess::start`] with the persistence directory `data`, which outlives the broker: a broker started
@@ -122,25 +122,55 @@ impl BrokerProcess {
     pub fn start_in(data: &Path, extra_args: &[&str]) -> Option<Self> {
         let mut args = vec!["--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra_args);
-        Self::spawn(data, &args)
+        let bin = Self::bin()?;
+        Some(Self::spawn(Command::new(bin), &args, data, Duration::from_secs(10)))
     }
 
-    /// Starts with a persistence directory of its own (one broker per directory), removed when it is dropped.
-    fn spawn_owning_data(args: &[&str]) -> Option<Self> {
-        let data = std::env::temp_dir().join(format!("broker-test-{}-{}", std::process::id(), crate::unique("data")));
-        let mut broker = Self::spawn(&data, args)?;
+    /// Runs `program` with `program_args` then the broker's `--listen 127.0.0.1:0` and `extra_args`, such as an
+    /// emulator (`qemu-aarch64 -L /usr/aarch64-linux-gnu path/to/broker`), and waits up to `limit` for the
+    /// `listening addr=` line. Dropping the result kills `program`.
+    pub fn start_under(
+        program: &Path,
+        program_args: &[&std::ffi::OsStr],
+        extra_args: &[&str],
+        limit: Duration,
+    ) -> Self {
+        let mut command = Command::new(program);
+        command.args(program_args);
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra_args);
+        let data = Self::own_data_dir();
+        let mut broker = Self::spawn(command, &args, &data, limit);
         broker.owns_data = true;
-        Some(broker)
+        broker
     }
 
-    fn spawn(data: &Path, args: &[&str]) -> Option<Self> {
-        let data = data.to_path_buf();
+    /// The built broker, or `None` (a skip) when it is missing and interop is not required.
+    fn bin() -> Option<PathBuf> {
         let bin = broker_bin();
         if !require("the broker binary (cargo build -p broker)", bin.is_some()) {
             return None;
         }
-        let bin = bin.unwrap();
-        let mut child = Command::new(&bin)
+        bin
+    }
+
+    /// A persistence directory for one broker (one broker per directory).
+    fn own_data_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("broker-test-{}-{}", std::process::id(), crate::unique("data")))
+    }
+
+    /// Starts with a persistence directory of its own, removed when it is dropped.
+    fn start_owning_data(args: &[&str]) -> Option<Self> {
+        let bin = Self::bin()?;
+        let mut broker = Self::spawn(Command::new(bin), args, &Self::own_data_dir(), Duration::from_secs(10));
+        broker.owns_data = true;
+        Some(broker)
+    }
+
+    fn spawn(mut command: Command, args: &[&str], data: &Path, limit: Duration) -> Self {
+        let data = data.to_path_buf();
+        let what = format!("{command:?}");
+        let mut child = command
             .args(args)
             .env("BROKER__PERSISTENCE__PATH", &data)
             .env("RUST_LOG", "info")
@@ -149,7 +179,7 @@ impl BrokerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
@@ -164,14 +194,13 @@ impl BrokerProcess {
                 sink.lock().unwrap().push(line);
             }
         });
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(addr) => Some(Self { addr, child, log, data, owns_data: false }),
+        match rx.recv_timeout(limit) {
+            Ok(addr) => Self { addr, child, log, data, owns_data: false },
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "{} printed no `listening addr=` line within 10 s; stderr:\n{}",
-                    bin.display(),
+                    "{what} printed no `listening addr=` line within {limit:?}; stderr:\n{}",
                     log.lock().unwrap().join("\n")
                 );
             }
@@ -181,7 +210,7 @@ impl BrokerProcess {
     /// Starts the built broker with `--config FILE` only (the file's listeners, which should bind port 0), and
     /// waits (10 s) for the first `listening addr=` line.
     pub fn start_with_config(config: &std::path::Path) -> Option<Self> {
-        Self::spawn_owning_data(&["--config", &config.display().to_string()])
+        Self::start_owning_data(&["--config", &config.display().to_string()])
     }
 
     /// Its process id (to send it signals).
