@@ -246,9 +246,15 @@ async fn a_will_goes_to_dollar_topics_a_client_may_publish_to_but_never_to_sys()
     let mut watcher = RawClient::connect_v311(b.addr, &unique("watch")).await;
     let codes = watcher.subscribe(&[("#", Qos::AtLeastOnce), (&sys, Qos::AtLeastOnce)]).await;
     assert_eq!(codes, vec![1, 1]);
+    // A will is held to the rules of PUBLISH, at CONNECT: a `$SYS` will is refused (3.1.1: CONNACK 5).
     let opts = ConnectOpts::new(&unique("forger")).will(&sys, b"forged", Qos::AtLeastOnce, true);
-    let (c, _) = RawClient::connect(b.addr, &opts).await;
-    c.drop_connection();
+    let (_c, ack) = RawClient::connect_with(b.addr, &opts).await;
+    assert_eq!(ack, Rx::ConnAck { session_present: false, code: 5 });
+    // So is a will deeper than `mqtt.max_topic_levels`.
+    let deep = vec!["l"; b.broker.settings().mqtt.max_topic_levels + 1].join("/");
+    let opts = ConnectOpts::new(&unique("deep")).will(&deep, b"too deep", Qos::AtLeastOnce, false);
+    let (_c, ack) = RawClient::connect_with(b.addr, &opts).await;
+    assert_eq!(ack, Rx::ConnAck { session_present: false, code: 5 });
     b.wait_stats("the forger to be gone", |s| s.clients_connected == 1).await;
     watcher.expect_silence(QUIET).await;
     assert_eq!(b.stats().retained_messages, 0);

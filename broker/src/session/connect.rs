@@ -225,6 +225,10 @@ fn check(ctx: &Context, c: &Connect<'_>) -> Option<(ReasonCode, &'static str)> {
         if w.properties.payload_format_indicator() == Some(true) && std::str::from_utf8(w.payload).is_err() {
             return Some((ReasonCode::PayloadFormatInvalid, "will payload is not UTF-8 as its format indicator says"));
         }
+        // A will goes where its client could publish: the rules of PUBLISH ($SYS, $share, topic depth).
+        if let Some(refused) = super::inbound::refuse_topic(w.topic.as_str(), caps.mqtt.max_topic_levels) {
+            return Some((refused.code, refused.why));
+        }
     }
     None
 }

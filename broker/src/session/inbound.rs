@@ -18,8 +18,8 @@ use crate::router::{Routed, SubOpts, SubscribeError};
 /// Why a PUBLISH is refused: the code an MQTT 5 client gets, the text of its Reason String and log line, and the
 /// rate limit of that line.
 pub(super) struct Refusal {
-    code: ReasonCode,
-    why: &'static str,
+    pub(super) code: ReasonCode,
+    pub(super) why: &'static str,
     notice: &'static Notice,
 }
 
