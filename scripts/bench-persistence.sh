@@ -150,8 +150,12 @@ TOML
         persistence="persistence true
 persistence_location $data/"
       fi
+      # As root, Mosquitto switches to the user "mosquitto", which may not write here; keep root instead.
+      local user=''
+      [ "$(id -u)" -eq 0 ] && user='user root'
       cat >"$work/$kind.conf" <<CONF
 listener $port 127.0.0.1
+$user
 allow_anonymous true
 $persistence
 max_queued_messages 0
@@ -257,6 +261,9 @@ restart_case() {
   # Drop the page cache so recovery reads from the disk, as after a power cut (needs root; skipped otherwise).
   sync
   echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+  # The restarted broker logs to a file of its own: the first process's "listening" must not count.
+  log="$OUT/logs/restart-$kind-$sig-after.log"
+  : >"$log"
   t0="$(now_ns)"
   start_server "$kind" "$port" "$data" "$log"
   wait_ready "$kind" "$port" "$log"
@@ -366,7 +373,7 @@ if rest:
         fill = json.loads(fill) if fill.strip() else {"metrics": {}}
         drain = json.loads(drain) if drain.strip() else {"metrics": {}, "lost": "-", "duplicated": "-", "reordered": "-"}
         out.append(f"| {kind} | {sig} | {stop_ms} | {int(disk):,} | {int(fill_rss or 0)/1024:.0f} | {ready} | {rec.get('ms', '-')} | "
-                   f"{int(hwm or 0)/1024:.0f} | {fmt(drain['metrics'].get('drain_ms'))} | {fmt(int(ready) + drain['metrics']['drain_ms']) if 'drain_ms' in drain['metrics'] else '-'} | {int(hwm2 or 0)/1024:.0f} | "
+                   f"{int(hwm or 0)/1024:.0f} | {fmt(drain['metrics'].get('drain_ms'))} | {fmt(int(ready) + drain['metrics']['drain_ms']) if drain['metrics'].get('drain_ms') is not None else '-'} | {int(hwm2 or 0)/1024:.0f} | "
                    f"{fmt(fill['metrics'].get('fill_rate'))} | {drain.get('lost')} lost, {drain.get('duplicated')} dup, "
                    f"{drain.get('reordered')} reord, received {fmt(drain['metrics'].get('received'))} |")
 table = "\n".join(out)
