@@ -334,11 +334,13 @@ for name in order:
     def rr(a, b):
         v = ratio(m[a], m[b])
         each = per_round(name, a, b)
-        return fmt(v) + (f" ({min(each):.2f}-{max(each):.2f})" if v is not None and each else "")
+        if v is None or not each:
+            return fmt(v)
+        return f"{fmt(v)} (rounds {min(each):.3f}-{max(each):.3f}, median {statistics.median(each):.3f})"
     out.append(f"| {name} | " + " | ".join(fmt(m[l]) for l in labels) + f" | {rr('ours-always', 'ours-mem')} | "
                f"{rr('ours-always', 'mosq-mem')} | {errs} lost/dup/reord" + (f", {inc} timed out" if inc else "") + " |")
 out.append("")
-out.append("msg/s received, medians; ratios: of the medians (per-round range in brackets). "
+out.append("msg/s received, medians; ratios: of the medians, then the range and median of the ratios within each round. "
            f"Load average (1 min) at the runs: {min(loads):.1f}-{max(loads):.1f}." if loads else "")
 out.append("")
 out.append("| case (ours, fsync = always) | messages | write_bytes / msg | journal bytes / msg | fsyncs/s | msgs / fsync | records / fsync | mean fsync ms | broker CPU us/msg always / mem |")
