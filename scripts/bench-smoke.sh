@@ -83,6 +83,16 @@ run "$port" "$broker_pid" idle --clients 200 --sources 4 "${common[@]}"
 run "$port" "$broker_pid" retained --topics 300 "${common[@]}"
 run "$port" "$broker_pid" offline --messages 300 --qos 1 "${common[@]}"
 run "$port" "$broker_pid" offline --messages 300 --qos 2 "${common[@]}"
+run "$port" "$broker_pid" fan-in --publishers 4 --qos 1 --count 500 --persistent 1 "${common[@]}"
+# Persistent sessions across a kill -9: fill their queues, kill the broker, restart it on the same data, drain.
+run "$port" "$broker_pid" fill --sessions 20 --messages 50 --publishers 4 --id "smoke$$" "${common[@]}"
+kill -9 "$broker_pid"
+wait "$broker_pid" 2>/dev/null || true
+"$BIN/broker" --config "$work/broker.toml" --listen "127.0.0.1:$port" 2>>"$work/broker.log" &
+broker_pid=$!
+pids+=("$broker_pid")
+wait_port "$port"
+run "$port" "$broker_pid" drain --sessions 20 --messages 50 --id "smoke$$" "${common[@]}"
 run "$relay_port" "$relay_pid" fan-in --publishers 4 --qos 0 --count 500 --label relay
 
 if ! kill -0 "$broker_pid" 2>/dev/null; then

@@ -31,11 +31,15 @@ usage: mqtt-bench SCENARIO [--option value]...
 
 scenarios (defaults in brackets):
   fan-in    --publishers [10] --qos [0] --size [64] --count [100000 per publisher] --window [64]
+            --persistent [0]  (1: the subscriber holds a persistent session, clean session 0)
   fan-out   --subscribers [100] --qos [0] --size [64] --count [10000] --window [64]
   latency   --rate [5000] --count [25000] --qos [0] --size [64] --window [64]
   idle      --clients [5000] --sources [8] --keep-alive [60] --concurrency [64]
   retained  --topics [10000] --size [64] --window [64]
   offline   --messages [10000] --qos [1] --size [64] --window [64]
+  fill      --sessions [1000] --messages [1000 per session] --publishers [10] --qos [1] --size [64] --window [64]
+            --id [pq]  (persistent sessions ID-0.. subscribe to ID/s/N and leave; then their queues are filled)
+  drain     --sessions [1000] --messages [1000] --id [pq]  (the sessions return; each must get its queue, in order)
   relay     --listen [127.0.0.1:1884]   (serve the null relay until killed)
 
 common:
@@ -94,6 +98,8 @@ enum Job {
     Idle(scenario::idle::Idle),
     Retained(scenario::queues::Retained),
     Offline(scenario::queues::Offline),
+    Fill(scenario::sessions::Fill),
+    Drain(scenario::sessions::Drain),
     Relay(SocketAddr),
 }
 
@@ -121,6 +127,7 @@ fn plan(a: &mut Args) -> Result<(Ctx, Job, usize), String> {
             size: a.get("size", 64)?,
             count: a.get("count", 100_000)?,
             window: a.get("window", 64)?,
+            persistent: a.get::<u8>("persistent", 0)? != 0,
         }),
         "fan-out" => Job::FanOut(scenario::throughput::FanOut {
             subscribers: a.get("subscribers", 100)?,
@@ -153,6 +160,20 @@ fn plan(a: &mut Args) -> Result<(Ctx, Job, usize), String> {
             size: a.get("size", 64)?,
             window: a.get("window", 64)?,
         }),
+        "fill" => Job::Fill(scenario::sessions::Fill {
+            sessions: a.get("sessions", 1000)?,
+            messages: a.get("messages", 1000)?,
+            publishers: a.get("publishers", 10)?,
+            qos: a.qos(1)?,
+            size: a.get("size", 64)?,
+            window: a.get("window", 64)?,
+            id: a.get("id", "pq".to_owned())?,
+        }),
+        "drain" => Job::Drain(scenario::sessions::Drain {
+            sessions: a.get("sessions", 1000)?,
+            messages: a.get("messages", 1000)?,
+            id: a.get("id", "pq".to_owned())?,
+        }),
         "relay" => Job::Relay(loopback(a.get("listen", SocketAddr::from(([127, 0, 0, 1], 1884)))?)?),
         other => return Err(format!("unknown scenario {other}")),
     };
@@ -168,6 +189,8 @@ async fn run(ctx: Ctx, job: Job) -> Result<bool, String> {
         Job::Idle(p) => scenario::idle::idle(&ctx, &p).await,
         Job::Retained(p) => scenario::queues::retained(&ctx, &p).await,
         Job::Offline(p) => scenario::queues::offline(&ctx, &p).await,
+        Job::Fill(p) => scenario::sessions::fill(&ctx, &p).await,
+        Job::Drain(p) => scenario::sessions::drain(&ctx, &p).await,
         Job::Relay(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("bind {addr}: {e}"))?;
             eprintln!("null relay listening on {}", listener.local_addr().map_err(|e| e.to_string())?);

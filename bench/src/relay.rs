@@ -143,7 +143,14 @@ mod tests {
             origin: std::time::Instant::now(),
             prefix: run_prefix(),
         };
-        let p = FanIn { publishers: 4, qos: mqtt_codec::QoS::AtMostOnce, size: 64, count: 500, window: 64 };
+        let p = FanIn {
+            publishers: 4,
+            qos: mqtt_codec::QoS::AtMostOnce,
+            size: 64,
+            count: 500,
+            window: 64,
+            persistent: false,
+        };
         for _ in 0..3 {
             let report = tokio::time::timeout(Duration::from_secs(20), fan_in(&ctx, &p)).await.unwrap().unwrap();
             assert!(report.ok(), "{}", report.human());

@@ -6,6 +6,7 @@
 pub mod idle;
 pub mod latency;
 pub mod queues;
+pub mod sessions;
 pub mod throughput;
 
 use std::net::SocketAddr;

@@ -5,7 +5,7 @@ use tokio::time::Instant;
 
 use super::{Ctx, PubSpec, PubStats, RecvStats, publish, rate, receive};
 use crate::check::{Errors, Tracker};
-use crate::conn::ConnError;
+use crate::conn::{Conn, ConnError};
 use crate::report::Report;
 
 /// Fan-in parameters.
@@ -20,6 +20,9 @@ pub struct FanIn {
     pub count: u64,
     /// QoS 1/2 window per publisher.
     pub window: usize,
+    /// The subscriber connects with clean session 0 (client id `PREFIX-sub`), so a broker with persistence stores
+    /// every message it routes to it.
+    pub persistent: bool,
 }
 
 /// P publishers publish to `PREFIX/in/P`; one subscriber holds `PREFIX/in/+`. The rate is distinct messages
@@ -29,7 +32,11 @@ pub struct FanIn {
 /// Connection errors during setup or the run.
 pub async fn fan_in(ctx: &Ctx, p: &FanIn) -> Result<Report, ConnError> {
     let probe = ctx.probe();
-    let mut sub = ctx.client("sub").await?;
+    let mut sub = if p.persistent {
+        Conn::connect(ctx.addr, None, &format!("{}-sub", ctx.prefix), false, 60, ctx.handshake).await?.0
+    } else {
+        ctx.client("sub").await?
+    };
     sub.subscribe(&format!("{}/in/+", ctx.prefix), p.qos, ctx.handshake).await?;
     let mut pubs = Vec::new();
     for i in 0..p.publishers {
@@ -87,6 +94,7 @@ pub async fn fan_in(ctx: &Ctx, p: &FanIn) -> Result<Report, ConnError> {
         ("size", p.size.to_string()),
         ("count", p.count.to_string()),
         ("window", p.window.to_string()),
+        ("persistent", u8::from(p.persistent).to_string()),
     ];
     let completed = stats.completed && sent.iter().all(|s| s.completed);
     Ok(ctx.report(
