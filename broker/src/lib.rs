@@ -315,6 +315,16 @@ impl Broker {
         ids
     }
 
+    /// Writes a checkpoint of the durable state on a blocking thread (nothing without persistence).
+    async fn checkpoint(&self) -> Result<(), String> {
+        let Some(durable) = self.shared.ctx.durable.clone() else { return Ok(()) };
+        let router = self.shared.ctx.router.clone();
+        match tokio::task::spawn_blocking(move || persist::checkpoint(&router, &durable)).await {
+            Ok(written) => written.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Serves MQTT on these bound sockets until `shutdown` resolves. Socket `i` gets the transport, TLS and
     /// connection cap of `settings.listeners[i]` (plain MQTT when there is no such entry).
     ///
@@ -381,51 +391,35 @@ impl Broker {
             };
             accept.tracker.spawn(listener::accept_loop(listener, local_limit, accept.clone()));
         }
-        // Password and ACL files are re-read when they change.
-        if !self.shared.auth.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty() {
-            let broker = self.clone();
-            let stop = accept.stop.clone();
-            accept.tracker.spawn(async move {
-                let mut interval = tokio::time::interval(Duration::from_secs(1));
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        _ = interval.tick() => {
+        // Once a second: delayed wills and session expiry, a checkpoint when the journal asks for one, and password
+        // and ACL files re-read when they changed.
+        let watch_auth =
+            !self.shared.auth.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty();
+        let broker = self.clone();
+        let stop = accept.stop.clone();
+        accept.tracker.spawn(async move {
+            let ctx = &broker.shared.ctx;
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = interval.tick() => {
+                        ctx.router().tick(tokio::time::Instant::now());
+                        if ctx.durable.as_ref().is_some_and(|d| d.journal().wants_checkpoint()) {
+                            match broker.checkpoint().await {
+                                Ok(()) => tracing::debug!("checkpoint written"),
+                                Err(e) => tracing::error!(error = %e, "checkpoint failed; the journal keeps growing"),
+                            }
+                        }
+                        if watch_auth {
                             let b = broker.clone();
                             let _ = tokio::task::spawn_blocking(move || b.poll_auth_changes()).await;
                         }
                     }
                 }
-            });
-        }
-        // Delayed wills and session expiry run on a one-second tick.
-        let ticker = {
-            let ctx = self.shared.ctx.clone();
-            let stop = accept.stop.clone();
-            accept.tracker.spawn(async move {
-                let mut interval = tokio::time::interval(Duration::from_secs(1));
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        _ = interval.tick() => {
-                            ctx.router().tick(tokio::time::Instant::now());
-                            if let Some(durable) = ctx.durable.as_ref().filter(|d| d.journal().wants_checkpoint()) {
-                                let (router, durable) = (ctx.router.clone(), durable.clone());
-                                let written = tokio::task::spawn_blocking(move || persist::checkpoint(&router, &durable));
-                                match written.await {
-                                    Ok(Ok(())) => tracing::debug!("checkpoint written"),
-                                    Ok(Err(e)) => tracing::error!(error = %e, "checkpoint failed; the journal keeps growing"),
-                                    Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
-                                }
-                            }
-                        }
-                    }
-                }
-            })
-        };
-        drop(ticker);
+            }
+        });
         shutdown.await;
         tracing::info!("shutting down");
         accept.stop.cancel();
@@ -435,11 +429,8 @@ impl Broker {
         }
         if let Some(durable) = &self.shared.ctx.durable {
             // A checkpoint makes the next start fast; the journal is complete without it.
-            let (router, d) = (self.shared.ctx.router.clone(), durable.clone());
-            match tokio::task::spawn_blocking(move || persist::checkpoint(&router, &d)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "no checkpoint at shutdown"),
-                Err(e) => tracing::warn!(error = %e, "no checkpoint at shutdown"),
+            if let Err(e) = self.checkpoint().await {
+                tracing::warn!(error = %e, "no checkpoint at shutdown");
             }
             if let Err(e) = durable.journal().close() {
                 tracing::error!(error = %e, "journal not closed cleanly");
