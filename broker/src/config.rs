@@ -124,6 +124,8 @@ pub struct Limits {
     pub max_retained_messages: usize,
     /// Subscriptions one session may hold.
     pub max_subscriptions_per_client: usize,
+    /// Topic filters one SUBSCRIBE packet may carry; more close the connection.
+    pub max_filters_per_subscribe: usize,
     /// Disconnect a connected client whose queue overflows, instead of only dropping messages for it.
     pub disconnect_slow_consumers: bool,
 }
@@ -209,6 +211,7 @@ impl Default for Limits {
             max_queued_bytes: 8 * 1024 * 1024,
             max_retained_messages: 100_000,
             max_subscriptions_per_client: 1_000,
+            max_filters_per_subscribe: 1_000,
             disconnect_slow_consumers: false,
         }
     }
@@ -579,6 +582,7 @@ struct FileLimits {
     max_queued_bytes: Int,
     max_retained_messages: Int,
     max_subscriptions_per_client: Int,
+    max_filters_per_subscribe: Int,
     disconnect_slow_consumers: Bool,
 }
 
@@ -784,6 +788,7 @@ impl Default for FileLimits {
             max_queued_bytes: to_int(l.max_queued_bytes),
             max_retained_messages: to_int(l.max_retained_messages),
             max_subscriptions_per_client: to_int(l.max_subscriptions_per_client),
+            max_filters_per_subscribe: to_int(l.max_filters_per_subscribe),
             disconnect_slow_consumers: Bool(l.disconnect_slow_consumers),
         }
     }
@@ -856,6 +861,7 @@ impl FileConfig {
                 l.max_subscriptions_per_client,
                 1,
             )?,
+            max_filters_per_subscribe: at_least("limits.max_filters_per_subscribe", l.max_filters_per_subscribe, 1)?,
             disconnect_slow_consumers: l.disconnect_slow_consumers.0,
         };
         // A message bigger than the whole queue could never be delivered; refuse that setup up front.
@@ -968,6 +974,7 @@ mod tests {
             "limits.connect_timeout_secs",
             "limits.disconnect_slow_consumers",
             "limits.max_connections",
+            "limits.max_filters_per_subscribe",
             "limits.max_inflight_messages",
             "limits.max_packet_size",
             "limits.max_queued_bytes",

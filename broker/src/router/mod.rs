@@ -9,6 +9,7 @@
 //! ([`Delivery`] holds an `Arc`) and encoded once per shape ([`Message::encoded`]).
 
 pub mod retained;
+mod retained_scan;
 mod sessions;
 pub mod store;
 pub mod trie;
@@ -24,6 +25,8 @@ use tokio::time::Instant;
 
 use crate::message::Message;
 use crate::queue::{Delivery, Outbox, OutboxLimits, Rejected};
+pub use retained::Scan;
+pub use retained_scan::{RetainedScan, RetainedStep};
 use store::{MemoryStore, Store};
 use trie::Trie;
 
@@ -344,6 +347,27 @@ impl Router {
         retain_handling: RetainHandling,
         now: Instant,
     ) -> Result<QoS, SubscribeError> {
+        let (qos, scan) = self.subscribe_deferred(session, filter, opts, retain_handling)?;
+        if let Some(mut scan) = scan {
+            // One walk; what the queue has no room for is dropped and counted, as for any message.
+            self.scan_retained(session, &mut scan, now, usize::MAX, &mut true);
+        }
+        Ok(qos)
+    }
+
+    /// Subscribes a session as [`Router::subscribe`] does, but leaves the retained messages to send: the caller
+    /// sends them with [`Router::send_retained`] in bounded steps, releasing the router lock in between, so a
+    /// filter matching a large retained store holds nobody else up.
+    ///
+    /// # Errors
+    /// [`SubscribeError::TooMany`] past the per-session limit.
+    pub fn subscribe_deferred(
+        &mut self,
+        session: &Arc<SessionHandle>,
+        filter: &str,
+        opts: SubOpts,
+        retain_handling: RetainHandling,
+    ) -> Result<(QoS, Option<RetainedScan>), SubscribeError> {
         let existed = {
             let mut state = session.lock();
             let existed = state.subscriptions.contains(filter);
@@ -362,7 +386,7 @@ impl Router {
                 None => group.members.push((key, opts)),
             }
             self.shared_trie.insert(shared.filter.as_str(), name, ());
-            return Ok(opts.qos);
+            return Ok((opts.qos, None));
         }
         self.trie.insert(filter, key, opts);
         let send_retained = match retain_handling {
@@ -370,23 +394,8 @@ impl Router {
             RetainHandling::SendAtNewSubscribe => !existed,
             RetainHandling::DoNotSend => false,
         };
-        if send_retained {
-            let mut retained = Vec::new();
-            self.store.for_each_retained(filter, &mut |m| {
-                if !m.is_expired(now) {
-                    retained.push(m.clone());
-                }
-            });
-            for msg in retained {
-                let qos = msg.qos.min(opts.qos);
-                let sub_ids = opts.id.into_iter().collect();
-                let msg = Arc::new(msg);
-                // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-8]. The subscriber reads them
-                // at its pace: nobody waits for it.
-                self.deliver(session, Delivery { msg, qos, retain: true, sub_ids }, &mut None);
-            }
-        }
-        Ok(opts.qos)
+        let scan = (send_retained && self.store.retained_count() > 0).then(|| RetainedScan::new(filter, opts));
+        Ok((opts.qos, scan))
     }
 
     /// Removes a subscription. Returns whether it existed.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::SessionHandle;
-use super::retained::{Retained, RetainedFull};
+use super::retained::{Cursor, Retained, RetainedFull, Scan};
 use crate::message::Message;
 
 /// Sessions and retained messages.
@@ -27,8 +27,15 @@ pub trait Store: Send + std::fmt::Debug {
     /// # Errors
     /// [`RetainedFull`] when a new topic would exceed the limit.
     fn set_retained(&mut self, msg: &Message) -> Result<(), RetainedFull>;
-    /// Calls `f` with every retained message matching `filter`.
-    fn for_each_retained(&self, filter: &str, f: &mut dyn FnMut(&Message));
+    /// One bounded step of a walk over the retained messages matching `filter`: at most `budget` nodes from
+    /// `cursor` on, calling `f` with each match until it returns `false` (see [`Retained::scan`]).
+    fn scan_retained(
+        &self,
+        filter: &str,
+        cursor: &mut Cursor,
+        budget: usize,
+        f: &mut dyn FnMut(&Message) -> bool,
+    ) -> Scan;
     /// Retained messages held.
     fn retained_count(&self) -> usize;
 }
@@ -72,8 +79,14 @@ impl Store for MemoryStore {
         self.retained.set(msg)
     }
 
-    fn for_each_retained(&self, filter: &str, f: &mut dyn FnMut(&Message)) {
-        self.retained.matching(filter).for_each(f);
+    fn scan_retained(
+        &self,
+        filter: &str,
+        cursor: &mut Cursor,
+        budget: usize,
+        f: &mut dyn FnMut(&Message) -> bool,
+    ) -> Scan {
+        self.retained.scan(filter, cursor, budget, f)
     }
 
     fn retained_count(&self) -> usize {

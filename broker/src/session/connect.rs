@@ -242,6 +242,7 @@ fn accept(
         auth_method: None,
         reauth: None,
         backlogged: None,
+        retained: None,
     };
 
     // CONNACK properties (MQTT 5): what the server grants and offers.

@@ -162,11 +162,13 @@ impl Session {
         self.send(&if puback { Packet::PubAck(ack) } else { Packet::PubRec(ack) })
     }
 
-    pub(super) fn on_subscribe(&mut self, s: &Subscribe<'_>, now: Instant) -> Result<(), ProtocolError> {
+    pub(super) fn on_subscribe(&mut self, s: &Subscribe<'_>) -> Result<(), ProtocolError> {
         let caps = self.ctx.caps.clone();
         let v5 = self.version.is_v5();
         let id = s.properties.subscription_identifier();
+        self.check_filter_count(s)?;
         let mut codes = Vec::new();
+        let mut scans = Vec::new();
         {
             let mut router = self.ctx.router();
             for sub in s.subscriptions.iter() {
@@ -188,16 +190,25 @@ impl Session {
                         retain_as_published: sub.options.retain_as_published,
                         id,
                     };
-                    match router.subscribe(&self.handle, filter.as_str(), opts, sub.options.retain_handling, now) {
-                        Ok(QoS::AtMostOnce) => ReasonCode::Success,
-                        Ok(QoS::AtLeastOnce) => ReasonCode::GrantedQoS1,
-                        Ok(QoS::ExactlyOnce) => ReasonCode::GrantedQoS2,
+                    let retain = sub.options.retain_handling;
+                    match router.subscribe_deferred(&self.handle, filter.as_str(), opts, retain) {
+                        Ok((qos, scan)) => {
+                            scans.extend(scan);
+                            match qos {
+                                QoS::AtMostOnce => ReasonCode::Success,
+                                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+                            }
+                        }
                         Err(SubscribeError::TooMany) => ReasonCode::QuotaExceeded,
                     }
                 };
                 // MQTT 3.x knows one failure code [MQTT-3.9.3-2].
                 codes.push(if v5 || !code.is_error() { code } else { ReasonCode::UnspecifiedError });
             }
+        }
+        for scan in scans {
+            self.queue_retained(scan);
         }
         let ack = SubAck { packet_id: s.packet_id, properties: Properties::empty(), codes: List::from_slice(&codes) };
         self.send(&Packet::SubAck(ack))
@@ -213,6 +224,9 @@ impl Session {
             }
         }
         let codes = if self.version.is_v5() { List::from_slice(&codes) } else { List::from_slice(&[]) };
+        for f in u.filters.iter() {
+            self.cancel_retained(f.as_str());
+        }
         let ack = UnsubAck { packet_id: u.packet_id, properties: Properties::empty(), codes };
         self.send(&Packet::UnsubAck(ack))
     }

@@ -6,15 +6,17 @@
 //! - [`connect`]: the CONNECT handshake, with MQTT 5 enhanced authentication ([`auth`]).
 //! - `inbound`: PUBLISH, SUBSCRIBE and UNSUBSCRIBE from the client.
 //! - `outbound`: deliveries from the session's outbox to the client.
+//! - `retained`: the retained messages of new subscriptions, sent in bounded steps.
 
 pub mod auth;
 pub mod connect;
 mod inbound;
 mod outbound;
+mod retained;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -28,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::config::MqttSettings;
 use crate::message::Message;
-use crate::router::{Counters, Router, SessionHandle};
+use crate::router::{Counters, RetainedScan, Router, SessionHandle};
 use auth::{AuthExchange, AuthStep, Authenticator};
 
 pub use connect::{Handshake, Pending, Refused, handshake};
@@ -84,6 +86,8 @@ pub struct Capabilities {
     pub max_packet_size: u32,
     /// Largest keep alive granted; 0 keeps the client's.
     pub max_keepalive: u16,
+    /// Most topic filters one SUBSCRIBE may carry.
+    pub max_filters_per_subscribe: usize,
     /// Expiry of MQTT 3.x persistent sessions; `None` never.
     pub persistent_session_expiry: Option<Duration>,
 }
@@ -95,6 +99,7 @@ impl Capabilities {
             mqtt: settings.mqtt.clone(),
             max_packet_size: settings.limits.max_packet_size,
             max_keepalive: settings.sessions.max_keepalive,
+            max_filters_per_subscribe: settings.limits.max_filters_per_subscribe,
             persistent_session_expiry: settings.sessions.persistent_session_expiry,
         }
     }
@@ -165,6 +170,10 @@ pub struct Session {
     reauth: Option<Box<dyn AuthExchange>>,
     /// A subscriber whose queue became backlogged with messages this client published.
     backlogged: Option<Arc<SessionHandle>>,
+    /// Retained messages still to send for this connection's new subscriptions, oldest first; made on first use.
+    /// Boxed: 8 bytes in every connection's future instead of an empty queue's 32.
+    #[expect(clippy::box_collection, reason = "an idle connection's future holds the session")]
+    retained: Option<Box<VecDeque<RetainedScan>>>,
 }
 
 /// A connection's MQTT 5 topic aliases.
@@ -266,7 +275,7 @@ impl Session {
                 // PUBCOMP even for an unknown id: our earlier PUBCOMP may have been lost [MQTT-4.3.3-11].
                 self.send(&Packet::PubComp(comp))?;
             }
-            Packet::Subscribe(s) => self.on_subscribe(&s, now)?,
+            Packet::Subscribe(s) => self.on_subscribe(&s)?,
             Packet::Unsubscribe(u) => self.on_unsubscribe(&u)?,
             Packet::PingReq => self.send(&Packet::PingResp)?,
             Packet::Disconnect(d) => return self.on_disconnect(&d),

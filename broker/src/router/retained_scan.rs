@@ -1,0 +1,100 @@
+//! Sending the retained messages of a new subscription in bounded steps (see [`Router::subscribe_deferred`]).
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::retained::{Cursor, Scan};
+use super::sessions::pushed;
+use super::{Router, SessionHandle, SubOpts};
+use crate::queue::Delivery;
+
+/// What a [`Router::send_retained`] step left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetainedStep {
+    /// Every retained message of the subscription was queued (or skipped: expired).
+    Done,
+    /// The step's budget ran out: call again.
+    More,
+    /// The session's queue is full: call again once the client has taken messages off it.
+    Full,
+}
+
+/// The retained messages still to send for one subscription (see [`Router::subscribe_deferred`]).
+#[derive(Debug)]
+pub struct RetainedScan {
+    filter: Box<str>,
+    opts: SubOpts,
+    cursor: Cursor,
+}
+
+impl RetainedScan {
+    pub(super) fn new(filter: &str, opts: SubOpts) -> Self {
+        Self { filter: filter.into(), opts, cursor: Cursor::default() }
+    }
+
+    /// The subscription's topic filter.
+    pub fn filter(&self) -> &str {
+        &self.filter
+    }
+}
+
+impl Router {
+    /// One step of sending a subscription's retained messages: visits at most `budget` nodes of the retained store
+    /// and queues what matches, up to what the session's queue has room for. Retained messages sent on subscribe
+    /// carry RETAIN=1 [MQTT-3.3.1-8]; the subscriber reads them at its pace and nobody waits for it.
+    pub fn send_retained(
+        &mut self,
+        session: &Arc<SessionHandle>,
+        scan: &mut RetainedScan,
+        now: Instant,
+        budget: usize,
+    ) -> RetainedStep {
+        let mut full = false;
+        match self.scan_retained(session, scan, now, budget, &mut full) {
+            Scan::Done => RetainedStep::Done,
+            Scan::Paused if full => RetainedStep::Full,
+            Scan::Paused => RetainedStep::More,
+        }
+    }
+
+    /// A step of [`Router::send_retained`]. With `full` false on entry, the walk pauses at a message the queue has
+    /// no room for and sets `full`; with `full` true, a full queue drops (as [`Router::deliver`]).
+    pub(super) fn scan_retained(
+        &self,
+        session: &Arc<SessionHandle>,
+        scan: &mut RetainedScan,
+        now: Instant,
+        budget: usize,
+        full: &mut bool,
+    ) -> Scan {
+        let wait_for_room = !*full;
+        let opts = scan.opts;
+        self.store.scan_retained(&scan.filter, &mut scan.cursor, budget, &mut |m| {
+            if m.is_expired(now) {
+                return true;
+            }
+            let delivery = Delivery {
+                msg: Arc::new(m.clone()),
+                qos: m.qos.min(opts.qos),
+                retain: true,
+                sub_ids: opts.id.into_iter().collect(),
+            };
+            let state = session.lock();
+            // Offline, nothing drains the queue: waiting for room would wait forever.
+            if !wait_for_room || state.conn.is_none() {
+                drop(state);
+                self.deliver(session, delivery, &mut None);
+                return true;
+            }
+            if !state.outbox.would_accept(&delivery, true) {
+                *full = true;
+                return false;
+            }
+            let mut state = state;
+            let queued = state.outbox.push(delivery, true).is_ok();
+            pushed(&mut None, session, state);
+            queued
+        })
+    }
+}
