@@ -3,6 +3,7 @@
 //! Data flows socket -> codec -> session -> router -> per-subscriber queues -> socket:
 //!
 //! - [`config`]: validated [`Settings`] with the embedded defaults.
+//! - [`admission`]: per-source-address connection counts and rates, checked at accept.
 //! - [`tls`]: rustls server configs from PEM files, reloaded when the files change.
 //! - `listener`: accepts connections under a connection cap; the connection's task does TLS and the WebSocket
 //!   upgrade (`ws`) before MQTT.
@@ -13,9 +14,11 @@
 //!
 //! [`run`] serves until the shutdown future resolves.
 
+pub mod admission;
 pub mod config;
 mod connection;
 mod listener;
+pub mod logging;
 pub mod message;
 pub mod queue;
 pub mod router;
@@ -106,9 +109,16 @@ impl Broker {
     /// [`Error::Settings`] when a limit is zero where it must not be.
     pub fn new(settings: Settings) -> Result<Self, Error> {
         let l = &settings.limits;
-        if l.max_inflight_messages == 0 || l.max_connections == 0 || l.max_packet_size < 16 {
+        if l.max_inflight_messages == 0
+            || l.max_connections == 0
+            || l.max_pending_handshakes == 0
+            || l.max_packet_size < 16
+            || l.max_connect_packet_size < 16
+        {
             return Err(Error::Settings(
-                "max_inflight_messages and max_connections must be at least 1, max_packet_size at least 16".into(),
+                "max_inflight_messages, max_connections and max_pending_handshakes must be at least 1, \
+                 max_packet_size and max_connect_packet_size at least 16"
+                    .into(),
             ));
         }
         let outbox = OutboxLimits {
@@ -225,6 +235,7 @@ impl Broker {
         let settings = &self.shared.settings;
         let conn = Arc::new(ConnSettings {
             max_packet_size: settings.limits.max_packet_size,
+            max_connect_packet_size: settings.limits.max_connect_packet_size,
             connect_timeout: settings.limits.connect_timeout,
             write_timeout: Duration::from_secs(30),
         });
@@ -232,6 +243,12 @@ impl Broker {
             ctx: self.shared.ctx.clone(),
             conn,
             global_limit: self.shared.global_limit.clone(),
+            handshakes: Arc::new(Semaphore::new(settings.limits.max_pending_handshakes)),
+            per_address: admission::PerAddress::new(admission::AddressLimits {
+                max_connections: settings.limits.max_connections_per_address,
+                rate: settings.limits.max_connection_rate_per_address,
+                on_loopback: settings.limits.per_address_limits_on_loopback,
+            }),
             next_conn_id: self.shared.next_conn_id.clone(),
             identities: self.shared.identities.clone(),
             stop: CancellationToken::new(),

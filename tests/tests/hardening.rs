@@ -150,3 +150,205 @@ async fn a_wide_subscribe_over_many_retained_messages_holds_nobody_up_and_loses_
     bystander.round_trip().await;
     let _ = std::fs::remove_file(config);
 }
+
+/// A TCP connection to `addr` from the loopback address `from` (127.0.0.2, ...), so that per-address limits can
+/// tell it from the bystander on 127.0.0.1.
+async fn tcp_from(from: &str, addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{from}:0").parse().unwrap())?;
+    tokio::time::timeout(WAIT, socket.connect(addr)).await.map_err(std::io::Error::other)?
+}
+
+/// Whether the broker closes `s` (EOF or reset) within `limit`, reading and discarding whatever it sends.
+async fn closed_within(s: &mut tokio::net::TcpStream, limit: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_packet_before_connect_is_refused_from_its_header_but_allowed_after() {
+    let Some((b, config)) = start_with("[limits]\nmax_connect_packet_size = 1024\n") else { return };
+    let mut bystander = Bystander::connect(b.addr).await;
+    // A CONNECT announcing 1 MiB: closed from its fixed header, before its body is sent.
+    let mut big = RawClient::tcp(b.addr).await;
+    big.send_raw(&[0x10, 0x80, 0x80, 0x40]).await;
+    big.expect_closed(WAIT).await;
+    // A CONNECT of 2 KiB (a long client id) is over the pre-CONNECT limit too.
+    let long_id = "x".repeat(2048);
+    let mut long = RawClient::tcp(b.addr).await;
+    long.send_raw(&ConnectOpts::new(&long_id).encode()).await;
+    let seen = long.expect_closed(WAIT).await;
+    assert!(!seen.iter().any(|p| matches!(p, Rx::ConnAck { code: 0, .. })), "{seen:?}");
+    // Once connected, packets up to max_packet_size (2 MiB) are fine.
+    let mut c = RawClient::connect_v311(b.addr, &unique("after")).await;
+    let topic = unique("after/t");
+    c.subscribe_one(&topic, Qos::AtMostOnce).await;
+    let payload = vec![7u8; 512 * 1024];
+    let got = c.publish_acked(&topic, &payload, Qos::AtLeastOnce, false).await;
+    let got = if got.is_empty() {
+        match c.recv().await {
+            Rx::Publish(p) => vec![p],
+            other => panic!("{other:?}"),
+        }
+    } else {
+        got
+    };
+    assert_eq!(got[0].payload.len(), payload.len());
+    bystander.round_trip().await;
+    let _ = std::fs::remove_file(config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_silent_before_connect_hold_only_the_pending_handshake_places() {
+    // Four places for connections that have not sent CONNECT; the fifth waits in the listen backlog until one
+    // goes (here: by the CONNECT deadline), and is then served.
+    let Some((b, config)) = start_with("[limits]\nmax_pending_handshakes = 4\nconnect_timeout_secs = 2\n") else {
+        return;
+    };
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(RawClient::tcp(b.addr).await);
+    }
+    let started = tokio::time::Instant::now();
+    let (mut late, ack) = RawClient::connect_with(b.addr, &ConnectOpts::new(&unique("late"))).await;
+    assert!(matches!(ack, Rx::ConnAck { code: 0, .. }), "{ack:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500), "waited for a place: {:?}", started.elapsed());
+    for mut s in silent {
+        s.expect_closed(WAIT).await;
+    }
+    late.assert_alive().await;
+    let _ = std::fs::remove_file(config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_more_than_its_connections_or_connect_faster_than_its_rate() {
+    let Some((b, config)) = start_with(
+        "[limits]\nmax_connections_per_address = 3\nmax_connection_rate_per_address = 1000\n\
+         per_address_limits_on_loopback = true\n",
+    ) else {
+        return;
+    };
+    let mut bystander = Bystander::connect(b.addr).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = tcp_from("127.0.0.2", b.addr).await.unwrap();
+        assert!(!closed_within(&mut s, std::time::Duration::from_millis(100)).await);
+        held.push(s);
+    }
+    // The fourth from that address is closed at once; the bystander (127.0.0.1) is not affected.
+    let mut fourth = tcp_from("127.0.0.2", b.addr).await.unwrap();
+    assert!(closed_within(&mut fourth, WAIT).await, "over the per-address cap");
+    bystander.round_trip().await;
+    let _another = Bystander::connect(b.addr).await;
+    // A place given back is usable again.
+    held.pop();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut s = tcp_from("127.0.0.2", b.addr).await.unwrap();
+        if !closed_within(&mut s, std::time::Duration::from_millis(200)).await {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the place was not given back");
+    }
+    drop(b);
+    let _ = std::fs::remove_file(config);
+
+    // The rate: five connections at once from one address with a rate of 2 per second.
+    let Some((b, config)) =
+        start_with("[limits]\nmax_connection_rate_per_address = 2\nper_address_limits_on_loopback = true\n")
+    else {
+        return;
+    };
+    let mut burst = Vec::new();
+    for _ in 0..5 {
+        burst.push(tcp_from("127.0.0.3", b.addr).await.unwrap());
+    }
+    let mut refused = 0;
+    for s in &mut burst {
+        if closed_within(s, std::time::Duration::from_millis(200)).await {
+            refused += 1;
+        }
+    }
+    // Two in the bucket, plus what refilled while the five connected (a few milliseconds at 2 per second).
+    assert!(refused >= 2, "over the rate: {refused} of 5 refused");
+    let mut bystander = Bystander::connect(b.addr).await;
+    bystander.round_trip().await;
+    let _ = std::fs::remove_file(config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_zero_is_bounded_by_the_idle_timeout() {
+    let Some((b, config)) = start_with("[sessions]\nidle_timeout_secs = 1\n") else { return };
+    let mut bystander = Bystander::connect(b.addr).await;
+    // MQTT 3.1.1 cannot be told: closed after a second without a packet, half a packet sent or not.
+    let (mut idle, _) = RawClient::connect(b.addr, &ConnectOpts::new(&unique("ka0")).keep_alive(0)).await;
+    let (mut half, _) = RawClient::connect(b.addr, &ConnectOpts::new(&unique("ka0-half")).keep_alive(0)).await;
+    half.send_raw(&[0x30, 0x80, 0x01, 0x00]).await;
+    idle.expect_closed(WAIT).await;
+    half.expect_closed(WAIT).await;
+    // MQTT 5 is told with Server Keep Alive.
+    let (mut v5, ack) =
+        RawClient::connect_with(b.addr, &ConnectOpts::new(&unique("ka0-v5")).keep_alive(0).version(Version::V5)).await;
+    assert!(matches!(ack, Rx::ConnAck { code: 0, .. }), "{ack:?}");
+    v5.expect_closed(WAIT).await;
+    bystander.round_trip().await;
+    let _ = std::fs::remove_file(config);
+}
+
+/// Clients with 10 KiB client ids that each end with a protocol error: the broker's lines about them are cut to a
+/// short client id, at most about 20 a second, and a later line says how many were left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_clients_with_huge_client_ids_cannot_flood_the_log() {
+    let Some((b, config)) = start_with("") else { return };
+    let mut bystander = Bystander::connect(b.addr).await;
+    // A PUBLISH to a topic with a wildcard: a protocol error that closes the connection.
+    let bad_publish = [0x30, 5, 0, 3, b'a', b'/', b'#'];
+    let addr = b.addr;
+    let failing = move |i: usize| {
+        let id = format!("{i:04}{}", "x".repeat(10 * 1024));
+        async move {
+            let mut c = RawClient::connect_v311(addr, &id).await;
+            c.send_raw(&bad_publish).await;
+            c.expect_closed(WAIT).await;
+        }
+    };
+    // All at once, so that they fail within a second or so even on a loaded machine.
+    let started = tokio::time::Instant::now();
+    let burst: Vec<_> = (0..200).map(|i| tokio::spawn(failing(i))).collect();
+    for t in burst {
+        tests::within_for(4 * WAIT, "a failing client", t).await.unwrap();
+    }
+    bystander.round_trip().await;
+    // One more failure after the one-second window carries the count of the lines left out.
+    let deadline = tokio::time::Instant::now() + 2 * WAIT;
+    let mut i = 200;
+    let line = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        failing(i).await;
+        i += 1;
+        let log = b.log_text();
+        if let Some(line) = log.lines().find(|l| l.contains("connection closed") && !l.contains("suppressed=0")) {
+            break line.to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no line reported left-out lines:\n{log}");
+    };
+    assert!(line.contains("suppressed="), "{line}");
+    let log = b.log_text();
+    let closed: Vec<&str> = log.lines().filter(|l| l.contains("connection closed")).collect();
+    let budget = 20 * (started.elapsed().as_secs() as usize + 2);
+    assert!(closed.len() <= budget, "{} lines for {i} failures (at most {budget})", closed.len());
+    for l in &closed {
+        assert!(l.len() < 600, "a line of {} bytes: {l}", l.len());
+        assert!(l.contains("...(+"), "the client id is cut: {l}");
+    }
+    bystander.round_trip().await;
+    let _ = std::fs::remove_file(config);
+}

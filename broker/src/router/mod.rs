@@ -23,6 +23,7 @@ use mqtt_codec::{QoS, ReasonCode, RetainHandling, SharedFilter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::logging::Untrusted;
 use crate::message::Message;
 use crate::queue::{Delivery, Outbox, OutboxLimits, Rejected};
 pub use retained::Scan;
@@ -299,7 +300,7 @@ impl Router {
         let expired: Vec<Arc<SessionHandle>> =
             self.store.sessions().filter(|s| s.lock().is_expired(now)).cloned().collect();
         for session in expired {
-            tracing::debug!(client_id = &*session.client_id, "session expired");
+            tracing::debug!(client_id = ?Untrusted(&session.client_id), "session expired");
             self.remove_session(&session);
         }
     }
@@ -416,8 +417,9 @@ impl Router {
         // broker itself has no publisher to hold back).
         self.backlogged = None;
         if msg.retain && self.store.set_retained(&msg).is_err() {
-            tracing::warn!(
-                topic = msg.topic(),
+            crate::logging::conn_event!(
+                WARN,
+                topic = ?Untrusted(msg.topic()),
                 max = self.limits.max_retained,
                 "retained store full; message not retained"
             );
@@ -519,9 +521,10 @@ impl Router {
             }
         }
         self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            group = &**name,
-            topic = msg.topic(),
+        crate::logging::conn_event!(
+            WARN,
+            group = ?Untrusted(name),
+            topic = ?Untrusted(msg.topic()),
             "no member of the shared subscription could take a message"
         );
         false
@@ -567,14 +570,16 @@ impl Router {
                     && let Some(conn) = &state.conn
                     && !conn.kick.is_cancelled()
                 {
-                    tracing::warn!(client_id = &*session.client_id, "queue full; disconnecting the slow consumer");
+                    let client_id = Untrusted(&session.client_id);
+                    crate::logging::conn_event!(WARN, ?client_id, "queue full; disconnecting the slow consumer");
                     conn.kick(ReasonCode::QuotaExceeded);
                 }
                 state.drops_since_log = state.drops_since_log.saturating_add(1);
                 let now = std::time::Instant::now();
                 if state.last_drop_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                    tracing::warn!(
-                        client_id = &*session.client_id,
+                    crate::logging::conn_event!(
+                        WARN,
+                        client_id = ?Untrusted(&session.client_id),
                         dropped = state.drops_since_log,
                         dropped_total = state.outbox.dropped(),
                         queued = state.outbox.queued(),

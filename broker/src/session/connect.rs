@@ -192,6 +192,9 @@ fn accept(
     let keep_alive = if v5 && caps.max_keepalive > 0 && (asked_keep_alive == 0 || asked_keep_alive > caps.max_keepalive)
     {
         caps.max_keepalive
+    } else if v5 && asked_keep_alive == 0 {
+        // No keep alive would let an idle or half-sent connection be held forever: MQTT 5 is told to ping.
+        caps.idle_timeout_secs
     } else {
         asked_keep_alive
     };
@@ -225,7 +228,12 @@ fn accept(
         handle,
         conn_id,
         // The server allows one and a half keep alive periods [MQTT-3.1.2-24].
-        keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        keep_alive: if keep_alive > 0 {
+            Some(Duration::from_millis(u64::from(keep_alive) * 1500))
+        } else {
+            // MQTT 3.x with keep alive 0 cannot be told: closed after the idle timeout without a packet.
+            (caps.idle_timeout_secs > 0).then(|| Duration::from_secs(u64::from(caps.idle_timeout_secs)))
+        },
         last_rx: now,
         will,
         out: Vec::with_capacity(64),

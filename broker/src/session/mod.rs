@@ -88,6 +88,8 @@ pub struct Capabilities {
     pub max_keepalive: u16,
     /// Most topic filters one SUBSCRIBE may carry.
     pub max_filters_per_subscribe: usize,
+    /// Seconds a keep alive 0 connection may go without a packet; 0: forever.
+    pub idle_timeout_secs: u16,
     /// Expiry of MQTT 3.x persistent sessions; `None` never.
     pub persistent_session_expiry: Option<Duration>,
 }
@@ -100,6 +102,7 @@ impl Capabilities {
             max_packet_size: settings.limits.max_packet_size,
             max_keepalive: settings.sessions.max_keepalive,
             max_filters_per_subscribe: settings.limits.max_filters_per_subscribe,
+            idle_timeout_secs: settings.sessions.idle_timeout_secs,
             persistent_session_expiry: settings.sessions.persistent_session_expiry,
         }
     }
