@@ -136,6 +136,14 @@ pub struct Limits {
     pub max_connection_rate_per_address: u32,
     /// Apply the per-address limits to loopback addresses too.
     pub per_address_limits_on_loopback: bool,
+    /// Sessions held at once (connected and offline); 0: no limit.
+    pub max_sessions: usize,
+    /// Bytes of retained messages held; 0: no limit.
+    pub max_retained_bytes: usize,
+    /// Delayed wills waiting at once; 0: no limit.
+    pub max_pending_wills: usize,
+    /// Bytes of messages the broker holds (queued, in flight, retained) over all sessions; 0: no limit.
+    pub max_message_memory: usize,
     /// Disconnect a connected client whose queue overflows, instead of only dropping messages for it.
     pub disconnect_slow_consumers: bool,
 }
@@ -236,6 +244,10 @@ impl Default for Limits {
             max_connections_per_address: 1_000,
             max_connection_rate_per_address: 100,
             per_address_limits_on_loopback: false,
+            max_sessions: 100_000,
+            max_retained_bytes: 64 * 1024 * 1024,
+            max_pending_wills: 10_000,
+            max_message_memory: 256 * 1024 * 1024,
             disconnect_slow_consumers: false,
         }
     }
@@ -612,6 +624,10 @@ struct FileLimits {
     max_connections_per_address: Int,
     max_connection_rate_per_address: Int,
     per_address_limits_on_loopback: Bool,
+    max_sessions: Int,
+    max_retained_bytes: Int,
+    max_pending_wills: Int,
+    max_message_memory: Int,
     disconnect_slow_consumers: Bool,
 }
 
@@ -824,6 +840,10 @@ impl Default for FileLimits {
             max_connections_per_address: to_int(l.max_connections_per_address),
             max_connection_rate_per_address: to_int(l.max_connection_rate_per_address),
             per_address_limits_on_loopback: Bool(l.per_address_limits_on_loopback),
+            max_sessions: to_int(l.max_sessions),
+            max_retained_bytes: to_int(l.max_retained_bytes),
+            max_pending_wills: to_int(l.max_pending_wills),
+            max_message_memory: to_int(l.max_message_memory),
             disconnect_slow_consumers: Bool(l.disconnect_slow_consumers),
         }
     }
@@ -917,6 +937,10 @@ impl FileConfig {
                 u32::MAX,
             )?,
             per_address_limits_on_loopback: l.per_address_limits_on_loopback.0,
+            max_sessions: at_least("limits.max_sessions", l.max_sessions, 0)?,
+            max_retained_bytes: at_least("limits.max_retained_bytes", l.max_retained_bytes, 0)?,
+            max_pending_wills: at_least("limits.max_pending_wills", l.max_pending_wills, 0)?,
+            max_message_memory: at_least("limits.max_message_memory", l.max_message_memory, 0)?,
             disconnect_slow_consumers: l.disconnect_slow_consumers.0,
         };
         // A message bigger than the whole queue could never be delivered; refuse that setup up front.
@@ -1035,11 +1059,15 @@ mod tests {
             "limits.max_connections_per_address",
             "limits.max_filters_per_subscribe",
             "limits.max_inflight_messages",
+            "limits.max_message_memory",
             "limits.max_packet_size",
             "limits.max_pending_handshakes",
+            "limits.max_pending_wills",
             "limits.max_queued_bytes",
             "limits.max_queued_messages",
+            "limits.max_retained_bytes",
             "limits.max_retained_messages",
+            "limits.max_sessions",
             "limits.max_subscriptions_per_client",
             "limits.per_address_limits_on_loopback",
             "listeners.bind",

@@ -15,6 +15,7 @@
 //! [`run`] serves until the shutdown future resolves.
 
 pub mod admission;
+pub mod budget;
 pub mod config;
 mod connection;
 mod listener;
@@ -73,6 +74,14 @@ pub struct Stats {
     pub messages_dropped: u64,
     /// Retained messages held.
     pub retained_messages: usize,
+    /// Bytes of messages held now (queued, in flight, retained), as charged to `limits.max_message_memory`.
+    pub message_memory: usize,
+    /// Messages refused because `limits.max_message_memory` was used up.
+    pub dropped_over_budget: u64,
+    /// Retained messages not stored because the retained store was at a limit (the message was still routed).
+    pub retained_refused: u64,
+    /// Wills published at once, without their delay, because `limits.max_pending_wills` were waiting.
+    pub wills_not_delayed: u64,
 }
 
 /// Counters of one session.
@@ -131,11 +140,13 @@ impl Broker {
         let limits = RouterLimits {
             outbox,
             max_retained: l.max_retained_messages,
+            max_retained_bytes: l.max_retained_bytes,
+            max_pending_wills: l.max_pending_wills,
             max_subscriptions: l.max_subscriptions_per_client,
             shared_strategy: caps.mqtt.shared_subscription_strategy,
             disconnect_slow_consumers: l.disconnect_slow_consumers,
         };
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters { budget: budget::Budget::new(l.max_message_memory), ..Counters::default() });
         let router = Arc::new(Mutex::new(Router::new(limits, counters.clone())));
         let ctx = Context { router, counters, caps, auth: Arc::new(NoMethods) };
         let global_limit = Arc::new(Semaphore::new(l.max_connections));
@@ -177,6 +188,10 @@ impl Broker {
             messages_delivered: c.messages_delivered.load(Ordering::Relaxed),
             messages_dropped: c.messages_dropped.load(Ordering::Relaxed),
             retained_messages: router.retained_count(),
+            message_memory: c.budget.used(),
+            dropped_over_budget: c.budget.dropped(budget::DropReason::Budget),
+            retained_refused: c.budget.dropped(budget::DropReason::RetainedFull),
+            wills_not_delayed: c.budget.dropped(budget::DropReason::WillNotDelayed),
         }
     }
 

@@ -352,3 +352,66 @@ async fn failing_clients_with_huge_client_ids_cannot_flood_the_log() {
     bystander.round_trip().await;
     let _ = std::fs::remove_file(config);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_past_max_sessions_are_refused_but_existing_ones_resume() {
+    let Some((b, config)) = start_with("[limits]\nmax_sessions = 4\n") else { return };
+    let mut bystander = Bystander::connect(b.addr).await;
+    let ids: Vec<String> = (0..3).map(|i| unique(&format!("kept{i}"))).collect();
+    for id in &ids {
+        let (c, _) = RawClient::connect(b.addr, &ConnectOpts::new(id).clean(false)).await;
+        c.disconnect().await;
+    }
+    // A fifth session: refused (MQTT 3.1.1: return code 3, server unavailable), over and over.
+    for _ in 0..3 {
+        let (mut c, ack) = RawClient::connect_with(b.addr, &ConnectOpts::new(&unique("fifth")).clean(false)).await;
+        assert_eq!(ack, Rx::ConnAck { session_present: false, code: 3 });
+        c.expect_closed(WAIT).await;
+    }
+    // A held session resumes.
+    let (mut back, present) = RawClient::connect(b.addr, &ConnectOpts::new(&ids[0]).clean(false)).await;
+    assert!(present);
+    back.assert_alive().await;
+    bystander.round_trip().await;
+    let _ = std::fs::remove_file(config);
+}
+
+/// A subscriber that stops reading, with per-session queue limits raised far above the broker-wide budget: its
+/// queue stops growing at the budget, further messages are refused and counted, and once it is gone the budget is
+/// back and everyone publishes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_cannot_take_more_than_the_memory_budget() {
+    const BUDGET: usize = 1024 * 1024;
+    let mut settings = tests::Settings::default();
+    settings.limits.max_packet_size = 64 * 1024;
+    settings.limits.max_queued_bytes = 64 * 1024 * 1024;
+    settings.limits.max_queued_messages = 100_000;
+    settings.limits.max_message_memory = BUDGET;
+    let b = tests::start_broker(settings).await;
+    let mut bystander = Bystander::connect(b.addr).await;
+    let topic = unique("flood/t");
+    let mut stalled = RawClient::connect_v311(b.addr, &unique("stalled")).await;
+    stalled.subscribe_one(&topic, Qos::AtLeastOnce).await;
+    let mut publisher = RawClient::connect_v311(b.addr, &unique("flooder")).await;
+    let payload = vec![b'p'; 10 * 1024];
+    let mut sent = 0;
+    while b.stats().dropped_over_budget == 0 {
+        // 4 MiB offered at most: four times the budget.
+        assert!(sent < 400, "nothing refused after {sent} messages: {:?}", b.stats());
+        publisher.publish_acked(&topic, &payload, Qos::AtLeastOnce, false).await;
+        sent += 1;
+        assert!(b.stats().message_memory <= BUDGET, "{:?}", b.stats());
+    }
+    for _ in 0..50 {
+        publisher.publish_acked(&topic, &payload, Qos::AtLeastOnce, false).await;
+        assert!(b.stats().message_memory <= BUDGET, "{:?}", b.stats());
+    }
+    assert!(b.stats().dropped_over_budget >= 50, "{:?}", b.stats());
+    publisher.assert_alive().await;
+    bystander.c.assert_alive().await;
+    // The stalled client goes (clean session): its queue and the budget it held are freed.
+    drop(stalled);
+    b.wait_stats("the budget to be given back", |s| s.message_memory < BUDGET / 4).await;
+    bystander.round_trip().await;
+    b.shutdown().await;
+}

@@ -45,6 +45,8 @@ pub struct Counters {
     pub messages_delivered: AtomicU64,
     /// Messages dropped on full queues.
     pub messages_dropped: AtomicU64,
+    /// The memory budget for message bytes, with drops by reason (see [`crate::budget`]).
+    pub budget: Arc<crate::budget::Budget>,
 }
 
 /// How a shared subscription group picks the member that gets a message.
@@ -64,6 +66,10 @@ pub struct RouterLimits {
     pub outbox: OutboxLimits,
     /// Retained messages.
     pub max_retained: usize,
+    /// Bytes of retained messages (0: no limit).
+    pub max_retained_bytes: usize,
+    /// Delayed wills waiting at once; beyond it a will goes out at once (0: no limit).
+    pub max_pending_wills: usize,
     /// Subscriptions per session.
     pub max_subscriptions: usize,
     /// How shared subscription groups pick a member.
@@ -154,7 +160,8 @@ pub struct Router {
 impl Router {
     /// An empty router over an in-memory store.
     pub fn new(limits: RouterLimits, counters: Arc<Counters>) -> Self {
-        Self::with_store(Box::new(MemoryStore::new(limits.max_retained)), limits, counters)
+        let store = MemoryStore::new(limits.max_retained).with_max_retained_bytes(limits.max_retained_bytes);
+        Self::with_store(Box::new(store), limits, counters)
     }
 
     /// A router over the given store.
@@ -272,7 +279,13 @@ impl Router {
         if let Some((msg, delay)) = will {
             let until_session_end = expiry.unwrap_or(Duration::MAX);
             let wait = delay.min(until_session_end);
-            if wait.is_zero() {
+            let full = self.limits.max_pending_wills > 0 && self.pending_wills.len() >= self.limits.max_pending_wills;
+            if full {
+                // Not lost, not held: a client cannot make the broker hold more wills than the limit.
+                self.counters.budget.count(crate::budget::DropReason::WillNotDelayed);
+                crate::logging::conn_event!(WARN, "pending wills at their limit; will published without its delay");
+            }
+            if wait.is_zero() || full {
                 self.publish_will(msg, now);
             } else {
                 self.pending_wills.push(PendingWill { client_id: session.client_id.clone(), due: now + wait, msg });
@@ -417,6 +430,7 @@ impl Router {
         // broker itself has no publisher to hold back).
         self.backlogged = None;
         if msg.retain && self.store.set_retained(&msg).is_err() {
+            self.counters.budget.count(crate::budget::DropReason::RetainedFull);
             crate::logging::conn_event!(
                 WARN,
                 topic = ?Untrusted(msg.topic()),
@@ -626,6 +640,8 @@ mod tests {
         let limits = RouterLimits {
             outbox,
             max_retained: 100,
+            max_retained_bytes: 0,
+            max_pending_wills: 0,
             max_subscriptions: 10,
             shared_strategy: SharedStrategy::RoundRobin,
             disconnect_slow_consumers: false,

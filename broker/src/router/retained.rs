@@ -32,6 +32,9 @@ pub struct Retained {
     root: Node,
     len: usize,
     max: usize,
+    /// Sum of the messages' costs, and its limit (0: none).
+    bytes: usize,
+    max_bytes: usize,
 }
 
 /// The store is at its limit and the topic holds no retained message yet.
@@ -54,28 +57,49 @@ pub enum Scan {
 impl Retained {
     /// An empty store holding at most `max` messages.
     pub fn new(max: usize) -> Self {
-        Self { root: Node::default(), len: 0, max }
+        Self { root: Node::default(), len: 0, max, bytes: 0, max_bytes: 0 }
+    }
+
+    /// The same store, holding at most `max_bytes` bytes of messages (their cost: topic, payload, properties).
+    #[must_use]
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Bytes of retained messages held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Stores, replaces or (with an empty payload) deletes the retained message of a topic.
     ///
     /// # Errors
-    /// [`RetainedFull`] when a new topic would exceed the limit; existing topics can still be replaced or cleared.
+    /// [`RetainedFull`] when a new topic would exceed the count limit, or the message the byte limit; existing
+    /// topics can still be cleared, and replaced within the byte limit.
     pub fn set(&mut self, msg: &Message) -> Result<(), RetainedFull> {
         let levels: Vec<&str> = msg.topic().split('/').collect();
         if msg.payload.is_empty() {
-            if remove_at(&mut self.root, &levels) {
+            if let Some(old) = remove_at(&mut self.root, &levels) {
                 self.len = self.len.saturating_sub(1);
+                self.bytes = self.bytes.saturating_sub(old);
             }
             return Ok(());
         }
+        let fits = |held: usize| self.max_bytes == 0 || held.saturating_add(msg.cost()) <= self.max_bytes;
         if let Some(slot) = find_mut(&mut self.root, &levels).and_then(|n| n.msg.as_mut()) {
+            let others = self.bytes.saturating_sub(slot.cost());
+            if !fits(others) {
+                return Err(RetainedFull);
+            }
+            self.bytes = others.saturating_add(msg.cost());
             *slot = msg.clone();
             return Ok(());
         }
-        if self.len >= self.max {
+        if self.len >= self.max || !fits(self.bytes) {
             return Err(RetainedFull);
         }
+        self.bytes = self.bytes.saturating_add(msg.cost());
         let mut node = &mut self.root;
         for level in levels {
             node = node.children.entry(level.into()).or_default();
@@ -128,14 +152,12 @@ fn find_mut<'a>(mut node: &'a mut Node, levels: &[&str]) -> Option<&'a mut Node>
     Some(node)
 }
 
-/// Clears the message at `levels`, pruning nodes left empty. Returns whether there was one.
-fn remove_at(node: &mut Node, levels: &[&str]) -> bool {
+/// Clears the message at `levels`, pruning nodes left empty. Returns the cost of the one there was.
+fn remove_at(node: &mut Node, levels: &[&str]) -> Option<usize> {
     let Some((first, rest)) = levels.split_first() else {
-        return node.msg.take().is_some();
+        return node.msg.take().map(|m| m.cost());
     };
-    let Some(child) = node.children.get_mut(*first) else {
-        return false;
-    };
+    let child = node.children.get_mut(*first)?;
     let removed = remove_at(child, rest);
     if child.is_empty() {
         node.children.remove(*first);
@@ -253,6 +275,22 @@ mod tests {
         assert_eq!(r.matching("#").len(), 0);
         assert_eq!(r.matching("+/x").len(), 0);
         assert_eq!(r.matching("$SYS/#").len(), 1);
+    }
+
+    #[test]
+    fn the_byte_limit_holds_for_new_and_replaced_topics() {
+        let mut r = Retained::new(100).with_max_bytes(10);
+        r.set(&msg("a", b"1234")).unwrap(); // 5 bytes
+        r.set(&msg("b", b"123")).unwrap(); // 4 bytes
+        assert_eq!(r.bytes(), 9);
+        assert_eq!(r.set(&msg("c", b"1")), Err(RetainedFull), "11 > 10");
+        assert_eq!(r.set(&msg("a", b"123456")), Err(RetainedFull), "replacing a: 4 + 7 > 10");
+        r.set(&msg("a", b"12345")).unwrap();
+        assert_eq!(r.bytes(), 10);
+        r.set(&msg("a", b"")).unwrap();
+        assert_eq!(r.bytes(), 4);
+        r.set(&msg("c", b"1")).unwrap();
+        assert_eq!((r.len(), r.bytes()), (2, 6));
     }
 
     #[test]

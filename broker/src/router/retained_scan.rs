@@ -98,3 +98,54 @@ impl Router {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mqtt_codec::{QoS, RetainHandling};
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::message::Message;
+    use crate::queue::OutboxLimits;
+    use crate::router::{ConnLink, RouterLimits, SharedStrategy};
+
+    fn router(max_pending_wills: usize) -> Router {
+        let outbox =
+            OutboxLimits { max_inflight: 10, max_queued: 10, max_queued_bytes: 1 << 20, queue_qos0_offline: false };
+        let limits = RouterLimits {
+            outbox,
+            max_retained: 100,
+            max_retained_bytes: 0,
+            max_pending_wills,
+            max_subscriptions: 10,
+            shared_strategy: SharedStrategy::RoundRobin,
+            disconnect_slow_consumers: false,
+        };
+        Router::new(limits, Arc::default())
+    }
+
+    fn queued(s: &Arc<SessionHandle>) -> usize {
+        s.lock().outbox.queued()
+    }
+
+    #[test]
+    fn past_the_pending_wills_limit_a_will_goes_out_at_once_and_is_counted() {
+        let mut r = router(2);
+        let t0 = Instant::now();
+        let (watcher, _) = r.connect("watcher", true, None, ConnLink::new(0), t0);
+        let opts = SubOpts::qos(QoS::AtMostOnce);
+        r.subscribe(&watcher, "will/+", opts, RetainHandling::DoNotSend, t0).unwrap();
+        for i in 1..=3u64 {
+            let id = format!("c{i}");
+            let (s, _) = r.connect(&id, false, None, ConnLink::new(i), t0);
+            let will = Message::from_parts(&format!("will/{id}"), b"gone", QoS::AtMostOnce, false);
+            r.disconnect(&s, i, Some((will, Duration::from_secs(60))), t0);
+        }
+        assert_eq!(queued(&watcher), 1, "the third will went out at once");
+        assert_eq!(r.counters.budget.dropped(crate::budget::DropReason::WillNotDelayed), 1);
+        r.tick(t0 + Duration::from_secs(60));
+        assert_eq!(queued(&watcher), 3, "the two delayed ones after their delay");
+    }
+}

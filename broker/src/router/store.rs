@@ -52,6 +52,13 @@ impl MemoryStore {
     pub fn new(max_retained: usize) -> Self {
         Self { sessions: HashMap::new(), retained: Retained::new(max_retained) }
     }
+
+    /// The same store, holding at most `max_bytes` bytes of retained messages (0: no byte limit).
+    #[must_use]
+    pub fn with_max_retained_bytes(mut self, max_bytes: usize) -> Self {
+        self.retained = self.retained.with_max_bytes(max_bytes);
+        self
+    }
 }
 
 impl Store for MemoryStore {

@@ -160,6 +160,13 @@ fn check(ctx: &Context, c: &Connect<'_>) -> Option<ReasonCode> {
         // MQTT 3.x cannot be told a Server Keep Alive; refuse as Mosquitto does.
         return Some(ReasonCode::ClientIdentifierNotValid);
     }
+    if caps.max_sessions > 0 {
+        // A client that would add a session past the limit is refused; one resuming or replacing its own is not.
+        let router = ctx.router();
+        if router.session_count() >= caps.max_sessions && router.session(c.client_id).is_none() {
+            return Some(if v5 { ReasonCode::QuotaExceeded } else { ReasonCode::ServerUnavailable });
+        }
+    }
     if let Some(w) = &c.will {
         if w.qos > caps.mqtt.maximum_qos {
             return Some(ReasonCode::QoSNotSupported); // [MQTT-3.2.2-12]

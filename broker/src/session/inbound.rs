@@ -78,12 +78,14 @@ impl Session {
             ReasonCode::Success
         };
 
-        let route = |s: &mut Self| -> Routed {
+        let route = |s: &mut Self| -> Option<Routed> {
             let mut msg = Message::new(topic.clone(), frame.slice_ref(p.payload), qos, p.retain);
             if let Some(wire) = p.properties.as_wire().filter(|b| !b.is_empty()) {
                 let expiry = p.properties.message_expiry_interval();
                 msg = msg.with_properties(frame.slice_ref(wire), PropertyContext::Publish, expiry, now);
             }
+            // Within the broker's memory budget, or not taken at all (see crate::budget).
+            let msg = s.within_budget(msg)?;
             let mut router = s.ctx.router();
             let routed = router.publish(msg, Some(&s.handle), now);
             if let Some(slow) = router.take_backlogged()
@@ -91,9 +93,13 @@ impl Session {
             {
                 s.backlogged = Some(slow);
             }
-            routed
+            Some(routed)
         };
-        let outcome = |routed: Routed| {
+        let outcome = |routed: Option<Routed>| {
+            let Some(routed) = routed else {
+                // The memory budget is used up: an MQTT 5 publisher may retry later.
+                return ReasonCode::QuotaExceeded;
+            };
             if routed.matched == 0 {
                 ReasonCode::NoMatchingSubscribers
             } else if routed.dropped == routed.matched {
@@ -140,7 +146,7 @@ impl Session {
             ReasonCode::NotAuthorized => Some("clients cannot publish to $ topics"),
             ReasonCode::TopicNameInvalid => Some("topic has too many levels"),
             ReasonCode::PayloadFormatInvalid => Some("payload format indicator says UTF-8 but the payload is not"),
-            ReasonCode::QuotaExceeded => Some("no matching subscriber could queue the message"),
+            ReasonCode::QuotaExceeded => Some("the message could not be queued"),
             _ => None,
         };
         let list;

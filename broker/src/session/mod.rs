@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod connect;
 mod inbound;
+mod limits;
 mod outbound;
 mod retained;
 #[cfg(test)]
@@ -90,6 +91,8 @@ pub struct Capabilities {
     pub max_filters_per_subscribe: usize,
     /// Seconds a keep alive 0 connection may go without a packet; 0: forever.
     pub idle_timeout_secs: u16,
+    /// Sessions held at once; 0: no limit.
+    pub max_sessions: usize,
     /// Expiry of MQTT 3.x persistent sessions; `None` never.
     pub persistent_session_expiry: Option<Duration>,
 }
@@ -103,6 +106,7 @@ impl Capabilities {
             max_keepalive: settings.sessions.max_keepalive,
             max_filters_per_subscribe: settings.limits.max_filters_per_subscribe,
             idle_timeout_secs: settings.sessions.idle_timeout_secs,
+            max_sessions: settings.limits.max_sessions,
             persistent_session_expiry: settings.sessions.persistent_session_expiry,
         }
     }

@@ -7,28 +7,15 @@
 //! than the session's queue has room for, then lets the router lock go. The walk thus follows the subscriber's
 //! reading pace: retained messages wait in the store rather than being dropped from a full queue.
 
-use mqtt_codec::{ReasonCode, Subscribe};
 use tokio::time::Instant;
 
-use super::{ProtocolError, Session};
+use super::Session;
 use crate::router::{RetainedScan, RetainedStep};
 
 /// Nodes of the retained store one step visits: a few tens of microseconds under the router lock.
 const STEP_NODES: usize = 1024;
 
 impl Session {
-    /// Refuses a SUBSCRIBE with more topic filters than `limits.max_filters_per_subscribe`, before any of them
-    /// is looked at: the connection is closed (MQTT 5: DISCONNECT `0x97` Quota exceeded), since a client that
-    /// sends such a packet is not following the server's limits, and answering it filter by filter is the very
-    /// work the limit bounds.
-    pub(super) fn check_filter_count(&self, s: &Subscribe<'_>) -> Result<(), ProtocolError> {
-        let max = self.ctx.caps.max_filters_per_subscribe;
-        if s.subscriptions.iter().nth(max).is_some() {
-            return Err(ProtocolError::Violation(ReasonCode::QuotaExceeded, "too many topic filters in one SUBSCRIBE"));
-        }
-        Ok(())
-    }
-
     /// Queues the retained messages of a subscription to be sent. A scan of the same filter still under way is
     /// replaced (a SUBSCRIBE repeating a filter walks the store once for it).
     pub(super) fn queue_retained(&mut self, scan: RetainedScan) {

@@ -24,6 +24,8 @@ fn context() -> Context {
     let limits = RouterLimits {
         outbox,
         max_retained: 10,
+        max_retained_bytes: 0,
+        max_pending_wills: 0,
         max_subscriptions: 10,
         shared_strategy: SharedStrategy::RoundRobin,
         disconnect_slow_consumers: false,
@@ -232,15 +234,22 @@ fn one_message_to_several_subscribers_is_right_for_each() {
 /// A context whose router holds up to `max_retained` retained messages and queues up to `max_queued` messages per
 /// session, and whose SUBSCRIBE carries at most `max_filters` filters.
 fn context_with(max_retained: usize, max_queued: usize, max_filters: usize) -> Context {
+    context_with_budget(max_retained, max_queued, max_filters, 0)
+}
+
+/// As [`context_with`], with a memory budget of `budget` bytes (0: none).
+fn context_with_budget(max_retained: usize, max_queued: usize, max_filters: usize, budget: usize) -> Context {
     let outbox = OutboxLimits { max_inflight: 64, max_queued, max_queued_bytes: 1 << 30, queue_qos0_offline: false };
     let limits = RouterLimits {
         outbox,
         max_retained,
+        max_retained_bytes: 0,
+        max_pending_wills: 0,
         max_subscriptions: 10,
         shared_strategy: SharedStrategy::RoundRobin,
         disconnect_slow_consumers: false,
     };
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters { budget: crate::budget::Budget::new(budget), ..Counters::default() });
     let router = Arc::new(Mutex::new(Router::new(limits, counters.clone())));
     let caps = Capabilities {
         max_filters_per_subscribe: max_filters,
@@ -387,4 +396,38 @@ fn an_unsubscribe_stops_the_retained_messages_still_to_send() {
     s.output().clear();
     let (got, _) = read_all(&mut s);
     assert!(got.len() <= 100, "only what was queued before the UNSUBSCRIBE ({})", got.len());
+}
+
+#[test]
+fn a_message_over_the_memory_budget_is_refused_with_quota_exceeded_and_counted() {
+    let ctx = context_with_budget(10, 100, 1000, 100);
+    let mut sub = connect(&ctx, "sub", 1);
+    subscribe(&mut sub, "b/#");
+    let mut p = connect_in(&ctx, "pub5", 2, ProtocolVersion::V5);
+    p.output().clear();
+    let mut acks = Vec::new();
+    for (i, size) in [60usize, 60, 10].into_iter().enumerate() {
+        let payload = vec![b'x'; size];
+        let publish = Publish {
+            dup: false,
+            qos_pid: QosPid::AtLeastOnce(PacketId::new(i as u16 + 1).unwrap()),
+            retain: false,
+            topic: TopicName::new("b/t").unwrap(),
+            properties: Properties::empty(),
+            payload: &payload,
+        };
+        p.on_packet(Instant::now(), &frame_in(&Packet::Publish(publish), ProtocolVersion::V5)).unwrap();
+        let out = std::mem::take(p.output());
+        match decode(&out, ProtocolVersion::V5) {
+            Ok(Packet::PubAck(a)) => acks.push(a.reason),
+            other => panic!("{other:?}"),
+        }
+    }
+    use mqtt_codec::ReasonCode;
+    // 63 bytes fit in 100, a second 63 do not, 13 more do.
+    assert_eq!(acks, [ReasonCode::Success, ReasonCode::QuotaExceeded, ReasonCode::Success]);
+    assert_eq!(ctx.counters.budget.dropped(crate::budget::DropReason::Budget), 1);
+    assert_eq!(ctx.counters.budget.used(), 63 + 13);
+    assert_eq!(deliveries(&mut sub).len(), 2);
+    assert_eq!(ctx.counters.budget.used(), 0, "given back once delivered");
 }
