@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import resource
-import select
 import socket
 import struct
 import subprocess
@@ -131,10 +130,14 @@ def pct(sorted_vals, q):
     return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
 
 
-def attack(addr, received):
-    """Subscribes to `#` fifty times in one packet and reads everything that comes, counting PUBLISH packets."""
+def attack(addr, received, read=True):
+    """Subscribes to `#` fifty times in one packet and reads everything that comes, counting PUBLISH packets (or,
+    with `read` false, reads nothing for 7 s)."""
     c = Client(addr, "wide")
     c.s.sendall(subscribe_packet(2, ["#"] * 50))
+    if not read:
+        time.sleep(7)
+        return
     c.s.settimeout(5)
     data = bytearray()
     try:
@@ -209,7 +212,7 @@ def wide_subscribe(binary, args):
         while time.perf_counter() < start + 8.0:
             if attacker is None and time.perf_counter() >= attack_at:
                 # Its own process: reading 100,000 messages in Python would starve this one's threads of the GIL.
-                attacker = multiprocessing.Process(target=attack, args=(addr, received), daemon=True)
+                attacker = multiprocessing.Process(target=attack, args=(addr, received, not args.stalled), daemon=True)
                 attacker.start()
             lat.s.sendall(publish_packet("lat/t", struct.pack(">d", time.perf_counter())))
             n += 1
@@ -236,7 +239,7 @@ def pre_connect(binary, args):
     try:
         time.sleep(0.5)
         rss0 = status_kib(broker.pid, "VmRSS")
-        head = bytes([0x10]) + varint(2 * 1024 * 1024)
+        head = bytes([0x10]) + varint(args.announce)
         body = bytes(32 * 1024)
         socks, refused = [], 0
         t0 = time.perf_counter()
@@ -262,16 +265,15 @@ def pre_connect(binary, args):
         open_now = 0
         for s in socks:
             try:
-                r, _, _ = select.select([s], [], [], 0)
-                if not r:
+                if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b"":
                     open_now += 1
-                elif s.recv(1, socket.MSG_PEEK) != b"":
-                    open_now += 1
+            except BlockingIOError:
+                open_now += 1
             except OSError:
                 pass
         for s in socks:
             s.close()
-        return {"conns": args.conns, "connected": len(socks), "connect_failed": refused, "connect_s": round(took, 1),
+        return {"conns": args.conns, "announced": args.announce, "connected": len(socks), "connect_failed": refused, "connect_s": round(took, 1),
                 "held_open_after_3s": open_now, "rss0_mib": round(rss0 / 1024, 1), "rss_mib": round(rss / 1024, 1),
                 "rss_growth_mib": round((rss - rss0) / 1024, 1), "peak_mib": round(hwm / 1024, 1)}
     finally:
@@ -317,6 +319,9 @@ def main():
     ap.add_argument("--label", default="")
     ap.add_argument("--budget", action="store_true", help="slow-consumer: set max_message_memory = 64 MiB")
     ap.add_argument("--conns", type=int, default=10_000, help="pre-connect: connections")
+    ap.add_argument("--announce", type=int, default=2 * 1024 * 1024 - 16,
+                    help="pre-connect: Remaining Length the CONNECT announces (default: 2 MiB within max_packet_size)")
+    ap.add_argument("--stalled", action="store_true", help="wide-subscribe: the `#` subscriber reads nothing")
     args = ap.parse_args()
     run = {"wide-subscribe": wide_subscribe, "pre-connect": pre_connect, "slow-consumer": slow_consumer}
     result = run[args.scenario](args.binary, args)

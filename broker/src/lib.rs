@@ -11,6 +11,8 @@
 //! - `session`: the sans-IO MQTT state machine of one client (packets and `now` in, actions out).
 //! - `router`: subscriptions, retained messages and the sessions' queues, behind one storage interface.
 //! - `queue`: the bounded per-session outbound queue and in-flight window.
+//! - [`budget`]: the broker-wide memory budget for message bytes, and drops by reason.
+//! - [`logging`]: lines about clients, cut to size and rate-limited.
 //!
 //! [`run`] serves until the shutdown future resolves.
 

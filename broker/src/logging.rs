@@ -1,7 +1,7 @@
 //! Log lines about what clients do, bounded in size and in rate.
 //!
 //! Client ids, topics and user names come from the network: a client id may be 64 KiB of anything, and a client
-//! can fail a thousand connects a second. Every line about one connection's failure goes through [`conn_event!`],
+//! can fail a thousand connects a second. Every line about one connection's failure goes through `conn_event!`,
 //! which lets at most [`LINES_PER_SEC`] such lines out per second over the whole broker (the next one that goes
 //! out carries `suppressed`, the number left out before it), and every client-controlled string in it goes through
 //! [`Untrusted`], which cuts it to [`MAX_CHARS`] characters and escapes control characters.
