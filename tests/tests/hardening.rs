@@ -415,3 +415,50 @@ async fn a_stalled_subscriber_cannot_take_more_than_the_memory_budget() {
     bystander.round_trip().await;
     b.shutdown().await;
 }
+
+/// One deadline covers the WebSocket upgrade and CONNECT together: a client that takes most of the time to
+/// upgrade and then sends no CONNECT is closed at the deadline, not a whole CONNECT timeout after its upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_deadline_covers_the_websocket_upgrade_and_connect() {
+    use broker::config::{ListenerSettings, Transport};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let ws =
+        ListenerSettings { transport: Transport::WebSocket { path: "/mqtt".into() }, ..ListenerSettings::plain(addr) };
+    let listener = broker::Listener::from_tcp(tcp, &ws).unwrap();
+    let mut settings = tests::Settings::default();
+    settings.limits.connect_timeout = std::time::Duration::from_secs(3);
+    let broker = broker::Broker::new(settings).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        broker
+            .serve_listeners(vec![listener], async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+
+    let mut s = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr)).await.unwrap().unwrap();
+    let accepted = tokio::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let upgrade = "GET /mqtt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                   Sec-WebSocket-Protocol: mqtt\r\n\r\n";
+    s.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    let closed_at = loop {
+        match tokio::time::timeout(2 * WAIT, s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break accepted.elapsed(),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("still open after {:?}", accepted.elapsed()),
+        }
+    };
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"), "upgraded: {}", String::from_utf8_lossy(&got));
+    // The deadline is 3 s from accept; with a fresh CONNECT timeout after the upgrade it would be 5.5 s.
+    assert!(closed_at < std::time::Duration::from_millis(4500), "closed {closed_at:?} after accept");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(2 * WAIT, serving).await;
+}
