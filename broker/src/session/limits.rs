@@ -14,7 +14,8 @@ impl Session {
     /// work the limit bounds.
     pub(super) fn check_filter_count(&self, s: &Subscribe<'_>) -> Result<(), ProtocolError> {
         let max = self.ctx.caps.max_filters_per_subscribe;
-        if s.subscriptions.iter().nth(max).is_some() {
+        // Zero (a `Capabilities::default()`) means no limit; the configuration never gives zero.
+        if max > 0 && s.subscriptions.iter().nth(max).is_some() {
             return Err(ProtocolError::Violation(ReasonCode::QuotaExceeded, "too many topic filters in one SUBSCRIBE"));
         }
         Ok(())

@@ -87,7 +87,7 @@ pub struct Capabilities {
     pub max_packet_size: u32,
     /// Largest keep alive granted; 0 keeps the client's.
     pub max_keepalive: u16,
-    /// Most topic filters one SUBSCRIBE may carry.
+    /// Most topic filters one SUBSCRIBE may carry; 0: no limit.
     pub max_filters_per_subscribe: usize,
     /// Seconds a keep alive 0 connection may go without a packet; 0: forever.
     pub idle_timeout_secs: u16,
