@@ -9,6 +9,7 @@ use super::notice::{Notice, truncated};
 use super::{ProtocolError, Session, encode_into};
 use crate::message::Shape;
 use crate::queue::{Delivery, Send};
+use crate::router::RetainedStep;
 
 /// Most bytes queued for writing per wakeup before the connection flushes and comes back for more.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
@@ -19,6 +20,7 @@ impl Session {
     /// # Errors
     /// [`ProtocolError::Encode`] on an internal encoding failure.
     pub fn poll_outbox(&mut self, now: Instant) -> Result<bool, ProtocolError> {
+        let retained_left = self.poll_retained(now);
         let handle = self.handle.clone();
         let mut state = handle.lock();
         if state.conn.as_ref().is_none_or(|c| c.id != self.conn_id) {
@@ -73,7 +75,13 @@ impl Session {
                 );
             }
         }
-        Ok(more)
+        // A retained walk waiting for room goes on once this batch made some.
+        let retained_more = match retained_left {
+            RetainedStep::Done => false,
+            RetainedStep::More => true,
+            RetainedStep::Full => delivered + dropped > 0,
+        };
+        Ok(more || retained_more)
     }
 
     /// Encodes one PUBLISH. Returns `false` (writing nothing) when it exceeds the client's Maximum Packet Size: only
