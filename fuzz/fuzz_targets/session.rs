@@ -23,8 +23,8 @@ use broker::session::{Capabilities, Context, Flow, Handshake, Session, handshake
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mqtt_codec::{
-    Ack, Connect, List, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, QosPid, RetainHandling,
-    Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, Will, decode, frame_len,
+    Ack, Connect, List, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, QosPid, RetainHandling, Subscribe,
+    Subscription, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, Will, decode, frame_len,
 };
 use tokio::time::Instant;
 
@@ -82,7 +82,7 @@ fn context() -> Context {
     settings.limits.max_sessions = 3;
     settings.mqtt.topic_alias_maximum = 2;
     let caps = Arc::new(Capabilities::from_settings(&settings));
-    Context { router, counters, caps, auth: Arc::new(NoMethods) }
+    Context::new(router, counters, caps, Arc::new(NoMethods))
 }
 
 fn encode(p: &Packet<'_>, v: ProtocolVersion) -> Option<Bytes> {
@@ -232,7 +232,17 @@ fn run(data: &[u8]) -> Option<()> {
                 let frame = encode(&Packet::Connect(connect), protocol)?;
                 let link = ConnLink::new(w.next_conn);
                 w.next_conn += 1;
-                if let Ok(Handshake::Accepted(mut s)) = handshake(w.ctx.clone(), &frame, link, w.now) {
+                let mut step = handshake(w.ctx.clone(), &frame, link, w.now);
+                if let Ok(Handshake::TakingOver(take)) = step {
+                    // The connection holding the session was told to close: it ends, as it would, then the new
+                    // one attaches.
+                    let held = w.slots.iter().position(|s| s.as_ref().is_some_and(|s| s.client_id() == client_id));
+                    if let Some(held) = held {
+                        w.close(held);
+                    }
+                    step = take.resume(w.now, false);
+                }
+                if let Ok(Handshake::Accepted(mut s)) = step {
                     s.output().clear();
                     if let Some(place) = w.slots.get_mut(slot) {
                         *place = Some(*s);
@@ -317,7 +327,8 @@ fn run(data: &[u8]) -> Option<()> {
                 w.now += Duration::from_secs(secs);
                 w.ctx.router().tick(w.now);
                 for i in 0..SLOTS {
-                    let expired = w.slots.get_mut(i).and_then(Option::as_mut).is_some_and(|s| s.on_timeout(w.now).is_err());
+                    let expired =
+                        w.slots.get_mut(i).and_then(Option::as_mut).is_some_and(|s| s.on_timeout(w.now).is_err());
                     if expired {
                         w.close(i);
                     }

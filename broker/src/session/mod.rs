@@ -156,6 +156,19 @@ pub struct Context {
     pub(crate) gate: Option<Arc<crate::auth::Gate>>,
 }
 
+impl Context {
+    /// A context without persistence or authentication (everyone may do everything), as tests and the fuzz
+    /// targets drive sessions.
+    pub fn new(
+        router: Arc<Mutex<Router>>,
+        counters: Arc<Counters>,
+        caps: Arc<Capabilities>,
+        auth: Arc<dyn Authenticator>,
+    ) -> Self {
+        Self { router, counters, caps, auth, durable: None, gate: None }
+    }
+}
+
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context").field("caps", &self.caps).finish_non_exhaustive()
