@@ -119,7 +119,7 @@ enum ConnError {
     #[error("first packet was not CONNECT [MQTT-3.1.0-1]")]
     NotConnect,
     #[error("refused with {0:?}")]
-    Refused(ReasonCode),
+    Refused(ReasonCode, Box<str>),
     #[error("peer closed the connection")]
     Closed,
     #[error("io: {0}")]
@@ -292,7 +292,11 @@ fn log_end(result: Result<(), ConnError>, peer: Option<SocketAddr>, client_id: O
         }
         Err(e) => match peer {
             Some(peer) => {
-                let client_id = Untrusted(client_id.unwrap_or_default());
+                let refused_id = match &e {
+                    ConnError::Refused(_, id) => Some(&**id),
+                    _ => None,
+                };
+                let client_id = Untrusted(client_id.or(refused_id).unwrap_or_default());
                 conn_event!(INFO, %peer, ?client_id, reason = %e, "connection closed");
             }
             None => conn_event!(INFO, reason = %e, "connection closed"),
@@ -335,6 +339,7 @@ async fn handshake_on<S: Stream>(
         () = stop.cancelled() => return Err(ConnError::Shutdown),
     };
     let Some(mut frame) = first? else { return Err(ConnError::Closed) };
+    let connect = frame.clone();
     // Authentication (may await a backend and the failed-login backoff) before the session sees the CONNECT.
     let login = crate::auth::login(ctx, &frame, stream.peer_addr(), link.id, deadline);
     let mut step = match login.await {
@@ -352,7 +357,12 @@ async fn handshake_on<S: Stream>(
             Handshake::Refused(refused) => {
                 write_all(stream, &refused.connack, cfg.write_timeout).await?;
                 let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
-                return Err(ConnError::Refused(refused.code));
+                // The log names the client (no session that would know it came to be).
+                let client_id = match mqtt_codec::decode(&connect, mqtt_codec::ProtocolVersion::V311) {
+                    Ok(mqtt_codec::Packet::Connect(c)) => c.client_id.into(),
+                    _ => Box::default(),
+                };
+                return Err(ConnError::Refused(refused.code, client_id));
             }
             Handshake::Auth(pending) => {
                 write_all(stream, &pending.out, cfg.write_timeout).await?;
