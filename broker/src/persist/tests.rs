@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{FsyncSetting, PersistenceSettings};
 use crate::message::Message;
-use crate::queue::{OutboxLimits, Send};
+use crate::queue::{OutboxLimits, Outgoing};
 use crate::router::{ConnLink, Router, RouterLimits, SharedStrategy, SubOpts};
 
 fn router() -> Router {
@@ -62,7 +62,7 @@ fn consume(r: &Router, client: &str, ack_every: usize) {
     let mut state = s.lock();
     let mut sent = Vec::new();
     while let Some(send) = state.outbox.next_send(Instant::now()) {
-        if let Send::Publish { id: Some(id), delivery, .. } = send {
+        if let Outgoing::Publish { id: Some(id), delivery, .. } = send {
             sent.push((id, delivery.qos));
         }
     }

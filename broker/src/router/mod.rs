@@ -765,7 +765,7 @@ mod tests {
     fn drain(s: &Arc<SessionHandle>) -> Vec<(Vec<u8>, QoS, bool, Vec<u32>)> {
         let mut out = Vec::new();
         let mut st = s.lock();
-        while let Some(crate::queue::Send::Publish { delivery: d, .. }) = st.outbox.next_send(Instant::now()) {
+        while let Some(crate::queue::Outgoing::Publish { delivery: d, .. }) = st.outbox.next_send(Instant::now()) {
             out.push((d.msg.payload.to_vec(), d.qos, d.retain, d.sub_ids.to_vec()));
         }
         out

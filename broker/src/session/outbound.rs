@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::notice::{Notice, truncated};
 use super::{ProtocolError, Session, encode_into};
 use crate::message::Shape;
-use crate::queue::{Delivery, Send};
+use crate::queue::{Delivery, Outgoing};
 use crate::router::RetainedStep;
 
 /// Most bytes queued for writing per wakeup before the connection flushes and comes back for more.
@@ -35,7 +35,7 @@ impl Session {
             }
             let Some(next) = state.outbox.next_send(now) else { break false };
             match next {
-                Send::Publish { id, delivery, dup } => {
+                Outgoing::Publish { id, delivery, dup } => {
                     let qos_pid = match (delivery.qos, id) {
                         (QoS::AtLeastOnce, Some(id)) => QosPid::AtLeastOnce(id),
                         (QoS::ExactlyOnce, Some(id)) => QosPid::ExactlyOnce(id),
@@ -52,7 +52,7 @@ impl Session {
                         }
                     }
                 }
-                Send::PubRel(id) => encode_into(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,
+                Outgoing::PubRel(id) => encode_into(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,
             }
         };
         handle.release_publishers(&mut state);
