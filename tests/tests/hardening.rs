@@ -462,3 +462,114 @@ async fn one_deadline_covers_the_websocket_upgrade_and_connect() {
     let _ = stop.send(());
     let _ = tokio::time::timeout(2 * WAIT, serving).await;
 }
+
+/// Receives PUBLISH packets (acknowledging QoS 1) until none arrives for `quiet`; their payload lengths.
+async fn publishes_until_quiet(c: &mut RawClient, quiet: std::time::Duration) -> Vec<RxPublishSummary> {
+    let mut got = Vec::new();
+    while let Event::Packet(Rx::Publish(p)) = c.next_event(quiet).await {
+        if let Some(id) = p.pid {
+            c.puback(id).await;
+        }
+        got.push(RxPublishSummary { topic: p.topic.clone(), retain: p.retain, len: p.payload.len() });
+    }
+    got
+}
+
+#[derive(Debug)]
+struct RxPublishSummary {
+    topic: String,
+    retain: bool,
+    len: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_past_the_retained_bytes_cap_are_routed_but_not_kept() {
+    let Some((b, config)) = start_with("[limits]\nmax_retained_bytes = 4096\n") else { return };
+    let mut bystander = Bystander::connect(b.addr).await;
+    let prefix = unique("retained-cap");
+    let mut live = RawClient::connect_v311(b.addr, &unique("live")).await;
+    live.subscribe_one(&format!("{prefix}/#"), Qos::AtLeastOnce).await;
+    // An attacker retains 20 messages of 1,000 bytes: about 20 KB against a 4 KiB cap.
+    let mut attacker = RawClient::connect_v311(b.addr, &unique("attacker")).await;
+    let payload = vec![b'r'; 1000];
+    for n in 0..20 {
+        attacker.publish_acked(&format!("{prefix}/{n:02}"), &payload, Qos::AtLeastOnce, true).await;
+    }
+    // Every one of them was routed to the subscriber that was there.
+    let mut routed = Vec::new();
+    let deadline = tokio::time::Instant::now() + 4 * WAIT;
+    while routed.len() < 20 {
+        assert!(tokio::time::Instant::now() < deadline, "routed {} of 20", routed.len());
+        routed.extend(publishes_until_quiet(&mut live, std::time::Duration::from_millis(300)).await);
+    }
+    assert_eq!(routed.len(), 20, "{routed:?}");
+    bystander.round_trip().await;
+    // A late subscriber gets what the cap kept: the first few, whole, not all twenty.
+    let mut late = RawClient::connect_v311(b.addr, &unique("late")).await;
+    late.subscribe_one(&format!("{prefix}/#"), Qos::AtLeastOnce).await;
+    let kept = publishes_until_quiet(&mut late, std::time::Duration::from_millis(500)).await;
+    assert!((1..=4).contains(&kept.len()), "{} retained messages kept under a 4 KiB cap: {kept:?}", kept.len());
+    assert!(kept.iter().all(|p| p.retain && p.len == 1000), "{kept:?}");
+    assert!(kept.iter().all(|p| p.topic < format!("{prefix}/04")), "the first ones were kept: {kept:?}");
+    // Clearing one makes room for another.
+    attacker.publish_acked(&format!("{prefix}/00"), b"", Qos::AtLeastOnce, true).await;
+    attacker.publish_acked(&format!("{prefix}/19"), &payload, Qos::AtLeastOnce, true).await;
+    let mut later = RawClient::connect_v311(b.addr, &unique("later")).await;
+    later.subscribe_one(&format!("{prefix}/19"), Qos::AtLeastOnce).await;
+    let got = publishes_until_quiet(&mut later, std::time::Duration::from_millis(500)).await;
+    assert_eq!(got.len(), 1, "the cleared topic's room went to the new message: {got:?}");
+    bystander.round_trip().await;
+    let _ = std::fs::remove_file(config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wills_past_the_pending_wills_cap_go_out_at_once_instead_of_waiting() {
+    use mqtt_codec::{Connect, Packet, Properties, Property, ProtocolVersion, QoS, TopicName, Will};
+    let Some((b, config)) = start_with("[limits]\nmax_pending_wills = 2\n") else { return };
+    let mut bystander = Bystander::connect(b.addr).await;
+    let prefix = unique("will-cap");
+    let mut watcher = RawClient::connect_v311(b.addr, &unique("watcher")).await;
+    watcher.subscribe_one(&format!("{prefix}/#"), Qos::AtMostOnce).await;
+    // Three clients leave wills delayed by an hour, and vanish.
+    for n in 0..3 {
+        let id = unique(&format!("delayed{n}"));
+        let topic = format!("{prefix}/{n}");
+        let props = [Property::SessionExpiryInterval(7200)];
+        let will_props = [Property::WillDelayInterval(3600)];
+        let connect = Packet::Connect(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 60,
+            properties: Properties::from_list(&props),
+            client_id: &id,
+            will: Some(Will {
+                topic: TopicName::new(&topic).unwrap(),
+                payload: b"gone",
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: Properties::from_list(&will_props),
+            }),
+            username: None,
+            password: None,
+        });
+        let mut c = RawClient::tcp(b.addr).await;
+        c.version = ProtocolVersion::V5;
+        c.send_raw(&tests::raw::encode(&connect, ProtocolVersion::V5)).await;
+        assert!(matches!(c.recv().await, Rx::ConnAck { code: 0, .. }));
+        c.ping().await;
+        c.drop_connection();
+    }
+    // The third will does not wait for its hour: two are pending already.
+    let deadline = tokio::time::Instant::now() + 4 * WAIT;
+    let will = loop {
+        match watcher.next_event(WAIT).await {
+            Event::Packet(Rx::Publish(p)) => break p,
+            other => assert!(tokio::time::Instant::now() < deadline, "no will went out: {other:?}"),
+        }
+    };
+    assert_eq!((will.topic.as_str(), will.text().as_str()), (format!("{prefix}/2").as_str(), "gone"));
+    // The other two keep waiting for their delay.
+    assert!(matches!(watcher.next_event(std::time::Duration::from_millis(500)).await, Event::Silent));
+    bystander.round_trip().await;
+    let _ = std::fs::remove_file(config);
+}
