@@ -49,6 +49,8 @@ pub struct Settings {
     pub mqtt: MqttSettings,
     /// Crash-safe persistence: off in code, on in the embedded default configuration.
     pub persistence: PersistenceSettings,
+    /// `/metrics`, `/healthz` and `/readyz` over HTTP: off in code, on (loopback only) in the embedded default.
+    pub http: crate::http::HttpSettings,
 }
 
 /// One listener.
@@ -216,6 +218,7 @@ impl Default for Settings {
             sessions: SessionSettings::default(),
             mqtt: MqttSettings::default(),
             persistence: PersistenceSettings::default(),
+            http: crate::http::HttpSettings::default(),
         }
     }
 }
@@ -486,6 +489,7 @@ struct FileConfig {
     sessions: FileSessions,
     mqtt: FileMqtt,
     persistence: FilePersistence,
+    http: crate::http::FileHttp,
     log: FileLog,
 }
 
@@ -861,6 +865,7 @@ impl Default for FileConfig {
             sessions: FileSessions::default(),
             mqtt: FileMqtt::default(),
             persistence: FilePersistence::default(),
+            http: crate::http::FileHttp::default(),
             log: FileLog::default(),
         }
     }
@@ -1025,6 +1030,7 @@ impl FileConfig {
 
         let mqtt = self.mqtt.validate()?;
         let persistence = self.persistence.validate()?;
+        let http = self.http.validate()?;
 
         let level = self.log.level.trim();
         if level.is_empty() {
@@ -1032,7 +1038,7 @@ impl FileConfig {
         }
         let format = self.log.format.parse().map_err(|reason| ConfigError::invalid("log.format", reason))?;
         let log = LogSettings { format, level: level.to_owned() };
-        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt, persistence }, log })
+        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt, persistence, http }, log })
     }
 }
 
@@ -1076,6 +1082,7 @@ mod tests {
     fn embedded_default() -> Config {
         let mut c = Config::default();
         c.settings.persistence.enabled = true;
+        c.settings.http.enabled = true;
         c
     }
 
@@ -1087,6 +1094,8 @@ mod tests {
         // The default TOML spells out every key rather than leaning on serde defaults.
         let keys = leaf_keys(DEFAULT_CONFIG);
         let want = [
+            "http.bind",
+            "http.enabled",
             "limits.connect_timeout_secs",
             "limits.disconnect_slow_consumers",
             "limits.max_connections",

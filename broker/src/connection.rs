@@ -317,6 +317,7 @@ async fn handshake_on<S: Stream>(
     };
     let Some(mut frame) = first? else { return Err(ConnError::Closed) };
     // Authentication (may await a backend and the failed-login backoff) before the session sees the CONNECT.
+    let counters = ctx.counters.clone();
     let login = crate::auth::login(ctx, &frame, stream.peer_addr(), link.id, Instant::now() + cfg.connect_timeout);
     let mut step = match login.await {
         Ok(ctx) => handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
@@ -332,6 +333,7 @@ async fn handshake_on<S: Stream>(
         match step {
             Handshake::Accepted(session) => return Ok(*session),
             Handshake::Refused(refused) => {
+                counters.obs.refused_connect(refused.code.to_u8());
                 write_all(stream, &refused.connack, cfg.write_timeout).await?;
                 let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
                 return Err(ConnError::Refused(refused.code));

@@ -15,16 +15,19 @@
 //! - [`auth`]: who may connect (password files, certificate identities) and what each client may publish and read
 //!   (ACL files), per listener; checked by the connection before the session, and by the session and the router.
 //!
-//! Beside the data path, [`migrate`] translates a Mosquitto configuration (`broker migrate-config`).
+//! Beside the data path, [`migrate`] translates a Mosquitto configuration (`broker migrate-config`), [`metrics`]
+//! counts what operators watch and [`http`] serves it (`/metrics`, `/healthz`, `/readyz`).
 //!
 //! [`run`] serves until the shutdown future resolves.
 
 pub mod auth;
 pub mod config;
 mod connection;
+pub mod http;
 pub mod journal;
 mod listener;
 pub mod message;
+pub mod metrics;
 pub mod migrate;
 pub mod persist;
 pub mod queue;
@@ -37,7 +40,7 @@ pub use config::{Config, ConfigError, Limits, ListenerSettings, MqttSettings, Se
 pub use listener::{Listener, reserve_descriptors};
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -117,6 +120,12 @@ struct Shared {
     identities: Identities,
     /// Authentication shared by every listener: a backend installed by the embedding application, failed logins.
     auth: AuthShared,
+    /// When the broker was made (uptime).
+    started: std::time::Instant,
+    /// Every listener is being served (`/readyz`); the journal was recovered before the broker existed.
+    ready: Arc<AtomicBool>,
+    /// The HTTP endpoint's socket, served with the listeners ([`Broker::with_http_listener`]).
+    http: Arc<Mutex<Option<TcpListener>>>,
 }
 
 #[derive(Clone, Default)]
@@ -186,6 +195,9 @@ impl Broker {
                 next_conn_id: Arc::default(),
                 identities: Identities::default(),
                 auth: AuthShared::default(),
+                started: std::time::Instant::now(),
+                ready: Arc::default(),
+                http: Arc::default(),
             }),
         })
     }
@@ -292,6 +304,28 @@ impl Broker {
         }
     }
 
+    /// Serves the operators' HTTP endpoint ([`http`]) on this bound socket alongside the MQTT listeners, from
+    /// [`Broker::serve_listeners`] until its shutdown.
+    pub fn with_http_listener(self, listener: TcpListener) -> Self {
+        *self.shared.http.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listener);
+        self
+    }
+
+    /// Everything operators see, read now (see [`metrics::Snapshot`]).
+    pub fn metrics_snapshot(&self) -> metrics::Snapshot {
+        metrics::snapshot(&self.shared.ctx, self.shared.started.elapsed())
+    }
+
+    /// `/metrics`: the snapshot and the live counters in the OpenMetrics text format.
+    pub fn metrics_text(&self) -> String {
+        metrics::export::encode(&self.metrics_snapshot(), &self.shared.ctx.counters.obs)
+    }
+
+    /// Whether every listener is being served (the journal was recovered before the broker existed).
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Relaxed)
+    }
+
     /// A snapshot of one session's counters, if the session exists.
     pub fn session_stats(&self, client_id: &str) -> Option<SessionStats> {
         let router = self.shared.ctx.router();
@@ -389,8 +423,16 @@ impl Broker {
                 }
                 None => accept.clone(),
             };
-            accept.tracker.spawn(listener::accept_loop(listener, local_limit, accept.clone()));
+            let label = listener.local_addr().map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+            let metrics = self.shared.ctx.counters.obs.listener(label);
+            accept.tracker.spawn(listener::accept_loop(listener, local_limit, accept.clone(), metrics));
         }
+        let http = self.shared.http.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(http) = http {
+            let tracker = accept.tracker.clone();
+            accept.tracker.spawn(http::serve(http, self.clone(), accept.stop.clone(), tracker));
+        }
+        self.shared.ready.store(true, Ordering::Relaxed);
         // Once a second: delayed wills and session expiry, a checkpoint when the journal asks for one, and password
         // and ACL files re-read when they changed.
         let watch_auth =
@@ -421,6 +463,7 @@ impl Broker {
             }
         });
         shutdown.await;
+        self.shared.ready.store(false, Ordering::Relaxed);
         tracing::info!("shutting down");
         accept.stop.cancel();
         accept.tracker.close();

@@ -167,7 +167,12 @@ pub(crate) struct Accept {
     pub tracker: TaskTracker,
 }
 
-pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Semaphore>>, a: Arc<Accept>) {
+pub(crate) async fn accept_loop(
+    listener: Listener,
+    local_limit: Option<Arc<Semaphore>>,
+    a: Arc<Accept>,
+    metrics: Arc<crate::metrics::ListenerMetrics>,
+) {
     let addr = listener.tcp.local_addr().ok();
     let mut backoff = Duration::from_millis(5);
     let mut last_refusal_log: Option<tokio::time::Instant> = None;
@@ -205,6 +210,7 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
         };
         let global = a.global_limit.clone().try_acquire_owned().ok();
         let (Some(global), Some(local)) = (global, local) else {
+            metrics.refused_limit.fetch_add(1, Ordering::Relaxed);
             let now = tokio::time::Instant::now();
             if last_refusal_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
                 tracing::warn!(%peer, "connection limit reached; refusing connection");
@@ -213,7 +219,8 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
             drop(stream);
             continue;
         };
-        let permits = Permits::new(global, local, &a.global_limit, local_limit.as_ref());
+        let mut permits = Permits::new(global, local, &a.global_limit, local_limit.as_ref());
+        permits.open = Some(crate::metrics::OpenConnection::new(&metrics));
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
         }
@@ -279,6 +286,8 @@ fn conn_link(id: u64, stop: &CancellationToken) -> ConnLink {
 struct Permits {
     global: Arc<Semaphore>,
     local: Option<Arc<Semaphore>>,
+    /// Counts the connection as open on its listener.
+    open: Option<crate::metrics::OpenConnection>,
 }
 
 impl Permits {
@@ -292,7 +301,7 @@ impl Permits {
         let local = local.map(|p| {
             p.forget();
         });
-        Self { global: global_sem.clone(), local: local.and(local_sem.cloned()) }
+        Self { global: global_sem.clone(), local: local.and(local_sem.cloned()), open: None }
     }
 }
 

@@ -261,7 +261,11 @@ async fn serve(config: Config) -> Result<(), String> {
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting broker");
     // Recovery before announcing the listeners: "listening" means the broker serves what it had before.
-    let broker = broker::Broker::new(config.settings).map_err(|e| e.to_string())?;
+    let http = if config.settings.http.enabled { bind_http(config.settings.http.bind).await } else { None };
+    let mut broker = broker::Broker::new(config.settings).map_err(|e| e.to_string())?;
+    if let Some(http) = http {
+        broker = broker.with_http_listener(http);
+    }
     for listener in &listeners {
         let local_addr = listener.local_addr().context("listener address")?;
         tracing::info!(addr = %local_addr, scheme = listener.scheme(), "listening");
@@ -271,6 +275,22 @@ async fn serve(config: Config) -> Result<(), String> {
     broker.serve_listeners(listeners, shutdown).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds the HTTP endpoint. A failure is logged and the broker serves MQTT without it: the endpoint is for
+/// operators, and `/readyz` staying unreachable tells them.
+async fn bind_http(addr: SocketAddr) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            let bound = l.local_addr().unwrap_or(addr);
+            tracing::info!(http_addr = %bound, "http endpoint: /metrics /healthz /readyz");
+            Some(l)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, bind = %addr, "http.bind: cannot bind the HTTP endpoint; serving MQTT without it");
+            None
+        }
+    }
 }
 
 /// Reloads the TLS files of these listeners, and the password and ACL files, on every SIGHUP (they are also watched

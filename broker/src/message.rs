@@ -63,6 +63,8 @@ pub struct Message {
     pub qos: QoS,
     /// The RETAIN flag it was published with.
     pub retain: bool,
+    /// When the broker read it (for the delivery latency metrics); in the struct's padding.
+    pub read_at: crate::metrics::Stamp,
 }
 
 impl Clone for Message {
@@ -76,6 +78,7 @@ impl Clone for Message {
             props: self.props.clone(),
             expires_at: self.expires_at,
             wire: None,
+            read_at: self.read_at,
         }
     }
 }
@@ -104,7 +107,16 @@ impl Message {
     /// A message without properties; `topic` must be a valid topic name (the codec checked it on the way in).
     pub fn new(topic: Bytes, payload: Bytes, qos: QoS, retain: bool) -> Self {
         debug_assert!(std::str::from_utf8(&topic).is_ok());
-        Self { topic, payload, qos, retain, props: None, expires_at: None, wire: None }
+        Self {
+            topic,
+            payload,
+            qos,
+            retain,
+            props: None,
+            expires_at: None,
+            wire: None,
+            read_at: crate::metrics::Stamp::now(),
+        }
     }
 
     /// Attaches MQTT 5 properties: the validated wire bytes of a PUBLISH or will block (`ctx`) and the Message

@@ -63,6 +63,8 @@ fn debians_example_file_is_mosquittos_defaults_and_loads_as_ours() {
     // persistent sessions: Mosquitto's example leaves persistence off, and the translation keeps our default).
     let mut want = Config::default();
     want.settings.persistence.enabled = true;
+    // And the operators' HTTP endpoint on the loopback interface, as in the embedded default.
+    want.settings.http.enabled = true;
     want.settings.listeners = vec![anonymous_listener("127.0.0.1:1883")];
     assert_eq!(config, want);
     assert!(m.toml.contains("allow_anonymous = true  # Mosquitto 2's default without listeners"));

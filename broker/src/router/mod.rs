@@ -51,6 +51,8 @@ pub struct Counters {
     pub messages_refused: AtomicU64,
     /// Messages not sent to a client because they exceed its Maximum Packet Size (also in `messages_dropped`).
     pub messages_oversized: AtomicU64,
+    /// Everything else operators see (see [`crate::metrics`]).
+    pub obs: crate::metrics::Metrics,
 }
 
 /// How a shared subscription group picks the member that gets a message.
@@ -704,6 +706,16 @@ impl Router {
     /// Retained messages held.
     pub fn retained_count(&self) -> usize {
         self.store.retained_count()
+    }
+
+    /// Every session held.
+    pub fn sessions(&self) -> impl Iterator<Item = &Arc<SessionHandle>> {
+        self.store.sessions()
+    }
+
+    /// Calls `f` with every retained message.
+    pub fn for_each_retained_message(&self, f: &mut dyn FnMut(&Message)) {
+        self.store.for_each_retained_message(f);
     }
 }
 

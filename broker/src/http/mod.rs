@@ -1,0 +1,97 @@
+//! The operators' HTTP endpoint (`[http]`): `/metrics` (OpenMetrics text, see [`crate::metrics`]), `/healthz`
+//! (the process serves requests) and `/readyz` (every listener is bound and the journal was recovered).
+//!
+//! HTTP/1.1 through hyper, one task per connection under a cap, each request under a header timeout; nothing on
+//! this path touches the MQTT data path other than reading counters and taking the router's lock for a snapshot.
+
+mod settings;
+
+pub use settings::{FileHttp, HttpSettings};
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Broker;
+
+/// HTTP connections served at once; more wait in the kernel's accept queue.
+const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP on `listener` until `stop` is cancelled; connection tasks go on `tracker`.
+pub(crate) async fn serve(listener: TcpListener, broker: Broker, stop: CancellationToken, tracker: TaskTracker) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, _peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (broker, stop) = (broker.clone(), stop.clone());
+        tracker.spawn(async move {
+            let _permit = permit;
+            let service = service_fn(move |req| {
+                let broker = broker.clone();
+                async move { Ok::<_, Infallible>(route(&broker, &req)) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r { tracing::debug!(error = %e, "http connection"); },
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                }
+            }
+        });
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn route(broker: &Broker, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
+    }
+    match req.uri().path() {
+        "/metrics" => respond(StatusCode::OK, crate::metrics::export::CONTENT_TYPE, broker.metrics_text()),
+        "/healthz" => respond(StatusCode::OK, TEXT, "ok\n"),
+        "/readyz" if broker.is_ready() => respond(StatusCode::OK, TEXT, "ready\n"),
+        "/readyz" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready: listeners not bound yet\n"),
+        _ => respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+    }
+}
