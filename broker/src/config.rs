@@ -51,6 +51,9 @@ pub struct Settings {
     pub persistence: PersistenceSettings,
     /// `/metrics`, `/healthz` and `/readyz` over HTTP: off in code, on (loopback only) in the embedded default.
     pub http: crate::http::HttpSettings,
+    /// How often the `$SYS` tree is published (`sys_interval`); `None` (0): never. Off in code, 10 s in the
+    /// embedded default (Mosquitto's).
+    pub sys_interval: Option<Duration>,
 }
 
 /// One listener.
@@ -219,6 +222,7 @@ impl Default for Settings {
             mqtt: MqttSettings::default(),
             persistence: PersistenceSettings::default(),
             http: crate::http::HttpSettings::default(),
+            sys_interval: None,
         }
     }
 }
@@ -484,6 +488,7 @@ fn one_line(message: &str) -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct FileConfig {
+    sys_interval: Int,
     listeners: Vec<FileListener>,
     limits: FileLimits,
     sessions: FileSessions,
@@ -866,6 +871,7 @@ impl Default for FileConfig {
             mqtt: FileMqtt::default(),
             persistence: FilePersistence::default(),
             http: crate::http::FileHttp::default(),
+            sys_interval: Int(0),
             log: FileLog::default(),
         }
     }
@@ -1031,6 +1037,8 @@ impl FileConfig {
         let mqtt = self.mqtt.validate()?;
         let persistence = self.persistence.validate()?;
         let http = self.http.validate()?;
+        let sys = ranged::<u64>("sys_interval", self.sys_interval, 0, 86_400)?;
+        let sys_interval = (sys > 0).then(|| Duration::from_secs(sys));
 
         let level = self.log.level.trim();
         if level.is_empty() {
@@ -1038,7 +1046,7 @@ impl FileConfig {
         }
         let format = self.log.format.parse().map_err(|reason| ConfigError::invalid("log.format", reason))?;
         let log = LogSettings { format, level: level.to_owned() };
-        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt, persistence, http }, log })
+        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt, persistence, http, sys_interval }, log })
     }
 }
 
@@ -1083,6 +1091,7 @@ mod tests {
         let mut c = Config::default();
         c.settings.persistence.enabled = true;
         c.settings.http.enabled = true;
+        c.settings.sys_interval = Some(Duration::from_secs(10));
         c
     }
 
@@ -1128,6 +1137,7 @@ mod tests {
             "sessions.max_keepalive",
             "sessions.persistent_session_expiry_secs",
             "sessions.queue_qos0_offline",
+            "sys_interval",
         ];
         assert_eq!(keys, want);
         // And those values are the defaults: the file form parsed alone gives the same settings.

@@ -16,7 +16,8 @@
 //!   (ACL files), per listener; checked by the connection before the session, and by the session and the router.
 //!
 //! Beside the data path, [`migrate`] translates a Mosquitto configuration (`broker migrate-config`), [`metrics`]
-//! counts what operators watch and [`http`] serves it (`/metrics`, `/healthz`, `/readyz`).
+//! counts what operators watch, [`http`] serves it (`/metrics`, `/healthz`, `/readyz`) and [`sys`] publishes it
+//! under `$SYS`.
 //!
 //! [`run`] serves until the shutdown future resolves.
 
@@ -33,6 +34,7 @@ pub mod persist;
 pub mod queue;
 pub mod router;
 pub mod session;
+pub mod sys;
 pub mod tls;
 mod ws;
 
@@ -326,6 +328,33 @@ impl Broker {
         self.shared.ready.load(Ordering::Relaxed)
     }
 
+    /// Publishes the `$SYS` tree every `every` (the values that changed) until `stop`.
+    async fn publish_sys(self, every: Duration, stop: CancellationToken) {
+        let mut tree = sys::SysTree::default();
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                now = interval.tick() => {
+                    let changed = tree.tick(&self.metrics_snapshot(), now.duration_since(last).max(every));
+                    last = now;
+                    let mut router = self.shared.ctx.router();
+                    for (topic, payload) in changed {
+                        let msg = message::Message::new(
+                            bytes::Bytes::from(topic),
+                            bytes::Bytes::from(payload),
+                            mqtt_codec::QoS::AtMostOnce,
+                            true,
+                        );
+                        router.publish(msg, None, now);
+                    }
+                }
+            }
+        }
+    }
+
     /// A snapshot of one session's counters, if the session exists.
     pub fn session_stats(&self, client_id: &str) -> Option<SessionStats> {
         let router = self.shared.ctx.router();
@@ -431,6 +460,9 @@ impl Broker {
         if let Some(http) = http {
             let tracker = accept.tracker.clone();
             accept.tracker.spawn(http::serve(http, self.clone(), accept.stop.clone(), tracker));
+        }
+        if let Some(every) = self.shared.settings.sys_interval {
+            accept.tracker.spawn(self.clone().publish_sys(every, accept.stop.clone()));
         }
         self.shared.ready.store(true, Ordering::Relaxed);
         // Once a second: delayed wills and session expiry, a checkpoint when the journal asks for one, and password

@@ -112,9 +112,12 @@ pub fn snapshot(ctx: &Context, uptime: Duration) -> Snapshot {
             queues.push((handle.client_id.clone(), queued));
         }
     }
+    // Clients' retained messages: the broker's own `$SYS` values are left out.
     router.for_each_retained_message(&mut |msg| {
-        s.retained_messages += 1;
-        s.retained_bytes += msg.cost();
+        if !crate::sys::is_sys_topic(msg.topic()) {
+            s.retained_messages += 1;
+            s.retained_bytes += msg.cost();
+        }
     });
     drop(router);
     queues.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
