@@ -309,6 +309,8 @@ async fn handshake_on<S: Stream>(
     link: ConnLink,
     stop: &CancellationToken,
 ) -> Result<Session, ConnError> {
+    let mut link = link;
+    link.info = Some(Arc::new(crate::router::ConnInfo::new(stream.peer_addr())));
     let first = tokio::select! {
         r = timeout(cfg.connect_timeout, read_frame(stream, rx, cfg.max_packet_size)) => {
             r.map_err(|_| ConnError::ConnectTimeout(cfg.connect_timeout))?

@@ -128,6 +128,8 @@ struct Shared {
     ready: Arc<AtomicBool>,
     /// The HTTP endpoint's socket, served with the listeners ([`Broker::with_http_listener`]).
     http: Arc<Mutex<Option<TcpListener>>>,
+    /// The HTTP endpoint's users, once served (reloaded with the MQTT password files).
+    http_auth: Arc<std::sync::OnceLock<Arc<http::Auth>>>,
 }
 
 #[derive(Clone, Default)]
@@ -200,6 +202,7 @@ impl Broker {
                 started: std::time::Instant::now(),
                 ready: Arc::default(),
                 http: Arc::default(),
+                http_auth: Arc::default(),
             }),
         })
     }
@@ -238,6 +241,9 @@ impl Broker {
             l.backend().reload();
         }
         self.recheck_auth(&listeners);
+        if let Some(http) = self.shared.http_auth.get() {
+            http.reload();
+        }
     }
 
     /// Reloads the authentication files that changed since the last look; returns whether any did.
@@ -311,6 +317,18 @@ impl Broker {
     pub fn with_http_listener(self, listener: TcpListener) -> Self {
         *self.shared.http.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listener);
         self
+    }
+
+    /// The HTTP endpoint's authentication: its password file loaded, or none on a loopback address.
+    fn http_auth(&self, listener: &TcpListener) -> Result<Option<Arc<http::Auth>>, Error> {
+        let mut s = self.shared.settings.http.clone();
+        s.bind = listener.local_addr()?;
+        s.check_exposure().map_err(|e| Error::Settings(format!("http.auth.password_file: {e}")))?;
+        let Some(path) = s.password_file else { return Ok(None) };
+        let auth =
+            Arc::new(http::Auth::load(path).map_err(|e| Error::Settings(format!("http.auth.password_file: {e}")))?);
+        let _ = self.shared.http_auth.set(auth.clone());
+        Ok(Some(auth))
     }
 
     /// Everything operators see, read now (see [`metrics::Snapshot`]).
@@ -458,8 +476,9 @@ impl Broker {
         }
         let http = self.shared.http.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(http) = http {
+            let auth = self.http_auth(&http)?;
             let tracker = accept.tracker.clone();
-            accept.tracker.spawn(http::serve(http, self.clone(), accept.stop.clone(), tracker));
+            accept.tracker.spawn(http::serve(http, self.clone(), auth, accept.stop.clone(), tracker));
         }
         if let Some(every) = self.shared.settings.sys_interval {
             accept.tracker.spawn(self.clone().publish_sys(every, accept.stop.clone()));

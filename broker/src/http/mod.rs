@@ -4,9 +4,11 @@
 //! HTTP/1.1 through hyper, one task per connection under a cap, each request under a header timeout; nothing on
 //! this path touches the MQTT data path other than reading counters and taking the router's lock for a snapshot.
 
+mod admin;
 mod settings;
 
-pub use settings::{FileHttp, HttpSettings};
+pub use admin::Auth;
+pub use settings::{FileHttp, FileHttpAuth, HttpSettings};
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,7 +35,13 @@ const MAX_CONNECTIONS: usize = 64;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves HTTP on `listener` until `stop` is cancelled; connection tasks go on `tracker`.
-pub(crate) async fn serve(listener: TcpListener, broker: Broker, stop: CancellationToken, tracker: TaskTracker) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    broker: Broker,
+    auth: Option<Arc<Auth>>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -51,12 +59,12 @@ pub(crate) async fn serve(listener: TcpListener, broker: Broker, stop: Cancellat
                 }
             },
         };
-        let (broker, stop) = (broker.clone(), stop.clone());
+        let (broker, auth, stop) = (broker.clone(), auth.clone(), stop.clone());
         tracker.spawn(async move {
             let _permit = permit;
             let service = service_fn(move |req| {
-                let broker = broker.clone();
-                async move { Ok::<_, Infallible>(route(&broker, &req)) }
+                let (broker, auth) = (broker.clone(), auth.clone());
+                async move { Ok::<_, Infallible>(route(&broker, auth.as_deref(), &req).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -74,7 +82,7 @@ pub(crate) async fn serve(listener: TcpListener, broker: Broker, stop: Cancellat
     }
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -83,11 +91,31 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-fn route(broker: &Broker, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// Probes are open to all; with `[http.auth]` everything else needs a user of its password file, and without it
+/// the endpoint is read-only.
+async fn route(broker: &Broker, auth: Option<&Auth>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let probe = matches!(path, "/healthz" | "/readyz");
+    let admin = match auth {
+        Some(auth) if !probe => {
+            let header = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            if !auth.check(header).await {
+                let mut r = respond(StatusCode::UNAUTHORIZED, TEXT, "credentials needed\n");
+                r.headers_mut()
+                    .insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"edge-mqtt\""));
+                return r;
+            }
+            true
+        }
+        _ => false,
+    };
+    if path.starts_with("/api/") {
+        return admin::api(broker, req.method(), path, admin);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
     }
-    match req.uri().path() {
+    match path {
         "/metrics" => respond(StatusCode::OK, crate::metrics::export::CONTENT_TYPE, broker.metrics_text()),
         "/healthz" => respond(StatusCode::OK, TEXT, "ok\n"),
         "/readyz" if broker.is_ready() => respond(StatusCode::OK, TEXT, "ready\n"),

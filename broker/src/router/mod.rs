@@ -9,6 +9,7 @@
 //! ([`Delivery`] holds an `Arc`) and encoded once per shape ([`Message::encoded`]).
 
 mod access;
+mod admin;
 mod durable;
 pub mod retained;
 mod sessions;
@@ -32,9 +33,10 @@ use crate::queue::{Delivery, OutboxLimits, Rejected};
 use store::{MemoryStore, Store};
 use trie::Trie;
 
+pub use admin::{EndError, SessionView};
 pub use durable::DurableState;
 use sessions::pushed;
-pub use sessions::{ConnLink, PacketIds, SessionHandle, SessionRef, SessionState, Subscriptions};
+pub use sessions::{ConnInfo, ConnLink, PacketIds, SessionHandle, SessionRef, SessionState, Subscriptions};
 
 /// Broker-wide counters, updated without the router lock.
 #[derive(Debug, Default)]
