@@ -1,10 +1,12 @@
 //! The operators' HTTP endpoint (`[http]`): `/metrics` (OpenMetrics text, see [`crate::metrics`]), `/healthz`
-//! (the process serves requests) and `/readyz` (every listener is bound and the journal was recovered).
+//! (the process serves requests), `/readyz` (every listener is bound and the journal was recovered), the admin API
+//! under `/api/` (`admin`) and the dashboard at `/` (`dashboard`).
 //!
 //! HTTP/1.1 through hyper, one task per connection under a cap, each request under a header timeout; nothing on
 //! this path touches the MQTT data path other than reading counters and taking the router's lock for a snapshot.
 
 mod admin;
+mod dashboard;
 mod settings;
 
 pub use admin::Auth;
@@ -109,6 +111,13 @@ async fn route(broker: &Broker, auth: Option<&Auth>, req: &Request<Incoming>) ->
         }
         _ => false,
     };
+    if path == "/api/overview" && req.method() == Method::GET {
+        return respond(
+            StatusCode::OK,
+            "application/json",
+            dashboard::overview(&broker.metrics_snapshot()).to_string(),
+        );
+    }
     if path.starts_with("/api/") {
         return admin::api(broker, req.method(), path, admin);
     }
@@ -120,6 +129,6 @@ async fn route(broker: &Broker, auth: Option<&Auth>, req: &Request<Incoming>) ->
         "/healthz" => respond(StatusCode::OK, TEXT, "ok\n"),
         "/readyz" if broker.is_ready() => respond(StatusCode::OK, TEXT, "ready\n"),
         "/readyz" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready: listeners not bound yet\n"),
-        _ => respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+        _ => dashboard::asset(path).unwrap_or_else(|| respond(StatusCode::NOT_FOUND, TEXT, "not found\n")),
     }
 }
