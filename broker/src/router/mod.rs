@@ -12,6 +12,7 @@ mod access;
 mod admin;
 mod durable;
 pub mod retained;
+mod retained_scan;
 mod sessions;
 pub mod store;
 pub mod trie;
@@ -27,9 +28,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::journal::Lsn;
+use crate::logging::Untrusted;
 use crate::message::Message;
 use crate::persist::{Durable, Record};
 use crate::queue::{Delivery, OutboxLimits, Rejected};
+pub use retained::Scan;
+pub use retained_scan::{RetainedScan, RetainedStep};
 use store::{MemoryStore, Store};
 use trie::Trie;
 
@@ -53,6 +57,8 @@ pub struct Counters {
     pub messages_refused: AtomicU64,
     /// Messages not sent to a client because they exceed its Maximum Packet Size (also in `messages_dropped`).
     pub messages_oversized: AtomicU64,
+    /// The memory budget for message bytes, with drops by reason (see [`crate::budget`]).
+    pub budget: Arc<crate::budget::Budget>,
     /// Everything else operators see (see [`crate::metrics`]).
     pub obs: crate::metrics::Metrics,
 }
@@ -74,6 +80,10 @@ pub struct RouterLimits {
     pub outbox: OutboxLimits,
     /// Retained messages.
     pub max_retained: usize,
+    /// Bytes of retained messages (0: no limit).
+    pub max_retained_bytes: usize,
+    /// Delayed wills waiting at once; beyond it a will goes out at once (0: no limit).
+    pub max_pending_wills: usize,
     /// Subscriptions per session.
     pub max_subscriptions: usize,
     /// How shared subscription groups pick a member.
@@ -190,7 +200,8 @@ pub struct Busy;
 impl Router {
     /// An empty router over an in-memory store.
     pub fn new(limits: RouterLimits, counters: Arc<Counters>) -> Self {
-        Self::with_store(Box::new(MemoryStore::new(limits.max_retained)), limits, counters)
+        let store = MemoryStore::new(limits.max_retained).with_max_retained_bytes(limits.max_retained_bytes);
+        Self::with_store(Box::new(store), limits, counters)
     }
 
     /// A router over the given store.
@@ -332,7 +343,13 @@ impl Router {
         self.journal_offline(session, &mut state, will.as_ref(), now);
         drop(state);
         if let Some((msg, wait)) = will {
-            if wait.is_zero() {
+            let full = self.limits.max_pending_wills > 0 && self.pending_wills.len() >= self.limits.max_pending_wills;
+            if full {
+                // Not lost, not held: a client cannot make the broker hold more wills than the limit.
+                self.counters.budget.count(crate::budget::DropReason::WillNotDelayed);
+                crate::logging::conn_event!(WARN, "pending wills at their limit; will published without its delay");
+            }
+            if wait.is_zero() || full {
                 self.publish_will(msg, now);
             } else {
                 self.pending_wills.push(PendingWill { client_id: session.client_id.clone(), due: now + wait, msg });
@@ -361,7 +378,7 @@ impl Router {
         let expired: Vec<Arc<SessionHandle>> =
             self.store.sessions().filter(|s| s.lock().is_expired(now)).cloned().collect();
         for session in expired {
-            tracing::debug!(client_id = &*session.client_id, "session expired");
+            tracing::debug!(client_id = ?Untrusted(&session.client_id), "session expired");
             self.remove_session(&session);
         }
     }
@@ -416,6 +433,27 @@ impl Router {
         retain_handling: RetainHandling,
         now: Instant,
     ) -> Result<QoS, SubscribeError> {
+        let (qos, scan) = self.subscribe_deferred(session, filter, opts, retain_handling)?;
+        if let Some(mut scan) = scan {
+            // One walk; what the queue has no room for is dropped and counted, as for any message.
+            self.scan_retained(session, &mut scan, now, usize::MAX, &mut true);
+        }
+        Ok(qos)
+    }
+
+    /// Subscribes a session as [`Router::subscribe`] does, but leaves the retained messages to send: the caller
+    /// sends them with [`Router::send_retained`] in bounded steps, releasing the router lock in between, so a
+    /// filter matching a large retained store holds nobody else up.
+    ///
+    /// # Errors
+    /// [`SubscribeError::TooMany`] past the per-session limit.
+    pub fn subscribe_deferred(
+        &mut self,
+        session: &Arc<SessionHandle>,
+        filter: &str,
+        opts: SubOpts,
+        retain_handling: RetainHandling,
+    ) -> Result<(QoS, Option<RetainedScan>), SubscribeError> {
         self.lsn.set(Lsn::ZERO);
         let existed = {
             let mut state = session.lock();
@@ -438,7 +476,7 @@ impl Router {
                 None => group.members.push((key, opts)),
             }
             self.shared_trie.insert(shared.filter.as_str(), name, ());
-            return Ok(opts.qos);
+            return Ok((opts.qos, None));
         }
         self.trie.insert(filter, key, opts);
         let send_retained = match retain_handling {
@@ -446,26 +484,8 @@ impl Router {
             RetainHandling::SendAtNewSubscribe => !existed,
             RetainHandling::DoNotSend => false,
         };
-        if send_retained {
-            let mut retained = Vec::new();
-            self.store.for_each_retained(filter, &mut |m| {
-                if !m.is_expired(now) && (!opts.acl_check || access::may_read(session, m.topic())) {
-                    retained.push(m.clone());
-                }
-            });
-            for msg in retained {
-                let qos = msg.qos.min(opts.qos);
-                let sub_ids = opts.id.into_iter().collect();
-                let msg = Arc::new(msg);
-                // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-8]. The subscriber reads them
-                // at its pace: nobody waits for it.
-                let target = [(session.clone(), Delivery { msg, qos, retain: true, sub_ids })];
-                let refused = self.journal_routed(&target[0].1.msg, false, None, &target, now);
-                let [(_, delivery)] = target;
-                self.deliver(session, delivery, &mut None, refused);
-            }
-        }
-        Ok(opts.qos)
+        let scan = (send_retained && self.store.retained_count() > 0).then(|| RetainedScan::new(filter, opts));
+        Ok((opts.qos, scan))
     }
 
     /// Removes a subscription. Returns whether it existed.
@@ -510,8 +530,10 @@ impl Router {
         let mut retained = false;
         if msg.retain {
             if self.store.set_retained(&msg).is_err() {
-                tracing::warn!(
-                    topic = msg.topic(),
+                self.counters.budget.count(crate::budget::DropReason::RetainedFull);
+                crate::logging::conn_event!(
+                    WARN,
+                    topic = ?Untrusted(msg.topic()),
                     max = self.limits.max_retained,
                     "retained store full; message not retained"
                 );
@@ -629,9 +651,10 @@ impl Router {
             }
         }
         self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            group = &**name,
-            topic = msg.topic(),
+        crate::logging::conn_event!(
+            WARN,
+            group = ?Untrusted(name),
+            topic = ?Untrusted(msg.topic()),
             "no member of the shared subscription could take a message"
         );
         None
@@ -674,14 +697,16 @@ impl Router {
                     && let Some(conn) = &state.conn
                     && !conn.kick.is_cancelled()
                 {
-                    tracing::warn!(client_id = &*session.client_id, "queue full; disconnecting the slow consumer");
+                    let client_id = Untrusted(&session.client_id);
+                    crate::logging::conn_event!(WARN, ?client_id, "queue full; disconnecting the slow consumer");
                     conn.kick(ReasonCode::QuotaExceeded);
                 }
                 state.drops_since_log = state.drops_since_log.saturating_add(1);
                 let now = std::time::Instant::now();
                 if state.last_drop_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                    tracing::warn!(
-                        client_id = &*session.client_id,
+                    crate::logging::conn_event!(
+                        WARN,
+                        client_id = ?Untrusted(&session.client_id),
                         dropped = state.drops_since_log,
                         dropped_total = state.outbox.dropped(),
                         queued = state.outbox.queued(),
@@ -738,6 +763,8 @@ mod tests {
         let limits = RouterLimits {
             outbox,
             max_retained: 100,
+            max_retained_bytes: 0,
+            max_pending_wills: 0,
             max_subscriptions: 10,
             shared_strategy: SharedStrategy::RoundRobin,
             disconnect_slow_consumers: false,
@@ -752,7 +779,7 @@ mod tests {
     fn drain(s: &Arc<SessionHandle>) -> Vec<(Vec<u8>, QoS, bool, Vec<u32>)> {
         let mut out = Vec::new();
         let mut st = s.lock();
-        while let Some(crate::queue::Send::Publish { delivery: d, .. }) = st.outbox.next_send(Instant::now()) {
+        while let Some(crate::queue::Outgoing::Publish { delivery: d, .. }) = st.outbox.next_send(Instant::now()) {
             out.push((d.msg.payload.to_vec(), d.qos, d.retain, d.sub_ids.to_vec()));
         }
         out
