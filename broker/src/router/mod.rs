@@ -484,7 +484,9 @@ impl Router {
             RetainHandling::SendAtNewSubscribe => !existed,
             RetainHandling::DoNotSend => false,
         };
-        let scan = (send_retained && self.store.retained_count() > 0).then(|| RetainedScan::new(filter, opts));
+        // The count leaves out the `$SYS` values, which only a filter starting with `$SYS` can match.
+        let any = self.store.retained_count() > 0 || filter.starts_with("$SYS");
+        let scan = (send_retained && any).then(|| RetainedScan::new(filter, opts));
         Ok((opts.qos, scan))
     }
 
@@ -740,9 +742,9 @@ impl Router {
         self.store.sessions()
     }
 
-    /// Calls `f` with every retained message.
-    pub fn for_each_retained_message(&self, f: &mut dyn FnMut(&Message)) {
-        self.store.for_each_retained_message(f);
+    /// Bytes of the retained messages held (the broker's own `$SYS` values are not counted).
+    pub fn retained_bytes(&self) -> usize {
+        self.store.retained_bytes()
     }
 }
 
