@@ -339,67 +339,6 @@ impl Broker {
         }
     }
 
-    /// Serves the operators' HTTP endpoint ([`http`]) on this bound socket alongside the MQTT listeners, from
-    /// [`Broker::serve_listeners`] until its shutdown.
-    pub fn with_http_listener(self, listener: TcpListener) -> Self {
-        *self.shared.http.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listener);
-        self
-    }
-
-    /// The HTTP endpoint's authentication: its password file loaded, or none on a loopback address.
-    fn http_auth(&self, listener: &TcpListener) -> Result<Option<Arc<http::Auth>>, Error> {
-        let mut s = self.shared.settings.http.clone();
-        s.bind = listener.local_addr()?;
-        s.check_exposure().map_err(|e| Error::Settings(format!("http.auth.password_file: {e}")))?;
-        let Some(path) = s.password_file else { return Ok(None) };
-        let auth =
-            Arc::new(http::Auth::load(path).map_err(|e| Error::Settings(format!("http.auth.password_file: {e}")))?);
-        let _ = self.shared.http_auth.set(auth.clone());
-        Ok(Some(auth))
-    }
-
-    /// Everything operators see, read now (see [`metrics::Snapshot`]).
-    pub fn metrics_snapshot(&self) -> metrics::Snapshot {
-        metrics::snapshot(&self.shared.ctx, self.shared.started.elapsed())
-    }
-
-    /// `/metrics`: the snapshot and the live counters in the OpenMetrics text format.
-    pub fn metrics_text(&self) -> String {
-        metrics::export::encode(&self.metrics_snapshot(), &self.shared.ctx.counters.obs)
-    }
-
-    /// Whether every listener is being served (the journal was recovered before the broker existed).
-    pub fn is_ready(&self) -> bool {
-        self.shared.ready.load(Ordering::Relaxed)
-    }
-
-    /// Publishes the `$SYS` tree every `every` (the values that changed) until `stop`.
-    async fn publish_sys(self, every: Duration, stop: CancellationToken) {
-        let mut tree = sys::SysTree::default();
-        let mut interval = tokio::time::interval(every);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = tokio::time::Instant::now();
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                now = interval.tick() => {
-                    let changed = tree.tick(&self.metrics_snapshot(), now.duration_since(last).max(every));
-                    last = now;
-                    let mut router = self.shared.ctx.router();
-                    for (topic, payload) in changed {
-                        let msg = message::Message::new(
-                            bytes::Bytes::from(topic),
-                            bytes::Bytes::from(payload),
-                            mqtt_codec::QoS::AtMostOnce,
-                            true,
-                        );
-                        router.publish(msg, None, now);
-                    }
-                }
-            }
-        }
-    }
-
     /// A snapshot of one session's counters, if the session exists.
     pub fn session_stats(&self, client_id: &str) -> Option<SessionStats> {
         let router = self.shared.ctx.router();

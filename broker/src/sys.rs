@@ -103,6 +103,35 @@ impl SysTree {
     }
 }
 
+impl crate::Broker {
+    /// Publishes the `$SYS` tree every `every` (the values that changed) until `stop`.
+    pub(crate) async fn publish_sys(self, every: Duration, stop: tokio_util::sync::CancellationToken) {
+        let mut tree = SysTree::default();
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                now = interval.tick() => {
+                    let changed = tree.tick(&self.metrics_snapshot(), now.duration_since(last).max(every));
+                    last = now;
+                    let mut router = self.shared.ctx.router();
+                    for (topic, payload) in changed {
+                        let msg = crate::message::Message::new(
+                            bytes::Bytes::from(topic),
+                            bytes::Bytes::from(payload),
+                            mqtt_codec::QoS::AtMostOnce,
+                            true,
+                        );
+                        router.publish(msg, None, now);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::Broker;
+use crate::{Broker, Error, metrics};
 
 /// HTTP connections served at once; more wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 64;
@@ -130,5 +130,40 @@ async fn route(broker: &Broker, auth: Option<&Auth>, req: &Request<Incoming>) ->
         "/readyz" if broker.is_ready() => respond(StatusCode::OK, TEXT, "ready\n"),
         "/readyz" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready: listeners not bound yet\n"),
         _ => dashboard::asset(path).unwrap_or_else(|| respond(StatusCode::NOT_FOUND, TEXT, "not found\n")),
+    }
+}
+
+impl Broker {
+    /// Serves the operators' HTTP endpoint ([`crate::http`]) on this bound socket alongside the MQTT listeners, from
+    /// [`Broker::serve_listeners`] until its shutdown.
+    pub fn with_http_listener(self, listener: TcpListener) -> Self {
+        *self.shared.http.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listener);
+        self
+    }
+
+    /// The HTTP endpoint's authentication: its password file loaded, or none on a loopback address.
+    pub(crate) fn http_auth(&self, listener: &TcpListener) -> Result<Option<Arc<Auth>>, Error> {
+        let mut s = self.shared.settings.http.clone();
+        s.bind = listener.local_addr()?;
+        s.check_exposure().map_err(|e| Error::Settings(format!("http.auth.password_file: {e}")))?;
+        let Some(path) = s.password_file else { return Ok(None) };
+        let auth = Arc::new(Auth::load(path).map_err(|e| Error::Settings(format!("http.auth.password_file: {e}")))?);
+        let _ = self.shared.http_auth.set(auth.clone());
+        Ok(Some(auth))
+    }
+
+    /// Everything operators see, read now (see [`metrics::Snapshot`]).
+    pub fn metrics_snapshot(&self) -> metrics::Snapshot {
+        metrics::snapshot(&self.shared.ctx, self.shared.started.elapsed())
+    }
+
+    /// `/metrics`: the snapshot and the live counters in the OpenMetrics text format.
+    pub fn metrics_text(&self) -> String {
+        metrics::export::encode(&self.metrics_snapshot(), &self.shared.ctx.counters.obs)
+    }
+
+    /// Whether every listener is being served (the journal was recovered before the broker existed).
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
