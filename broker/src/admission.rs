@@ -127,8 +127,9 @@ impl PerAddress {
         Ok(Some(AddressSlot { table: self.clone(), key }))
     }
 
-    /// Connections held by the address group of `ip` (for tests and stats).
-    pub fn connections(&self, ip: IpAddr) -> usize {
+    /// Connections held by the address group of `ip`.
+    #[cfg(test)]
+    fn connections(&self, ip: IpAddr) -> usize {
         let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         table.entries.get(&Key::of(ip)).map_or(0, |e| e.connections)
     }

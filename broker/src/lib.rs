@@ -3,20 +3,20 @@
 //! Data flows socket -> codec -> session -> router -> per-subscriber queues -> socket:
 //!
 //! - [`config`]: validated [`Settings`] with the embedded defaults.
-//! - [`admission`]: per-source-address connection counts and rates, checked at accept.
 //! - [`tls`]: rustls server configs from PEM files, reloaded when the files change.
+//! - `admission`: per-source-address connection counts and rates, checked at accept.
 //! - `listener`: accepts connections under a connection cap; the connection's task does TLS and the WebSocket
 //!   upgrade (`ws`) before MQTT.
 //! - `connection`: one task per client; the only module that does I/O on the socket.
-//! - `session`: the sans-IO MQTT state machine of one client (packets and `now` in, actions out).
-//! - `router`: subscriptions, retained messages and the sessions' queues, behind one storage interface.
-//! - `queue`: the bounded per-session outbound queue and in-flight window.
-//! - [`persist`]: what must survive a restart, journaled as typed records in the [`journal`] (the storage engine),
-//!   and rebuilt from it at startup.
 //! - [`auth`]: who may connect (password files, certificate identities) and what each client may publish and read
 //!   (ACL files), per listener; checked by the connection before the session, and by the session and the router.
+//! - [`session`]: the sans-IO MQTT state machine of one client (packets and `now` in, actions out).
+//! - [`router`]: subscriptions, retained messages and the sessions' queues, behind one storage interface.
+//! - [`queue`]: the bounded per-session outbound queue and in-flight window, of [`message`]s shared between queues.
+//! - `persist`: what must survive a restart, journaled as typed records in the [`journal`] (the storage engine),
+//!   and rebuilt from it at startup.
 //! - [`budget`]: the broker-wide memory budget for message bytes, and drops by reason.
-//! - [`logging`]: lines about clients, cut to size and rate-limited.
+//! - `logging`: lines about clients, cut to size and rate-limited.
 //!
 //! Beside the data path, [`migrate`] translates a Mosquitto configuration (`broker migrate-config`), [`metrics`]
 //! counts what operators watch, [`http`] serves it (`/metrics`, `/healthz`, `/readyz`) and [`sys`] publishes it
@@ -24,25 +24,39 @@
 //!
 //! [`run`] serves until the shutdown future resolves.
 
-pub mod admission;
-pub mod auth;
-pub mod budget;
+// In the order data flows through them; see the list above.
 pub mod config;
-mod connection;
-pub mod http;
-pub mod journal;
-mod listener;
-pub mod logging;
-pub mod message;
-pub mod metrics;
-pub mod migrate;
-pub mod persist;
-pub mod queue;
-pub mod router;
-pub mod session;
-pub mod sys;
+
 pub mod tls;
+
+pub(crate) mod admission;
+mod listener;
 mod ws;
+
+mod connection;
+
+pub mod auth;
+
+pub mod session;
+
+pub mod router;
+
+pub mod queue;
+
+pub mod message;
+
+pub(crate) mod persist;
+
+pub mod journal;
+
+pub mod budget;
+pub(crate) mod logging;
+
+pub mod migrate;
+
+pub mod http;
+pub mod metrics;
+pub mod sys;
 
 pub use config::{Config, ConfigError, Limits, ListenerSettings, MqttSettings, SessionSettings, Settings};
 pub use listener::{Listener, reserve_descriptors};
