@@ -17,6 +17,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step "dependencies"
 # Debian's mosquitto and mosquitto-clients, and paho-mqtt 2.x, for the interop tests.
 bash scripts/interop-deps.sh
+# python3's prometheus_client, whose OpenMetrics parser reads /metrics in the observability tests.
+bash scripts/obs-deps.sh
 # openssl, Debian's chromium and the npm packages of the browser test (TLS, WebSocket and browser tests).
 bash scripts/tls-deps.sh
 # qemu-system-arm and the Cortex-M targets for the firmware-in-QEMU tests.

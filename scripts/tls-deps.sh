@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the TLS, WebSocket and browser tests (tests/tests/{tls,ws,browser}.rs) need, only when missing;
+# Installs what the TLS, WebSocket, browser and dashboard tests (tests/tests/{tls,ws,browser,dashboard}.rs) need,
+# only when missing;
 # safe to run repeatedly:
 #   - openssl (s_client for the TLS version and ALPN checks)
 #   - chromium (Debian's, headless, for tests/tests/browser.rs), node and npm

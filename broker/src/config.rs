@@ -49,6 +49,11 @@ pub struct Settings {
     pub mqtt: MqttSettings,
     /// Crash-safe persistence: off in code, on in the embedded default configuration.
     pub persistence: PersistenceSettings,
+    /// `/metrics`, `/healthz` and `/readyz` over HTTP: off in code, on (loopback only) in the embedded default.
+    pub http: crate::http::HttpSettings,
+    /// How often the `$SYS` tree is published (`sys_interval`); `None` (0): never. Off in code, 10 s in the
+    /// embedded default (Mosquitto's).
+    pub sys_interval: Option<Duration>,
 }
 
 /// One listener.
@@ -239,6 +244,8 @@ impl Default for Settings {
             sessions: SessionSettings::default(),
             mqtt: MqttSettings::default(),
             persistence: PersistenceSettings::default(),
+            http: crate::http::HttpSettings::default(),
+            sys_interval: None,
         }
     }
 }
@@ -520,11 +527,13 @@ fn one_line(message: &str) -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct FileConfig {
+    sys_interval: Int,
     listeners: Vec<FileListener>,
     limits: FileLimits,
     sessions: FileSessions,
     mqtt: FileMqtt,
     persistence: FilePersistence,
+    http: crate::http::FileHttp,
     log: FileLog,
 }
 
@@ -911,6 +920,8 @@ impl Default for FileConfig {
             sessions: FileSessions::default(),
             mqtt: FileMqtt::default(),
             persistence: FilePersistence::default(),
+            http: crate::http::FileHttp::default(),
+            sys_interval: Int(0),
             log: FileLog::default(),
         }
     }
@@ -1111,6 +1122,9 @@ impl FileConfig {
 
         let mqtt = self.mqtt.validate()?;
         let persistence = self.persistence.validate()?;
+        let http = self.http.validate()?;
+        let sys = ranged::<u64>("sys_interval", self.sys_interval, 0, 86_400)?;
+        let sys_interval = (sys > 0).then(|| Duration::from_secs(sys));
 
         let level = self.log.level.trim();
         if level.is_empty() {
@@ -1118,7 +1132,7 @@ impl FileConfig {
         }
         let format = self.log.format.parse().map_err(|reason| ConfigError::invalid("log.format", reason))?;
         let log = LogSettings { format, level: level.to_owned() };
-        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt, persistence }, log })
+        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt, persistence, http, sys_interval }, log })
     }
 }
 
@@ -1162,6 +1176,8 @@ mod tests {
     fn embedded_default() -> Config {
         let mut c = Config::default();
         c.settings.persistence.enabled = true;
+        c.settings.http.enabled = true;
+        c.settings.sys_interval = Some(Duration::from_secs(10));
         c
     }
 
@@ -1173,6 +1189,8 @@ mod tests {
         // The default TOML spells out every key rather than leaning on serde defaults.
         let keys = leaf_keys(DEFAULT_CONFIG);
         let want = [
+            "http.bind",
+            "http.enabled",
             "limits.connect_timeout_secs",
             "limits.disconnect_slow_consumers",
             "limits.max_connect_packet_size",
@@ -1216,6 +1234,7 @@ mod tests {
             "sessions.max_keepalive",
             "sessions.persistent_session_expiry_secs",
             "sessions.queue_qos0_offline",
+            "sys_interval",
         ];
         assert_eq!(keys, want);
         // And those values are the defaults: the file form parsed alone gives the same settings.

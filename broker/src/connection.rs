@@ -329,6 +329,8 @@ async fn handshake_on<S: Stream>(
     stop: &CancellationToken,
     deadline: Instant,
 ) -> Result<Session, ConnError> {
+    let mut link = link;
+    link.info = Some(Arc::new(crate::router::ConnInfo::new(stream.peer_addr())));
     // Before CONNECT is accepted, packets are held to the smaller pre-CONNECT limit: a connection that has not
     // identified itself cannot make the broker buffer a maximum-size packet.
     let max = cfg.max_connect_packet_size.min(cfg.max_packet_size);
@@ -341,6 +343,7 @@ async fn handshake_on<S: Stream>(
     let Some(mut frame) = first? else { return Err(ConnError::Closed) };
     let connect = frame.clone();
     // Authentication (may await a backend and the failed-login backoff) before the session sees the CONNECT.
+    let counters = ctx.counters.clone();
     let login = crate::auth::login(ctx, &frame, stream.peer_addr(), link.id, deadline);
     let mut step = match login.await {
         Ok(ctx) => handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
@@ -355,6 +358,7 @@ async fn handshake_on<S: Stream>(
         match step {
             Handshake::Accepted(session) => return Ok(*session),
             Handshake::Refused(refused) => {
+                counters.obs.refused_connect(refused.code.to_u8());
                 write_all(stream, &refused.connack, cfg.write_timeout).await?;
                 let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
                 // The log names the client (no session that would know it came to be).

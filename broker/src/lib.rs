@@ -18,7 +18,9 @@
 //! - [`budget`]: the broker-wide memory budget for message bytes, and drops by reason.
 //! - `logging`: lines about clients, cut to size and rate-limited.
 //!
-//! Beside the data path, [`migrate`] translates a Mosquitto configuration (`broker migrate-config`).
+//! Beside the data path, [`migrate`] translates a Mosquitto configuration (`broker migrate-config`), [`metrics`]
+//! counts what operators watch, [`http`] serves it (`/metrics`, `/healthz`, `/readyz`) and [`sys`] publishes it
+//! under `$SYS`.
 //!
 //! [`run`] serves until the shutdown future resolves.
 
@@ -52,11 +54,15 @@ pub(crate) mod logging;
 
 pub mod migrate;
 
+pub mod http;
+pub mod metrics;
+pub mod sys;
+
 pub use config::{Config, ConfigError, Limits, ListenerSettings, MqttSettings, SessionSettings, Settings};
 pub use listener::{Listener, reserve_descriptors};
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -144,6 +150,14 @@ struct Shared {
     identities: Identities,
     /// Authentication shared by every listener: a backend installed by the embedding application, failed logins.
     auth: AuthShared,
+    /// When the broker was made (uptime).
+    started: std::time::Instant,
+    /// Every listener is being served (`/readyz`); the journal was recovered before the broker existed.
+    ready: Arc<AtomicBool>,
+    /// The HTTP endpoint's socket, served with the listeners ([`Broker::with_http_listener`]).
+    http: Arc<Mutex<Option<TcpListener>>>,
+    /// The HTTP endpoint's users, once served (reloaded with the MQTT password files).
+    http_auth: Arc<std::sync::OnceLock<Arc<http::Auth>>>,
 }
 
 #[derive(Clone, Default)]
@@ -222,6 +236,10 @@ impl Broker {
                 next_conn_id: Arc::default(),
                 identities: Identities::default(),
                 auth: AuthShared::default(),
+                started: std::time::Instant::now(),
+                ready: Arc::default(),
+                http: Arc::default(),
+                http_auth: Arc::default(),
             }),
         })
     }
@@ -260,6 +278,9 @@ impl Broker {
             l.backend().reload();
         }
         self.recheck_auth(&listeners);
+        if let Some(http) = self.shared.http_auth.get() {
+            http.reload();
+        }
     }
 
     /// Reloads the authentication files that changed since the last look; returns whether any did.
@@ -436,8 +457,20 @@ impl Broker {
                 }
                 None => accept.clone(),
             };
-            accept.tracker.spawn(listener::accept_loop(listener, local_limit, accept.clone()));
+            let label = listener.local_addr().map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+            let metrics = self.shared.ctx.counters.obs.listener(label);
+            accept.tracker.spawn(listener::accept_loop(listener, local_limit, accept.clone(), metrics));
         }
+        let http = self.shared.http.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(http) = http {
+            let auth = self.http_auth(&http)?;
+            let tracker = accept.tracker.clone();
+            accept.tracker.spawn(http::serve(http, self.clone(), auth, accept.stop.clone(), tracker));
+        }
+        if let Some(every) = self.shared.settings.sys_interval {
+            accept.tracker.spawn(self.clone().publish_sys(every, accept.stop.clone()));
+        }
+        self.shared.ready.store(true, Ordering::Relaxed);
         // Once a second: delayed wills and session expiry, a checkpoint when the journal asks for one, and password
         // and ACL files re-read when they changed.
         let watch_auth =
@@ -468,6 +501,7 @@ impl Broker {
             }
         });
         shutdown.await;
+        self.shared.ready.store(false, Ordering::Relaxed);
         tracing::info!("shutting down");
         accept.stop.cancel();
         accept.tracker.close();

@@ -175,7 +175,12 @@ pub(crate) struct Accept {
     pub tracker: TaskTracker,
 }
 
-pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Semaphore>>, a: Arc<Accept>) {
+pub(crate) async fn accept_loop(
+    listener: Listener,
+    local_limit: Option<Arc<Semaphore>>,
+    a: Arc<Accept>,
+    metrics: Arc<crate::metrics::ListenerMetrics>,
+) {
     let addr = listener.tcp.local_addr().ok();
     let mut backoff = Duration::from_millis(5);
     let mut watch = tokio::time::interval(Duration::from_secs(1));
@@ -216,6 +221,7 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
         };
         let global = a.global_limit.clone().try_acquire_owned().ok();
         let (Some(global), Some(local)) = (global, local) else {
+            metrics.refused_limit.fetch_add(1, Ordering::Relaxed);
             conn_event!(WARN, %peer, "connection limit reached; refusing connection");
             drop(stream);
             continue;
@@ -230,7 +236,8 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
             }
         };
         let arrival = Arrival { peer: None, deadline: now + a.conn.connect_timeout, handshake };
-        let permits = Permits::new(global, local, &a.global_limit, local_limit.as_ref(), address);
+        let mut permits = Permits::new(global, local, &a.global_limit, local_limit.as_ref(), address);
+        permits.open = Some(crate::metrics::OpenConnection::new(&metrics));
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
         }
@@ -297,6 +304,8 @@ struct Permits {
     global: Arc<Semaphore>,
     local: Option<Arc<Semaphore>>,
     _address: Option<AddressSlot>,
+    /// Counts the connection as open on its listener.
+    open: Option<crate::metrics::OpenConnection>,
 }
 
 impl Permits {
@@ -311,7 +320,7 @@ impl Permits {
         let local = local.map(|p| {
             p.forget();
         });
-        Self { global: global_sem.clone(), local: local.and(local_sem.cloned()), _address: address }
+        Self { global: global_sem.clone(), local: local.and(local_sem.cloned()), _address: address, open: None }
     }
 }
 

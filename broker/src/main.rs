@@ -1,6 +1,6 @@
 //! The `broker` binary: reads the configuration, installs logging, binds the listeners and runs the broker until
-//! SIGINT or SIGTERM. SIGHUP reloads every TLS listener's certificate, key and CA files, and the password and ACL
-//! files. `broker passwd` manages password files the way `mosquitto_passwd` does.
+//! SIGINT or SIGTERM. SIGHUP reloads every TLS listener's certificate, key and CA files, the password and ACL
+//! files, and `log.level`. `broker passwd` manages password files the way `mosquitto_passwd` does.
 //!
 //! With no arguments it serves anonymous MQTT on 127.0.0.1:1883 only, from the embedded default configuration.
 
@@ -198,12 +198,49 @@ fn migrate_config(file: &std::path::Path) -> ExitCode {
 fn start(args: Args) -> Result<(), String> {
     let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     apply_flags(&mut config, &args);
-    init_logging(&config)?;
+    let log_reload = init_logging(&config)?;
     // Connections, listeners, and a few for the runtime, certificate reloads and logs.
     let descriptors = config.settings.limits.max_connections.saturating_add(config.settings.listeners.len() + 64);
     broker::reserve_descriptors(descriptors);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
-    runtime.block_on(serve(config))
+    let reload = Reload { config_file: args.config.clone(), log: log_reload };
+    runtime.block_on(serve(config, reload))
+}
+
+/// What SIGHUP re-reads besides the TLS, password and ACL files: the configuration file's `log.level`.
+struct Reload {
+    config_file: Option<PathBuf>,
+    /// Installs a new log filter; `None` when `RUST_LOG` set it (the variable wins, as at start).
+    log: Option<LogReload>,
+}
+
+type LogReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+impl Reload {
+    /// Reads the configuration again and applies its `log.level`; a file that does not load changes nothing.
+    fn log_level(&self) {
+        let Some(set) = &self.log else {
+            tracing::info!("SIGHUP: RUST_LOG is set, so log.level is not reloaded");
+            return;
+        };
+        match Config::load(self.config_file.as_deref()) {
+            Ok(c) => match set(&c.log.level) {
+                Ok(()) => tracing::info!(level = %c.log.level, "SIGHUP: log.level reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: log.level kept"),
+            },
+            Err(e) => tracing::error!(error = %e, "SIGHUP: configuration not reloaded; log.level kept"),
+        }
+    }
+}
+
+fn log_reload<S>(handle: tracing_subscriber::reload::Handle<EnvFilter, S>) -> LogReload
+where
+    S: 'static,
+{
+    Box::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| format!("log.level: {e} (got {level:?})"))?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }
 
 /// Command line flags win over the file and the environment.
@@ -232,25 +269,36 @@ fn apply_flags(config: &mut Config, args: &Args) {
 }
 
 /// Logs go to stderr; `RUST_LOG` wins over `log.level`. Colour only on a terminal, so that piped lines read
-/// `addr=127.0.0.1:1883` verbatim.
-fn init_logging(config: &Config) -> Result<(), String> {
-    let filter = match std::env::var("RUST_LOG") {
+/// `addr=127.0.0.1:1883` verbatim. Returns how to change `log.level` later (SIGHUP), unless `RUST_LOG` set it.
+fn init_logging(config: &Config) -> Result<Option<LogReload>, String> {
+    let (filter, from_env) = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.trim().is_empty() => {
-            EnvFilter::try_new(&directives).map_err(|e| format!("RUST_LOG: {e} (got {directives:?})"))?
+            (EnvFilter::try_new(&directives).map_err(|e| format!("RUST_LOG: {e} (got {directives:?})"))?, true)
         }
-        _ => {
-            EnvFilter::try_new(&config.log.level).map_err(|e| format!("log.level: {e} (got {:?})", config.log.level))?
-        }
+        _ => (
+            EnvFilter::try_new(&config.log.level)
+                .map_err(|e| format!("log.level: {e} (got {:?})", config.log.level))?,
+            false,
+        ),
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let installed = match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        _ => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+    let (installed, reload) = match config.log.format {
+        LogFormat::Json => {
+            let b = builder.json().flatten_event(true).with_filter_reloading();
+            let reload = log_reload(b.reload_handle());
+            (b.try_init(), reload)
+        }
+        _ => {
+            let b = builder.with_ansi(std::io::stderr().is_terminal()).with_filter_reloading();
+            let reload = log_reload(b.reload_handle());
+            (b.try_init(), reload)
+        }
     };
-    installed.map_err(|e| format!("cannot install the logger: {e}"))
+    installed.map_err(|e| format!("cannot install the logger: {e}"))?;
+    Ok((!from_env).then_some(reload))
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(config: Config, reload: Reload) -> Result<(), String> {
     // Install the signal handlers before announcing the listeners, so a signal sent as soon as the address is
     // logged stops the broker gracefully rather than killing the process.
     let shutdown = shutdown_signal().context("cannot install signal handlers")?;
@@ -261,27 +309,49 @@ async fn serve(config: Config) -> Result<(), String> {
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting broker");
     // Recovery before announcing the listeners: "listening" means the broker serves what it had before.
-    let broker = broker::Broker::new(config.settings).map_err(|e| e.to_string())?;
+    let http = if config.settings.http.enabled { bind_http(config.settings.http.bind).await } else { None };
+    let mut broker = broker::Broker::new(config.settings).map_err(|e| e.to_string())?;
+    if let Some(http) = http {
+        broker = broker.with_http_listener(http);
+    }
     for listener in &listeners {
         let local_addr = listener.local_addr().context("listener address")?;
         tracing::info!(addr = %local_addr, scheme = listener.scheme(), "listening");
     }
-    reload_on_sighup(listeners.iter().filter_map(Listener::tls_reloader).collect(), broker.clone())
+    reload_on_sighup(listeners.iter().filter_map(Listener::tls_reloader).collect(), broker.clone(), reload)
         .context("cannot install the SIGHUP handler")?;
     broker.serve_listeners(listeners, shutdown).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Reloads the TLS files of these listeners, and the password and ACL files, on every SIGHUP (they are also watched
-/// for changes).
+/// Binds the HTTP endpoint. A failure is logged and the broker serves MQTT without it: the endpoint is for
+/// operators, and `/readyz` staying unreachable tells them.
+async fn bind_http(addr: SocketAddr) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            let bound = l.local_addr().unwrap_or(addr);
+            tracing::info!(http_addr = %bound, "http endpoint: /metrics /healthz /readyz");
+            Some(l)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, bind = %addr, "http.bind: cannot bind the HTTP endpoint; serving MQTT without it");
+            None
+        }
+    }
+}
+
+/// Reloads the TLS files of these listeners, the password and ACL files (also watched for changes), the HTTP
+/// endpoint's password file and the configuration file's `log.level` on every SIGHUP. docs/operations.md lists what
+/// needs a restart instead.
 #[cfg(unix)]
-fn reload_on_sighup(reloaders: Vec<TlsReloader>, broker: broker::Broker) -> std::io::Result<()> {
+fn reload_on_sighup(reloaders: Vec<TlsReloader>, broker: broker::Broker, reload: Reload) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             tracing::info!(listeners = reloaders.len(), "SIGHUP: reloading TLS, password and ACL files");
+            reload.log_level();
             for r in &reloaders {
                 r.reload_logged("SIGHUP");
             }
@@ -293,7 +363,7 @@ fn reload_on_sighup(reloaders: Vec<TlsReloader>, broker: broker::Broker) -> std:
 }
 
 #[cfg(not(unix))]
-fn reload_on_sighup(_reloaders: Vec<TlsReloader>, _broker: broker::Broker) -> std::io::Result<()> {
+fn reload_on_sighup(_reloaders: Vec<TlsReloader>, _broker: broker::Broker, _reload: Reload) -> std::io::Result<()> {
     Ok(())
 }
 

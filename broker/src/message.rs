@@ -73,6 +73,8 @@ pub struct Message {
     /// Its bytes charged to the broker's memory budget, shared by its clones (the retained copy shares the
     /// payload), given back when the last one goes.
     charge: Option<Arc<Charge>>,
+    /// When the broker read it (for the delivery latency metrics); in the struct's padding.
+    pub read_at: crate::metrics::Stamp,
 }
 
 impl Clone for Message {
@@ -87,6 +89,7 @@ impl Clone for Message {
             expires_at: self.expires_at,
             wire: None,
             charge: self.charge.clone(),
+            read_at: self.read_at,
         }
     }
 }
@@ -115,7 +118,17 @@ impl Message {
     /// A message without properties; `topic` must be a valid topic name (the codec checked it on the way in).
     pub fn new(topic: Bytes, payload: Bytes, qos: QoS, retain: bool) -> Self {
         debug_assert!(std::str::from_utf8(&topic).is_ok());
-        Self { topic, payload, qos, retain, props: None, expires_at: None, wire: None, charge: None }
+        Self {
+            topic,
+            payload,
+            qos,
+            retain,
+            props: None,
+            expires_at: None,
+            wire: None,
+            charge: None,
+            read_at: crate::metrics::Stamp::now(),
+        }
     }
 
     /// Charges the message's cost to `budget` (see [`crate::budget`]).

@@ -341,6 +341,17 @@ impl Outbox {
         }
     }
 
+    /// When the message in flight under `id` was read, unless it is a retained message sent on subscribe (for the
+    /// acknowledgement latency metric).
+    pub fn inflight_read_at(&self, id: PacketId) -> Option<crate::metrics::Stamp> {
+        self.inflight.iter().find(|e| e.id == id).filter(|e| !e.delivery.retain).map(|e| e.delivery.msg.read_at)
+    }
+
+    /// Bytes of the messages waiting behind the in-flight window.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
     /// PUBACK arrived. Returns whether it matched a QoS 1 message in flight.
     pub fn on_puback(&mut self, id: PacketId) -> bool {
         self.remove_where(id, InflightState::AwaitPubAck)

@@ -61,6 +61,8 @@ fn print_default_config_prints_the_commented_toml() {
     let parsed = broker::config::Config::from_toml(&text).unwrap();
     let mut want = broker::config::Config::default();
     want.settings.persistence.enabled = true;
+    want.settings.http.enabled = true;
+    want.settings.sys_interval = Some(std::time::Duration::from_secs(10));
     assert_eq!(parsed, want);
     assert!(path.exists());
 }

@@ -9,6 +9,7 @@
 //! Every wait has a timeout; every test takes its own port (127.0.0.1:0), client ids and topics ([`unique`]).
 
 pub mod client;
+pub mod http;
 pub mod process;
 pub mod proxy;
 pub mod raw;

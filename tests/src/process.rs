@@ -173,6 +173,8 @@ impl BrokerProcess {
         let mut child = command
             .args(args)
             .env("BROKER__PERSISTENCE__PATH", &data)
+            // The HTTP endpoint of the embedded default configuration on a port of its own (see `http_addr`).
+            .env("BROKER__HTTP__BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -229,6 +231,16 @@ impl BrokerProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Where its HTTP endpoint listens (from the `http_addr=` log line), if it has one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.log.lock().unwrap().iter().find_map(|line| {
+            let line = strip_ansi(line);
+            let rest = &line[line.find("http_addr=")? + "http_addr=".len()..];
+            let value: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ',').collect();
+            value.trim_matches('"').parse().ok()
+        })
     }
 
     /// The port it listens on.

@@ -37,6 +37,10 @@ fn from(loc: &Loc) -> String {
 /// name, TLS options without a certificate, keys left out without [`super::Options::planned`]).
 pub(super) fn render(name: &str, t: &mut Translator) -> String {
     let mut body = String::new();
+    // Top-level keys come before the first table.
+    for (_, key, value, comment) in t.keys.iter().filter(|(s, ..)| s.is_empty()) {
+        let _ = writeln!(body, "{key} = {value}  # {comment}");
+    }
     listeners(t, &mut body);
     limits_fixup(t);
     for section in ["limits", "sessions", "mqtt"] {

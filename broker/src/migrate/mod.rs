@@ -219,7 +219,6 @@ fn untranslatable(name: &str) -> Option<&'static str> {
         }
         "pid_file" => "no PID file: systemd (or your supervisor) tracks the process",
         "user" => "the broker does not change user: the systemd unit runs it as its own user",
-        "sys_interval" => "$SYS topics are not implemented yet",
         "set_tcp_nodelay" => "TCP_NODELAY is always on",
         "upgrade_outgoing_qos" => "messages are delivered at the lower of the two QoS, as the specification says",
         "retry_interval" | "store_clean_interval" | "max_connections_global" => "removed in Mosquitto 2",
@@ -386,6 +385,10 @@ impl Translator {
                     let key = if d.name == "max_queued_messages" { "max_queued_messages" } else { "max_queued_bytes" };
                     self.set(d, "limits", key, n.to_string());
                 }
+            },
+            "sys_interval" => match int()? {
+                n @ 0..=86_400 => self.set(d, "", "sys_interval", n.to_string()),
+                n => return Err(format!("must be 0 to 86400 (got {n})")),
             },
             "max_keepalive" => match int()? {
                 n @ 0..=65_535 => self.set(d, "sessions", "max_keepalive", n.to_string()),

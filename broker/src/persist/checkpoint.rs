@@ -46,7 +46,7 @@ fn write(mut cp: Checkpoint, durable: &Durable, state: &DurableState) -> Result<
         cp.append(&buf)
     };
     let next_id = || durable.next_message_id();
-    for msg in retained {
+    for msg in retained.iter().filter(|m| !crate::sys::is_sys_topic(m.topic())) {
         let id = next_id();
         put(&mut cp, &Record::Message { id, msg: msg.stored(now) })?;
         put(&mut cp, &Record::Retain { topic: msg.topic(), msg: Some(id) })?;

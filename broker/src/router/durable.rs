@@ -84,6 +84,8 @@ impl Router {
         now: Instant,
     ) -> bool {
         let Some(durable) = &self.durable else { return false };
+        // `$SYS` values are published again by the first tick after a restart.
+        let retained = retained && !crate::sys::is_sys_topic(msg.topic());
         let mut entries = Vec::new();
         for (session, d) in targets {
             let state = session.lock();

@@ -9,6 +9,7 @@
 //! ([`Delivery`] holds an `Arc`) and encoded once per shape ([`Message::encoded`]).
 
 mod access;
+mod admin;
 mod durable;
 mod lifecycle;
 pub mod retained;
@@ -40,9 +41,10 @@ pub use shared::SharedStrategy;
 use store::{MemoryStore, Store};
 use trie::Trie;
 
+pub use admin::{EndError, SessionView};
 pub use durable::DurableState;
 use sessions::pushed;
-pub use sessions::{ConnLink, PacketIds, SessionHandle, SessionRef, SessionState, Subscriptions};
+pub use sessions::{ConnInfo, ConnLink, PacketIds, SessionHandle, SessionRef, SessionState, Subscriptions};
 
 /// Broker-wide counters, updated without the router lock.
 #[derive(Debug, Default)]
@@ -61,6 +63,8 @@ pub struct Counters {
     pub messages_oversized: AtomicU64,
     /// The memory budget for message bytes, with drops by reason (see [`crate::budget`]).
     pub budget: Arc<crate::budget::Budget>,
+    /// Everything else operators see (see [`crate::metrics`]).
+    pub obs: crate::metrics::Metrics,
 }
 
 /// Limits and policies the router applies.
@@ -288,7 +292,9 @@ impl Router {
             RetainHandling::SendAtNewSubscribe => !existed,
             RetainHandling::DoNotSend => false,
         };
-        let scan = (send_retained && self.store.retained_count() > 0).then(|| RetainedScan::new(filter, opts));
+        // The count leaves out the `$SYS` values, which only a filter starting with `$SYS` can match.
+        let any = self.store.retained_count() > 0 || filter.starts_with("$SYS");
+        let scan = (send_retained && any).then(|| RetainedScan::new(filter, opts));
         Ok((opts.qos, scan))
     }
 
@@ -484,6 +490,16 @@ impl Router {
     /// Retained messages held.
     pub fn retained_count(&self) -> usize {
         self.store.retained_count()
+    }
+
+    /// Every session held.
+    pub fn sessions(&self) -> impl Iterator<Item = &Arc<SessionHandle>> {
+        self.store.sessions()
+    }
+
+    /// Bytes of the retained messages held (the broker's own `$SYS` values are not counted).
+    pub fn retained_bytes(&self) -> usize {
+        self.store.retained_bytes()
     }
 }
 

@@ -79,6 +79,20 @@ impl Retained {
     /// topics can still be cleared, and replaced within the byte limit.
     pub fn set(&mut self, msg: &Message) -> Result<(), RetainedFull> {
         let levels: Vec<&str> = msg.topic().split('/').collect();
+        if crate::sys::is_sys_topic(msg.topic()) {
+            // The broker's own `$SYS` values: a fixed set of topics, outside the limits and counts of clients'
+            // retained messages.
+            if msg.payload.is_empty() {
+                remove_at(&mut self.root, &levels);
+                return Ok(());
+            }
+            let mut node = &mut self.root;
+            for level in levels {
+                node = node.children.entry(level.into()).or_default();
+            }
+            node.msg = Some(msg.clone());
+            return Ok(());
+        }
         if msg.payload.is_empty() {
             if let Some(old) = remove_at(&mut self.root, &levels) {
                 self.len = self.len.saturating_sub(1);
@@ -275,6 +289,17 @@ mod tests {
         let mut t: Vec<String> = found.iter().map(|m| m.topic().to_owned()).collect();
         t.sort();
         t
+    }
+
+    #[test]
+    fn sys_values_are_outside_the_limits_and_counts() {
+        let mut r = Retained::new(1);
+        r.set(&Message::from_parts("a", b"1", QoS::AtMostOnce, true)).unwrap();
+        r.set(&Message::from_parts("$SYS/broker/uptime", b"1 seconds", QoS::AtMostOnce, true)).unwrap();
+        r.set(&Message::from_parts("$SYS/broker/version", b"v", QoS::AtMostOnce, true)).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.matching("$SYS/#").len(), 2);
+        assert!(r.set(&Message::from_parts("b", b"1", QoS::AtMostOnce, true)).is_err());
     }
 
     #[test]

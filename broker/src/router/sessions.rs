@@ -24,13 +24,33 @@ pub struct ConnLink {
     /// `disconnect_slow_consumers`) its queue overflowed. `kick_reason` says which.
     pub kick: CancellationToken,
     reason: Arc<std::sync::atomic::AtomicU8>,
+    /// Who is connected, for the admin API.
+    pub info: Option<Arc<ConnInfo>>,
+}
+
+/// What the admin API shows about a connection: its peer and start, then what its CONNECT said.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: Option<std::net::SocketAddr>,
+    /// When the connection was accepted.
+    pub since: std::time::SystemTime,
+    /// The protocol version and username of its CONNECT, once accepted.
+    pub connect: std::sync::OnceLock<(mqtt_codec::ProtocolVersion, Option<String>)>,
+}
+
+impl ConnInfo {
+    /// A connection from `peer`, now.
+    pub fn new(peer: Option<std::net::SocketAddr>) -> Self {
+        Self { peer, since: std::time::SystemTime::now(), connect: std::sync::OnceLock::new() }
+    }
 }
 
 impl ConnLink {
     /// A link for a new connection.
     pub fn new(id: u64) -> Self {
         let reason = Arc::new(std::sync::atomic::AtomicU8::new(ReasonCode::SessionTakenOver.to_u8()));
-        Self { id, kick: CancellationToken::new(), reason }
+        Self { id, kick: CancellationToken::new(), reason, info: None }
     }
 
     /// Ends the connection for `reason`.

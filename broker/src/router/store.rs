@@ -40,6 +40,8 @@ pub trait Store: Send + std::fmt::Debug {
     ) -> Scan;
     /// Retained messages held.
     fn retained_count(&self) -> usize;
+    /// Their bytes (topic, payload, properties).
+    fn retained_bytes(&self) -> usize;
 }
 
 /// Everything in memory: lost on restart.
@@ -104,5 +106,9 @@ impl Store for MemoryStore {
 
     fn retained_count(&self) -> usize {
         self.retained.len()
+    }
+
+    fn retained_bytes(&self) -> usize {
+        self.retained.bytes()
     }
 }

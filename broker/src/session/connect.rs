@@ -294,6 +294,9 @@ fn accept(
     // A session another user left is not resumed by this one: its subscriptions and queued messages are not theirs.
     let clean_start = connect.clean_start || access.as_ref().is_some_and(|a| ctx.router().held_by_another_user(a));
     let conn_id = link.id;
+    if let Some(info) = &link.info {
+        let _ = info.connect.set((version, connect.username.map(str::to_owned)));
+    }
     let attached = if force {
         Ok(ctx.router().connect(client_id, clean_start, expiry, link.clone(), now))
     } else {

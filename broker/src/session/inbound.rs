@@ -87,6 +87,7 @@ impl Session {
 
     pub(super) fn on_publish(&mut self, frame: &Bytes, p: &Publish<'_>, now: Instant) -> Result<(), ProtocolError> {
         self.ctx.counters.messages_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.counters.obs.received.add(p.qos_pid.qos(), frame.len());
         let caps = self.ctx.caps.clone();
         let v5 = self.version.is_v5();
         let qos = p.qos_pid.qos();
@@ -136,6 +137,9 @@ impl Session {
         };
         if let Some(r) = &refused {
             self.ctx.counters.messages_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if r.code == ReasonCode::NotAuthorized {
+                self.ctx.counters.obs.drop_n(crate::metrics::DropReason::AclDenied, 1);
+            }
             if let Some(count) = r.notice.hit(now, 1) {
                 tracing::info!(
                     client_id = truncated(self.client_id()),
@@ -169,6 +173,10 @@ impl Session {
             }
             drop(router);
             s.wait_for(lsn);
+            // A retained message nobody subscribes to yet is kept, not dropped.
+            if routed.matched == 0 && !p.retain {
+                s.ctx.counters.obs.drop_n(crate::metrics::DropReason::NoSubscribers, 1);
+            }
             Some(routed)
         };
         let outcome = |routed: Option<Routed>| {

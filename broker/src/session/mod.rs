@@ -335,6 +335,13 @@ impl Session {
         }
     }
 
+    /// Records the latency of a delivery the subscriber just acknowledged.
+    fn observe_acked(&self, read_at: Option<crate::metrics::Stamp>) {
+        if let Some(at) = read_at {
+            self.ctx.counters.obs.latency_acked.observe_us(at.micros_until(crate::metrics::Stamp::now()));
+        }
+    }
+
     fn send(&mut self, packet: &Packet<'_>) -> Result<(), ProtocolError> {
         Ok(encode_into(&mut self.out, packet, self.version)?)
     }
@@ -352,7 +359,10 @@ impl Session {
             // flight in the other QoS flow is a protocol error, as in Mosquitto [MQTT-4.3.2, 4.3.3].
             Packet::PubAck(a) => {
                 let mut state = self.handle.lock();
-                if !state.outbox.on_puback(a.packet_id) && state.outbox.inflight_state(a.packet_id).is_some() {
+                let read_at = state.outbox.inflight_read_at(a.packet_id);
+                if state.outbox.on_puback(a.packet_id) {
+                    self.observe_acked(read_at);
+                } else if state.outbox.inflight_state(a.packet_id).is_some() {
                     return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "PUBACK for a QoS 2 message"));
                 }
             }
@@ -373,9 +383,10 @@ impl Session {
             }
             Packet::PubComp(a) => {
                 let mut state = self.handle.lock();
-                if !state.outbox.on_pubcomp(a.packet_id)
-                    && state.outbox.inflight_state(a.packet_id) == Some(InflightState::AwaitPubAck)
-                {
+                let read_at = state.outbox.inflight_read_at(a.packet_id);
+                if state.outbox.on_pubcomp(a.packet_id) {
+                    self.observe_acked(read_at);
+                } else if state.outbox.inflight_state(a.packet_id) == Some(InflightState::AwaitPubAck) {
                     return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "PUBCOMP for a QoS 1 message"));
                 }
             }

@@ -29,6 +29,10 @@ impl Session {
         }
         let mut delivered = 0u64;
         let mut dropped = 0u64;
+        let expired_before = state.outbox.expired();
+        let counters = self.ctx.counters.clone();
+        let metrics = &counters.obs;
+        let sent_at = crate::metrics::Stamp::now();
         let more = loop {
             if self.out.len() >= MAX_BATCH_BYTES {
                 break state.outbox.has_pending();
@@ -41,8 +45,14 @@ impl Session {
                         (QoS::ExactlyOnce, Some(id)) => QosPid::ExactlyOnce(id),
                         _ => QosPid::AtMostOnce,
                     };
+                    let start = self.out.len();
                     if self.write_publish(&delivery, qos_pid, dup, now)? {
                         delivered += 1;
+                        metrics.sent.add(delivery.qos, self.out.len().saturating_sub(start));
+                        // Retained messages sent on subscribe waited in the store, not in the broker's data path.
+                        if !delivery.retain {
+                            metrics.latency_written.observe_us(delivery.msg.read_at.micros_until(sent_at));
+                        }
                     } else {
                         // Larger than the client's Maximum Packet Size: never sent to it [MQTT-3.1.2-25].
                         dropped += 1;
@@ -55,6 +65,10 @@ impl Session {
                 Outgoing::PubRel(id) => encode_into(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,
             }
         };
+        let expired = state.outbox.expired().saturating_sub(expired_before);
+        if expired > 0 {
+            metrics.drop_n(crate::metrics::DropReason::Expired, expired);
+        }
         handle.release_publishers(&mut state);
         // A QoS 2 PUBLISH or PUBREL goes out once its record is durable (see `crate::persist`).
         let wait = state.outbox.send_wait();

@@ -1,0 +1,300 @@
+//! What the broker counts for operators: message and byte counters by QoS, drops by reason, connections per
+//! listener and the delivery latency histograms.
+//!
+//! The data path only does relaxed atomic additions here ([`Metrics`] lives in the router's `Counters`); everything
+//! else (sessions, queues, retained messages, the journal) is read when someone asks: [`export`] writes the
+//! OpenMetrics text of `/metrics`, and the `$SYS` tree and the dashboard read the same [`Snapshot`].
+
+pub mod export;
+mod snapshot;
+
+pub use snapshot::{Snapshot, snapshot};
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
+
+use mqtt_codec::QoS;
+
+/// When a message was read, compactly: microseconds since the process's first stamp, modulo 2^32 (71 minutes).
+/// A latency is the wrapping difference of two stamps, so it is right for any delivery faster than 71 minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp(u32);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Stamp {
+    /// Now.
+    pub fn now() -> Self {
+        // Truncation is the point: the stamp wraps.
+        #[expect(clippy::cast_possible_truncation)]
+        Self(epoch().elapsed().as_micros() as u32)
+    }
+
+    /// Microseconds from this stamp to `later`.
+    pub fn micros_until(self, later: Self) -> u32 {
+        later.0.wrapping_sub(self.0)
+    }
+}
+
+/// Why a message did not reach a subscriber (or anyone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum DropReason {
+    /// The subscriber's queue was full (or the journal refused the message for a persistent session).
+    QueueFull,
+    /// Larger than the subscriber's Maximum Packet Size.
+    TooLarge,
+    /// Its Message Expiry Interval ran out while it waited in a queue.
+    Expired,
+    /// The publisher may not publish to the topic (ACL).
+    AclDenied,
+    /// No subscription matched.
+    NoSubscribers,
+}
+
+impl DropReason {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 5] = [Self::QueueFull, Self::TooLarge, Self::Expired, Self::AclDenied, Self::NoSubscribers];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::TooLarge => "too_large",
+            Self::Expired => "expired",
+            Self::AclDenied => "acl_denied",
+            Self::NoSubscribers => "no_subscribers",
+        }
+    }
+}
+
+/// Messages and their bytes (the whole PUBLISH packet), by QoS.
+#[derive(Debug, Default)]
+pub struct ByQos {
+    messages: [AtomicU64; 3],
+    bytes: [AtomicU64; 3],
+}
+
+impl ByQos {
+    /// Counts one PUBLISH of `bytes` bytes.
+    pub fn add(&self, qos: QoS, bytes: usize) {
+        let i = qos as usize;
+        if let (Some(m), Some(b)) = (self.messages.get(i), self.bytes.get(i)) {
+            m.fetch_add(1, Ordering::Relaxed);
+            b.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Messages and bytes at each QoS (0, 1, 2).
+    pub fn get(&self) -> [(u64, u64); 3] {
+        std::array::from_fn(|i| {
+            let load = |a: &[AtomicU64; 3]| a.get(i).map_or(0, |v| v.load(Ordering::Relaxed));
+            (load(&self.messages), load(&self.bytes))
+        })
+    }
+}
+
+/// Upper bounds of the latency buckets, in microseconds (50 µs to 10 s).
+pub const LATENCY_BUCKETS_US: [u32; 18] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000, 30_000_000,
+];
+
+/// A latency histogram of relaxed atomics (cumulative buckets are made when read).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one latency.
+    pub fn observe_us(&self, us: u32) {
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add(u64::from(us), Ordering::Relaxed);
+    }
+
+    /// Counts per bucket (the last one above every bound) and the sum in microseconds.
+    pub fn get(&self) -> ([u64; LATENCY_BUCKETS_US.len() + 1], u64) {
+        (
+            std::array::from_fn(|i| self.buckets.get(i).map_or(0, |b| b.load(Ordering::Relaxed))),
+            self.sum_us.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The latency in microseconds below which `q` (0..=1) of the observations fall: the upper bound of the bucket
+    /// that holds that rank (`None` without observations).
+    pub fn quantile_us(counts: &[u64], q: f64) -> Option<u32> {
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(LATENCY_BUCKETS_US.get(i).copied().unwrap_or(u32::MAX));
+            }
+        }
+        None
+    }
+}
+
+/// Connections of one listener.
+#[derive(Debug)]
+pub struct ListenerMetrics {
+    /// The `listener` label: its bound address.
+    pub label: String,
+    /// Connections open now.
+    pub open: AtomicI64,
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections closed at once because a connection cap was reached.
+    pub refused_limit: AtomicU64,
+}
+
+impl ListenerMetrics {
+    fn new(label: String) -> Self {
+        Self { label, open: AtomicI64::new(0), accepted: AtomicU64::new(0), refused_limit: AtomicU64::new(0) }
+    }
+}
+
+/// An open connection of a listener; counted down when dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<ListenerMetrics>);
+
+impl OpenConnection {
+    /// Counts an accepted connection as open until the result is dropped.
+    pub fn new(listener: &Arc<ListenerMetrics>) -> Self {
+        listener.accepted.fetch_add(1, Ordering::Relaxed);
+        listener.open.fetch_add(1, Ordering::Relaxed);
+        Self(listener.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// CONNACK refusal codes counted apart (`reason` label); others count as `other`.
+pub const REFUSALS: [(u8, &str); 6] = [
+    (0x86, "bad_credentials"),
+    (0x87, "not_authorized"),
+    (0x85, "client_id_rejected"),
+    (0x84, "unsupported_protocol"),
+    (0x9F, "connection_rate"),
+    (0x89, "server_busy"),
+];
+
+/// The broker's counters beside the router's: everything the data path adds to.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// PUBLISH packets received from clients.
+    pub received: ByQos,
+    /// PUBLISH packets written to clients.
+    pub sent: ByQos,
+    drops: [AtomicU64; DropReason::ALL.len()],
+    /// CONNECTs refused with a CONNACK, by [`REFUSALS`] (and `other` last).
+    refused: [AtomicU64; REFUSALS.len() + 1],
+    /// PUBLISH read -> written to the subscriber's connection.
+    pub latency_written: Histogram,
+    /// PUBLISH read -> PUBACK (QoS 1) or PUBCOMP (QoS 2) from the subscriber.
+    pub latency_acked: Histogram,
+    listeners: Mutex<Vec<Arc<ListenerMetrics>>>,
+}
+
+impl Metrics {
+    /// Counts `n` dropped messages.
+    pub fn drop_n(&self, reason: DropReason, n: u64) {
+        if let Some(c) = self.drops.get(reason as usize) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops by reason, in [`DropReason::ALL`] order.
+    pub fn drops(&self) -> [u64; DropReason::ALL.len()] {
+        std::array::from_fn(|i| self.drops.get(i).map_or(0, |c| c.load(Ordering::Relaxed)))
+    }
+
+    /// Counts a CONNECT refused with this CONNACK code.
+    pub fn refused_connect(&self, code: u8) {
+        let i = REFUSALS.iter().position(|(c, _)| *c == code).unwrap_or(REFUSALS.len());
+        if let Some(c) = self.refused.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// CONNECT refusals by `reason` label.
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        let labels = REFUSALS.iter().map(|(_, l)| *l).chain(["other"]);
+        labels.zip(self.refused.iter().map(|c| c.load(Ordering::Relaxed))).collect()
+    }
+
+    /// The counters of the listener bound to `label` (made on first use; a listener served again keeps its counts).
+    pub fn listener(&self, label: String) -> Arc<ListenerMetrics> {
+        let mut all = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(l) = all.iter().find(|l| l.label == label) {
+            return l.clone();
+        }
+        let l = Arc::new(ListenerMetrics::new(label));
+        all.push(l.clone());
+        l
+    }
+
+    /// Every listener's counters.
+    pub fn listeners(&self) -> Vec<Arc<ListenerMetrics>> {
+        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_wrap_and_latencies_land_in_their_bucket() {
+        assert_eq!(Stamp(u32::MAX - 9).micros_until(Stamp(10)), 20);
+        let h = Histogram::default();
+        for us in [10, 50, 51, 2_000_000, u32::MAX] {
+            h.observe_us(us);
+        }
+        let (counts, sum) = h.get();
+        assert_eq!(counts[0], 2); // 10 and 50 (bounds are inclusive)
+        assert_eq!(counts[1], 1);
+        assert_eq!(counts[LATENCY_BUCKETS_US.len()], 1);
+        assert_eq!(sum, 10 + 50 + 51 + 2_000_000 + u64::from(u32::MAX));
+        assert_eq!(Histogram::quantile_us(&counts, 0.5), Some(100));
+        assert_eq!(Histogram::quantile_us(&[0; 19], 0.5), None);
+    }
+
+    #[test]
+    fn counters_by_reason_and_qos() {
+        let m = Metrics::default();
+        m.received.add(QoS::AtLeastOnce, 12);
+        m.received.add(QoS::AtLeastOnce, 8);
+        m.drop_n(DropReason::Expired, 3);
+        m.refused_connect(0x87);
+        m.refused_connect(0x01);
+        assert_eq!(m.received.get()[1], (2, 20));
+        assert_eq!(m.drops()[DropReason::Expired as usize], 3);
+        assert_eq!(m.refusals()[1], ("not_authorized", 1));
+        assert_eq!(m.refusals().last(), Some(&("other", 1)));
+        let l = m.listener("127.0.0.1:1".into());
+        let open = OpenConnection::new(&l);
+        assert_eq!(m.listener("127.0.0.1:1".into()).open.load(Ordering::Relaxed), 1);
+        drop(open);
+        assert_eq!(l.open.load(Ordering::Relaxed), 0);
+        assert_eq!(l.accepted.load(Ordering::Relaxed), 1);
+    }
+}

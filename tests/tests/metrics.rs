@@ -1,0 +1,122 @@
+//! The operators' HTTP endpoint of the real broker binary: `/healthz`, `/readyz`, and `/metrics` read by the
+//! Python `prometheus_client` OpenMetrics parser after a scripted load, whose counters must equal what the clients
+//! sent and received.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rumqttc::QoS;
+use tests::client::{self, options};
+use tests::http::{get, parse_metrics, parser_available};
+use tests::process::{BrokerProcess, require};
+use tests::unique;
+
+/// Bytes of an MQTT 3.1.1 PUBLISH with a Remaining Length under 128.
+fn publish_len(topic: &str, payload: usize, qos: QoS) -> f64 {
+    let id = if qos == QoS::AtMostOnce { 0 } else { 2 };
+    let remaining = 2 + topic.len() + id + payload;
+    assert!(remaining < 128);
+    (2 + remaining) as f64
+}
+
+/// Scrapes until `ready` holds for the parsed samples (10 s at most).
+async fn scrape_until(
+    addr: std::net::SocketAddr,
+    what: &str,
+    ready: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(addr, "/metrics").await;
+        assert_eq!(r.status, 200);
+        let content_type = r.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
+        assert_eq!(content_type, Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+        let samples = parse_metrics(&r.body);
+        if ready(&samples) {
+            return samples;
+        }
+        assert!(Instant::now() < deadline, "{what} within 10 s; last scrape:\n{}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn value(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
+    *samples.get(key).unwrap_or_else(|| panic!("no sample {key}; samples: {samples:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_clients_sent_and_received() {
+    if !require("python3 prometheus_client (scripts/obs-deps.sh)", parser_available()) {
+        return;
+    }
+    let Some(broker) = BrokerProcess::start(&[]) else { return };
+    let http = broker.http_addr().expect("the embedded default configuration serves HTTP");
+    assert_eq!((get(http, "/healthz").await.status, get(http, "/readyz").await.status), (200, 200));
+    assert_eq!(get(http, "/nothing").await.status, 404);
+
+    let topic = unique("obs/m");
+    let (mut sub, _) = client::connect(options(broker.addr, &unique("sub")), false).await;
+    assert_eq!(sub.subscribe(&format!("{topic}/#"), QoS::AtLeastOnce).await, Some(QoS::AtLeastOnce));
+    let (mut publisher, _) = client::connect(options(broker.addr, &unique("pub")), false).await;
+    let (t0, t1) = (format!("{topic}/zero"), format!("{topic}/one"));
+    let payload = b"0123456789";
+    for _ in 0..20 {
+        publisher.publish(&t0, QoS::AtMostOnce, false, &payload[..]).await;
+    }
+    for _ in 0..10 {
+        publisher.publish(&t1, QoS::AtLeastOnce, false, &payload[..]).await;
+    }
+    // Nobody subscribes to these: one dropped for want of subscribers, one retained.
+    let nobody = unique("obs/nobody");
+    publisher.publish(&nobody, QoS::AtMostOnce, false, &payload[..]).await;
+    let kept = unique("obs/kept");
+    publisher.publish(&kept, QoS::AtLeastOnce, true, &payload[..]).await;
+    let got = sub.publishes(30).await;
+    assert_eq!(got.iter().filter(|p| p.qos == QoS::AtLeastOnce).count(), 10);
+
+    // rumqttc acknowledges each QoS 1 delivery: every one is counted once its PUBACK is in.
+    let s = scrape_until(http, "30 deliveries written and 10 acknowledged", |s| {
+        s.get(r#"mqtt_delivery_latency_seconds_count{stage="written"}"#) == Some(&30.0)
+            && s.get(r#"mqtt_delivery_latency_seconds_count{stage="acknowledged"}"#) == Some(&10.0)
+    })
+    .await;
+    let v = |k: &str| value(&s, k);
+    let qos0 = publish_len(&t0, 10, QoS::AtMostOnce);
+    let qos1 = publish_len(&t1, 10, QoS::AtLeastOnce);
+    let extra = publish_len(&nobody, 10, QoS::AtMostOnce) + publish_len(&kept, 10, QoS::AtLeastOnce);
+    assert_eq!(v(r#"mqtt_messages_received_total{qos="0"}"#), 21.0);
+    assert_eq!(v(r#"mqtt_messages_received_total{qos="1"}"#), 11.0);
+    assert_eq!(v(r#"mqtt_messages_received_total{qos="2"}"#), 0.0);
+    assert_eq!(
+        v(r#"mqtt_received_bytes_total{qos="0"}"#) + v(r#"mqtt_received_bytes_total{qos="1"}"#),
+        20.0 * qos0 + 10.0 * qos1 + extra
+    );
+    assert_eq!(v(r#"mqtt_messages_sent_total{qos="0"}"#), 20.0);
+    assert_eq!(v(r#"mqtt_messages_sent_total{qos="1"}"#), 10.0);
+    assert_eq!(v(r#"mqtt_sent_bytes_total{qos="0"}"#), 20.0 * qos0);
+    assert_eq!(v(r#"mqtt_sent_bytes_total{qos="1"}"#), 10.0 * qos1);
+    // The histogram's +Inf bucket holds every delivery, and the sum is a real, positive latency.
+    assert_eq!(v(r#"mqtt_delivery_latency_seconds_bucket{le="+Inf",stage="written"}"#), 30.0);
+    assert!(v(r#"mqtt_delivery_latency_seconds_sum{stage="written"}"#) > 0.0);
+    assert_eq!(v(r#"mqtt_messages_dropped_total{reason="no_subscribers"}"#), 1.0);
+    assert_eq!(v(r#"mqtt_messages_dropped_total{reason="queue_full"}"#), 0.0);
+    assert_eq!(v(r#"mqtt_retained_messages{}"#), 1.0);
+    assert_eq!(v(r#"mqtt_retained_bytes{}"#), (kept.len() + 10) as f64);
+    assert_eq!(v(r#"mqtt_clients_connected{}"#), 2.0);
+    assert_eq!(v(r#"mqtt_sessions{state="online"}"#), 2.0);
+    assert_eq!(v(r#"mqtt_subscriptions{}"#), 1.0);
+    assert_eq!(v(r#"mqtt_queued_messages{}"#), 0.0);
+    let listener = format!(r#"listener="{}""#, broker.addr);
+    assert_eq!(v(&format!("mqtt_connections{{{listener}}}")), 2.0);
+    assert_eq!(v(&format!("mqtt_connections_accepted_total{{{listener}}}")), 2.0);
+    // The embedded default journals (persistence on): the retained message was made durable by an fsync.
+    assert!(v("mqtt_journal_fsyncs_total{}") >= 1.0);
+
+    publisher.disconnect().await;
+    let s = scrape_until(http, "the publisher's connection closed", |s| {
+        s.get(&format!("mqtt_connections{{{listener}}}")) == Some(&1.0)
+    })
+    .await;
+    assert_eq!(value(&s, r#"mqtt_clients_connected{}"#), 1.0);
+    sub.disconnect().await;
+}
