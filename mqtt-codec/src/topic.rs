@@ -166,25 +166,47 @@ fn check_filter(s: &str) -> Result<(), DecodeError> {
     if filter_is_valid(s.as_bytes()) { Ok(()) } else { check_filter_levels(s) }
 }
 
+/// The level-by-level rules; the first bad level names the error.
+#[allow(clippy::manual_contains)] // `contains` links `memchr` on bare-metal targets
 fn check_filter_levels(s: &str) -> Result<(), DecodeError> {
     if s.is_empty() {
         return Err(DecodeError::InvalidTopicFilter);
     }
-    let mut levels = s.split('/').peekable();
-    while let Some(level) = levels.next() {
-        if level.as_bytes().contains(&0) {
+    let mut rest = Some(s.as_bytes());
+    while let Some(level) = next_level(&mut rest) {
+        if crate::wire::has_nul(level) {
             return Err(DecodeError::NulInString);
         }
-        let has_hash = level.contains('#');
-        let has_plus = level.contains('+');
-        if has_hash && (level.len() != 1 || levels.peek().is_some()) {
+        let has = |c: u8| level.iter().any(|&b| b == c);
+        if has(b'#') && (level.len() != 1 || rest.is_some()) {
             return Err(DecodeError::InvalidTopicFilter);
         }
-        if has_plus && level.len() != 1 {
+        if has(b'+') && level.len() != 1 {
             return Err(DecodeError::InvalidTopicFilter);
         }
     }
     Ok(())
+}
+
+/// The next `/`-separated level, as `str::split('/')` yields them (an empty string is one empty level), byte by byte:
+/// `split` links `memchr` on bare-metal targets.
+fn next_level<'a>(rest: &mut Option<&'a [u8]>) -> Option<&'a [u8]> {
+    let cur = (*rest)?;
+    match cur.iter().position(|&b| b == b'/') {
+        Some(i) => {
+            *rest = cur.get(i.saturating_add(1)..);
+            cur.get(..i)
+        }
+        None => {
+            *rest = None;
+            Some(cur)
+        }
+    }
+}
+
+/// `a == b` one byte at a time: slice equality links `memcmp` on bare-metal targets.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 const SHARE_PREFIX: &str = "$share/";
@@ -207,8 +229,13 @@ impl<'a> SharedFilter<'a> {
         let Some(rest) = s.strip_prefix(SHARE_PREFIX) else {
             return Ok(None);
         };
-        let (group, filter) = rest.split_once('/').ok_or(DecodeError::InvalidSharedSubscription)?;
-        if group.is_empty() || group.contains(['+', '#']) || filter.is_empty() {
+        let slash = rest.bytes().position(|b| b == b'/').ok_or(DecodeError::InvalidSharedSubscription)?;
+        // `/` is one byte, so both ends are character boundaries.
+        let (group, filter) = match (rest.get(..slash), rest.get(slash.saturating_add(1)..)) {
+            (Some(group), Some(filter)) => (group, filter),
+            _ => return Err(DecodeError::InvalidSharedSubscription),
+        };
+        if group.is_empty() || group.bytes().any(|b| b == b'+' || b == b'#') || filter.is_empty() {
             return Err(DecodeError::InvalidSharedSubscription);
         }
         check_filter(filter).map_err(|_| DecodeError::InvalidSharedSubscription)?;
@@ -221,16 +248,16 @@ impl<'a> SharedFilter<'a> {
 /// `+` matches exactly one level (possibly empty), `#` the parent level and any number of levels below it. A filter
 /// starting with a wildcard never matches a topic starting with `$` [MQTT-4.7.2-1].
 pub fn matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+    let (f, t) = (filter.as_bytes(), topic.as_bytes());
+    if t.first() == Some(&b'$') && matches!(f.first(), Some(b'+' | b'#')) {
         return false;
     }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
+    let (mut f, mut t) = (Some(f), Some(t));
     loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
+        match (next_level(&mut f), next_level(&mut t)) {
+            (Some(b"#"), _) => return true,
+            (Some(b"+"), Some(_)) => {}
+            (Some(a), Some(b)) if same(a, b) => {}
             (None, None) => return true,
             _ => return false,
         }

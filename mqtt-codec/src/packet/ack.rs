@@ -35,10 +35,10 @@ impl<'a> Ack<'a> {
         }
     }
 
-    pub(crate) fn decode(kind: PacketType, r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode<const V5: bool>(kind: PacketType, r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let packet_id = PacketId::decode(r.u16()?)?;
         let mut ack = Self::new(packet_id);
-        if version.is_v5() && !r.is_empty() {
+        if V5 && !r.is_empty() {
             ack.reason = ReasonCode::decode(r.u8()?, kind)?;
             if !r.is_empty() {
                 ack.properties = Properties::read(r, Self::context(kind))?;
@@ -47,8 +47,46 @@ impl<'a> Ack<'a> {
         Ok(ack)
     }
 
-    pub(crate) fn body_len(&self, kind: PacketType, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        if !version.is_v5() {
+    /// Encodes this acknowledgement as a `kind` packet (PUBACK, PUBREC, PUBREL or PUBCOMP) in MQTT 3.1.1 (and 3.1)
+    /// at the start of `out`; returns the bytes written. Only the MQTT 3 encoder is linked.
+    ///
+    /// # Errors
+    /// As [`Packet::encode`](super::Packet::encode); [`EncodeError::InvalidValue`] for any other `kind`.
+    pub fn encode_v311(&self, kind: PacketType, out: &mut [u8]) -> Result<usize, EncodeError> {
+        let len = self.body_len::<false>(kind)?;
+        super::encode_packet(kind.first_byte(), len, out, |w| self.write_body::<false>(w))
+    }
+
+    /// Encodes this acknowledgement as a `kind` packet in MQTT 5 at the start of `out`; returns the bytes written.
+    ///
+    /// # Errors
+    /// As [`Ack::encode_v311`].
+    pub fn encode_v5(&self, kind: PacketType, out: &mut [u8]) -> Result<usize, EncodeError> {
+        let len = self.body_len::<true>(kind)?;
+        super::encode_packet(kind.first_byte(), len, out, |w| self.write_body::<true>(w))
+    }
+
+    /// Encodes this acknowledgement as a `kind` packet in `version`.
+    ///
+    /// # Errors
+    /// As [`Ack::encode_v311`].
+    pub fn encode(&self, kind: PacketType, version: ProtocolVersion, out: &mut [u8]) -> Result<usize, EncodeError> {
+        if version.is_v5() { self.encode_v5(kind, out) } else { self.encode_v311(kind, out) }
+    }
+
+    /// The exact number of bytes [`Ack::encode`] writes.
+    ///
+    /// # Errors
+    /// As [`Ack::encode_v311`], except [`EncodeError::BufferTooSmall`].
+    pub fn encoded_len(&self, kind: PacketType, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        super::packet_len(if version.is_v5() { self.body_len::<true>(kind)? } else { self.body_len::<false>(kind)? })
+    }
+
+    fn body_len<const V5: bool>(&self, kind: PacketType) -> Result<usize, EncodeError> {
+        if !matches!(kind, PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp) {
+            return Err(EncodeError::InvalidValue);
+        }
+        if !V5 {
             return if self.reason == ReasonCode::Success && self.properties.is_empty() {
                 Ok(2)
             } else {
@@ -64,9 +102,9 @@ impl<'a> Ack<'a> {
         })
     }
 
-    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+    fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         w.put_u16(self.packet_id.get())?;
-        if version.is_v5() {
+        if V5 {
             let props = !self.properties.is_empty();
             if self.reason != ReasonCode::Success || props {
                 w.put_u8(self.reason.to_u8())?;

@@ -69,23 +69,32 @@ impl<'a> Disconnect<'a> {
         Self { reason, properties: Properties::empty() }
     }
 
-    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
-        if !version.is_v5() {
+    pub(crate) fn decode<const V5: bool>(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        if !V5 {
             return Ok(Self::normal());
         }
         let (reason, properties) = decode_reason_props(r, PacketType::Disconnect, PropertyContext::Disconnect)?;
         Ok(Self { reason, properties })
     }
 
-    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        if !version.is_v5() {
-            return if *self == Self::normal() { Ok(0) } else { Err(EncodeError::NotInVersion) };
+    pub(super) fn first_byte(&self) -> u8 {
+        PacketType::Disconnect.first_byte()
+    }
+
+    pub(super) fn body_len<const V5: bool>(&self) -> Result<usize, EncodeError> {
+        if !V5 {
+            // Compared field by field: `==` on the properties would walk them with the MQTT 5 decoder.
+            return if self.reason == ReasonCode::Success && self.properties.is_empty() {
+                Ok(0)
+            } else {
+                Err(EncodeError::NotInVersion)
+            };
         }
         reason_props_len(self.reason, &self.properties, PacketType::Disconnect, PropertyContext::Disconnect)
     }
 
-    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        if version.is_v5() { write_reason_props(self.reason, &self.properties, w) } else { Ok(()) }
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        if V5 { write_reason_props(self.reason, &self.properties, w) } else { Ok(()) }
     }
 }
 
@@ -105,14 +114,34 @@ impl<'a> Auth<'a> {
         Ok(Self { reason, properties })
     }
 
-    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        if !version.is_v5() {
-            return Err(EncodeError::NotInVersion);
-        }
-        reason_props_len(self.reason, &self.properties, PacketType::Auth, PropertyContext::Auth)
+    /// Encodes this AUTH at the start of `out`; returns the bytes written.
+    ///
+    /// # Errors
+    /// As [`Packet::encode`](super::Packet::encode).
+    pub fn encode_v5(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
+        let len = self.body_len()?;
+        super::encode_packet(PacketType::Auth.first_byte(), len, out, |w| {
+            write_reason_props(self.reason, &self.properties, w)
+        })
     }
 
-    pub(crate) fn write_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        write_reason_props(self.reason, &self.properties, w)
+    /// Encodes this AUTH in `version`: [`EncodeError::NotInVersion`] unless it is MQTT 5.
+    ///
+    /// # Errors
+    /// As [`Auth::encode_v5`].
+    pub fn encode(&self, version: ProtocolVersion, out: &mut [u8]) -> Result<usize, EncodeError> {
+        if version.is_v5() { self.encode_v5(out) } else { Err(EncodeError::NotInVersion) }
+    }
+
+    /// The exact number of bytes [`Auth::encode`] writes.
+    ///
+    /// # Errors
+    /// As [`Auth::encode`], except [`EncodeError::BufferTooSmall`].
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        if version.is_v5() { super::packet_len(self.body_len()?) } else { Err(EncodeError::NotInVersion) }
+    }
+
+    fn body_len(&self) -> Result<usize, EncodeError> {
+        reason_props_len(self.reason, &self.properties, PacketType::Auth, PropertyContext::Auth)
     }
 }
