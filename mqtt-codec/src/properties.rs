@@ -364,8 +364,8 @@ impl<'a> Property<'a> {
         add(value, 1)
     }
 
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u8(self.id() as u8)?;
+    fn write(&self, w: &mut Writer<'_>) {
+        w.put_u8(self.id() as u8);
         match *self {
             Self::PayloadFormatIndicator(b)
             | Self::RequestProblemInformation(b)
@@ -392,7 +392,7 @@ impl<'a> Property<'a> {
             | Self::ReasonString(s) => w.put_str(s),
             Self::CorrelationData(b) | Self::AuthenticationData(b) => w.put_binary(b),
             Self::UserProperty(k, v) => {
-                w.put_str(k)?;
+                w.put_str(k);
                 w.put_str(v)
             }
         }
@@ -528,11 +528,12 @@ impl<'a> Properties<'a> {
     }
 
     /// Writes the block, length prefix included.
-    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_varint(wire::to_varint(self.body_len()?)?)?;
+    pub(crate) fn write(&self, w: &mut Writer<'_>) {
+        // Measured (and so known to fit a Variable Byte Integer) when the packet was.
+        w.put_varint(self.body_len().ok().and_then(|len| wire::to_varint(len).ok()).unwrap_or(0));
         match self.0 {
             Repr::Wire(b) => w.put_slice(b),
-            Repr::List(l) => l.iter().try_for_each(|p| p.write(w)),
+            Repr::List(l) => l.iter().for_each(|p| p.write(w)),
         }
     }
 }
@@ -664,7 +665,7 @@ mod tests {
         let props = Properties::from_list(&list);
         let mut buf = [0u8; 64];
         let mut w = Writer::new(&mut buf);
-        props.write(&mut w).unwrap();
+        props.write(&mut w);
         let n = w.position();
         let mut r = Reader::new(&buf[..n]);
         let decoded = Properties::read(&mut r, PropertyContext::Publish).unwrap();

@@ -186,6 +186,11 @@ pub(crate) fn to_varint(len: usize) -> Result<u32, EncodeError> {
 }
 
 /// Writes fields into a caller's buffer.
+///
+/// Writing cannot fail: every encoder measures its packet first (rejecting fields too long for their prefix, values
+/// too large for a Variable Byte Integer) and checks that the buffer holds it, and only then writes. A write past the
+/// end is dropped but counted, so no field is ever half-written. Without `Result`s here, the encoders carry no
+/// error paths and move no error values (on Cortex-M those moves were `memcpy` calls).
 pub struct Writer<'b> {
     buf: &'b mut [u8],
     pos: usize,
@@ -200,62 +205,55 @@ impl<'b> Writer<'b> {
         self.pos
     }
 
-    pub(crate) fn put_slice(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
-        let end = add(self.pos, bytes.len())?;
-        let available = self.buf.len();
-        let dst = self.buf.get_mut(self.pos..end).ok_or(EncodeError::BufferTooSmall { needed: end, available })?;
-        copy(dst, bytes);
+    pub(crate) fn put_slice(&mut self, bytes: &[u8]) {
+        let end = self.pos.saturating_add(bytes.len());
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            copy(dst, bytes);
+        }
         self.pos = end;
-        Ok(())
     }
 
-    pub(crate) fn put_u8(&mut self, v: u8) -> Result<(), EncodeError> {
-        let available = self.buf.len();
-        let end = add(self.pos, 1)?;
-        let dst = self.buf.get_mut(self.pos).ok_or(EncodeError::BufferTooSmall { needed: end, available })?;
-        *dst = v;
-        self.pos = end;
-        Ok(())
+    pub(crate) fn put_u8(&mut self, v: u8) {
+        if let Some(dst) = self.buf.get_mut(self.pos) {
+            *dst = v;
+        }
+        self.pos = self.pos.saturating_add(1);
     }
 
-    pub(crate) fn put_u16(&mut self, v: u16) -> Result<(), EncodeError> {
+    pub(crate) fn put_u16(&mut self, v: u16) {
         let [hi, lo] = v.to_be_bytes();
-        self.put_u8(hi)?;
-        self.put_u8(lo)
+        self.put_u8(hi);
+        self.put_u8(lo);
     }
 
-    pub(crate) fn put_u32(&mut self, v: u32) -> Result<(), EncodeError> {
+    pub(crate) fn put_u32(&mut self, v: u32) {
         let [a, b, c, d] = v.to_be_bytes();
-        self.put_u16(u16::from_be_bytes([a, b]))?;
-        self.put_u16(u16::from_be_bytes([c, d]))
+        self.put_u16(u16::from_be_bytes([a, b]));
+        self.put_u16(u16::from_be_bytes([c, d]));
     }
 
-    pub(crate) fn put_varint(&mut self, mut v: u32) -> Result<(), EncodeError> {
-        if v > MAX_VARINT {
-            return Err(EncodeError::VarIntTooLarge);
-        }
+    /// A Variable Byte Integer; `v` is at most [`MAX_VARINT`] (checked when the packet was measured).
+    pub(crate) fn put_varint(&mut self, mut v: u32) {
         loop {
-            let mut byte = (v & 0x7f) as u8;
+            let byte = (v & 0x7f) as u8;
             v >>= 7;
-            if v > 0 {
-                byte |= 0x80;
-            }
-            self.put_u8(byte)?;
             if v == 0 {
-                return Ok(());
+                self.put_u8(byte);
+                return;
             }
+            self.put_u8(byte | 0x80);
         }
     }
 
-    /// Binary Data or a UTF-8 string: a two-byte length, then the bytes.
-    pub(crate) fn put_binary(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
-        let len = u16::try_from(bytes.len()).map_err(|_| EncodeError::FieldTooLong)?;
-        self.put_u16(len)?;
-        self.put_slice(bytes)
+    /// Binary Data or a UTF-8 string: a two-byte length, then the bytes (at most 65,535, checked by [`field_len`]
+    /// when the packet was measured).
+    pub(crate) fn put_binary(&mut self, bytes: &[u8]) {
+        self.put_u16(u16::try_from(bytes.len()).unwrap_or(u16::MAX));
+        self.put_slice(bytes);
     }
 
-    pub(crate) fn put_str(&mut self, s: &str) -> Result<(), EncodeError> {
-        self.put_binary(s.as_bytes())
+    pub(crate) fn put_str(&mut self, s: &str) {
+        self.put_binary(s.as_bytes());
     }
 }
 
@@ -277,7 +275,7 @@ mod tests {
         ] {
             let mut buf = [0u8; 4];
             let mut w = Writer::new(&mut buf);
-            w.put_varint(value).unwrap();
+            w.put_varint(value);
             let n = w.position();
             assert_eq!(&buf[..n], bytes);
             assert_eq!(varint_len(value).unwrap(), n);
@@ -290,6 +288,16 @@ mod tests {
         assert_eq!(decode_varint(&[0x85, 0x80, 0x00]), Err(DecodeError::MalformedVarInt));
         assert_eq!(decode_varint(&[0xff, 0xff, 0xff, 0x00]), Err(DecodeError::MalformedVarInt));
         assert_eq!(varint_len(MAX_VARINT + 1), Err(EncodeError::VarIntTooLarge));
+    }
+
+    #[test]
+    fn writes_past_the_end_are_dropped_but_counted() {
+        let mut buf = [0u8; 3];
+        let mut w = Writer::new(&mut buf);
+        w.put_u16(0x0102);
+        w.put_str("ab");
+        assert_eq!(w.position(), 6);
+        assert_eq!(buf, [1, 2, 0]);
     }
 
     #[test]

@@ -102,17 +102,16 @@ impl<'a> Ack<'a> {
         })
     }
 
-    fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u16(self.packet_id.get())?;
+    fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_u16(self.packet_id.get());
         if V5 {
             let props = !self.properties.is_empty();
             if self.reason != ReasonCode::Success || props {
-                w.put_u8(self.reason.to_u8())?;
+                w.put_u8(self.reason.to_u8());
             }
             if props {
-                self.properties.write(w)?;
+                self.properties.write(w);
             }
         }
-        Ok(())
     }
 }

@@ -191,9 +191,9 @@ impl<'a> Connect<'a> {
         Ok(len)
     }
 
-    fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_str(self.protocol.name())?;
-        w.put_u8(self.protocol.level())?;
+    fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_str(self.protocol.name());
+        w.put_u8(self.protocol.level());
         let mut flags = 0;
         if self.clean_start {
             flags |= CLEAN;
@@ -210,26 +210,25 @@ impl<'a> Connect<'a> {
         if self.password.is_some() {
             flags |= PASSWORD;
         }
-        w.put_u8(flags)?;
-        w.put_u16(self.keep_alive)?;
+        w.put_u8(flags);
+        w.put_u16(self.keep_alive);
         if V5 {
-            self.properties.write(w)?;
+            self.properties.write(w);
         }
-        w.put_str(self.client_id)?;
+        w.put_str(self.client_id);
         if let Some(will) = &self.will {
             if V5 {
-                will.properties.write(w)?;
+                will.properties.write(w);
             }
-            w.put_str(will.topic.as_str())?;
-            w.put_binary(will.payload)?;
+            w.put_str(will.topic.as_str());
+            w.put_binary(will.payload);
         }
         if let Some(u) = self.username {
-            w.put_str(u)?;
+            w.put_str(u);
         }
         if let Some(p) = self.password {
-            w.put_binary(p)?;
+            w.put_binary(p);
         }
-        Ok(())
     }
 }
 
@@ -292,7 +291,8 @@ impl<'a> ConnAck<'a> {
     /// As [`Packet::encode`](super::Packet::encode).
     pub fn encode(&self, version: ProtocolVersion, out: &mut [u8]) -> Result<usize, EncodeError> {
         let len = self.body_len(version)?;
-        super::encode_packet(PacketType::ConnAck.first_byte(), len, out, |w| self.write_body(version, w))
+        let code = self.code_byte(version)?;
+        super::encode_packet(PacketType::ConnAck.first_byte(), len, out, |w| self.write_body(version, code, w))
     }
 
     /// The exact number of bytes [`ConnAck::encode`] writes.
@@ -308,13 +308,12 @@ impl<'a> ConnAck<'a> {
         if version.is_v5() { add(2, self.properties.wire_len()?) } else { Ok(2) }
     }
 
-    fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+    fn write_body(&self, version: ProtocolVersion, code: u8, w: &mut Writer<'_>) {
         // The acknowledge flags of MQTT 3.1 are reserved (0): the Session Present bit came with 3.1.1.
-        w.put_u8(u8::from(self.session_present && version != ProtocolVersion::V31))?;
-        w.put_u8(self.code_byte(version)?)?;
+        w.put_u8(u8::from(self.session_present && version != ProtocolVersion::V31));
+        w.put_u8(code);
         if version.is_v5() {
-            self.properties.write(w)?;
+            self.properties.write(w);
         }
-        Ok(())
     }
 }

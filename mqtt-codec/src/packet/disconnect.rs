@@ -36,14 +36,13 @@ fn reason_props_len(
     }
 }
 
-fn write_reason_props(reason: ReasonCode, properties: &Properties<'_>, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+fn write_reason_props(reason: ReasonCode, properties: &Properties<'_>, w: &mut Writer<'_>) {
     if properties.is_empty() {
         if reason != ReasonCode::Success {
-            w.put_u8(reason.to_u8())?;
+            w.put_u8(reason.to_u8());
         }
-        Ok(())
     } else {
-        w.put_u8(reason.to_u8())?;
+        w.put_u8(reason.to_u8());
         properties.write(w)
     }
 }
@@ -93,8 +92,10 @@ impl<'a> Disconnect<'a> {
         reason_props_len(self.reason, &self.properties, PacketType::Disconnect, PropertyContext::Disconnect)
     }
 
-    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        if V5 { write_reason_props(self.reason, &self.properties, w) } else { Ok(()) }
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        if V5 {
+            write_reason_props(self.reason, &self.properties, w);
+        }
     }
 }
 

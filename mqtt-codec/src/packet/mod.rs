@@ -205,17 +205,18 @@ fn encode_packet(
     first: u8,
     body_len: usize,
     out: &mut [u8],
-    body: impl FnOnce(&mut Writer<'_>) -> Result<(), EncodeError>,
+    body: impl FnOnce(&mut Writer<'_>),
 ) -> Result<usize, EncodeError> {
-    let total = packet_len(body_len)?;
-    if out.len() < total {
-        return Err(EncodeError::BufferTooSmall { needed: total, available: out.len() });
-    }
+    let rem = to_varint(body_len)?;
+    let total = add(add(body_len, 1)?, varint_len(rem)?)?;
+    let available = out.len();
+    let Some(out) = out.get_mut(..total) else { return Err(EncodeError::BufferTooSmall { needed: total, available }) };
     let mut w = Writer::new(out);
-    w.put_u8(first)?;
-    w.put_varint(to_varint(body_len)?)?;
-    body(&mut w)?;
-    Ok(w.position())
+    w.put_u8(first);
+    w.put_varint(rem);
+    body(&mut w);
+    debug_assert_eq!(w.position(), total, "an encoder wrote other than it measured");
+    Ok(total)
 }
 
 /// PINGREQ, at the start of `out`; returns its length (2).
@@ -223,7 +224,7 @@ fn encode_packet(
 /// # Errors
 /// [`EncodeError::BufferTooSmall`].
 pub fn encode_pingreq(out: &mut [u8]) -> Result<usize, EncodeError> {
-    encode_packet((PacketType::PingReq as u8) << 4, 0, out, |_| Ok(()))
+    encode_packet(PacketType::PingReq.first_byte(), 0, out, |_| {})
 }
 
 /// PINGRESP, at the start of `out`; returns its length (2).
@@ -231,7 +232,7 @@ pub fn encode_pingreq(out: &mut [u8]) -> Result<usize, EncodeError> {
 /// # Errors
 /// [`EncodeError::BufferTooSmall`].
 pub fn encode_pingresp(out: &mut [u8]) -> Result<usize, EncodeError> {
-    encode_packet((PacketType::PingResp as u8) << 4, 0, out, |_| Ok(()))
+    encode_packet(PacketType::PingResp.first_byte(), 0, out, |_| {})
 }
 
 /// Per-version entry points for a packet type with `first_byte`, `body_len::<V5>` and `write_body::<V5>`.

@@ -77,13 +77,13 @@ impl<'a> Publish<'a> {
         add(len, self.payload.len())
     }
 
-    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_str(self.topic.as_str())?;
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_str(self.topic.as_str());
         if let Some(id) = self.qos_pid.packet_id() {
-            w.put_u16(id.get())?;
+            w.put_u16(id.get());
         }
         if V5 {
-            self.properties.write(w)?;
+            self.properties.write(w);
         }
         w.put_slice(self.payload)
     }

@@ -86,22 +86,21 @@ impl<'a> Subscribe<'a> {
         if self.subscriptions.is_empty() {
             return Err(EncodeError::InvalidValue);
         }
-        for s in self.subscriptions.iter() {
-            if !V5 && s.options.has_v5_options() {
-                return Err(EncodeError::NotInVersion);
-            }
-            if s.options.no_local && s.filter.shared().is_some() {
-                return Err(EncodeError::InvalidValue);
-            }
+        // No Local is an MQTT 5 option, so in MQTT 3 the first check catches the second's case too.
+        if !V5 && self.subscriptions.any_v5_options() {
+            return Err(EncodeError::NotInVersion);
+        }
+        if self.subscriptions.any_no_local_on_shared() {
+            return Err(EncodeError::InvalidValue);
         }
         let props = props_len::<V5>(&self.properties, PropertyContext::Subscribe)?;
         add(add(2, props)?, self.subscriptions.wire_len()?)
     }
 
-    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u16(self.packet_id.get())?;
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_u16(self.packet_id.get());
         if V5 {
-            self.properties.write(w)?;
+            self.properties.write(w);
         }
         self.subscriptions.write(w)
     }
@@ -156,10 +155,10 @@ impl<'a> SubAck<'a> {
         add(add(2, props)?, codes_len::<V5>(&self.codes, PacketType::SubAck)?)
     }
 
-    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u16(self.packet_id.get())?;
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_u16(self.packet_id.get());
         if V5 {
-            self.properties.write(w)?;
+            self.properties.write(w);
         }
         self.codes.write(w)
     }
@@ -197,10 +196,10 @@ impl<'a> Unsubscribe<'a> {
         add(add(2, props)?, self.filters.wire_len()?)
     }
 
-    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u16(self.packet_id.get())?;
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_u16(self.packet_id.get());
         if V5 {
-            self.properties.write(w)?;
+            self.properties.write(w);
         }
         self.filters.write(w)
     }
@@ -245,12 +244,11 @@ impl<'a> UnsubAck<'a> {
         add(add(2, props)?, codes_len::<V5>(&self.codes, PacketType::UnsubAck)?)
     }
 
-    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u16(self.packet_id.get())?;
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_u16(self.packet_id.get());
         if V5 {
-            self.properties.write(w)?;
-            self.codes.write(w)?;
+            self.properties.write(w);
+            self.codes.write(w);
         }
-        Ok(())
     }
 }
