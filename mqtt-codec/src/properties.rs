@@ -327,8 +327,8 @@ impl<'a> Property<'a> {
             | Self::AuthenticationMethod(s)
             | Self::ResponseInformation(s)
             | Self::ServerReference(s)
-            | Self::ReasonString(s) => !s.contains('\0'),
-            Self::UserProperty(k, v) => !k.contains('\0') && !v.contains('\0'),
+            | Self::ReasonString(s) => !wire::has_nul(s.as_bytes()),
+            Self::UserProperty(k, v) => !wire::has_nul(k.as_bytes()) && !wire::has_nul(v.as_bytes()),
             _ => true,
         };
         if ok && strings_ok { Ok(()) } else { Err(EncodeError::InvalidValue) }
@@ -458,8 +458,16 @@ impl<'a> Properties<'a> {
 
     /// Reads a length-prefixed property block.
     pub(crate) fn read(r: &mut Reader<'a>, ctx: PropertyContext) -> Result<Self, DecodeError> {
-        let len = r.varint()?;
-        let bytes = r.take(usize::try_from(len).map_err(|_| DecodeError::Truncated)?)?;
+        // Errors made afresh rather than passed on with `?`: moving a `DecodeError` between `Result`s of different
+        // layouts is a `memcpy` call on Cortex-M.
+        let len = match r.varint() {
+            Ok(len) => len,
+            Err(DecodeError::MalformedVarInt) => return Err(DecodeError::MalformedVarInt),
+            Err(_) => return Err(DecodeError::Truncated),
+        };
+        let Some(bytes) = usize::try_from(len).ok().and_then(|len| r.take(len).ok()) else {
+            return Err(DecodeError::Truncated);
+        };
         Self::from_wire(bytes, ctx)
     }
 

@@ -38,8 +38,7 @@ fn read_list<'a, T>(
 
 fn props_len<const V5: bool>(props: &Properties<'_>, ctx: PropertyContext) -> Result<usize, EncodeError> {
     if V5 {
-        props.check(ctx)?;
-        props.wire_len()
+        props.check(ctx).and_then(|()| props.wire_len())
     } else if props.is_empty() {
         Ok(0)
     } else {
