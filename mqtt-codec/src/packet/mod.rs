@@ -209,8 +209,7 @@ fn encode_packet(
 ) -> Result<usize, EncodeError> {
     let rem = to_varint(body_len)?;
     let total = add(add(body_len, 1)?, varint_len(rem)?)?;
-    let available = out.len();
-    let Some(out) = out.get_mut(..total) else { return Err(EncodeError::BufferTooSmall { needed: total, available }) };
+    let Some(out) = out.get_mut(..total) else { return Err(EncodeError::BufferTooSmall { needed: total }) };
     let mut w = Writer::new(out);
     w.put_u8(first);
     w.put_varint(rem);
