@@ -172,14 +172,6 @@ pub(crate) fn add(a: usize, b: usize) -> Result<usize, EncodeError> {
     a.checked_add(b).ok_or(EncodeError::PacketTooLong)
 }
 
-/// Length of a Binary Data or UTF-8 string field, prefix included.
-pub(crate) fn field_len(bytes: &[u8]) -> Result<usize, EncodeError> {
-    if bytes.len() > usize::from(u16::MAX) {
-        return Err(EncodeError::FieldTooLong);
-    }
-    add(bytes.len(), 2)
-}
-
 /// Converts a length to a Variable Byte Integer value.
 pub(crate) fn to_varint(len: usize) -> Result<u32, EncodeError> {
     u32::try_from(len).ok().filter(|v| *v <= MAX_VARINT).ok_or(EncodeError::PacketTooLong)
@@ -194,15 +186,32 @@ pub(crate) fn to_varint(len: usize) -> Result<u32, EncodeError> {
 pub struct Writer<'b> {
     buf: &'b mut [u8],
     pos: usize,
+    /// A field too long for its length prefix.
+    too_long: bool,
+    /// A value too large for a Variable Byte Integer.
+    too_large: bool,
 }
 
 impl<'b> Writer<'b> {
     pub(crate) fn new(buf: &'b mut [u8]) -> Self {
-        Self { buf, pos: 0 }
+        Self { buf, pos: 0, too_long: false, too_large: false }
     }
 
     pub(crate) const fn position(&self) -> usize {
         self.pos
+    }
+
+    /// Runs `body` over a writer that only counts: the length it would write, or the first field it could not.
+    pub(crate) fn measure(body: impl FnOnce(&mut Writer<'_>)) -> Result<usize, EncodeError> {
+        let mut w = Writer::new(&mut []);
+        body(&mut w);
+        if w.too_long {
+            Err(EncodeError::FieldTooLong)
+        } else if w.too_large {
+            Err(EncodeError::VarIntTooLarge)
+        } else {
+            Ok(w.pos)
+        }
     }
 
     pub(crate) fn put_slice(&mut self, bytes: &[u8]) {
@@ -232,8 +241,11 @@ impl<'b> Writer<'b> {
         self.put_u16(u16::from_be_bytes([c, d]));
     }
 
-    /// A Variable Byte Integer; `v` is at most [`MAX_VARINT`] (checked when the packet was measured).
+    /// A Variable Byte Integer; a value over [`MAX_VARINT`] is recorded as an error (see [`Writer::measure`]).
     pub(crate) fn put_varint(&mut self, mut v: u32) {
+        if v > MAX_VARINT {
+            self.too_large = true;
+        }
         loop {
             let byte = (v & 0x7f) as u8;
             v >>= 7;
@@ -245,10 +257,14 @@ impl<'b> Writer<'b> {
         }
     }
 
-    /// Binary Data or a UTF-8 string: a two-byte length, then the bytes (at most 65,535, checked by [`field_len`]
-    /// when the packet was measured).
+    /// Binary Data or a UTF-8 string: a two-byte length, then the bytes; more than 65,535 is recorded as an error
+    /// (see [`Writer::measure`]).
     pub(crate) fn put_binary(&mut self, bytes: &[u8]) {
-        self.put_u16(u16::try_from(bytes.len()).unwrap_or(u16::MAX));
+        let len = u16::try_from(bytes.len()).unwrap_or_else(|_| {
+            self.too_long = true;
+            u16::MAX
+        });
+        self.put_u16(len);
         self.put_slice(bytes);
     }
 

@@ -4,7 +4,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::properties::{Properties, PropertyContext};
 use crate::reason::ReasonCode;
 use crate::types::{PacketId, ProtocolVersion};
-use crate::wire::{Reader, Writer, add};
+use crate::wire::{Reader, Writer};
 
 use super::PacketType;
 
@@ -53,8 +53,8 @@ impl<'a> Ack<'a> {
     /// # Errors
     /// As [`Packet::encode`](super::Packet::encode); [`EncodeError::InvalidValue`] for any other `kind`.
     pub fn encode_v311(&self, kind: PacketType, out: &mut [u8]) -> Result<usize, EncodeError> {
-        let len = self.body_len::<false>(kind)?;
-        super::encode_packet(kind.first_byte(), len, out, |w| self.write_body::<false>(w))
+        self.check::<false>(kind)?;
+        super::encode_packet(kind.first_byte(), out, &|w| self.write_body::<false>(w))
     }
 
     /// Encodes this acknowledgement as a `kind` packet in MQTT 5 at the start of `out`; returns the bytes written.
@@ -62,8 +62,8 @@ impl<'a> Ack<'a> {
     /// # Errors
     /// As [`Ack::encode_v311`].
     pub fn encode_v5(&self, kind: PacketType, out: &mut [u8]) -> Result<usize, EncodeError> {
-        let len = self.body_len::<true>(kind)?;
-        super::encode_packet(kind.first_byte(), len, out, |w| self.write_body::<true>(w))
+        self.check::<true>(kind)?;
+        super::encode_packet(kind.first_byte(), out, &|w| self.write_body::<true>(w))
     }
 
     /// Encodes this acknowledgement as a `kind` packet in `version`.
@@ -79,27 +79,28 @@ impl<'a> Ack<'a> {
     /// # Errors
     /// As [`Ack::encode_v311`], except [`EncodeError::BufferTooSmall`].
     pub fn encoded_len(&self, kind: PacketType, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        super::packet_len(if version.is_v5() { self.body_len::<true>(kind)? } else { self.body_len::<false>(kind)? })
+        if version.is_v5() {
+            self.check::<true>(kind)?;
+            super::packet_len(|w| self.write_body::<true>(w))
+        } else {
+            self.check::<false>(kind)?;
+            super::packet_len(|w| self.write_body::<false>(w))
+        }
     }
 
-    fn body_len<const V5: bool>(&self, kind: PacketType) -> Result<usize, EncodeError> {
+    fn check<const V5: bool>(&self, kind: PacketType) -> Result<(), EncodeError> {
         if !matches!(kind, PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp) {
             return Err(EncodeError::InvalidValue);
         }
         if !V5 {
             return if self.reason == ReasonCode::Success && self.properties.is_empty() {
-                Ok(2)
+                Ok(())
             } else {
                 Err(EncodeError::NotInVersion)
             };
         }
         self.reason.check_encode(kind)?;
-        self.properties.check(Self::context(kind))?;
-        Ok(match (self.reason, self.properties.is_empty()) {
-            (ReasonCode::Success, true) => 2,
-            (_, true) => 3,
-            (_, false) => add(3, self.properties.wire_len()?)?,
-        })
+        self.properties.check(Self::context(kind))
     }
 
     fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {

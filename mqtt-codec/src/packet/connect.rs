@@ -5,7 +5,7 @@ use crate::properties::{Properties, PropertyContext};
 use crate::reason::ReasonCode;
 use crate::topic::TopicName;
 use crate::types::{ProtocolVersion, QoS};
-use crate::wire::{Reader, Writer, add, field_len, has_nul};
+use crate::wire::{Reader, Writer, has_nul};
 
 use super::PacketType;
 
@@ -113,8 +113,8 @@ impl<'a> Connect<'a> {
     /// # Errors
     /// As [`Packet::encode`](super::Packet::encode); [`EncodeError::InvalidValue`] when `protocol` is MQTT 5.
     pub fn encode_v311(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
-        let len = self.body_len::<false>()?;
-        super::encode_packet(PacketType::Connect.first_byte(), len, out, |w| self.write_body::<false>(w))
+        self.check::<false>()?;
+        super::encode_packet(PacketType::Connect.first_byte(), out, &|w| self.write_body::<false>(w))
     }
 
     /// Encodes this CONNECT, whose `protocol` is MQTT 5, at the start of `out`; returns the bytes written.
@@ -122,8 +122,8 @@ impl<'a> Connect<'a> {
     /// # Errors
     /// As [`Packet::encode`](super::Packet::encode); [`EncodeError::InvalidValue`] when `protocol` is not MQTT 5.
     pub fn encode_v5(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
-        let len = self.body_len::<true>()?;
-        super::encode_packet(PacketType::Connect.first_byte(), len, out, |w| self.write_body::<true>(w))
+        self.check::<true>()?;
+        super::encode_packet(PacketType::Connect.first_byte(), out, &|w| self.write_body::<true>(w))
     }
 
     /// Encodes this CONNECT in its own `protocol` version at the start of `out`; returns the bytes written.
@@ -139,7 +139,13 @@ impl<'a> Connect<'a> {
     /// # Errors
     /// As [`Connect::encode`], except [`EncodeError::BufferTooSmall`].
     pub fn encoded_len(&self) -> Result<usize, EncodeError> {
-        super::packet_len(if self.protocol.is_v5() { self.body_len::<true>()? } else { self.body_len::<false>()? })
+        if self.protocol.is_v5() {
+            self.check::<true>()?;
+            super::packet_len(|w| self.write_body::<true>(w))
+        } else {
+            self.check::<false>()?;
+            super::packet_len(|w| self.write_body::<false>(w))
+        }
     }
 
     fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
@@ -165,30 +171,6 @@ impl<'a> Connect<'a> {
             }
         }
         Ok(())
-    }
-
-    fn body_len<const V5: bool>(&self) -> Result<usize, EncodeError> {
-        self.check::<V5>()?;
-        // protocol name, level, flags, keep alive
-        let mut len = add(field_len(self.protocol.name().as_bytes())?, 4)?;
-        if V5 {
-            len = add(len, self.properties.wire_len()?)?;
-        }
-        len = add(len, field_len(self.client_id.as_bytes())?)?;
-        if let Some(will) = &self.will {
-            if V5 {
-                len = add(len, will.properties.wire_len()?)?;
-            }
-            len = add(len, field_len(will.topic.as_str().as_bytes())?)?;
-            len = add(len, field_len(will.payload)?)?;
-        }
-        if let Some(u) = self.username {
-            len = add(len, field_len(u.as_bytes())?)?;
-        }
-        if let Some(p) = self.password {
-            len = add(len, field_len(p)?)?;
-        }
-        Ok(len)
     }
 
     fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
@@ -290,9 +272,8 @@ impl<'a> ConnAck<'a> {
     /// # Errors
     /// As [`Packet::encode`](super::Packet::encode).
     pub fn encode(&self, version: ProtocolVersion, out: &mut [u8]) -> Result<usize, EncodeError> {
-        let len = self.body_len(version)?;
         let code = self.code_byte(version)?;
-        super::encode_packet(PacketType::ConnAck.first_byte(), len, out, |w| self.write_body(version, code, w))
+        super::encode_packet(PacketType::ConnAck.first_byte(), out, &|w| self.write_body(version, code, w))
     }
 
     /// The exact number of bytes [`ConnAck::encode`] writes.
@@ -300,12 +281,8 @@ impl<'a> ConnAck<'a> {
     /// # Errors
     /// As [`ConnAck::encode`], except [`EncodeError::BufferTooSmall`].
     pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        super::packet_len(self.body_len(version)?)
-    }
-
-    fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        self.code_byte(version)?;
-        if version.is_v5() { add(2, self.properties.wire_len()?) } else { Ok(2) }
+        let code = self.code_byte(version)?;
+        super::packet_len(|w| self.write_body(version, code, w))
     }
 
     fn write_body(&self, version: ProtocolVersion, code: u8, w: &mut Writer<'_>) {

@@ -4,7 +4,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::properties::{Properties, PropertyContext};
 use crate::reason::ReasonCode;
 use crate::types::ProtocolVersion;
-use crate::wire::{Reader, Writer, add};
+use crate::wire::{Reader, Writer};
 
 use super::PacketType;
 
@@ -21,19 +21,14 @@ fn decode_reason_props<'a>(
     Ok((reason, properties))
 }
 
-fn reason_props_len(
+fn reason_props_check(
     reason: ReasonCode,
     properties: &Properties<'_>,
     kind: PacketType,
     ctx: PropertyContext,
-) -> Result<usize, EncodeError> {
+) -> Result<(), EncodeError> {
     reason.check_encode(kind)?;
-    properties.check(ctx)?;
-    if properties.is_empty() {
-        Ok(if reason == ReasonCode::Success { 0 } else { 1 })
-    } else {
-        add(1, properties.wire_len()?)
-    }
+    properties.check(ctx)
 }
 
 fn write_reason_props(reason: ReasonCode, properties: &Properties<'_>, w: &mut Writer<'_>) {
@@ -80,16 +75,16 @@ impl<'a> Disconnect<'a> {
         PacketType::Disconnect.first_byte()
     }
 
-    pub(super) fn body_len<const V5: bool>(&self) -> Result<usize, EncodeError> {
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
         if !V5 {
             // Compared field by field: `==` on the properties would walk them with the MQTT 5 decoder.
             return if self.reason == ReasonCode::Success && self.properties.is_empty() {
-                Ok(0)
+                Ok(())
             } else {
                 Err(EncodeError::NotInVersion)
             };
         }
-        reason_props_len(self.reason, &self.properties, PacketType::Disconnect, PropertyContext::Disconnect)
+        reason_props_check(self.reason, &self.properties, PacketType::Disconnect, PropertyContext::Disconnect)
     }
 
     pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
@@ -120,8 +115,8 @@ impl<'a> Auth<'a> {
     /// # Errors
     /// As [`Packet::encode`](super::Packet::encode).
     pub fn encode_v5(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
-        let len = self.body_len()?;
-        super::encode_packet(PacketType::Auth.first_byte(), len, out, |w| {
+        self.check()?;
+        super::encode_packet(PacketType::Auth.first_byte(), out, &|w| {
             write_reason_props(self.reason, &self.properties, w)
         })
     }
@@ -139,10 +134,14 @@ impl<'a> Auth<'a> {
     /// # Errors
     /// As [`Auth::encode`], except [`EncodeError::BufferTooSmall`].
     pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        if version.is_v5() { super::packet_len(self.body_len()?) } else { Err(EncodeError::NotInVersion) }
+        if !version.is_v5() {
+            return Err(EncodeError::NotInVersion);
+        }
+        self.check()?;
+        super::packet_len(|w| write_reason_props(self.reason, &self.properties, w))
     }
 
-    fn body_len(&self) -> Result<usize, EncodeError> {
-        reason_props_len(self.reason, &self.properties, PacketType::Auth, PropertyContext::Auth)
+    fn check(&self) -> Result<(), EncodeError> {
+        reason_props_check(self.reason, &self.properties, PacketType::Auth, PropertyContext::Auth)
     }
 }

@@ -3,21 +3,20 @@
 
 use core::fmt;
 
-use crate::error::{DecodeError, EncodeError};
+use crate::error::DecodeError;
 use crate::reason::ReasonCode;
 use crate::topic::TopicFilter;
-use crate::wire::{Reader, Writer, add, field_len};
+use crate::wire::{Reader, Writer};
 
 use super::Subscription;
 
 pub(crate) mod sealed {
-    use crate::error::{DecodeError, EncodeError};
+    use crate::error::DecodeError;
     use crate::wire::{Reader, Writer};
 
     /// How one entry is read from validated bytes and written.
     pub trait Item<'a>: Sized + Copy {
         fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError>;
-        fn wire_len(&self) -> Result<usize, EncodeError>;
         fn write(&self, w: &mut Writer<'_>);
     }
 }
@@ -35,9 +34,6 @@ impl<'a> sealed::Item<'a> for Subscription<'a> {
         let options = crate::types::SubscriptionOptions::from_byte(r.u8()?, true)?;
         Ok(Self { filter, options })
     }
-    fn wire_len(&self) -> Result<usize, EncodeError> {
-        add(field_len(self.filter.as_str().as_bytes())?, 1)
-    }
     fn write(&self, w: &mut Writer<'_>) {
         w.put_str(self.filter.as_str());
         w.put_u8(self.options.to_byte())
@@ -48,9 +44,6 @@ impl<'a> sealed::Item<'a> for TopicFilter<'a> {
     fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         TopicFilter::new(r.utf8()?)
     }
-    fn wire_len(&self) -> Result<usize, EncodeError> {
-        field_len(self.as_str().as_bytes())
-    }
     fn write(&self, w: &mut Writer<'_>) {
         w.put_str(self.as_str())
     }
@@ -60,9 +53,6 @@ impl sealed::Item<'_> for ReasonCode {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let b = r.u8()?;
         ReasonCode::from_u8(b).ok_or(DecodeError::InvalidReasonCode { packet_type: 0, code: b })
-    }
-    fn wire_len(&self) -> Result<usize, EncodeError> {
-        Ok(1)
     }
     fn write(&self, w: &mut Writer<'_>) {
         w.put_u8(self.to_u8())
@@ -111,13 +101,6 @@ impl<'a, T: ListItem<'a>> List<'a, T> {
         match self.0 {
             Repr::Wire(_) => self.iter().count(),
             Repr::Items(items) => items.len(),
-        }
-    }
-
-    pub(crate) fn wire_len(&self) -> Result<usize, EncodeError> {
-        match self.0 {
-            Repr::Wire(b) => Ok(b.len()),
-            Repr::Items(items) => items.iter().try_fold(0usize, |acc, item| add(acc, sealed::Item::wire_len(item)?)),
         }
     }
 

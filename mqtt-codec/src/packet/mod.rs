@@ -1,6 +1,6 @@
 //! Packets: the [`Packet`] enum, [`decode`] of one framed packet, and encoding into a caller's buffer.
 //!
-//! Each packet type sits in its own module and provides `decode` (body only), `body_len` and `write_body`;
+//! Each packet type sits in its own module and provides `decode` (body only), `check` and `write_body`;
 //! this module adds and checks the fixed header.
 
 mod ack;
@@ -194,19 +194,18 @@ fn decode_in<const V5: bool, const FROM_SERVER: bool>(frame: &[u8], v31: bool) -
     Ok(packet)
 }
 
-/// The length of a whole packet with a body of `body` bytes.
-fn packet_len(body: usize) -> Result<usize, EncodeError> {
-    add(add(body, 1)?, varint_len(to_varint(body)?)?)
+/// The length of a whole packet whose body `body` writes.
+fn packet_len(body: impl FnOnce(&mut Writer<'_>)) -> Result<usize, EncodeError> {
+    let body_len = Writer::measure(body)?;
+    add(add(body_len, 1)?, varint_len(to_varint(body_len)?)?)
 }
 
-/// Writes a packet: the first byte, the Remaining Length `body_len`, then `body`. Nothing is written unless the
-/// whole packet fits.
-fn encode_packet(
-    first: u8,
-    body_len: usize,
-    out: &mut [u8],
-    body: impl FnOnce(&mut Writer<'_>),
-) -> Result<usize, EncodeError> {
+/// Writes a packet: the first byte, the Remaining Length, then `body`. The body runs twice, over a writer that only
+/// counts and then over `out`, so each packet type has one body function for both (a client's image carries no
+/// separate sizing code). `dyn`, so the optimizer keeps one copy of the body rather than inlining it at both calls.
+/// Nothing is written unless the whole packet fits.
+fn encode_packet(first: u8, out: &mut [u8], body: &dyn Fn(&mut Writer<'_>)) -> Result<usize, EncodeError> {
+    let body_len = Writer::measure(body)?;
     let rem = to_varint(body_len)?;
     let total = add(add(body_len, 1)?, varint_len(rem)?)?;
     let Some(out) = out.get_mut(..total) else { return Err(EncodeError::BufferTooSmall { needed: total }) };
@@ -223,7 +222,7 @@ fn encode_packet(
 /// # Errors
 /// [`EncodeError::BufferTooSmall`].
 pub fn encode_pingreq(out: &mut [u8]) -> Result<usize, EncodeError> {
-    encode_packet(PacketType::PingReq.first_byte(), 0, out, |_| {})
+    encode_packet(PacketType::PingReq.first_byte(), out, &|_| {})
 }
 
 /// PINGRESP, at the start of `out`; returns its length (2).
@@ -231,10 +230,10 @@ pub fn encode_pingreq(out: &mut [u8]) -> Result<usize, EncodeError> {
 /// # Errors
 /// [`EncodeError::BufferTooSmall`].
 pub fn encode_pingresp(out: &mut [u8]) -> Result<usize, EncodeError> {
-    encode_packet(PacketType::PingResp.first_byte(), 0, out, |_| {})
+    encode_packet(PacketType::PingResp.first_byte(), out, &|_| {})
 }
 
-/// Per-version entry points for a packet type with `first_byte`, `body_len::<V5>` and `write_body::<V5>`.
+/// Per-version entry points for a packet type with `first_byte`, `check::<V5>` and `write_body::<V5>`.
 macro_rules! encode_entry_points {
     ($ty:ident, $name:literal) => {
         impl $ty<'_> {
@@ -245,7 +244,8 @@ macro_rules! encode_entry_points {
             /// # Errors
             /// As [`Packet::encode`].
             pub fn encode_v311(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
-                encode_packet(self.first_byte(), self.body_len::<false>()?, out, |w| self.write_body::<false>(w))
+                self.check::<false>()?;
+                encode_packet(self.first_byte(), out, &|w| self.write_body::<false>(w))
             }
 
             #[doc = concat!("Encodes this ", $name, " in MQTT 5 at the start of `out`; returns the bytes written.")]
@@ -253,7 +253,8 @@ macro_rules! encode_entry_points {
             /// # Errors
             /// As [`Packet::encode`].
             pub fn encode_v5(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
-                encode_packet(self.first_byte(), self.body_len::<true>()?, out, |w| self.write_body::<true>(w))
+                self.check::<true>()?;
+                encode_packet(self.first_byte(), out, &|w| self.write_body::<true>(w))
             }
 
             #[doc = concat!("Encodes this ", $name, " in `version` ([`", stringify!($ty), "::encode_v311`] or [`", stringify!($ty), "::encode_v5`]).")]
@@ -269,7 +270,13 @@ macro_rules! encode_entry_points {
             /// # Errors
             /// As [`Packet::encoded_len`].
             pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-                packet_len(if version.is_v5() { self.body_len::<true>()? } else { self.body_len::<false>()? })
+                if version.is_v5() {
+                    self.check::<true>()?;
+                    packet_len(|w| self.write_body::<true>(w))
+                } else {
+                    self.check::<false>()?;
+                    packet_len(|w| self.write_body::<false>(w))
+                }
             }
         }
     };

@@ -4,7 +4,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::properties::{Properties, PropertyContext};
 use crate::topic::TopicName;
 use crate::types::{PacketId, QoS, QosPid};
-use crate::wire::{Reader, Writer, add, field_len};
+use crate::wire::{Reader, Writer};
 
 use super::PacketType;
 
@@ -55,26 +55,21 @@ impl<'a> Publish<'a> {
             | u8::from(self.retain)
     }
 
-    pub(super) fn body_len<const V5: bool>(&self) -> Result<usize, EncodeError> {
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
         if self.dup && self.qos_pid == QosPid::AtMostOnce {
             return Err(EncodeError::InvalidValue);
-        }
-        let mut len = field_len(self.topic.as_str().as_bytes())?;
-        if self.qos_pid != QosPid::AtMostOnce {
-            len = add(len, 2)?;
         }
         if V5 {
             self.properties.check(PropertyContext::Publish)?;
             if self.topic.is_empty() && self.properties.topic_alias().is_none() {
                 return Err(EncodeError::InvalidValue);
             }
-            len = add(len, self.properties.wire_len()?)?;
         } else if !self.properties.is_empty() {
             return Err(EncodeError::NotInVersion);
         } else if self.topic.is_empty() {
             return Err(EncodeError::InvalidValue);
         }
-        add(len, self.payload.len())
+        Ok(())
     }
 
     pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {

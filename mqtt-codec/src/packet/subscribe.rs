@@ -5,7 +5,7 @@ use crate::properties::{Properties, PropertyContext};
 use crate::reason::ReasonCode;
 use crate::topic::TopicFilter;
 use crate::types::{PacketId, SubscriptionOptions};
-use crate::wire::{Reader, Writer, add};
+use crate::wire::{Reader, Writer};
 
 use super::PacketType;
 use super::list::List;
@@ -36,11 +36,11 @@ fn read_list<'a, T>(
     Ok(bytes)
 }
 
-fn props_len<const V5: bool>(props: &Properties<'_>, ctx: PropertyContext) -> Result<usize, EncodeError> {
+fn check_props<const V5: bool>(props: &Properties<'_>, ctx: PropertyContext) -> Result<(), EncodeError> {
     if V5 {
-        props.check(ctx).and_then(|()| props.wire_len())
+        props.check(ctx)
     } else if props.is_empty() {
-        Ok(0)
+        Ok(())
     } else {
         Err(EncodeError::NotInVersion)
     }
@@ -81,7 +81,7 @@ impl<'a> Subscribe<'a> {
         PacketType::Subscribe.first_byte()
     }
 
-    pub(super) fn body_len<const V5: bool>(&self) -> Result<usize, EncodeError> {
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
         if self.subscriptions.is_empty() {
             return Err(EncodeError::InvalidValue);
         }
@@ -92,8 +92,7 @@ impl<'a> Subscribe<'a> {
         if self.subscriptions.any_no_local_on_shared() {
             return Err(EncodeError::InvalidValue);
         }
-        let props = props_len::<V5>(&self.properties, PropertyContext::Subscribe)?;
-        add(add(2, props)?, self.subscriptions.wire_len()?)
+        check_props::<V5>(&self.properties, PropertyContext::Subscribe)
     }
 
     pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
@@ -124,7 +123,7 @@ fn check_code<const V5: bool>(code: u8, kind: PacketType) -> Result<ReasonCode, 
     if ok { Ok(reason) } else { Err(err) }
 }
 
-fn codes_len<const V5: bool>(codes: &List<'_, ReasonCode>, kind: PacketType) -> Result<usize, EncodeError> {
+fn check_codes<const V5: bool>(codes: &List<'_, ReasonCode>, kind: PacketType) -> Result<(), EncodeError> {
     if codes.is_empty() {
         return Err(EncodeError::InvalidValue);
     }
@@ -134,7 +133,7 @@ fn codes_len<const V5: bool>(codes: &List<'_, ReasonCode>, kind: PacketType) -> 
             return Err(if V5 { EncodeError::InvalidValue } else { EncodeError::NotInVersion });
         }
     }
-    codes.wire_len()
+    Ok(())
 }
 
 impl<'a> SubAck<'a> {
@@ -149,9 +148,9 @@ impl<'a> SubAck<'a> {
         PacketType::SubAck.first_byte()
     }
 
-    pub(super) fn body_len<const V5: bool>(&self) -> Result<usize, EncodeError> {
-        let props = props_len::<V5>(&self.properties, PropertyContext::SubAck)?;
-        add(add(2, props)?, codes_len::<V5>(&self.codes, PacketType::SubAck)?)
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
+        check_props::<V5>(&self.properties, PropertyContext::SubAck)?;
+        check_codes::<V5>(&self.codes, PacketType::SubAck)
     }
 
     pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
@@ -187,12 +186,11 @@ impl<'a> Unsubscribe<'a> {
         PacketType::Unsubscribe.first_byte()
     }
 
-    pub(super) fn body_len<const V5: bool>(&self) -> Result<usize, EncodeError> {
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
         if self.filters.is_empty() {
             return Err(EncodeError::InvalidValue);
         }
-        let props = props_len::<V5>(&self.properties, PropertyContext::Unsubscribe)?;
-        add(add(2, props)?, self.filters.wire_len()?)
+        check_props::<V5>(&self.properties, PropertyContext::Unsubscribe)
     }
 
     pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
@@ -231,16 +229,16 @@ impl<'a> UnsubAck<'a> {
         PacketType::UnsubAck.first_byte()
     }
 
-    pub(super) fn body_len<const V5: bool>(&self) -> Result<usize, EncodeError> {
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
         if !V5 {
             return if self.codes.is_empty() && self.properties.is_empty() {
-                Ok(2)
+                Ok(())
             } else {
                 Err(EncodeError::NotInVersion)
             };
         }
-        let props = props_len::<V5>(&self.properties, PropertyContext::UnsubAck)?;
-        add(add(2, props)?, codes_len::<V5>(&self.codes, PacketType::UnsubAck)?)
+        check_props::<V5>(&self.properties, PropertyContext::UnsubAck)?;
+        check_codes::<V5>(&self.codes, PacketType::UnsubAck)
     }
 
     pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
