@@ -6,8 +6,8 @@
 #
 # Usage: scripts/lint.sh   (CARGO_LOCKED=1: build against the committed Cargo.lock files only)
 # Needs: rustfmt and clippy; rustup targets thumbv7m-none-eabi and thumbv7em-none-eabihf; a C++ compiler (the fuzz
-# workspaces build libFuzzer). Each workspace keeps the target directory its other builds use, so nothing is
-# compiled twice; the fuzz workspaces (built by cargo-fuzz on nightly with other flags) share target/lint.
+# workspaces build libFuzzer). Each workspace is checked in a target directory its other builds use, so little is
+# compiled twice: the fuzz workspaces (which cargo-fuzz builds on nightly with other flags) in the main one.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -39,7 +39,8 @@ echo "== separate workspaces"
 for ws in fuzz firmware-client/fuzz; do
     echo "-- $ws"
     cargo fmt --manifest-path "$ws/Cargo.toml" -- --check
-    CARGO_TARGET_DIR="$root/target/lint" clippy --manifest-path "$ws/Cargo.toml" --all-targets
+    # The main workspace's target/: the crates they share with it (the codec, the broker) are checked already.
+    CARGO_TARGET_DIR="$root/target" clippy --manifest-path "$ws/Cargo.toml" --all-targets
 done
 echo "-- firmware/qemu-lm3s6965 (both boards)"
 (
