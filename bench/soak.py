@@ -9,7 +9,7 @@ Load, all on loopback, all bounded:
   - CHURN clean-session clients per second, each connecting with a client id from a pool of 500, subscribing, and
     disconnecting within a second; one in four is cut off without DISCONNECT (its will goes out).
 The broker runs with persistence on (fsync "always") in a temporary data directory. Every SAMPLE seconds one line:
-elapsed seconds, RSS (KiB), messages published and received so far. At the end a summary as JSON.
+elapsed seconds, RSS (KiB), the journal's bytes on disk, messages published and received so far. At the end a summary as JSON.
 
 Usage: bench/soak.py BROKER_BINARY [--minutes 30] [--rate 2000] [--pubs 10] [--subs 20] [--churn 5] [--sample 30]
 Not a test: nothing is asserted; the figures go into the issue note and docs/benchmarks.md.
@@ -134,6 +134,17 @@ def churn(host, port, per_sec):
         stop.wait(max(0.0, 1 - (time.time() - t0)))
 
 
+def dir_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -170,7 +181,8 @@ def main():
                 sys.exit(f"the broker exited with {broker.returncode}")
             with lock:
                 snap = dict(counts)
-            s = {"t": round(time.time() - t0), "rss_kib": rss_kib(broker.pid), **snap}
+            s = {"t": round(time.time() - t0), "rss_kib": rss_kib(broker.pid),
+                 "journal_bytes": dir_bytes(os.path.join(data, "journal")), **snap}
             samples.append(s)
             print(json.dumps(s), flush=True)
     finally:

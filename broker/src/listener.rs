@@ -137,11 +137,11 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Grows the process's descriptor table to hold `count` descriptors now, before the runtime starts its threads.
 ///
 /// Linux grows the table on demand, doubling it, and a process with several threads waits for an RCU grace period
-/// at each growth (`expand_fdtable` calls `synchronize_rcu` when the table is shared). Measured here: an `accept`
-/// that crossed 256 or 512 descriptors took 8-10 ms, and a fresh broker paused 15-30 ms once while thousands of
-/// clients connected (connect p99 17-25 ms against 2 ms for Mosquitto, which has one thread). Growing it once,
-/// while the process has a single thread, costs no grace period; the table never shrinks. Kernel memory: 8 bytes
-/// per slot, rounded up to a power of two (128 KiB for the default 10,000 connections). Capped below the open-files limit; failures only cost the pauses.
+/// at each growth (`expand_fdtable` calls `synchronize_rcu` when the table is shared): an `accept` that crosses a
+/// power of two stalls every connection behind it for milliseconds. Growing it once, while the process has a single
+/// thread, costs no grace period; the table never shrinks. Kernel memory: 8 bytes per slot, rounded up to a power of
+/// two (128 KiB for the default 10,000 connections). Capped below the open-files limit; failures only cost the
+/// pauses.
 pub fn reserve_descriptors(count: usize) {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
     let count = limit.map_or(count, |l| count.min(usize::try_from(l).unwrap_or(usize::MAX)));
@@ -241,8 +241,8 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
         if tls.is_none() && matches!(listener.transport, Transport::Mqtt) {
             // Plain MQTT, the common case on a gateway with thousands of devices: the task is the connection's own
             // future, with no box in between and nothing else kept for the connection's lifetime. Its span exists
-            // at `debug` level only: a live span costs about 500 bytes per connection (2,809 -> 2,305 B per idle
-            // connection without it), and the one `info` line of a connection names its peer itself.
+            // at `debug` level only: a live span costs about 500 bytes per connection, and the one `info` line of a
+            // connection names its peer itself.
             let span = tracing::debug_span!(
                 "conn",
                 %peer,
