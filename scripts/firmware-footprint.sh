@@ -3,11 +3,13 @@
 # thumbv7em-none-eabihf (release: opt-level "s", fat LTO, panic=abort) three ways (baseline without the client,
 # the client with MQTT 3.1.1, the client with `v5`) and prints flash and static RAM from arm-none-eabi-size.
 #
-# Client flash = image flash (text + data) minus the baseline's; it is also shown without compiler_builtins' mem*
-# functions (memcpy, memcmp, memset, ...), which coreMQTT's figures leave out as C library code. Client RAM = the
-# image's data + bss minus the lent buffers (store 512 B, rx 256 B, tx 256 B), i.e. the client's own state for
-# Client<_, 4, 2, 32>. Goals (issue 6): 3.1.1 <= 7,000 B flash without mem*, v5 <= 18,900 B, RAM <= 256 B for
-# 3.1.1; FOOTPRINT_STRICT=1 makes a missed goal an error.
+# Client flash = image flash (text + data) minus the baseline's, compiler_builtins' mem* functions (memcpy, memcmp,
+# memset, ...) included; the mem* share is shown beside it. Client RAM = the image's data + bss minus the lent
+# buffers (store 512 B, rx 256 B, tx 256 B), i.e. the client's own state for Client<_, 4, 2, 32>.
+#
+# Goals (issue 19): client flash <= 7,000 B for MQTT 3.1.1 and <= 16,500 B for v5, client state RAM <= 256 B.
+# Goals named in ENFORCED fail the run when exceeded; the others are printed as met or missed, with their figures
+# (the measured sizes and where the bytes go are in firmware-client/README.md). FOOTPRINT_STRICT=1 enforces all.
 # Needs: rustup target thumbv7em-none-eabihf; apt binutils-arm-none-eabi.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,13 +33,28 @@ measure() { # features -> "text data bss" in $sizes, bytes of mem* functions in 
         grep -E ' [tT] (mem(cpy|move|set|cmp)|bcmp|__aeabi_mem[a-z0-9]*|compiler_builtins::mem::[a-z_]*)$' || true)
 }
 
+# The goals the client meets today; a missed one among them fails the run.
+ENFORCED="ram-3.1.1 flash-v5"
+goal() { # name measured limit
+    local state=met
+    if [ "$2" -gt "$3" ]; then
+        state=MISSED
+        if [ "${FOOTPRINT_STRICT:-}" = 1 ] || [[ " $ENFORCED " == *" $1 "* ]]; then
+            failed+=" $1"
+        fi
+    fi
+    local kind="reported"
+    [[ " $ENFORCED " == *" $1 "* ]] && kind="enforced"
+    printf 'goal %-10s %6d B <= %6d B: %s (%s)\n' "$1" "$2" "$3" "$state" "$kind"
+}
+
 measure ""
 read -r bt bd bb <<<"$sizes"
 bmem=$mem
-missed=""
-printf '%-22s %8s %8s %8s %12s %10s %14s %16s\n' image text data bss "client flash" "of it mem*" \
-    "without mem*" "client state RAM"
-printf '%-22s %8d %8d %8d %12s %10s %14s %16s\n' baseline "$bt" "$bd" "$bb" - - - -
+failed=""
+goals=()
+printf '%-22s %8s %8s %8s %12s %10s %16s\n' image text data bss "client flash" "of it mem*" "client state RAM"
+printf '%-22s %8d %8d %8d %12s %10s %16s\n' baseline "$bt" "$bd" "$bb" - - -
 for f in client v5; do
     measure "--features $f"
     read -r t d b <<<"$sizes"
@@ -47,18 +64,19 @@ for f in client v5; do
         exit 1
     fi
     name=$([ "$f" = client ] && echo "MQTT 3.1.1" || echo "MQTT 5 (v5)")
+    version=$([ "$f" = client ] && echo "3.1.1" || echo "v5")
     flash=$((t + d - bt - bd))
     mem=$((mem - bmem))
     ram=$((d + b - buffers - (bd + bb - 256)))
-    printf '%-22s %8d %8d %8d %10d B %8d B %12d B %14d B\n' "$name" "$t" "$d" "$b" "$flash" "$mem" \
-        $((flash - mem)) "$ram"
-    if [ "$f" = client ]; then
-        [ $((flash - mem)) -le 7000 ] && [ "$ram" -le 256 ] || missed+=" $name"
-    else
-        [ "$flash" -le 18900 ] || missed+=" $name"
-    fi
+    printf '%-22s %8d %8d %8d %10d B %8d B %14d B\n' "$name" "$t" "$d" "$b" "$flash" "$mem" "$ram"
+    limit=$([ "$f" = client ] && echo 7000 || echo 16500)
+    goals+=("flash-$version $flash $limit" "ram-$version $ram 256")
 done
-if [ -n "$missed" ]; then
-    echo "firmware-footprint: goal missed by:$missed" >&2
-    [ "${FOOTPRINT_STRICT:-}" = 1 ] && exit 1
+for g in "${goals[@]}"; do
+    # shellcheck disable=SC2086 # three words
+    goal $g
+done
+if [ -n "$failed" ]; then
+    echo "firmware-footprint: over the goal:$failed" >&2
+    exit 1
 fi

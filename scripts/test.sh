@@ -32,13 +32,13 @@ if ! command -v arm-none-eabi-size >/dev/null 2>&1; then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
-for target in thumbv7em-none-eabihf; do
+for target in thumbv7em-none-eabihf thumbv7m-none-eabi; do
   rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 done
 
 step "format and lints"
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# The main workspace, firmware-client in every feature combination, and the separate workspaces (fuzz, firmware).
+CARGO_LOCKED=1 bash scripts/lint.sh
 
 step "ARM gateway builds: release profile, stripped sizes"
 # tests/tests/arm_qemu.rs (in the workspace tests below) runs these under qemu-user.

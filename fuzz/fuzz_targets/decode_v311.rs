@@ -24,8 +24,8 @@ fuzz_target!(|data: &[u8]| {
                 buf = &buf[used..];
             }
             Ok(None) => break,
-            Err(DecodeError::PacketTooLarge { len, max: m }) => {
-                assert!(len > m);
+            Err(DecodeError::PacketTooLarge { len }) => {
+                assert!(len > max);
                 break;
             }
             Err(_) => break,

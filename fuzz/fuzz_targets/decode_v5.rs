@@ -25,8 +25,7 @@ fuzz_target!(|data: &[u8]| {
                 buf = &buf[used..];
             }
             Ok(None) => break,
-            Err(DecodeError::PacketTooLarge { len, max: m }) => {
-                assert_eq!(m, max);
+            Err(DecodeError::PacketTooLarge { len }) => {
                 assert!(len > max);
                 // Without the limit the same header frames a packet of exactly `len` bytes (or needs more).
                 match frame_len(buf, u32::MAX) {

@@ -14,12 +14,11 @@ use crate::reason::ReasonCode;
 pub enum DecodeError {
     /// The Remaining Length (or another Variable Byte Integer) has more than 4 bytes, or is not in its shortest form.
     MalformedVarInt,
-    /// The whole packet (fixed header included) is longer than the receiver's maximum.
+    /// The whole packet (fixed header included) is longer than the receiver's maximum (which the receiver knows:
+    /// it is not repeated here, so that the error fits two words and passing it on moves no memory).
     PacketTooLarge {
         /// Length of the whole packet in bytes.
         len: u32,
-        /// The receiver's maximum.
-        max: u32,
     },
     /// Packet type 0, or AUTH (15) outside MQTT 5.
     InvalidPacketType(u8),
@@ -176,8 +175,8 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
             Self::MalformedVarInt => "variable byte integer longer than 4 bytes",
-            Self::PacketTooLarge { len, max } => {
-                return write!(f, "packet of {len} bytes exceeds the maximum of {max}");
+            Self::PacketTooLarge { len } => {
+                return write!(f, "packet of {len} bytes exceeds the maximum packet size");
             }
             Self::InvalidPacketType(t) => return write!(f, "invalid packet type {t}"),
             Self::InvalidHeaderFlags { packet_type, flags } => {
@@ -231,12 +230,11 @@ impl core::error::Error for DecodeError {}
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum EncodeError {
-    /// The output buffer is smaller than the encoded packet.
+    /// The output buffer is smaller than the encoded packet (its length is the caller's; it is not repeated here, so
+    /// that the error fits two words and passing it on moves no memory).
     BufferTooSmall {
         /// Bytes the packet needs.
         needed: usize,
-        /// Bytes the buffer has.
-        available: usize,
     },
     /// A string or binary field is longer than 65,535 bytes.
     FieldTooLong,
@@ -255,8 +253,8 @@ pub enum EncodeError {
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BufferTooSmall { needed, available } => {
-                write!(f, "output buffer of {available} bytes is smaller than the {needed} bytes needed")
+            Self::BufferTooSmall { needed } => {
+                write!(f, "output buffer is smaller than the {needed} bytes needed")
             }
             Self::FieldTooLong => f.write_str("field longer than 65535 bytes"),
             Self::PacketTooLong => f.write_str("packet longer than the maximum remaining length"),

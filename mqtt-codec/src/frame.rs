@@ -28,9 +28,9 @@ pub fn frame_len(buf: &[u8], max_packet_size: u32) -> Result<Option<usize>, Deco
     // remaining < 2^28 and used <= 4, so the sum fits a u32.
     let total = remaining.saturating_add(1).saturating_add(used as u32);
     if total > max_packet_size {
-        return Err(DecodeError::PacketTooLarge { len: total, max: max_packet_size });
+        return Err(DecodeError::PacketTooLarge { len: total });
     }
-    let total = usize::try_from(total).map_err(|_| DecodeError::PacketTooLarge { len: total, max: max_packet_size })?;
+    let total = usize::try_from(total).map_err(|_| DecodeError::PacketTooLarge { len: total })?;
     Ok(if buf.len() >= total { Some(total) } else { None })
 }
 
@@ -46,7 +46,7 @@ mod tests {
         assert_eq!(frame_len(&pingreq, 10), Ok(Some(2)));
         assert_eq!(frame_len(&[0x30, 0x80], 1000), Ok(None));
         assert_eq!(frame_len(&[0x30, 0x80, 0x01], 1000), Ok(None));
-        assert_eq!(frame_len(&[0x30, 0x80, 0x01], 100), Err(DecodeError::PacketTooLarge { len: 131, max: 100 }));
+        assert_eq!(frame_len(&[0x30, 0x80, 0x01], 100), Err(DecodeError::PacketTooLarge { len: 131 }));
         assert_eq!(frame_len(&[0x30, 0xff, 0xff, 0xff, 0xff], u32::MAX), Err(DecodeError::MalformedVarInt));
         assert_eq!(frame_len(&[0x00, 0x00], 10), Err(DecodeError::InvalidPacketType(0)));
     }

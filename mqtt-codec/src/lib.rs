@@ -6,6 +6,10 @@
 //!    fixed header alone.
 //! 2. [`packet`]: [`decode`] turns one framed packet into a [`Packet`] that borrows from the input;
 //!    [`Packet::encode`] writes one into a caller's buffer, and [`Packet::encoded_len`] says how long it will be.
+//!    A device client uses the narrower entry points instead, so that only what it uses is linked: per packet type
+//!    and version ([`Publish::encode_v311`], [`Publish::encode_v5`], [`Connect::encode_v311`], ...) and decoders of
+//!    the packets a server sends ([`decode_from_server_v311`], [`decode_from_server_v5`]). The 3.1.1 ones link no
+//!    MQTT 5 property code. [`decode`] and [`Packet::encode`] are built on the same functions.
 //! 3. [`properties`]: MQTT 5 properties, validated on decode and iterated without allocation.
 //! 4. [`topic`]: validated [`TopicName`] and [`TopicFilter`] types, wildcard matching and shared subscriptions.
 //! 5. [`reason`]: MQTT 5 reason codes, with the MQTT 3.x return codes mapped onto them.
@@ -58,7 +62,8 @@ pub use error::{DecodeError, EncodeError};
 pub use frame::{MAX_REMAINING_LENGTH, frame_len};
 pub use packet::{
     Ack, Auth, ConnAck, Connect, Disconnect, List, ListItem, Packet, PacketType, Publish, SubAck, Subscribe,
-    Subscription, UnsubAck, Unsubscribe, Will, decode,
+    Subscription, UnsubAck, Unsubscribe, Will, decode, decode_from_server_v5, decode_from_server_v311, encode_pingreq,
+    encode_pingresp,
 };
 pub use properties::{Properties, Property, PropertyContext, PropertyId};
 pub use reason::ReasonCode;

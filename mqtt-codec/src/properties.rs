@@ -9,7 +9,7 @@ use core::fmt;
 use crate::error::{DecodeError, EncodeError};
 use crate::topic::TopicName;
 use crate::types::QoS;
-use crate::wire::{self, Reader, Writer, add, field_len, varint_len};
+use crate::wire::{self, Reader, Writer, add, varint_len};
 
 macro_rules! property_ids {
     ($($(#[$doc:meta])* $name:ident = $value:literal,)*) => {
@@ -327,45 +327,15 @@ impl<'a> Property<'a> {
             | Self::AuthenticationMethod(s)
             | Self::ResponseInformation(s)
             | Self::ServerReference(s)
-            | Self::ReasonString(s) => !s.contains('\0'),
-            Self::UserProperty(k, v) => !k.contains('\0') && !v.contains('\0'),
+            | Self::ReasonString(s) => !wire::has_nul(s.as_bytes()),
+            Self::UserProperty(k, v) => !wire::has_nul(k.as_bytes()) && !wire::has_nul(v.as_bytes()),
             _ => true,
         };
         if ok && strings_ok { Ok(()) } else { Err(EncodeError::InvalidValue) }
     }
 
-    /// Encoded length, identifier included.
-    fn wire_len(&self) -> Result<usize, EncodeError> {
-        let value = match *self {
-            Self::PayloadFormatIndicator(_)
-            | Self::RequestProblemInformation(_)
-            | Self::RequestResponseInformation(_)
-            | Self::MaximumQoS(_)
-            | Self::RetainAvailable(_)
-            | Self::WildcardSubscriptionAvailable(_)
-            | Self::SubscriptionIdentifierAvailable(_)
-            | Self::SharedSubscriptionAvailable(_) => 1,
-            Self::ServerKeepAlive(_) | Self::ReceiveMaximum(_) | Self::TopicAliasMaximum(_) | Self::TopicAlias(_) => 2,
-            Self::MessageExpiryInterval(_)
-            | Self::SessionExpiryInterval(_)
-            | Self::WillDelayInterval(_)
-            | Self::MaximumPacketSize(_) => 4,
-            Self::SubscriptionIdentifier(v) => varint_len(v)?,
-            Self::ContentType(s)
-            | Self::ResponseTopic(s)
-            | Self::AssignedClientIdentifier(s)
-            | Self::AuthenticationMethod(s)
-            | Self::ResponseInformation(s)
-            | Self::ServerReference(s)
-            | Self::ReasonString(s) => field_len(s.as_bytes())?,
-            Self::CorrelationData(b) | Self::AuthenticationData(b) => field_len(b)?,
-            Self::UserProperty(k, v) => add(field_len(k.as_bytes())?, field_len(v.as_bytes())?)?,
-        };
-        add(value, 1)
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u8(self.id() as u8)?;
+    fn write(&self, w: &mut Writer<'_>) {
+        w.put_u8(self.id() as u8);
         match *self {
             Self::PayloadFormatIndicator(b)
             | Self::RequestProblemInformation(b)
@@ -392,7 +362,7 @@ impl<'a> Property<'a> {
             | Self::ReasonString(s) => w.put_str(s),
             Self::CorrelationData(b) | Self::AuthenticationData(b) => w.put_binary(b),
             Self::UserProperty(k, v) => {
-                w.put_str(k)?;
+                w.put_str(k);
                 w.put_str(v)
             }
         }
@@ -458,8 +428,16 @@ impl<'a> Properties<'a> {
 
     /// Reads a length-prefixed property block.
     pub(crate) fn read(r: &mut Reader<'a>, ctx: PropertyContext) -> Result<Self, DecodeError> {
-        let len = r.varint()?;
-        let bytes = r.take(usize::try_from(len).map_err(|_| DecodeError::Truncated)?)?;
+        // Errors made afresh rather than passed on with `?`: moving a `DecodeError` between `Result`s of different
+        // layouts is a `memcpy` call on Cortex-M.
+        let len = match r.varint() {
+            Ok(len) => len,
+            Err(DecodeError::MalformedVarInt) => return Err(DecodeError::MalformedVarInt),
+            Err(_) => return Err(DecodeError::Truncated),
+        };
+        let Some(bytes) = usize::try_from(len).ok().and_then(|len| r.take(len).ok()) else {
+            return Err(DecodeError::Truncated);
+        };
         Self::from_wire(bytes, ctx)
     }
 
@@ -488,14 +466,18 @@ impl<'a> Properties<'a> {
     }
 
     /// The encoded length of the block's body (without its length prefix).
+    ///
+    /// # Errors
+    /// [`EncodeError::FieldTooLong`] or [`EncodeError::VarIntTooLarge`] for a value its field cannot hold.
     pub fn body_len(&self) -> Result<usize, EncodeError> {
-        match self.0 {
-            Repr::Wire(b) => Ok(b.len()),
-            Repr::List(l) => l.iter().try_fold(0usize, |acc, p| add(acc, p.wire_len()?)),
-        }
+        Writer::measure(|w| self.write_items(w))
     }
 
     /// The encoded length of the block, length prefix included.
+    ///
+    /// # Errors
+    /// As [`Properties::body_len`], and [`EncodeError::PacketTooLong`] for a block longer than a Variable Byte
+    /// Integer can say.
     pub fn wire_len(&self) -> Result<usize, EncodeError> {
         let body = self.body_len()?;
         add(body, varint_len(wire::to_varint(body)?)?)
@@ -528,11 +510,19 @@ impl<'a> Properties<'a> {
     }
 
     /// Writes the block, length prefix included.
-    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_varint(wire::to_varint(self.body_len()?)?)?;
+    pub(crate) fn write(&self, w: &mut Writer<'_>) {
+        // Measured over a writer that only counts. A block too long for its prefix makes the packet too long, which
+        // the packet's own measurement reports (as `PacketTooLong`).
+        let mut len = Writer::new(&mut []);
+        self.write_items(&mut len);
+        w.put_varint(u32::try_from(len.position()).unwrap_or(u32::MAX).min(wire::MAX_VARINT));
+        self.write_items(w);
+    }
+
+    fn write_items(&self, w: &mut Writer<'_>) {
         match self.0 {
             Repr::Wire(b) => w.put_slice(b),
-            Repr::List(l) => l.iter().try_for_each(|p| p.write(w)),
+            Repr::List(l) => l.iter().for_each(|p| p.write(w)),
         }
     }
 }
@@ -664,7 +654,7 @@ mod tests {
         let props = Properties::from_list(&list);
         let mut buf = [0u8; 64];
         let mut w = Writer::new(&mut buf);
-        props.write(&mut w).unwrap();
+        props.write(&mut w);
         let n = w.position();
         let mut r = Reader::new(&buf[..n]);
         let decoded = Properties::read(&mut r, PropertyContext::Publish).unwrap();

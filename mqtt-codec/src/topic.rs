@@ -99,9 +99,15 @@ impl<'a> TopicFilter<'a> {
         if s.len() > MAX_LEN {
             return Err(DecodeError::InvalidTopicFilter);
         }
-        check_filter(s)?;
-        if s.starts_with(SHARE_PREFIX) {
-            SharedFilter::parse(s)?;
+        // Errors are made here from one-byte results: propagating a whole `DecodeError` with `?` copies it, a
+        // `memcpy` call on Cortex-M.
+        match check_filter(s) {
+            Ok(()) => {}
+            Err(FilterError::Nul) => return Err(DecodeError::NulInString),
+            Err(FilterError::Invalid) => return Err(DecodeError::InvalidTopicFilter),
+        }
+        if split_shared(s).is_err() {
+            return Err(DecodeError::InvalidSharedSubscription);
         }
         Ok(Self(s))
     }
@@ -146,7 +152,7 @@ impl defmt::Format for TopicFilter<'_> {
     }
 }
 
-/// The common case of a valid filter, in one pass: every `+` and `#` fills its level, nothing follows `#`, and
+/// The common case of a valid filter, in one pass (on hosted targets): every `+` and `#` fills its level, nothing follows `#`, and
 /// there is no U+0000. [`check_filter`] falls back to its level-by-level walk to name the error.
 fn filter_is_valid(s: &[u8]) -> bool {
     let at = |i: Option<usize>| i.and_then(|i| s.get(i)).copied();
@@ -162,29 +168,61 @@ fn filter_is_valid(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().enumerate().all(byte_ok)
 }
 
-fn check_filter(s: &str) -> Result<(), DecodeError> {
-    if filter_is_valid(s.as_bytes()) { Ok(()) } else { check_filter_levels(s) }
+/// Why a filter breaks the level rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FilterError {
+    /// [`DecodeError::InvalidTopicFilter`].
+    Invalid,
+    /// [`DecodeError::NulInString`].
+    Nul,
 }
 
-fn check_filter_levels(s: &str) -> Result<(), DecodeError> {
+fn check_filter(s: &str) -> Result<(), FilterError> {
+    // Bare-metal targets check level by level only: one loop less in flash, and a device checks few filters.
+    if cfg!(not(target_os = "none")) && filter_is_valid(s.as_bytes()) { Ok(()) } else { check_filter_levels(s) }
+}
+
+/// The level-by-level rules; the first bad level names the error.
+#[allow(clippy::manual_contains)] // `contains` links `memchr` on bare-metal targets
+fn check_filter_levels(s: &str) -> Result<(), FilterError> {
     if s.is_empty() {
-        return Err(DecodeError::InvalidTopicFilter);
+        return Err(FilterError::Invalid);
     }
-    let mut levels = s.split('/').peekable();
-    while let Some(level) = levels.next() {
-        if level.as_bytes().contains(&0) {
-            return Err(DecodeError::NulInString);
+    let mut rest = Some(s.as_bytes());
+    while let Some(level) = next_level(&mut rest) {
+        if crate::wire::has_nul(level) {
+            return Err(FilterError::Nul);
         }
-        let has_hash = level.contains('#');
-        let has_plus = level.contains('+');
-        if has_hash && (level.len() != 1 || levels.peek().is_some()) {
-            return Err(DecodeError::InvalidTopicFilter);
+        let has = |c: u8| level.iter().any(|&b| b == c);
+        if has(b'#') && (level.len() != 1 || rest.is_some()) {
+            return Err(FilterError::Invalid);
         }
-        if has_plus && level.len() != 1 {
-            return Err(DecodeError::InvalidTopicFilter);
+        if has(b'+') && level.len() != 1 {
+            return Err(FilterError::Invalid);
         }
     }
     Ok(())
+}
+
+/// The next `/`-separated level, as `str::split('/')` yields them (an empty string is one empty level), byte by byte:
+/// `split` links `memchr` on bare-metal targets.
+fn next_level<'a>(rest: &mut Option<&'a [u8]>) -> Option<&'a [u8]> {
+    let cur = (*rest)?;
+    match cur.iter().position(|&b| b == b'/') {
+        Some(i) => {
+            *rest = cur.get(i.saturating_add(1)..);
+            cur.get(..i)
+        }
+        None => {
+            *rest = None;
+            Some(cur)
+        }
+    }
+}
+
+/// `a == b` one byte at a time: slice equality links `memcmp` on bare-metal targets.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 const SHARE_PREFIX: &str = "$share/";
@@ -204,16 +242,30 @@ impl<'a> SharedFilter<'a> {
     /// # Errors
     /// [`DecodeError::InvalidSharedSubscription`] for an empty or wildcard group or a missing filter.
     pub fn parse(s: &'a str) -> Result<Option<Self>, DecodeError> {
-        let Some(rest) = s.strip_prefix(SHARE_PREFIX) else {
-            return Ok(None);
-        };
-        let (group, filter) = rest.split_once('/').ok_or(DecodeError::InvalidSharedSubscription)?;
-        if group.is_empty() || group.contains(['+', '#']) || filter.is_empty() {
-            return Err(DecodeError::InvalidSharedSubscription);
+        match split_shared(s) {
+            Ok(Some((group, filter))) => Ok(Some(Self { group, filter: TopicFilter(filter) })),
+            Ok(None) => Ok(None),
+            Err(()) => Err(DecodeError::InvalidSharedSubscription),
         }
-        check_filter(filter).map_err(|_| DecodeError::InvalidSharedSubscription)?;
-        Ok(Some(Self { group, filter: TopicFilter(filter) }))
     }
+}
+
+/// The group and filter of a `$share/{group}/{filter}` filter, `Ok(None)` for any other, `Err` for an invalid one.
+fn split_shared(s: &str) -> Result<Option<(&str, &str)>, ()> {
+    // Compared byte by byte: `strip_prefix` links `memcmp` on bare-metal targets.
+    let n = SHARE_PREFIX.len();
+    let rest = match (s.as_bytes().get(..n), s.get(n..)) {
+        (Some(prefix), Some(rest)) if same(prefix, SHARE_PREFIX.as_bytes()) => rest,
+        _ => return Ok(None),
+    };
+    let slash = rest.bytes().position(|b| b == b'/').ok_or(())?;
+    // `/` is one byte, so both ends are character boundaries.
+    let (Some(group), Some(filter)) = (rest.get(..slash), rest.get(slash.saturating_add(1)..)) else { return Err(()) };
+    if group.is_empty() || group.bytes().any(|b| b == b'+' || b == b'#') || filter.is_empty() {
+        return Err(());
+    }
+    check_filter(filter).map_err(|_| ())?;
+    Ok(Some((group, filter)))
 }
 
 /// Whether `filter` matches `topic`.
@@ -221,16 +273,16 @@ impl<'a> SharedFilter<'a> {
 /// `+` matches exactly one level (possibly empty), `#` the parent level and any number of levels below it. A filter
 /// starting with a wildcard never matches a topic starting with `$` [MQTT-4.7.2-1].
 pub fn matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+    let (f, t) = (filter.as_bytes(), topic.as_bytes());
+    if t.first() == Some(&b'$') && matches!(f.first(), Some(b'+' | b'#')) {
         return false;
     }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
+    let (mut f, mut t) = (Some(f), Some(t));
     loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
+        match (next_level(&mut f), next_level(&mut t)) {
+            (Some(b"#"), _) => return true,
+            (Some(b"+"), Some(_)) => {}
+            (Some(a), Some(b)) if same(a, b) => {}
             (None, None) => return true,
             _ => return false,
         }

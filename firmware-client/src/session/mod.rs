@@ -10,21 +10,20 @@
 //! Any `Err` from `on_packet` or `poll_timeout` means the link is dead: close the transport, open a new one and
 //! call `connect` again. The session keeps its in-flight messages and subscriptions across that.
 
+mod packets;
 mod store;
 mod subs;
-mod topic;
-mod wire;
 
 pub(crate) use store::shift_down;
 pub use subs::SubId;
 
 use heapless::Vec;
-use mqtt_codec::{PacketId, ProtocolVersion, QoS, QosPid, ReasonCode, TopicName};
+use mqtt_codec::{PacketId, PacketType, ProtocolVersion, QoS, QosPid, ReasonCode, TopicFilter, TopicName};
 
 use crate::{Error, Event, Instant, Message, Options, Rejected};
+use packets::Inbound;
 use store::{Outgoing, Store};
 use subs::{State as SubState, Subs};
-use wire::{AckKind, Inbound};
 
 /// The packet type of an inbound packet, for errors.
 fn packet_type(p: &Inbound<'_>) -> u8 {
@@ -63,7 +62,7 @@ pub struct Session<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: us
     incoming: Vec<u16, INFLIGHT, u8>,
     /// Acknowledgements to send. The front ends send them before handling the next packet, so one is the most
     /// ever queued; a sans-IO caller must call `poll_transmit` between packets (else [`Error::Overrun`]).
-    acks: Vec<(AckKind, PacketId), 2, u8>,
+    acks: Vec<(PacketType, PacketId), 2, u8>,
     ping_due: bool,
     /// PINGREQ queued or sent at `since`, PINGRESP awaited.
     ping_out: bool,
@@ -194,7 +193,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         let free = self.store.free();
         let room = free.len().min(max_out);
         let Some(out) = free.get_mut(..room) else { return Err(Rejected::Full(msg)) };
-        let n = match wire::publish(topic, msg.payload, msg.qos, pid, msg.retain, version, out) {
+        let n = match packets::publish(topic, msg.payload, msg.qos, pid, msg.retain, version, out) {
             Ok(n) => n,
             Err(mqtt_codec::EncodeError::BufferTooSmall { needed, .. }) if needed <= max_out => {
                 self.next_pid = saved_pid;
@@ -219,7 +218,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     /// [`Rejected::Full`] when `SUBS` subscriptions exist; [`Rejected::Invalid`] for an invalid filter or one longer
     /// than `TOPIC`. The filter is handed back.
     pub fn subscribe<'f>(&mut self, filter: &'f str, qos: QoS) -> Result<SubId, Rejected<&'f str>> {
-        if !topic::valid_filter(filter) || filter.len() > TOPIC {
+        if TopicFilter::new(filter).is_err() || filter.len() > TOPIC {
             return Err(Rejected::Invalid(filter));
         }
         self.subs.add(filter, qos).ok_or(Rejected::Full(filter))
@@ -256,7 +255,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             Link::Down | Link::Connecting => return Ok(None),
             Link::ConnectDue => {
                 let receive_max = u16::try_from(INFLIGHT).unwrap_or(u16::MAX);
-                return wire::connect(&self.opts, version, self.max_in, receive_max, out)
+                return packets::connect(&self.opts, version, self.max_in, receive_max, out)
                     .map(Some)
                     .map_err(Error::Encode);
             }
@@ -264,16 +263,16 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         }
         if let Some(&(kind, pid)) = self.acks.first() {
             store::remove(&mut self.acks, 0);
-            return wire::ack(kind, pid, out).map(Some).map_err(Error::Encode);
+            return packets::ack(kind, pid, out).map(Some).map_err(Error::Encode);
         }
         if self.disconnect_due {
             self.disconnect_due = false;
             self.link = Link::Down;
-            return wire::disconnect(out).map(Some).map_err(Error::Encode);
+            return packets::disconnect(out).map(Some).map_err(Error::Encode);
         }
         if self.ping_due {
             self.ping_due = false;
-            let n = wire::pingreq(out).map_err(Error::Encode)?;
+            let n = packets::pingreq(out).map_err(Error::Encode)?;
             return Ok(Some(n));
         }
         if let Some(n) = self.next_subscription(version, out)? {
@@ -283,7 +282,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             Some(Outgoing::Publish(idx)) => self.store.send_publish(idx, out).map(Some).ok_or(Error::BufferTooSmall),
             Some(Outgoing::PubRel(pid)) => {
                 let id = PacketId::new(pid).ok_or(Error::BufferTooSmall)?;
-                let n = wire::ack(AckKind::PubRel, id, out).map_err(Error::Encode)?;
+                let n = packets::ack(PacketType::PubRel, id, out).map_err(Error::Encode)?;
                 self.store.rel_sent(pid);
                 Ok(Some(n))
             }
@@ -298,7 +297,8 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         let pid = self.alloc_pid().ok_or(Error::BufferTooSmall)?;
         let Some(s) = self.subs.get_mut(id) else { return Ok(None) };
         let subscribing = s.state == SubState::ToSubscribe;
-        let n = wire::subscribe(pid, &s.filter, subscribing.then_some(s.qos), version, out).map_err(Error::Encode)?;
+        let n =
+            packets::subscribe(pid, &s.filter, subscribing.then_some(s.qos), version, out).map_err(Error::Encode)?;
         s.state = if subscribing { SubState::Subscribing(pid.get()) } else { SubState::Unsubscribing(pid.get()) };
         Ok(Some(n))
     }
@@ -313,14 +313,14 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     /// counts what the client sends and PINGRESP is matched by kind.
     pub fn on_packet<'f>(&mut self, now: Instant, frame: &'f [u8]) -> Result<Option<Event<'f>>, Error> {
         let _ = now;
-        let result = wire::decode(frame, self.version()).map_err(Error::Malformed).and_then(|p| self.handle(p));
+        let result = packets::decode(frame, self.version()).map_err(Error::Malformed).and_then(|p| self.handle(p));
         if result.is_err() {
             self.link = Link::Down;
         }
         result
     }
 
-    fn push_ack(&mut self, kind: AckKind, pid: PacketId) -> Result<(), Error> {
+    fn push_ack(&mut self, kind: PacketType, pid: PacketId) -> Result<(), Error> {
         self.acks.push((kind, pid)).map_err(|_| Error::Overrun)
     }
 
@@ -342,13 +342,13 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
                 }
                 match qos_pid {
                     QosPid::AtMostOnce => {}
-                    QosPid::AtLeastOnce(pid) => self.push_ack(AckKind::PubAck, pid)?,
+                    QosPid::AtLeastOnce(pid) => self.push_ack(PacketType::PubAck, pid)?,
                     QosPid::ExactlyOnce(pid) => {
                         let first = !self.incoming.contains(&pid.get());
                         if first {
                             self.incoming.push(pid.get()).map_err(|_| Error::Overrun)?;
                         }
-                        self.push_ack(AckKind::PubRec, pid)?;
+                        self.push_ack(PacketType::PubRec, pid)?;
                         if !first {
                             debug!("duplicate QoS 2 publish {}", pid.get());
                             return Ok(None);
@@ -374,7 +374,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
                 if let Some(idx) = self.incoming.iter().position(|&p| p == pid.get()) {
                     store::remove(&mut self.incoming, idx);
                 }
-                self.push_ack(AckKind::PubComp, pid)?;
+                self.push_ack(PacketType::PubComp, pid)?;
                 Ok(None)
             }
             Inbound::Ack(_, pid, reason) => Ok(self.complete(self.store.find(pid.get(), 2, true), pid, reason)),
@@ -420,7 +420,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         &mut self,
         session_present: bool,
         code: ReasonCode,
-        limits: wire::Limits,
+        limits: packets::Limits,
     ) -> Result<Option<Event<'f>>, Error> {
         if code != ReasonCode::Success {
             return Err(Error::Refused(code));

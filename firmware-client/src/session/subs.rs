@@ -4,8 +4,6 @@
 use heapless::Vec;
 use mqtt_codec::QoS;
 
-use super::topic::matches;
-
 /// A subscription's handle: returned by `subscribe`, and carried by each message whose topic it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -98,7 +96,8 @@ impl<const S: usize, const L: usize> Subs<S, L> {
         self.slots.iter().enumerate().find_map(|(i, s)| {
             let s = s.as_ref()?;
             let live = !matches!(s.state, State::ToUnsubscribe | State::Unsubscribing(_));
-            (live && matches(&s.filter, topic)).then_some(SubId(u8::try_from(i).ok()?))
+            (live && mqtt_codec::matches(core::str::from_utf8(&s.filter).unwrap_or_default(), topic))
+                .then_some(SubId(u8::try_from(i).ok()?))
         })
     }
 

@@ -1,12 +1,11 @@
-//! Session unit tests: the wire module against `mqtt-codec`, and sans-IO flows byte for byte.
+//! Session unit tests: the packets the session builds against `Packet::encode`, and sans-IO flows byte for byte.
 
 use mqtt_codec::{
     Ack, Connect, Disconnect, List, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, QosPid, Subscribe,
     Subscription, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, Will,
 };
-use proptest::prelude::*;
 
-use super::wire::{self, AckKind};
+use super::packets;
 use super::*;
 use crate::{LastWill, Options};
 use std::vec::Vec;
@@ -45,7 +44,7 @@ fn connect_matches_codec() {
         username: None,
         password: None,
     };
-    assert_eq!(ours(|o| wire::connect(&opts, V3, 256, 4, o)), codec(Packet::Connect(plain), V3));
+    assert_eq!(ours(|o| packets::connect(&opts, V3, 256, 4, o)), codec(Packet::Connect(plain), V3));
     opts.clean_start = true;
     opts.username = Some("user");
     opts.password = Some(b"secret");
@@ -63,10 +62,10 @@ fn connect_matches_codec() {
         }),
         ..plain
     };
-    assert_eq!(ours(|o| wire::connect(&opts, V3, 256, 4, o)), codec(Packet::Connect(full), V3));
+    assert_eq!(ours(|o| packets::connect(&opts, V3, 256, 4, o)), codec(Packet::Connect(full), V3));
     opts.username = None;
     let mut buf = [0u8; 128];
-    assert!(wire::connect(&opts, V3, 256, 4, &mut buf).is_err(), "3.1.1 password needs a user name");
+    assert!(packets::connect(&opts, V3, 256, 4, &mut buf).is_err(), "3.1.1 password needs a user name");
 }
 
 #[cfg(feature = "v5")]
@@ -94,7 +93,7 @@ fn v5_connect_matches_codec() {
         password: None,
     };
     let v = ProtocolVersion::V5;
-    assert_eq!(ours(|o| wire::connect(&opts, v, 256, 4, o)), codec(Packet::Connect(c), v));
+    assert_eq!(ours(|o| packets::connect(&opts, v, 256, 4, o)), codec(Packet::Connect(c), v));
 }
 
 fn versions() -> Vec<ProtocolVersion> {
@@ -123,28 +122,28 @@ fn client_packets_match_codec() {
                 properties: Properties::empty(),
                 payload: b"hi",
             };
-            assert_eq!(ours(|o| wire::publish(topic, b"hi", qos, pid(7), true, v, o)), codec(Packet::Publish(p), v));
+            assert_eq!(ours(|o| packets::publish(topic, b"hi", qos, pid(7), true, v, o)), codec(Packet::Publish(p), v));
         }
         let subs = [Subscription { filter, options: SubscriptionOptions::qos(QoS::ExactlyOnce) }];
         let s =
             Subscribe { packet_id: pid(9), properties: Properties::empty(), subscriptions: List::from_slice(&subs) };
         assert_eq!(
-            ours(|o| wire::subscribe(pid(9), filter.as_str().as_bytes(), Some(QoS::ExactlyOnce), v, o)),
+            ours(|o| packets::subscribe(pid(9), filter.as_str().as_bytes(), Some(QoS::ExactlyOnce), v, o)),
             codec(Packet::Subscribe(s), v)
         );
         let fs = [filter];
         let u = Unsubscribe { packet_id: pid(10), properties: Properties::empty(), filters: List::from_slice(&fs) };
         assert_eq!(
-            ours(|o| wire::subscribe(pid(10), filter.as_str().as_bytes(), None, v, o)),
+            ours(|o| packets::subscribe(pid(10), filter.as_str().as_bytes(), None, v, o)),
             codec(Packet::Unsubscribe(u), v)
         );
         let a = Ack::new(pid(3));
-        assert_eq!(ours(|o| wire::ack(AckKind::PubAck, pid(3), o)), codec(Packet::PubAck(a), v));
-        assert_eq!(ours(|o| wire::ack(AckKind::PubRec, pid(3), o)), codec(Packet::PubRec(a), v));
-        assert_eq!(ours(|o| wire::ack(AckKind::PubRel, pid(3), o)), codec(Packet::PubRel(a), v));
-        assert_eq!(ours(|o| wire::ack(AckKind::PubComp, pid(3), o)), codec(Packet::PubComp(a), v));
-        assert_eq!(ours(wire::pingreq), codec(Packet::PingReq, v));
-        assert_eq!(ours(wire::disconnect), codec(Packet::Disconnect(Disconnect::normal()), v));
+        assert_eq!(ours(|o| packets::ack(PacketType::PubAck, pid(3), o)), codec(Packet::PubAck(a), v));
+        assert_eq!(ours(|o| packets::ack(PacketType::PubRec, pid(3), o)), codec(Packet::PubRec(a), v));
+        assert_eq!(ours(|o| packets::ack(PacketType::PubRel, pid(3), o)), codec(Packet::PubRel(a), v));
+        assert_eq!(ours(|o| packets::ack(PacketType::PubComp, pid(3), o)), codec(Packet::PubComp(a), v));
+        assert_eq!(ours(packets::pingreq), codec(Packet::PingReq, v));
+        assert_eq!(ours(packets::disconnect), codec(Packet::Disconnect(Disconnect::normal()), v));
     }
 }
 
@@ -161,102 +160,14 @@ fn long_payload_uses_multi_byte_length_and_short_buffer_is_refused() {
         payload: &payload,
     };
     assert_eq!(
-        ours(|o| wire::publish(topic, &payload, QoS::AtMostOnce, pid(1), false, V3, o)),
+        ours(|o| packets::publish(topic, &payload, QoS::AtMostOnce, pid(1), false, V3, o)),
         codec(Packet::Publish(p), V3)
     );
     let mut small = [0u8; 100];
     assert!(matches!(
-        wire::publish(topic, &payload, QoS::AtMostOnce, pid(1), false, V3, &mut small),
-        Err(mqtt_codec::EncodeError::BufferTooSmall { needed: 306, available: 100 })
+        packets::publish(topic, &payload, QoS::AtMostOnce, pid(1), false, V3, &mut small),
+        Err(mqtt_codec::EncodeError::BufferTooSmall { needed: 306 })
     ));
-}
-
-/// The packets a server sends, in MQTT 3.1.1, as the codec encodes them.
-fn server_packet() -> impl Strategy<Value = Vec<u8>> {
-    let id = 1u16..=u16::MAX;
-    prop_oneof![
-        (any::<bool>(), prop::sample::select(vec![0u8, 1, 2, 3, 4, 5])).prop_map(|(sp, code)| {
-            let sp = sp && code == 0;
-            vec![0x20, 2, u8::from(sp), code]
-        }),
-        (0u8..3, any::<bool>(), any::<bool>(), id.clone(), "[a-z/]{1,12}", prop::collection::vec(any::<u8>(), 0..40))
-            .prop_map(|(q, dup, retain, id, topic, payload)| {
-                let qos_pid = match q {
-                    0 => QosPid::AtMostOnce,
-                    1 => QosPid::AtLeastOnce(pid(id)),
-                    _ => QosPid::ExactlyOnce(pid(id)),
-                };
-                let p = Publish {
-                    dup: dup && q > 0,
-                    qos_pid,
-                    retain,
-                    topic: TopicName::new(&topic).unwrap(),
-                    properties: Properties::empty(),
-                    payload: &payload,
-                };
-                codec(Packet::Publish(p), V3)
-            }),
-        (4u8..8, id.clone()).prop_map(|(t, id)| {
-            let a = Ack::new(pid(id));
-            codec(
-                match t {
-                    4 => Packet::PubAck(a),
-                    5 => Packet::PubRec(a),
-                    6 => Packet::PubRel(a),
-                    _ => Packet::PubComp(a),
-                },
-                V3,
-            )
-        }),
-        (id.clone(), prop::collection::vec(prop::sample::select(vec![0u8, 1, 2, 0x80]), 1..4)).prop_map(
-            |(id, codes)| {
-                let mut v = vec![0x90, u8::try_from(2 + codes.len()).unwrap()];
-                v.extend_from_slice(&id.to_be_bytes());
-                v.extend_from_slice(&codes);
-                v
-            }
-        ),
-        id.prop_map(|id| {
-            let b = id.to_be_bytes();
-            vec![0xb0, 2, b[0], b[1]]
-        }),
-        Just(vec![0xd0, 0]),
-    ]
-}
-
-/// Our decoder and the codec agree: same packet, or both refuse (client packet types are `Other` for us).
-fn agree(frame: &[u8]) {
-    let ours = wire::v311::decode(frame, V3);
-    let theirs = mqtt_codec::decode(frame, V3).map(wire::inbound);
-    match (&ours, &theirs) {
-        (Ok(a), Ok(b)) => assert_eq!(a, b, "{frame:02x?}"),
-        (Err(_), Err(_)) => {}
-        // Client packet types and DISCONNECT: the codec decodes them, our 3.1.1 decoder refuses them.
-        (Err(_), Ok(wire::Inbound::Other(_) | wire::Inbound::Disconnect(_))) => {}
-        _ => panic!("disagree on {frame:02x?}: ours {ours:?}, codec {theirs:?}"),
-    }
-}
-
-proptest! {
-    #[test]
-    fn v311_decoder_agrees_on_valid_packets(frame in server_packet()) {
-        agree(&frame);
-        prop_assert!(wire::v311::decode(&frame, V3).is_ok());
-    }
-
-    #[test]
-    fn v311_decoder_agrees_on_mutated_packets(frame in server_packet(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
-        let mut f = frame.clone();
-        let i = at.index(f.len());
-        f[i] = byte;
-        agree(&f);
-        agree(&frame[..i]);
-    }
-
-    #[test]
-    fn v311_decoder_agrees_on_arbitrary_bytes(frame in prop::collection::vec(any::<u8>(), 0..24)) {
-        agree(&frame);
-    }
 }
 
 // --- sans-IO flows -------------------------------------------------------------------------------------------

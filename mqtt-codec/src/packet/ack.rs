@@ -4,7 +4,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::properties::{Properties, PropertyContext};
 use crate::reason::ReasonCode;
 use crate::types::{PacketId, ProtocolVersion};
-use crate::wire::{Reader, Writer, add};
+use crate::wire::{Reader, Writer};
 
 use super::PacketType;
 
@@ -35,10 +35,10 @@ impl<'a> Ack<'a> {
         }
     }
 
-    pub(crate) fn decode(kind: PacketType, r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode<const V5: bool>(kind: PacketType, r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let packet_id = PacketId::decode(r.u16()?)?;
         let mut ack = Self::new(packet_id);
-        if version.is_v5() && !r.is_empty() {
+        if V5 && !r.is_empty() {
             ack.reason = ReasonCode::decode(r.u8()?, kind)?;
             if !r.is_empty() {
                 ack.properties = Properties::read(r, Self::context(kind))?;
@@ -47,34 +47,72 @@ impl<'a> Ack<'a> {
         Ok(ack)
     }
 
-    pub(crate) fn body_len(&self, kind: PacketType, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        if !version.is_v5() {
+    /// Encodes this acknowledgement as a `kind` packet (PUBACK, PUBREC, PUBREL or PUBCOMP) in MQTT 3.1.1 (and 3.1)
+    /// at the start of `out`; returns the bytes written. Only the MQTT 3 encoder is linked.
+    ///
+    /// # Errors
+    /// As [`Packet::encode`](super::Packet::encode); [`EncodeError::InvalidValue`] for any other `kind`.
+    pub fn encode_v311(&self, kind: PacketType, out: &mut [u8]) -> Result<usize, EncodeError> {
+        self.check::<false>(kind)?;
+        super::encode_packet(kind.first_byte(), out, &|w| self.write_body::<false>(w))
+    }
+
+    /// Encodes this acknowledgement as a `kind` packet in MQTT 5 at the start of `out`; returns the bytes written.
+    ///
+    /// # Errors
+    /// As [`Ack::encode_v311`].
+    pub fn encode_v5(&self, kind: PacketType, out: &mut [u8]) -> Result<usize, EncodeError> {
+        self.check::<true>(kind)?;
+        super::encode_packet(kind.first_byte(), out, &|w| self.write_body::<true>(w))
+    }
+
+    /// Encodes this acknowledgement as a `kind` packet in `version`.
+    ///
+    /// # Errors
+    /// As [`Ack::encode_v311`].
+    pub fn encode(&self, kind: PacketType, version: ProtocolVersion, out: &mut [u8]) -> Result<usize, EncodeError> {
+        if version.is_v5() { self.encode_v5(kind, out) } else { self.encode_v311(kind, out) }
+    }
+
+    /// The exact number of bytes [`Ack::encode`] writes.
+    ///
+    /// # Errors
+    /// As [`Ack::encode_v311`], except [`EncodeError::BufferTooSmall`].
+    pub fn encoded_len(&self, kind: PacketType, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        if version.is_v5() {
+            self.check::<true>(kind)?;
+            super::packet_len(|w| self.write_body::<true>(w))
+        } else {
+            self.check::<false>(kind)?;
+            super::packet_len(|w| self.write_body::<false>(w))
+        }
+    }
+
+    fn check<const V5: bool>(&self, kind: PacketType) -> Result<(), EncodeError> {
+        if !matches!(kind, PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp) {
+            return Err(EncodeError::InvalidValue);
+        }
+        if !V5 {
             return if self.reason == ReasonCode::Success && self.properties.is_empty() {
-                Ok(2)
+                Ok(())
             } else {
                 Err(EncodeError::NotInVersion)
             };
         }
         self.reason.check_encode(kind)?;
-        self.properties.check(Self::context(kind))?;
-        Ok(match (self.reason, self.properties.is_empty()) {
-            (ReasonCode::Success, true) => 2,
-            (_, true) => 3,
-            (_, false) => add(3, self.properties.wire_len()?)?,
-        })
+        self.properties.check(Self::context(kind))
     }
 
-    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u16(self.packet_id.get())?;
-        if version.is_v5() {
+    fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_u16(self.packet_id.get());
+        if V5 {
             let props = !self.properties.is_empty();
             if self.reason != ReasonCode::Success || props {
-                w.put_u8(self.reason.to_u8())?;
+                w.put_u8(self.reason.to_u8());
             }
             if props {
-                self.properties.write(w)?;
+                self.properties.write(w);
             }
         }
-        Ok(())
     }
 }

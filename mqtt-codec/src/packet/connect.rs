@@ -5,7 +5,7 @@ use crate::properties::{Properties, PropertyContext};
 use crate::reason::ReasonCode;
 use crate::topic::TopicName;
 use crate::types::{ProtocolVersion, QoS};
-use crate::wire::{Reader, Writer, add, field_len};
+use crate::wire::{Reader, Writer, has_nul};
 
 use super::PacketType;
 
@@ -107,9 +107,52 @@ impl<'a> Connect<'a> {
         })
     }
 
-    fn check(&self) -> Result<(), EncodeError> {
-        let v5 = self.protocol.is_v5();
-        if !v5 {
+    /// Encodes this CONNECT, whose `protocol` is MQTT 3.1 or 3.1.1, at the start of `out`; returns the bytes
+    /// written. Only the MQTT 3 encoder is linked: a client that calls this carries no MQTT 5 property code.
+    ///
+    /// # Errors
+    /// As [`Packet::encode`](super::Packet::encode); [`EncodeError::InvalidValue`] when `protocol` is MQTT 5.
+    pub fn encode_v311(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
+        self.check::<false>()?;
+        super::encode_packet(PacketType::Connect.first_byte(), out, &|w| self.write_body::<false>(w))
+    }
+
+    /// Encodes this CONNECT, whose `protocol` is MQTT 5, at the start of `out`; returns the bytes written.
+    ///
+    /// # Errors
+    /// As [`Packet::encode`](super::Packet::encode); [`EncodeError::InvalidValue`] when `protocol` is not MQTT 5.
+    pub fn encode_v5(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
+        self.check::<true>()?;
+        super::encode_packet(PacketType::Connect.first_byte(), out, &|w| self.write_body::<true>(w))
+    }
+
+    /// Encodes this CONNECT in its own `protocol` version at the start of `out`; returns the bytes written.
+    ///
+    /// # Errors
+    /// As [`Packet::encode`](super::Packet::encode).
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
+        if self.protocol.is_v5() { self.encode_v5(out) } else { self.encode_v311(out) }
+    }
+
+    /// The exact number of bytes [`Connect::encode`] writes.
+    ///
+    /// # Errors
+    /// As [`Connect::encode`], except [`EncodeError::BufferTooSmall`].
+    pub fn encoded_len(&self) -> Result<usize, EncodeError> {
+        if self.protocol.is_v5() {
+            self.check::<true>()?;
+            super::packet_len(|w| self.write_body::<true>(w))
+        } else {
+            self.check::<false>()?;
+            super::packet_len(|w| self.write_body::<false>(w))
+        }
+    }
+
+    fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
+        if self.protocol.is_v5() != V5 {
+            return Err(EncodeError::InvalidValue);
+        }
+        if !V5 {
             if !self.properties.is_empty() || self.will.is_some_and(|w| !w.properties.is_empty()) {
                 return Err(EncodeError::NotInVersion);
             }
@@ -117,46 +160,22 @@ impl<'a> Connect<'a> {
                 return Err(EncodeError::InvalidValue);
             }
         }
-        let nul = |s: &str| s.contains('\0');
+        let nul = |s: &str| has_nul(s.as_bytes());
         if nul(self.client_id) || self.username.is_some_and(nul) || self.will.is_some_and(|w| w.topic.is_empty()) {
             return Err(EncodeError::InvalidValue);
         }
-        self.properties.check(PropertyContext::Connect)?;
-        if let Some(will) = &self.will {
-            will.properties.check(PropertyContext::Will)?;
+        if V5 {
+            self.properties.check(PropertyContext::Connect)?;
+            if let Some(will) = &self.will {
+                will.properties.check(PropertyContext::Will)?;
+            }
         }
         Ok(())
     }
 
-    pub(crate) fn body_len(&self) -> Result<usize, EncodeError> {
-        self.check()?;
-        let v5 = self.protocol.is_v5();
-        // protocol name, level, flags, keep alive
-        let mut len = add(field_len(self.protocol.name().as_bytes())?, 4)?;
-        if v5 {
-            len = add(len, self.properties.wire_len()?)?;
-        }
-        len = add(len, field_len(self.client_id.as_bytes())?)?;
-        if let Some(will) = &self.will {
-            if v5 {
-                len = add(len, will.properties.wire_len()?)?;
-            }
-            len = add(len, field_len(will.topic.as_str().as_bytes())?)?;
-            len = add(len, field_len(will.payload)?)?;
-        }
-        if let Some(u) = self.username {
-            len = add(len, field_len(u.as_bytes())?)?;
-        }
-        if let Some(p) = self.password {
-            len = add(len, field_len(p)?)?;
-        }
-        Ok(len)
-    }
-
-    pub(crate) fn write_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        let v5 = self.protocol.is_v5();
-        w.put_str(self.protocol.name())?;
-        w.put_u8(self.protocol.level())?;
+    fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_str(self.protocol.name());
+        w.put_u8(self.protocol.level());
         let mut flags = 0;
         if self.clean_start {
             flags |= CLEAN;
@@ -173,26 +192,25 @@ impl<'a> Connect<'a> {
         if self.password.is_some() {
             flags |= PASSWORD;
         }
-        w.put_u8(flags)?;
-        w.put_u16(self.keep_alive)?;
-        if v5 {
-            self.properties.write(w)?;
+        w.put_u8(flags);
+        w.put_u16(self.keep_alive);
+        if V5 {
+            self.properties.write(w);
         }
-        w.put_str(self.client_id)?;
+        w.put_str(self.client_id);
         if let Some(will) = &self.will {
-            if v5 {
-                will.properties.write(w)?;
+            if V5 {
+                will.properties.write(w);
             }
-            w.put_str(will.topic.as_str())?;
-            w.put_binary(will.payload)?;
+            w.put_str(will.topic.as_str());
+            w.put_binary(will.payload);
         }
         if let Some(u) = self.username {
-            w.put_str(u)?;
+            w.put_str(u);
         }
         if let Some(p) = self.password {
-            w.put_binary(p)?;
+            w.put_binary(p);
         }
-        Ok(())
     }
 }
 
@@ -213,25 +231,25 @@ pub struct ConnAck<'a> {
 }
 
 impl<'a> ConnAck<'a> {
-    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    /// `v31`: MQTT 3.1, whose first CONNACK byte is reserved.
+    pub(crate) fn decode<const V5: bool>(r: &mut Reader<'a>, v31: bool) -> Result<Self, DecodeError> {
         let flags = r.u8()?;
-        if flags & 0xfe != 0 && version != ProtocolVersion::V31 {
+        if flags & 0xfe != 0 && !v31 {
             return Err(DecodeError::InvalidConnAckFlags);
         }
         let raw = r.u8()?;
-        let code = if version.is_v5() {
+        let code = if V5 {
             ReasonCode::decode(raw, PacketType::ConnAck)?
         } else {
             ReasonCode::from_v3_connack(raw)
                 .ok_or(DecodeError::InvalidReasonCode { packet_type: PacketType::ConnAck as u8, code: raw })?
         };
         // MQTT 3.1 reserves the whole first byte: a sender's bits there mean nothing.
-        let session_present = flags & 1 != 0 && version != ProtocolVersion::V31;
+        let session_present = flags & 1 != 0 && !v31;
         if session_present && code != ReasonCode::Success {
             return Err(DecodeError::SessionPresentOnRefusal);
         }
-        let properties =
-            if version.is_v5() { Properties::read(r, PropertyContext::ConnAck)? } else { Properties::empty() };
+        let properties = if V5 { Properties::read(r, PropertyContext::ConnAck)? } else { Properties::empty() };
         Ok(Self { session_present, code, properties })
     }
 
@@ -249,18 +267,30 @@ impl<'a> ConnAck<'a> {
         }
     }
 
-    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        self.code_byte(version)?;
-        if version.is_v5() { add(2, self.properties.wire_len()?) } else { Ok(2) }
+    /// Encodes this CONNACK in `version` at the start of `out`; returns the bytes written.
+    ///
+    /// # Errors
+    /// As [`Packet::encode`](super::Packet::encode).
+    pub fn encode(&self, version: ProtocolVersion, out: &mut [u8]) -> Result<usize, EncodeError> {
+        let code = self.code_byte(version)?;
+        super::encode_packet(PacketType::ConnAck.first_byte(), out, &|w| self.write_body(version, code, w))
     }
 
-    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+    /// The exact number of bytes [`ConnAck::encode`] writes.
+    ///
+    /// # Errors
+    /// As [`ConnAck::encode`], except [`EncodeError::BufferTooSmall`].
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        let code = self.code_byte(version)?;
+        super::packet_len(|w| self.write_body(version, code, w))
+    }
+
+    fn write_body(&self, version: ProtocolVersion, code: u8, w: &mut Writer<'_>) {
         // The acknowledge flags of MQTT 3.1 are reserved (0): the Session Present bit came with 3.1.1.
-        w.put_u8(u8::from(self.session_present && version != ProtocolVersion::V31))?;
-        w.put_u8(self.code_byte(version)?)?;
+        w.put_u8(u8::from(self.session_present && version != ProtocolVersion::V31));
+        w.put_u8(code);
         if version.is_v5() {
-            self.properties.write(w)?;
+            self.properties.write(w);
         }
-        Ok(())
     }
 }

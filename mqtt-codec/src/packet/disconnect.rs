@@ -4,7 +4,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::properties::{Properties, PropertyContext};
 use crate::reason::ReasonCode;
 use crate::types::ProtocolVersion;
-use crate::wire::{Reader, Writer, add};
+use crate::wire::{Reader, Writer};
 
 use super::PacketType;
 
@@ -21,29 +21,23 @@ fn decode_reason_props<'a>(
     Ok((reason, properties))
 }
 
-fn reason_props_len(
+fn reason_props_check(
     reason: ReasonCode,
     properties: &Properties<'_>,
     kind: PacketType,
     ctx: PropertyContext,
-) -> Result<usize, EncodeError> {
+) -> Result<(), EncodeError> {
     reason.check_encode(kind)?;
-    properties.check(ctx)?;
-    if properties.is_empty() {
-        Ok(if reason == ReasonCode::Success { 0 } else { 1 })
-    } else {
-        add(1, properties.wire_len()?)
-    }
+    properties.check(ctx)
 }
 
-fn write_reason_props(reason: ReasonCode, properties: &Properties<'_>, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+fn write_reason_props(reason: ReasonCode, properties: &Properties<'_>, w: &mut Writer<'_>) {
     if properties.is_empty() {
         if reason != ReasonCode::Success {
-            w.put_u8(reason.to_u8())?;
+            w.put_u8(reason.to_u8());
         }
-        Ok(())
     } else {
-        w.put_u8(reason.to_u8())?;
+        w.put_u8(reason.to_u8());
         properties.write(w)
     }
 }
@@ -69,23 +63,34 @@ impl<'a> Disconnect<'a> {
         Self { reason, properties: Properties::empty() }
     }
 
-    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
-        if !version.is_v5() {
+    pub(crate) fn decode<const V5: bool>(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        if !V5 {
             return Ok(Self::normal());
         }
         let (reason, properties) = decode_reason_props(r, PacketType::Disconnect, PropertyContext::Disconnect)?;
         Ok(Self { reason, properties })
     }
 
-    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        if !version.is_v5() {
-            return if *self == Self::normal() { Ok(0) } else { Err(EncodeError::NotInVersion) };
-        }
-        reason_props_len(self.reason, &self.properties, PacketType::Disconnect, PropertyContext::Disconnect)
+    pub(super) fn first_byte(&self) -> u8 {
+        PacketType::Disconnect.first_byte()
     }
 
-    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        if version.is_v5() { write_reason_props(self.reason, &self.properties, w) } else { Ok(()) }
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
+        if !V5 {
+            // Compared field by field: `==` on the properties would walk them with the MQTT 5 decoder.
+            return if self.reason == ReasonCode::Success && self.properties.is_empty() {
+                Ok(())
+            } else {
+                Err(EncodeError::NotInVersion)
+            };
+        }
+        reason_props_check(self.reason, &self.properties, PacketType::Disconnect, PropertyContext::Disconnect)
+    }
+
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        if V5 {
+            write_reason_props(self.reason, &self.properties, w);
+        }
     }
 }
 
@@ -105,14 +110,38 @@ impl<'a> Auth<'a> {
         Ok(Self { reason, properties })
     }
 
-    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    /// Encodes this AUTH at the start of `out`; returns the bytes written.
+    ///
+    /// # Errors
+    /// As [`Packet::encode`](super::Packet::encode).
+    pub fn encode_v5(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
+        self.check()?;
+        super::encode_packet(PacketType::Auth.first_byte(), out, &|w| {
+            write_reason_props(self.reason, &self.properties, w)
+        })
+    }
+
+    /// Encodes this AUTH in `version`: [`EncodeError::NotInVersion`] unless it is MQTT 5.
+    ///
+    /// # Errors
+    /// As [`Auth::encode_v5`].
+    pub fn encode(&self, version: ProtocolVersion, out: &mut [u8]) -> Result<usize, EncodeError> {
+        if version.is_v5() { self.encode_v5(out) } else { Err(EncodeError::NotInVersion) }
+    }
+
+    /// The exact number of bytes [`Auth::encode`] writes.
+    ///
+    /// # Errors
+    /// As [`Auth::encode`], except [`EncodeError::BufferTooSmall`].
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
         if !version.is_v5() {
             return Err(EncodeError::NotInVersion);
         }
-        reason_props_len(self.reason, &self.properties, PacketType::Auth, PropertyContext::Auth)
+        self.check()?;
+        super::packet_len(|w| write_reason_props(self.reason, &self.properties, w))
     }
 
-    pub(crate) fn write_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        write_reason_props(self.reason, &self.properties, w)
+    fn check(&self) -> Result<(), EncodeError> {
+        reason_props_check(self.reason, &self.properties, PacketType::Auth, PropertyContext::Auth)
     }
 }

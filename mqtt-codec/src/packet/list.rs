@@ -3,22 +3,21 @@
 
 use core::fmt;
 
-use crate::error::{DecodeError, EncodeError};
+use crate::error::DecodeError;
 use crate::reason::ReasonCode;
 use crate::topic::TopicFilter;
-use crate::wire::{Reader, Writer, add, field_len};
+use crate::wire::{Reader, Writer};
 
 use super::Subscription;
 
 pub(crate) mod sealed {
-    use crate::error::{DecodeError, EncodeError};
+    use crate::error::DecodeError;
     use crate::wire::{Reader, Writer};
 
     /// How one entry is read from validated bytes and written.
     pub trait Item<'a>: Sized + Copy {
         fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError>;
-        fn wire_len(&self) -> Result<usize, EncodeError>;
-        fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError>;
+        fn write(&self, w: &mut Writer<'_>);
     }
 }
 
@@ -35,11 +34,8 @@ impl<'a> sealed::Item<'a> for Subscription<'a> {
         let options = crate::types::SubscriptionOptions::from_byte(r.u8()?, true)?;
         Ok(Self { filter, options })
     }
-    fn wire_len(&self) -> Result<usize, EncodeError> {
-        add(field_len(self.filter.as_str().as_bytes())?, 1)
-    }
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_str(self.filter.as_str())?;
+    fn write(&self, w: &mut Writer<'_>) {
+        w.put_str(self.filter.as_str());
         w.put_u8(self.options.to_byte())
     }
 }
@@ -48,10 +44,7 @@ impl<'a> sealed::Item<'a> for TopicFilter<'a> {
     fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         TopicFilter::new(r.utf8()?)
     }
-    fn wire_len(&self) -> Result<usize, EncodeError> {
-        field_len(self.as_str().as_bytes())
-    }
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+    fn write(&self, w: &mut Writer<'_>) {
         w.put_str(self.as_str())
     }
 }
@@ -61,10 +54,7 @@ impl sealed::Item<'_> for ReasonCode {
         let b = r.u8()?;
         ReasonCode::from_u8(b).ok_or(DecodeError::InvalidReasonCode { packet_type: 0, code: b })
     }
-    fn wire_len(&self) -> Result<usize, EncodeError> {
-        Ok(1)
-    }
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+    fn write(&self, w: &mut Writer<'_>) {
         w.put_u8(self.to_u8())
     }
 }
@@ -114,17 +104,40 @@ impl<'a, T: ListItem<'a>> List<'a, T> {
         }
     }
 
-    pub(crate) fn wire_len(&self) -> Result<usize, EncodeError> {
+    pub(crate) fn write(&self, w: &mut Writer<'_>) {
         match self.0 {
-            Repr::Wire(b) => Ok(b.len()),
-            Repr::Items(items) => items.iter().try_fold(0usize, |acc, item| add(acc, sealed::Item::wire_len(item)?)),
+            Repr::Wire(b) => w.put_slice(b),
+            Repr::Items(items) => items.iter().for_each(|item| sealed::Item::write(item, w)),
+        }
+    }
+}
+
+impl List<'_, Subscription<'_>> {
+    /// Whether an entry sets an MQTT 5-only option (No Local, Retain As Published, Retain Handling).
+    ///
+    /// A decoded list is walked over its option bytes alone: the entries were validated when it was decoded, and
+    /// reading them again would link the SUBSCRIBE decoder into every SUBSCRIBE encoder.
+    pub(crate) fn any_v5_options(&self) -> bool {
+        match self.0 {
+            Repr::Wire(b) => {
+                let mut r = Reader::new(b);
+                while let (Ok(_), Ok(options)) = (r.binary(), r.u8()) {
+                    if options & 0b0011_1100 != 0 {
+                        return true;
+                    }
+                }
+                false
+            }
+            Repr::Items(items) => items.iter().any(|s| s.options.has_v5_options()),
         }
     }
 
-    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+    /// Whether a caller's entry sets No Local on a shared subscription; a decoded list never does, since the
+    /// decoder refuses it [MQTT-3.8.3-4].
+    pub(crate) fn any_no_local_on_shared(&self) -> bool {
         match self.0 {
-            Repr::Wire(b) => w.put_slice(b),
-            Repr::Items(items) => items.iter().try_for_each(|item| sealed::Item::write(item, w)),
+            Repr::Wire(_) => false,
+            Repr::Items(items) => items.iter().any(|s| s.options.no_local && s.filter.shared().is_some()),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Packets: the [`Packet`] enum, [`decode`] of one framed packet, and encoding into a caller's buffer.
 //!
-//! Each packet type sits in its own module and provides `decode` (body only), `body_len` and `write_body`;
+//! Each packet type sits in its own module and provides `decode` (body only), `check` and `write_body`;
 //! this module adds and checks the fixed header.
 
 mod ack;
@@ -76,6 +76,11 @@ impl PacketType {
             _ => 0,
         }
     }
+
+    /// The first byte of a packet of this type with its fixed flags.
+    const fn first_byte(self) -> u8 {
+        ((self as u8) << 4) | self.fixed_flags()
+    }
 }
 
 /// One MQTT control packet, borrowing its strings and payload from the decoded bytes.
@@ -108,6 +113,37 @@ pub enum Packet<'a> {
 /// The first rule the bytes break, including [`DecodeError::TrailingBytes`] and [`DecodeError::Truncated`]
 /// when the frame is longer or shorter than its Remaining Length says.
 pub fn decode(frame: &[u8], version: ProtocolVersion) -> Result<Packet<'_>, DecodeError> {
+    if version.is_v5() {
+        decode_in::<true, false>(frame, false)
+    } else {
+        decode_in::<false, false>(frame, version == ProtocolVersion::V31)
+    }
+}
+
+/// Decodes one packet of a type a server sends to an MQTT 3.1.1 client: CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL,
+/// PUBCOMP, SUBACK, UNSUBACK and PINGRESP, exactly as [`decode`] does. The other types (a 3.1.1 DISCONNECT among
+/// them, which only a client sends) are [`DecodeError::InvalidPacketType`].
+///
+/// A client calls this rather than [`decode`] so that neither the decoders of the other packet types nor the MQTT 5
+/// property code end up in its image.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_from_server_v311(frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    decode_in::<false, true>(frame, false)
+}
+
+/// Decodes one packet of a type a server sends to an MQTT 5 client: those of [`decode_from_server_v311`], and
+/// DISCONNECT and AUTH, exactly as [`decode`] does. The other types are [`DecodeError::InvalidPacketType`].
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_from_server_v5(frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    decode_in::<true, true>(frame, false)
+}
+
+/// Checks the fixed header of one framed packet and returns its type, its flags and a reader over its body.
+fn split_frame(frame: &[u8], v5: bool) -> Result<(PacketType, u8, Reader<'_>), DecodeError> {
     let (&first, rest) = frame.split_first().ok_or(DecodeError::Truncated)?;
     let (remaining, used) = decode_varint(rest)?.ok_or(DecodeError::Truncated)?;
     let body = rest.get(used..).ok_or(DecodeError::Truncated)?;
@@ -121,33 +157,137 @@ pub fn decode(frame: &[u8], version: ProtocolVersion) -> Result<Packet<'_>, Deco
     let type_bits = first >> 4;
     let flags = first & 0x0f;
     let kind = PacketType::from_u8(type_bits).ok_or(DecodeError::InvalidPacketType(type_bits))?;
-    if kind == PacketType::Auth && !version.is_v5() {
+    if kind == PacketType::Auth && !v5 {
         return Err(DecodeError::InvalidPacketType(type_bits));
     }
     if kind != PacketType::Publish && flags != kind.fixed_flags() {
         return Err(DecodeError::InvalidHeaderFlags { packet_type: type_bits, flags });
     }
-    let mut r = Reader::new(body);
+    Ok((kind, flags, Reader::new(body)))
+}
+
+/// The one decoder behind [`decode`] and the client's: `V5` picks the version at compile time, so a 3.1.1 build
+/// links no property code; `FROM_SERVER` refuses the packet types only a client sends (and drops their decoders).
+/// `v31` is MQTT 3.1, which differs from 3.1.1 in CONNACK only.
+fn decode_in<const V5: bool, const FROM_SERVER: bool>(frame: &[u8], v31: bool) -> Result<Packet<'_>, DecodeError> {
+    let (kind, flags, mut r) = split_frame(frame, V5)?;
+    let r = &mut r;
     let packet = match kind {
-        PacketType::Connect => Packet::Connect(Connect::decode(&mut r)?),
-        PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(&mut r, version)?),
-        PacketType::Publish => Packet::Publish(Publish::decode(flags, &mut r, version)?),
-        PacketType::PubAck => Packet::PubAck(Ack::decode(kind, &mut r, version)?),
-        PacketType::PubRec => Packet::PubRec(Ack::decode(kind, &mut r, version)?),
-        PacketType::PubRel => Packet::PubRel(Ack::decode(kind, &mut r, version)?),
-        PacketType::PubComp => Packet::PubComp(Ack::decode(kind, &mut r, version)?),
-        PacketType::Subscribe => Packet::Subscribe(Subscribe::decode(&mut r, version)?),
-        PacketType::SubAck => Packet::SubAck(SubAck::decode(&mut r, version)?),
-        PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::decode(&mut r, version)?),
-        PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::decode(&mut r, version)?),
-        PacketType::PingReq => Packet::PingReq,
+        PacketType::Connect if !FROM_SERVER => Packet::Connect(Connect::decode(r)?),
+        PacketType::ConnAck => Packet::ConnAck(ConnAck::decode::<V5>(r, v31)?),
+        PacketType::Publish => Packet::Publish(Publish::decode::<V5>(flags, r)?),
+        PacketType::PubAck => Packet::PubAck(Ack::decode::<V5>(kind, r)?),
+        PacketType::PubRec => Packet::PubRec(Ack::decode::<V5>(kind, r)?),
+        PacketType::PubRel => Packet::PubRel(Ack::decode::<V5>(kind, r)?),
+        PacketType::PubComp => Packet::PubComp(Ack::decode::<V5>(kind, r)?),
+        PacketType::Subscribe if !FROM_SERVER => Packet::Subscribe(Subscribe::decode::<V5>(r)?),
+        PacketType::SubAck => Packet::SubAck(SubAck::decode::<V5>(r)?),
+        PacketType::Unsubscribe if !FROM_SERVER => Packet::Unsubscribe(Unsubscribe::decode::<V5>(r)?),
+        PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::decode::<V5>(r)?),
+        PacketType::PingReq if !FROM_SERVER => Packet::PingReq,
         PacketType::PingResp => Packet::PingResp,
-        PacketType::Disconnect => Packet::Disconnect(Disconnect::decode(&mut r, version)?),
-        PacketType::Auth => Packet::Auth(Auth::decode(&mut r)?),
+        PacketType::Disconnect if V5 || !FROM_SERVER => Packet::Disconnect(Disconnect::decode::<V5>(r)?),
+        PacketType::Auth if V5 => Packet::Auth(Auth::decode(r)?),
+        _ => return Err(DecodeError::InvalidPacketType(kind as u8)),
     };
     r.finish()?;
     Ok(packet)
 }
+
+/// The length of a whole packet whose body `body` writes.
+fn packet_len(body: impl FnOnce(&mut Writer<'_>)) -> Result<usize, EncodeError> {
+    let body_len = Writer::measure(body)?;
+    add(add(body_len, 1)?, varint_len(to_varint(body_len)?)?)
+}
+
+/// Writes a packet: the first byte, the Remaining Length, then `body`. The body runs twice, over a writer that only
+/// counts and then over `out`, so each packet type has one body function for both (a client's image carries no
+/// separate sizing code). `dyn`, so the optimizer keeps one copy of the body rather than inlining it at both calls.
+/// Nothing is written unless the whole packet fits.
+fn encode_packet(first: u8, out: &mut [u8], body: &dyn Fn(&mut Writer<'_>)) -> Result<usize, EncodeError> {
+    let body_len = Writer::measure(body)?;
+    let rem = to_varint(body_len)?;
+    let total = add(add(body_len, 1)?, varint_len(rem)?)?;
+    let Some(out) = out.get_mut(..total) else { return Err(EncodeError::BufferTooSmall { needed: total }) };
+    let mut w = Writer::new(out);
+    w.put_u8(first);
+    w.put_varint(rem);
+    body(&mut w);
+    debug_assert_eq!(w.position(), total, "an encoder wrote other than it measured");
+    Ok(total)
+}
+
+/// PINGREQ, at the start of `out`; returns its length (2).
+///
+/// # Errors
+/// [`EncodeError::BufferTooSmall`].
+pub fn encode_pingreq(out: &mut [u8]) -> Result<usize, EncodeError> {
+    encode_packet(PacketType::PingReq.first_byte(), out, &|_| {})
+}
+
+/// PINGRESP, at the start of `out`; returns its length (2).
+///
+/// # Errors
+/// [`EncodeError::BufferTooSmall`].
+pub fn encode_pingresp(out: &mut [u8]) -> Result<usize, EncodeError> {
+    encode_packet(PacketType::PingResp.first_byte(), out, &|_| {})
+}
+
+/// Per-version entry points for a packet type with `first_byte`, `check::<V5>` and `write_body::<V5>`.
+macro_rules! encode_entry_points {
+    ($ty:ident, $name:literal) => {
+        impl $ty<'_> {
+            #[doc = concat!("Encodes this ", $name, " in MQTT 3.1.1 (and 3.1) at the start of `out`; returns the bytes written.")]
+            ///
+            /// Only the MQTT 3 encoder is linked: a client that calls this carries no MQTT 5 property code.
+            ///
+            /// # Errors
+            /// As [`Packet::encode`].
+            pub fn encode_v311(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
+                self.check::<false>()?;
+                encode_packet(self.first_byte(), out, &|w| self.write_body::<false>(w))
+            }
+
+            #[doc = concat!("Encodes this ", $name, " in MQTT 5 at the start of `out`; returns the bytes written.")]
+            ///
+            /// # Errors
+            /// As [`Packet::encode`].
+            pub fn encode_v5(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
+                self.check::<true>()?;
+                encode_packet(self.first_byte(), out, &|w| self.write_body::<true>(w))
+            }
+
+            #[doc = concat!("Encodes this ", $name, " in `version` ([`", stringify!($ty), "::encode_v311`] or [`", stringify!($ty), "::encode_v5`]).")]
+            ///
+            /// # Errors
+            /// As [`Packet::encode`].
+            pub fn encode(&self, version: ProtocolVersion, out: &mut [u8]) -> Result<usize, EncodeError> {
+                if version.is_v5() { self.encode_v5(out) } else { self.encode_v311(out) }
+            }
+
+            /// The exact number of bytes `encode` writes in `version`, after checking that it can be encoded.
+            ///
+            /// # Errors
+            /// As [`Packet::encoded_len`].
+            pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+                if version.is_v5() {
+                    self.check::<true>()?;
+                    packet_len(|w| self.write_body::<true>(w))
+                } else {
+                    self.check::<false>()?;
+                    packet_len(|w| self.write_body::<false>(w))
+                }
+            }
+        }
+    };
+}
+
+encode_entry_points!(Publish, "PUBLISH");
+encode_entry_points!(Subscribe, "SUBSCRIBE");
+encode_entry_points!(SubAck, "SUBACK");
+encode_entry_points!(Unsubscribe, "UNSUBSCRIBE");
+encode_entry_points!(UnsubAck, "UNSUBACK");
+encode_entry_points!(Disconnect, "DISCONNECT");
 
 impl<'a> Packet<'a> {
     /// Frames and decodes the first packet of a stream buffer.
@@ -189,34 +329,6 @@ impl<'a> Packet<'a> {
         }
     }
 
-    fn first_byte(&self) -> u8 {
-        let kind = self.packet_type();
-        let flags = match self {
-            Self::Publish(p) => p.flags(),
-            _ => kind.fixed_flags(),
-        };
-        ((kind as u8) << 4) | flags
-    }
-
-    /// The Remaining Length: the length of everything after the fixed header. Also validates the packet.
-    fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        match self {
-            Self::Connect(p) => p.body_len(),
-            Self::ConnAck(p) => p.body_len(version),
-            Self::Publish(p) => p.body_len(version),
-            Self::PubAck(p) | Self::PubRec(p) | Self::PubRel(p) | Self::PubComp(p) => {
-                p.body_len(self.packet_type(), version)
-            }
-            Self::Subscribe(p) => p.body_len(version),
-            Self::SubAck(p) => p.body_len(version),
-            Self::Unsubscribe(p) => p.body_len(version),
-            Self::UnsubAck(p) => p.body_len(version),
-            Self::PingReq | Self::PingResp => Ok(0),
-            Self::Disconnect(p) => p.body_len(version),
-            Self::Auth(p) => p.body_len(version),
-        }
-    }
-
     /// The exact number of bytes [`Packet::encode`] writes, after checking that the packet can be encoded.
     ///
     /// A CONNECT is encoded in its own protocol version; other packets in `version`.
@@ -224,42 +336,49 @@ impl<'a> Packet<'a> {
     /// # Errors
     /// As [`Packet::encode`], except [`EncodeError::BufferTooSmall`].
     pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        let body = self.body_len(version)?;
-        add(add(body, 1)?, varint_len(to_varint(body)?)?)
+        match self {
+            Self::Connect(p) => p.encoded_len(),
+            Self::ConnAck(p) => p.encoded_len(version),
+            Self::Publish(p) => p.encoded_len(version),
+            Self::PubAck(p) | Self::PubRec(p) | Self::PubRel(p) | Self::PubComp(p) => {
+                p.encoded_len(self.packet_type(), version)
+            }
+            Self::Subscribe(p) => p.encoded_len(version),
+            Self::SubAck(p) => p.encoded_len(version),
+            Self::Unsubscribe(p) => p.encoded_len(version),
+            Self::UnsubAck(p) => p.encoded_len(version),
+            Self::PingReq | Self::PingResp => Ok(2),
+            Self::Disconnect(p) => p.encoded_len(version),
+            Self::Auth(p) => p.encoded_len(version),
+        }
     }
 
     /// Encodes the packet at the start of `out` and returns the number of bytes written.
     ///
-    /// Nothing is written unless the whole packet fits.
+    /// Nothing is written unless the whole packet fits. Each packet type also has its own entry points
+    /// (`Publish::encode_v311`, `Publish::encode_v5`, ...), which link only what that type and version need.
     ///
     /// # Errors
     /// [`EncodeError::BufferTooSmall`]; [`EncodeError::FieldTooLong`] for a string or binary field over 65,535
     /// bytes (never truncated); [`EncodeError::NotInVersion`] for an MQTT 5 feature in an MQTT 3 packet;
     /// [`EncodeError::InvalidValue`] or [`EncodeError::PropertyNotAllowed`] for a packet that would not decode.
     pub fn encode(&self, version: ProtocolVersion, out: &mut [u8]) -> Result<usize, EncodeError> {
-        let body = self.body_len(version)?;
-        let rem = to_varint(body)?;
-        let total = add(add(body, 1)?, varint_len(rem)?)?;
-        if out.len() < total {
-            return Err(EncodeError::BufferTooSmall { needed: total, available: out.len() });
-        }
-        let mut w = Writer::new(out);
-        w.put_u8(self.first_byte())?;
-        w.put_varint(rem)?;
         match self {
-            Self::Connect(p) => p.write_body(&mut w)?,
-            Self::ConnAck(p) => p.write_body(version, &mut w)?,
-            Self::Publish(p) => p.write_body(version, &mut w)?,
-            Self::PubAck(p) | Self::PubRec(p) | Self::PubRel(p) | Self::PubComp(p) => p.write_body(version, &mut w)?,
-            Self::Subscribe(p) => p.write_body(version, &mut w)?,
-            Self::SubAck(p) => p.write_body(version, &mut w)?,
-            Self::Unsubscribe(p) => p.write_body(version, &mut w)?,
-            Self::UnsubAck(p) => p.write_body(version, &mut w)?,
-            Self::PingReq | Self::PingResp => {}
-            Self::Disconnect(p) => p.write_body(version, &mut w)?,
-            Self::Auth(p) => p.write_body(&mut w)?,
+            Self::Connect(p) => p.encode(out),
+            Self::ConnAck(p) => p.encode(version, out),
+            Self::Publish(p) => p.encode(version, out),
+            Self::PubAck(p) | Self::PubRec(p) | Self::PubRel(p) | Self::PubComp(p) => {
+                p.encode(self.packet_type(), version, out)
+            }
+            Self::Subscribe(p) => p.encode(version, out),
+            Self::SubAck(p) => p.encode(version, out),
+            Self::Unsubscribe(p) => p.encode(version, out),
+            Self::UnsubAck(p) => p.encode(version, out),
+            Self::PingReq => encode_pingreq(out),
+            Self::PingResp => encode_pingresp(out),
+            Self::Disconnect(p) => p.encode(version, out),
+            Self::Auth(p) => p.encode(version, out),
         }
-        Ok(w.position())
     }
 }
 

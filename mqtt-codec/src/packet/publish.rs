@@ -3,8 +3,10 @@
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{Properties, PropertyContext};
 use crate::topic::TopicName;
-use crate::types::{PacketId, ProtocolVersion, QoS, QosPid};
-use crate::wire::{Reader, Writer, add, field_len};
+use crate::types::{PacketId, QoS, QosPid};
+use crate::wire::{Reader, Writer};
+
+use super::PacketType;
 
 /// PUBLISH: an application message, in either direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +27,7 @@ pub struct Publish<'a> {
 }
 
 impl<'a> Publish<'a> {
-    pub(crate) fn decode(flags: u8, r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode<const V5: bool>(flags: u8, r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let dup = flags & 0b1000 != 0;
         let qos = QoS::from_u8((flags >> 1) & 0b11)?;
         let retain = flags & 1 != 0;
@@ -38,48 +40,45 @@ impl<'a> Publish<'a> {
             QoS::AtLeastOnce => QosPid::AtLeastOnce(PacketId::decode(r.u16()?)?),
             QoS::ExactlyOnce => QosPid::ExactlyOnce(PacketId::decode(r.u16()?)?),
         };
-        let properties =
-            if version.is_v5() { Properties::read(r, PropertyContext::Publish)? } else { Properties::empty() };
-        if topic.is_empty() && properties.topic_alias().is_none() {
+        let properties = if V5 { Properties::read(r, PropertyContext::Publish)? } else { Properties::empty() };
+        if topic.is_empty() && (!V5 || properties.topic_alias().is_none()) {
             return Err(DecodeError::EmptyTopic);
         }
         let payload = r.take(r.len())?;
         Ok(Self { dup, qos_pid, retain, topic, properties, payload })
     }
 
-    pub(crate) fn flags(&self) -> u8 {
-        (u8::from(self.dup) << 3) | ((self.qos_pid.qos() as u8) << 1) | u8::from(self.retain)
+    pub(super) fn first_byte(&self) -> u8 {
+        PacketType::Publish.first_byte()
+            | (u8::from(self.dup) << 3)
+            | ((self.qos_pid.qos() as u8) << 1)
+            | u8::from(self.retain)
     }
 
-    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
         if self.dup && self.qos_pid == QosPid::AtMostOnce {
             return Err(EncodeError::InvalidValue);
         }
-        let mut len = field_len(self.topic.as_str().as_bytes())?;
-        if self.qos_pid != QosPid::AtMostOnce {
-            len = add(len, 2)?;
-        }
-        if version.is_v5() {
+        if V5 {
             self.properties.check(PropertyContext::Publish)?;
             if self.topic.is_empty() && self.properties.topic_alias().is_none() {
                 return Err(EncodeError::InvalidValue);
             }
-            len = add(len, self.properties.wire_len()?)?;
         } else if !self.properties.is_empty() {
             return Err(EncodeError::NotInVersion);
         } else if self.topic.is_empty() {
             return Err(EncodeError::InvalidValue);
         }
-        add(len, self.payload.len())
+        Ok(())
     }
 
-    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_str(self.topic.as_str())?;
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_str(self.topic.as_str());
         if let Some(id) = self.qos_pid.packet_id() {
-            w.put_u16(id.get())?;
+            w.put_u16(id.get());
         }
-        if version.is_v5() {
-            self.properties.write(w)?;
+        if V5 {
+            self.properties.write(w);
         }
         w.put_slice(self.payload)
     }

@@ -4,8 +4,8 @@ use crate::error::{DecodeError, EncodeError};
 use crate::properties::{Properties, PropertyContext};
 use crate::reason::ReasonCode;
 use crate::topic::TopicFilter;
-use crate::types::{PacketId, ProtocolVersion, SubscriptionOptions};
-use crate::wire::{Reader, Writer, add};
+use crate::types::{PacketId, SubscriptionOptions};
+use crate::wire::{Reader, Writer};
 
 use super::PacketType;
 use super::list::List;
@@ -36,26 +36,18 @@ fn read_list<'a, T>(
     Ok(bytes)
 }
 
-fn v3_props(props: &Properties<'_>, version: ProtocolVersion) -> Result<(), EncodeError> {
-    if !version.is_v5() && !props.is_empty() { Err(EncodeError::NotInVersion) } else { Ok(()) }
-}
-
-fn props_len(props: &Properties<'_>, version: ProtocolVersion, ctx: PropertyContext) -> Result<usize, EncodeError> {
-    v3_props(props, version)?;
-    if version.is_v5() {
-        props.check(ctx)?;
-        props.wire_len()
+fn check_props<const V5: bool>(props: &Properties<'_>, ctx: PropertyContext) -> Result<(), EncodeError> {
+    if V5 {
+        props.check(ctx)
+    } else if props.is_empty() {
+        Ok(())
     } else {
-        Ok(0)
+        Err(EncodeError::NotInVersion)
     }
 }
 
-fn read_props<'a>(
-    r: &mut Reader<'a>,
-    version: ProtocolVersion,
-    ctx: PropertyContext,
-) -> Result<Properties<'a>, DecodeError> {
-    if version.is_v5() { Properties::read(r, ctx) } else { Ok(Properties::empty()) }
+fn read_props<'a, const V5: bool>(r: &mut Reader<'a>, ctx: PropertyContext) -> Result<Properties<'a>, DecodeError> {
+    if V5 { Properties::read(r, ctx) } else { Ok(Properties::empty()) }
 }
 
 /// SUBSCRIBE.
@@ -71,12 +63,12 @@ pub struct Subscribe<'a> {
 }
 
 impl<'a> Subscribe<'a> {
-    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode<const V5: bool>(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let packet_id = PacketId::decode(r.u16()?)?;
-        let properties = read_props(r, version, PropertyContext::Subscribe)?;
+        let properties = read_props::<V5>(r, PropertyContext::Subscribe)?;
         let bytes = read_list(r, DecodeError::EmptySubscribe, |r| {
             let filter = TopicFilter::new(r.utf8()?)?;
-            let options = SubscriptionOptions::from_byte(r.u8()?, version.is_v5())?;
+            let options = SubscriptionOptions::from_byte(r.u8()?, V5)?;
             if options.no_local && filter.shared().is_some() {
                 return Err(DecodeError::NoLocalOnSharedSubscription);
             }
@@ -85,26 +77,28 @@ impl<'a> Subscribe<'a> {
         Ok(Self { packet_id, properties, subscriptions: List::from_wire(bytes) })
     }
 
-    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    pub(super) fn first_byte(&self) -> u8 {
+        PacketType::Subscribe.first_byte()
+    }
+
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
         if self.subscriptions.is_empty() {
             return Err(EncodeError::InvalidValue);
         }
-        for s in self.subscriptions.iter() {
-            if !version.is_v5() && s.options.has_v5_options() {
-                return Err(EncodeError::NotInVersion);
-            }
-            if s.options.no_local && s.filter.shared().is_some() {
-                return Err(EncodeError::InvalidValue);
-            }
+        // No Local is an MQTT 5 option, so in MQTT 3 the first check catches the second's case too.
+        if !V5 && self.subscriptions.any_v5_options() {
+            return Err(EncodeError::NotInVersion);
         }
-        let props = props_len(&self.properties, version, PropertyContext::Subscribe)?;
-        add(add(2, props)?, self.subscriptions.wire_len()?)
+        if self.subscriptions.any_no_local_on_shared() {
+            return Err(EncodeError::InvalidValue);
+        }
+        check_props::<V5>(&self.properties, PropertyContext::Subscribe)
     }
 
-    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u16(self.packet_id.get())?;
-        if version.is_v5() {
-            self.properties.write(w)?;
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_u16(self.packet_id.get());
+        if V5 {
+            self.properties.write(w);
         }
         self.subscriptions.write(w)
     }
@@ -122,43 +116,47 @@ pub struct SubAck<'a> {
     pub codes: List<'a, ReasonCode>,
 }
 
-fn check_code(code: u8, kind: PacketType, version: ProtocolVersion) -> Result<ReasonCode, DecodeError> {
+fn check_code<const V5: bool>(code: u8, kind: PacketType) -> Result<ReasonCode, DecodeError> {
     let err = DecodeError::InvalidReasonCode { packet_type: kind as u8, code };
     let reason = ReasonCode::from_u8(code).ok_or(err)?;
-    let ok = if version.is_v5() { reason.allowed_in(kind) } else { reason.allowed_in_v3_suback() };
+    let ok = if V5 { reason.allowed_in(kind) } else { reason.allowed_in_v3_suback() };
     if ok { Ok(reason) } else { Err(err) }
 }
 
-fn codes_len(codes: &List<'_, ReasonCode>, kind: PacketType, version: ProtocolVersion) -> Result<usize, EncodeError> {
+fn check_codes<const V5: bool>(codes: &List<'_, ReasonCode>, kind: PacketType) -> Result<(), EncodeError> {
     if codes.is_empty() {
         return Err(EncodeError::InvalidValue);
     }
     for c in codes.iter() {
-        let ok = if version.is_v5() { c.allowed_in(kind) } else { c.allowed_in_v3_suback() };
+        let ok = if V5 { c.allowed_in(kind) } else { c.allowed_in_v3_suback() };
         if !ok {
-            return Err(if version.is_v5() { EncodeError::InvalidValue } else { EncodeError::NotInVersion });
+            return Err(if V5 { EncodeError::InvalidValue } else { EncodeError::NotInVersion });
         }
     }
-    codes.wire_len()
+    Ok(())
 }
 
 impl<'a> SubAck<'a> {
-    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode<const V5: bool>(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let packet_id = PacketId::decode(r.u16()?)?;
-        let properties = read_props(r, version, PropertyContext::SubAck)?;
-        let bytes = read_list(r, DecodeError::EmptyPayload, |r| check_code(r.u8()?, PacketType::SubAck, version))?;
+        let properties = read_props::<V5>(r, PropertyContext::SubAck)?;
+        let bytes = read_list(r, DecodeError::EmptyPayload, |r| check_code::<V5>(r.u8()?, PacketType::SubAck))?;
         Ok(Self { packet_id, properties, codes: List::from_wire(bytes) })
     }
 
-    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        let props = props_len(&self.properties, version, PropertyContext::SubAck)?;
-        add(add(2, props)?, codes_len(&self.codes, PacketType::SubAck, version)?)
+    pub(super) fn first_byte(&self) -> u8 {
+        PacketType::SubAck.first_byte()
     }
 
-    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u16(self.packet_id.get())?;
-        if version.is_v5() {
-            self.properties.write(w)?;
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
+        check_props::<V5>(&self.properties, PropertyContext::SubAck)?;
+        check_codes::<V5>(&self.codes, PacketType::SubAck)
+    }
+
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_u16(self.packet_id.get());
+        if V5 {
+            self.properties.write(w);
         }
         self.codes.write(w)
     }
@@ -177,25 +175,28 @@ pub struct Unsubscribe<'a> {
 }
 
 impl<'a> Unsubscribe<'a> {
-    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode<const V5: bool>(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let packet_id = PacketId::decode(r.u16()?)?;
-        let properties = read_props(r, version, PropertyContext::Unsubscribe)?;
+        let properties = read_props::<V5>(r, PropertyContext::Unsubscribe)?;
         let bytes = read_list(r, DecodeError::EmptyUnsubscribe, |r| TopicFilter::new(r.utf8()?))?;
         Ok(Self { packet_id, properties, filters: List::from_wire(bytes) })
     }
 
-    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    pub(super) fn first_byte(&self) -> u8 {
+        PacketType::Unsubscribe.first_byte()
+    }
+
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
         if self.filters.is_empty() {
             return Err(EncodeError::InvalidValue);
         }
-        let props = props_len(&self.properties, version, PropertyContext::Unsubscribe)?;
-        add(add(2, props)?, self.filters.wire_len()?)
+        check_props::<V5>(&self.properties, PropertyContext::Unsubscribe)
     }
 
-    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u16(self.packet_id.get())?;
-        if version.is_v5() {
-            self.properties.write(w)?;
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_u16(self.packet_id.get());
+        if V5 {
+            self.properties.write(w);
         }
         self.filters.write(w)
     }
@@ -214,34 +215,37 @@ pub struct UnsubAck<'a> {
 }
 
 impl<'a> UnsubAck<'a> {
-    pub(crate) fn decode(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(crate) fn decode<const V5: bool>(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let packet_id = PacketId::decode(r.u16()?)?;
-        if !version.is_v5() {
+        if !V5 {
             return Ok(Self { packet_id, properties: Properties::empty(), codes: List::from_slice(&[]) });
         }
         let properties = Properties::read(r, PropertyContext::UnsubAck)?;
-        let bytes = read_list(r, DecodeError::EmptyPayload, |r| check_code(r.u8()?, PacketType::UnsubAck, version))?;
+        let bytes = read_list(r, DecodeError::EmptyPayload, |r| check_code::<V5>(r.u8()?, PacketType::UnsubAck))?;
         Ok(Self { packet_id, properties, codes: List::from_wire(bytes) })
     }
 
-    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        if !version.is_v5() {
+    pub(super) fn first_byte(&self) -> u8 {
+        PacketType::UnsubAck.first_byte()
+    }
+
+    pub(super) fn check<const V5: bool>(&self) -> Result<(), EncodeError> {
+        if !V5 {
             return if self.codes.is_empty() && self.properties.is_empty() {
-                Ok(2)
+                Ok(())
             } else {
                 Err(EncodeError::NotInVersion)
             };
         }
-        let props = props_len(&self.properties, version, PropertyContext::UnsubAck)?;
-        add(add(2, props)?, codes_len(&self.codes, PacketType::UnsubAck, version)?)
+        check_props::<V5>(&self.properties, PropertyContext::UnsubAck)?;
+        check_codes::<V5>(&self.codes, PacketType::UnsubAck)
     }
 
-    pub(crate) fn write_body(&self, version: ProtocolVersion, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.put_u16(self.packet_id.get())?;
-        if version.is_v5() {
-            self.properties.write(w)?;
-            self.codes.write(w)?;
+    pub(super) fn write_body<const V5: bool>(&self, w: &mut Writer<'_>) {
+        w.put_u16(self.packet_id.get());
+        if V5 {
+            self.properties.write(w);
+            self.codes.write(w);
         }
-        Ok(())
     }
 }

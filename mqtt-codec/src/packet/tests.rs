@@ -101,7 +101,7 @@ fn connect_v311_with_will_and_credentials() {
 fn too_small_buffer_writes_nothing() {
     let p = Packet::PubAck(Ack::new(pid(7)));
     let mut buf = [0xaa; 3];
-    assert_eq!(p.encode(V311, &mut buf), Err(EncodeError::BufferTooSmall { needed: 4, available: 3 }));
+    assert_eq!(p.encode(V311, &mut buf), Err(EncodeError::BufferTooSmall { needed: 4 }));
     assert_eq!(buf, [0xaa; 3]);
 }
 
