@@ -49,6 +49,8 @@ pub struct Settings {
     pub mqtt: MqttSettings,
     /// Crash-safe persistence: off in code, on in the embedded default configuration.
     pub persistence: PersistenceSettings,
+    /// Bridges to upstream brokers (`[[bridges]]`, see [`crate::bridge`]).
+    pub bridges: Vec<crate::bridge::BridgeSettings>,
 }
 
 /// One listener.
@@ -216,6 +218,7 @@ impl Default for Settings {
             sessions: SessionSettings::default(),
             mqtt: MqttSettings::default(),
             persistence: PersistenceSettings::default(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -487,6 +490,7 @@ struct FileConfig {
     mqtt: FileMqtt,
     persistence: FilePersistence,
     log: FileLog,
+    bridges: Vec<crate::bridge::FileBridge>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -862,6 +866,7 @@ impl Default for FileConfig {
             mqtt: FileMqtt::default(),
             persistence: FilePersistence::default(),
             log: FileLog::default(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -1025,6 +1030,7 @@ impl FileConfig {
 
         let mqtt = self.mqtt.validate()?;
         let persistence = self.persistence.validate()?;
+        let bridges = crate::bridge::validate(&self.bridges).map_err(|(key, why)| ConfigError::invalid(key, why))?;
 
         let level = self.log.level.trim();
         if level.is_empty() {
@@ -1032,7 +1038,7 @@ impl FileConfig {
         }
         let format = self.log.format.parse().map_err(|reason| ConfigError::invalid("log.format", reason))?;
         let log = LogSettings { format, level: level.to_owned() };
-        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt, persistence }, log })
+        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt, persistence, bridges }, log })
     }
 }
 

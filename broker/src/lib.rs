@@ -15,11 +15,15 @@
 //! - [`auth`]: who may connect (password files, certificate identities) and what each client may publish and read
 //!   (ACL files), per listener; checked by the connection before the session, and by the session and the router.
 //!
+//! - [`bridge`]: bridges to upstream brokers; each is a persistent session whose outbox is the durable
+//!   store-and-forward queue, driven upstream by a task of its own.
+//!
 //! Beside the data path, [`migrate`] translates a Mosquitto configuration (`broker migrate-config`).
 //!
 //! [`run`] serves until the shutdown future resolves.
 
 pub mod auth;
+pub mod bridge;
 pub mod config;
 mod connection;
 pub mod journal;
@@ -117,6 +121,8 @@ struct Shared {
     identities: Identities,
     /// Authentication shared by every listener: a backend installed by the embedding application, failed logins.
     auth: AuthShared,
+    /// Bridges to upstream brokers.
+    bridges: bridge::Bridges,
 }
 
 #[derive(Clone, Default)]
@@ -175,6 +181,7 @@ impl Broker {
         } else {
             None
         };
+        let bridges = bridge::Bridges::prepare(&mut router, &settings.bridges, outbox);
         let router = Arc::new(Mutex::new(router));
         let ctx = Context { router, counters, caps, auth: Arc::new(NoMethods), gate: None, durable };
         let global_limit = Arc::new(Semaphore::new(l.max_connections));
@@ -186,6 +193,7 @@ impl Broker {
                 next_conn_id: Arc::default(),
                 identities: Identities::default(),
                 auth: AuthShared::default(),
+                bridges,
             }),
         })
     }
@@ -292,6 +300,11 @@ impl Broker {
         }
     }
 
+    /// Each bridge's state and counters (connected, queue length and bytes, drops), in configuration order.
+    pub fn bridge_stats(&self) -> Vec<bridge::BridgeStats> {
+        self.shared.bridges.stats(&self.shared.ctx.router())
+    }
+
     /// A snapshot of one session's counters, if the session exists.
     pub fn session_stats(&self, client_id: &str) -> Option<SessionStats> {
         let router = self.shared.ctx.router();
@@ -391,6 +404,7 @@ impl Broker {
             };
             accept.tracker.spawn(listener::accept_loop(listener, local_limit, accept.clone()));
         }
+        self.shared.bridges.spawn(&self.shared.ctx, &accept.tracker, &accept.stop);
         // Once a second: delayed wills and session expiry, a checkpoint when the journal asks for one, and password
         // and ACL files re-read when they changed.
         let watch_auth =
