@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant as StdInstant};
 
-use broker::bridge::{BridgeSettings, Protocol, parse_topic};
+use broker::bridge::{BridgeSettings, Overflow, Protocol, parse_topic};
 use broker::{Broker, Settings};
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use tests::client::{self, Ev};
@@ -371,4 +371,118 @@ async fn network_clients_cannot_take_a_bridge_session() {
     })
     .await;
     assert!(refused, "a network client took the bridge's session");
+}
+
+/// A relay from `port` (reserved with [`free_port`]) to `target`, started late: until then the upstream is down.
+async fn relay(port: u16, target: SocketAddr) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("the reserved port is free");
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(Ok(mut outbound)) =
+                    tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(target)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_link_loses_nothing() {
+    const N1: usize = 2_000;
+    const N2: usize = 300;
+    let upstream = start_broker(Settings::default()).await;
+    let proxy = tests::proxy::Proxy::start(upstream.addr).await;
+    let (mut sub, _) = client::connect(persistent(upstream.addr, &unique("up-sub")), false).await;
+    let topic = unique("flap");
+    sub.subscribe(&format!("{topic}/#"), QoS::ExactlyOnce).await;
+    let mut bridge = BridgeSettings::new("flap", &proxy.addr.to_string(), rules(&[&format!("{topic}/# out 2")]));
+    bridge.client_id = unique("edge-bridge");
+    bridge.reconnect_min = Duration::from_millis(10);
+    bridge.reconnect_max = Duration::from_millis(100);
+    let edge = start_broker(edge_settings(bridge)).await;
+    wait_bridge(&edge.broker, "connected", |s| s.connected).await;
+    // Cuts at random moments (a fixed seed per run, printed) while the edge publishes and the bridge drains.
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64 | 1;
+    eprintln!("cut seed {seed}");
+    let cutting = tokio::spawn({
+        let mut rng = seed;
+        async move {
+            loop {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                tokio::time::sleep(Duration::from_millis(20 + rng % 200)).await;
+                proxy.cut_all();
+            }
+        }
+    });
+    let (mut p1, _) = client::connect(persistent(edge.addr, &unique("pub1")), false).await;
+    let (mut p2, _) = client::connect(persistent(edge.addr, &unique("pub2")), false).await;
+    let (t1, t2) = (format!("{topic}/q1"), format!("{topic}/q2"));
+    tokio::join!(publish_all(&mut p1, &t1, QoS::AtLeastOnce, N1), publish_all(&mut p2, &t2, QoS::ExactlyOnce, N2));
+    let got = collect(&mut sub, Duration::from_secs(20), Duration::from_secs(120), |g| {
+        g.get(&t1) == Some(&N1) && g.get(&t2) == Some(&N2)
+    })
+    .await;
+    cutting.abort();
+    let stats = edge.broker.bridge_stats().remove(0);
+    let got = got.unwrap_or_else(|e| panic!("{e}; bridge {stats:?}"));
+    let dup1 = check_in_order(&t1, &got[&t1], N1);
+    assert_eq!(check_in_order(&t2, &got[&t2], N2), 0, "QoS 2 messages arrived twice");
+    eprintln!("{} connections, {dup1} QoS 1 duplicates", stats.connects);
+    assert!(stats.connects >= 3, "the link was cut: {stats:?}");
+}
+
+async fn overflow_case(overflow: Overflow) -> (Vec<usize>, broker::bridge::BridgeStats) {
+    const N: usize = 100;
+    let upstream = start_broker(Settings::default()).await;
+    let port = free_port();
+    let topic = unique("over");
+    let mut bridge = BridgeSettings::new("over", &format!("127.0.0.1:{port}"), rules(&[&format!("{topic} out 1")]));
+    bridge.client_id = unique("edge-bridge");
+    bridge.reconnect_min = Duration::from_millis(20);
+    bridge.reconnect_max = Duration::from_millis(100);
+    bridge.overflow = overflow;
+    // Room for about 20 messages of this size.
+    let cost = broker::message::Message::from_parts(&topic, b"000", rumqttc_qos(QoS::AtLeastOnce), false).cost();
+    bridge.max_queue_bytes = 20 * cost;
+    let edge = start_broker(edge_settings(bridge)).await;
+    let (mut sub, _) = client::connect(client::options(upstream.addr, &unique("up-sub")), false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let (mut publisher, _) = client::connect(client::options(edge.addr, &unique("pub")), false).await;
+    for i in 0..N {
+        publisher.publish(&topic, QoS::AtLeastOnce, false, format!("{i:03}")).await;
+    }
+    let stats = edge.broker.bridge_stats().remove(0);
+    assert_eq!((stats.queued_messages, stats.dropped_messages as usize), (20, N - 20), "{stats:?}");
+    assert!(stats.queued_bytes <= 20 * cost);
+    let _relay = relay(port, upstream.addr).await;
+    let got = collect(&mut sub, Duration::from_secs(10), Duration::from_secs(30), |g| g.get(&topic) == Some(&20))
+        .await
+        .unwrap();
+    sub.expect_no_publish(Duration::from_millis(300)).await;
+    (got[&topic].clone(), stats)
+}
+
+fn rumqttc_qos(q: QoS) -> mqtt_codec::QoS {
+    match q {
+        QoS::AtMostOnce => mqtt_codec::QoS::AtMostOnce,
+        QoS::AtLeastOnce => mqtt_codec::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => mqtt_codec::QoS::ExactlyOnce,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_drop_oldest_keeps_the_newest_and_counts() {
+    let (got, _) = overflow_case(Overflow::DropOldest).await;
+    assert_eq!(got, (80..100).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_refuse_newest_keeps_the_oldest_and_counts() {
+    let (got, _) = overflow_case(Overflow::RefuseNewest).await;
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
 }

@@ -43,6 +43,8 @@ const JOURNAL_TIMEOUT: Duration = Duration::from_secs(30);
 const BATCH_BYTES: usize = 64 * 1024;
 /// Largest packet accepted from the upstream.
 const MAX_PACKET: u32 = 16 * 1024 * 1024;
+/// How long a link must stay up for the reconnection backoff to start over.
+const STABLE_LINK: Duration = Duration::from_secs(10);
 /// How often a growing overflow count is logged.
 const OVERFLOW_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -96,15 +98,17 @@ impl Task {
         loop {
             let n = self.settings.addresses.len().max(1);
             let Some(addr) = self.settings.addresses.get(next % n).cloned() else { return };
-            let mut connected = false;
+            let mut connected = None;
             let result = self.connect_and_serve(&addr, &mut connected).await;
             self.shared.connected.store(false, Ordering::Relaxed);
             let error = match result {
                 Ok(()) | Err(LinkError::Stopped) => return,
                 Err(e) => e,
             };
-            if connected {
-                failures = 0;
+            if let Some(at) = connected {
+                // A link that stayed up a while starts the backoff over; one the upstream closes at once (it refuses
+                // what we send) keeps backing off.
+                failures = if at.elapsed() >= STABLE_LINK { 0 } else { failures.saturating_add(1) };
                 next = match self.settings.try_order {
                     TryOrder::InOrder => 0,
                     TryOrder::RoundRobin => next.wrapping_add(1),
@@ -154,7 +158,7 @@ impl Task {
         }
     }
 
-    async fn connect_and_serve(&self, addr: &str, connected: &mut bool) -> Result<(), LinkError> {
+    async fn connect_and_serve(&self, addr: &str, connected: &mut Option<Instant>) -> Result<(), LinkError> {
         let (host, port) = split_address(addr).ok_or_else(|| LinkError::Connect(format!("bad address {addr:?}")))?;
         let tcp = tokio::select! {
             r = timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))) => {
@@ -209,7 +213,7 @@ impl Task {
         &self,
         mut stream: S,
         addr: &str,
-        connected: &mut bool,
+        connected: &mut Option<Instant>,
     ) -> Result<(), LinkError> {
         let version = self.version();
         let mut rx = BytesMut::with_capacity(8 * 1024);
@@ -234,7 +238,7 @@ impl Task {
             let (handle, _) = router.connect(&local_id, false, None, link.clone(), Instant::now());
             handle
         };
-        *connected = true;
+        *connected = Some(Instant::now());
         let mut conn = Conn {
             task: self,
             handle: handle.clone(),

@@ -158,6 +158,8 @@ pub struct BridgeSettings {
     /// What a full queue does.
     pub overflow: Overflow,
     /// QoS 1 and 2 messages sent upstream and not yet acknowledged (lowered to the upstream's Receive Maximum).
+    /// MQTT 3.1.1 has no Receive Maximum, and Mosquitto closes the connection of a client with more in flight than
+    /// its `max_inflight_messages` (20 by default): the default is 20 there, 100 with MQTT 5.
     pub max_inflight: u16,
     /// First wait before reconnecting; it doubles up to `reconnect_max`, with jitter.
     pub reconnect_min: Duration,
@@ -214,8 +216,10 @@ impl BridgeSettings {
 
 /// 256 MiB of queued messages per bridge.
 pub const DEFAULT_MAX_QUEUE_BYTES: usize = 256 * 1024 * 1024;
-/// In-flight window towards the upstream.
+/// In-flight window towards an MQTT 5 upstream (lowered to its Receive Maximum).
 pub const DEFAULT_MAX_INFLIGHT: u16 = 100;
+/// In-flight window towards an MQTT 3.1.1 upstream: Mosquitto's default `max_inflight_messages`.
+pub const DEFAULT_MAX_INFLIGHT_V311: u16 = 20;
 
 /// `<hostname>.<name>`, as Mosquitto names a bridge's client upstream.
 fn default_client_id(name: &str) -> String {
@@ -349,6 +353,7 @@ impl FileBridge {
             Some(n) => return Err(bad("max_queue_bytes", format!("at least 1024 (got {n})"))),
         };
         let max_inflight = match self.max_inflight {
+            None if protocol == Protocol::V311 => DEFAULT_MAX_INFLIGHT_V311,
             None => DEFAULT_MAX_INFLIGHT,
             Some(n) => u16::try_from(n)
                 .ok()
