@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzz smoke test for mqtt-codec: builds every cargo-fuzz target and runs each briefly from a temporary copy of
-# its committed seeds (fuzz/seeds/<target>/) with the MQTT dictionary. Fails on any crash, panic or leak.
+# Fuzz smoke test for mqtt-codec and the broker's session state machine (target `session`): builds every cargo-fuzz
+# target and runs each briefly from a temporary copy of its committed seeds (fuzz/seeds/<target>/) with the MQTT
+# dictionary. Fails on any crash, panic or leak.
 #
 # Usage (from anywhere in the repository):  scripts/fuzz-smoke.sh [seconds-per-target]
 # Environment: FUZZ_SECONDS (default 20), FUZZ_TARGETS (default: all targets in fuzz/Cargo.toml).
@@ -10,7 +11,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${1:-${FUZZ_SECONDS:-20}}"
-targets="${FUZZ_TARGETS:-decode_v311 decode_v5 roundtrip topic}"
+targets="${FUZZ_TARGETS:-decode_v311 decode_v5 roundtrip topic session}"
 
 if ! rustup toolchain list | grep -q '^nightly'; then
     echo "fuzz-smoke: installing the nightly toolchain"

@@ -142,17 +142,40 @@ pub struct Limits {
     pub max_retained_messages: usize,
     /// Subscriptions one session may hold.
     pub max_subscriptions_per_client: usize,
+    /// Topic filters one SUBSCRIBE packet may carry; more close the connection.
+    pub max_filters_per_subscribe: usize,
+    /// Largest packet accepted before the connection is accepted (CONNECT, and MQTT 5 AUTH during CONNECT).
+    pub max_connect_packet_size: u32,
+    /// Connections between TCP accept and an accepted CONNECT (TLS, WebSocket upgrade, CONNECT) at once.
+    pub max_pending_handshakes: usize,
+    /// Connections one source address (IPv4 address, IPv6 /64) may hold at once; 0: no limit.
+    pub max_connections_per_address: usize,
+    /// New connections one source address may open per second; 0: no limit.
+    pub max_connection_rate_per_address: u32,
+    /// Apply the per-address limits to loopback addresses too.
+    pub per_address_limits_on_loopback: bool,
+    /// Sessions held at once (connected and offline); 0: no limit.
+    pub max_sessions: usize,
+    /// Bytes of retained messages held; 0: no limit.
+    pub max_retained_bytes: usize,
+    /// Delayed wills waiting at once; 0: no limit.
+    pub max_pending_wills: usize,
+    /// Bytes of messages the broker holds (queued, in flight, retained) over all sessions; 0: no limit.
+    pub max_message_memory: usize,
     /// Disconnect a connected client whose queue overflows, instead of only dropping messages for it.
     pub disconnect_slow_consumers: bool,
 }
 
 /// Session behaviour. The defaults are Mosquitto's: no offline QoS 0 queueing, no keep alive cap, sessions kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSettings {
     /// Queue QoS 0 messages for offline persistent sessions too.
     pub queue_qos0_offline: bool,
     /// Largest keep alive granted (MQTT 5 Server Keep Alive); 0 means the client's value is kept.
     pub max_keepalive: u16,
+    /// Seconds a connection whose client asked for keep alive 0 may go without a packet (MQTT 5 clients are given
+    /// it as Server Keep Alive); 0: forever.
+    pub idle_timeout_secs: u16,
     /// How long an offline MQTT 3.x persistent session is kept; `None` keeps it forever.
     pub persistent_session_expiry: Option<Duration>,
 }
@@ -223,6 +246,12 @@ impl Default for Settings {
     }
 }
 
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self { queue_qos0_offline: false, max_keepalive: 0, idle_timeout_secs: 600, persistent_session_expiry: None }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -234,6 +263,16 @@ impl Default for Limits {
             max_queued_bytes: 8 * 1024 * 1024,
             max_retained_messages: 100_000,
             max_subscriptions_per_client: 1_000,
+            max_filters_per_subscribe: 1_000,
+            max_connect_packet_size: 64 * 1024,
+            max_pending_handshakes: 512,
+            max_connections_per_address: 1_000,
+            max_connection_rate_per_address: 100,
+            per_address_limits_on_loopback: false,
+            max_sessions: 100_000,
+            max_retained_bytes: 64 * 1024 * 1024,
+            max_pending_wills: 10_000,
+            max_message_memory: 256 * 1024 * 1024,
             disconnect_slow_consumers: false,
         }
     }
@@ -672,6 +711,16 @@ struct FileLimits {
     max_queued_bytes: Int,
     max_retained_messages: Int,
     max_subscriptions_per_client: Int,
+    max_filters_per_subscribe: Int,
+    max_connect_packet_size: Int,
+    max_pending_handshakes: Int,
+    max_connections_per_address: Int,
+    max_connection_rate_per_address: Int,
+    per_address_limits_on_loopback: Bool,
+    max_sessions: Int,
+    max_retained_bytes: Int,
+    max_pending_wills: Int,
+    max_message_memory: Int,
     disconnect_slow_consumers: Bool,
 }
 
@@ -680,6 +729,7 @@ struct FileLimits {
 struct FileSessions {
     queue_qos0_offline: Bool,
     max_keepalive: Int,
+    idle_timeout_secs: Int,
     persistent_session_expiry_secs: Int,
 }
 
@@ -883,6 +933,16 @@ impl Default for FileLimits {
             max_queued_bytes: to_int(l.max_queued_bytes),
             max_retained_messages: to_int(l.max_retained_messages),
             max_subscriptions_per_client: to_int(l.max_subscriptions_per_client),
+            max_filters_per_subscribe: to_int(l.max_filters_per_subscribe),
+            max_connect_packet_size: to_int(l.max_connect_packet_size),
+            max_pending_handshakes: to_int(l.max_pending_handshakes),
+            max_connections_per_address: to_int(l.max_connections_per_address),
+            max_connection_rate_per_address: to_int(l.max_connection_rate_per_address),
+            per_address_limits_on_loopback: Bool(l.per_address_limits_on_loopback),
+            max_sessions: to_int(l.max_sessions),
+            max_retained_bytes: to_int(l.max_retained_bytes),
+            max_pending_wills: to_int(l.max_pending_wills),
+            max_message_memory: to_int(l.max_message_memory),
             disconnect_slow_consumers: Bool(l.disconnect_slow_consumers),
         }
     }
@@ -894,6 +954,7 @@ impl Default for FileSessions {
         Self {
             queue_qos0_offline: Bool(s.queue_qos0_offline),
             max_keepalive: to_int(s.max_keepalive),
+            idle_timeout_secs: to_int(s.idle_timeout_secs),
             persistent_session_expiry_secs: to_int(s.persistent_session_expiry.map_or(0, |d| d.as_secs())),
         }
     }
@@ -972,6 +1033,30 @@ impl FileConfig {
                 l.max_subscriptions_per_client,
                 1,
             )?,
+            max_filters_per_subscribe: at_least("limits.max_filters_per_subscribe", l.max_filters_per_subscribe, 1)?,
+            max_connect_packet_size: ranged(
+                "limits.max_connect_packet_size",
+                l.max_connect_packet_size,
+                16,
+                MAX_PACKET_SIZE_LIMIT,
+            )?,
+            max_pending_handshakes: conn_cap("limits.max_pending_handshakes", l.max_pending_handshakes)?,
+            max_connections_per_address: at_least(
+                "limits.max_connections_per_address",
+                l.max_connections_per_address,
+                0,
+            )?,
+            max_connection_rate_per_address: ranged(
+                "limits.max_connection_rate_per_address",
+                l.max_connection_rate_per_address,
+                0,
+                u32::MAX,
+            )?,
+            per_address_limits_on_loopback: l.per_address_limits_on_loopback.0,
+            max_sessions: at_least("limits.max_sessions", l.max_sessions, 0)?,
+            max_retained_bytes: at_least("limits.max_retained_bytes", l.max_retained_bytes, 0)?,
+            max_pending_wills: at_least("limits.max_pending_wills", l.max_pending_wills, 0)?,
+            max_message_memory: at_least("limits.max_message_memory", l.max_message_memory, 0)?,
             disconnect_slow_consumers: l.disconnect_slow_consumers.0,
         };
         // A message bigger than the whole queue could never be delivered; refuse that setup up front.
@@ -1025,6 +1110,7 @@ impl FileConfig {
         let sessions = SessionSettings {
             queue_qos0_offline: s.queue_qos0_offline.0,
             max_keepalive: ranged("sessions.max_keepalive", s.max_keepalive, 0, u16::MAX)?,
+            idle_timeout_secs: ranged("sessions.idle_timeout_secs", s.idle_timeout_secs, 0, u16::MAX)?,
             persistent_session_expiry: (expiry > 0).then(|| Duration::from_secs(expiry)),
         };
 
@@ -1095,13 +1181,23 @@ mod tests {
         let want = [
             "limits.connect_timeout_secs",
             "limits.disconnect_slow_consumers",
+            "limits.max_connect_packet_size",
+            "limits.max_connection_rate_per_address",
             "limits.max_connections",
+            "limits.max_connections_per_address",
+            "limits.max_filters_per_subscribe",
             "limits.max_inflight_messages",
+            "limits.max_message_memory",
             "limits.max_packet_size",
+            "limits.max_pending_handshakes",
+            "limits.max_pending_wills",
             "limits.max_queued_bytes",
             "limits.max_queued_messages",
+            "limits.max_retained_bytes",
             "limits.max_retained_messages",
+            "limits.max_sessions",
             "limits.max_subscriptions_per_client",
+            "limits.per_address_limits_on_loopback",
             "listeners.bind",
             "log.format",
             "log.level",
@@ -1122,6 +1218,7 @@ mod tests {
             "persistence.fsync_interval_ms",
             "persistence.max_bytes",
             "persistence.path",
+            "sessions.idle_timeout_secs",
             "sessions.max_keepalive",
             "sessions.persistent_session_expiry_secs",
             "sessions.queue_qos0_offline",

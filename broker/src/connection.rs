@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
+use crate::logging::{Untrusted, conn_event};
 use crate::router::ConnLink;
 use crate::session::{Context, Flow, Handshake, ProtocolError, Session, handshake};
 
@@ -103,6 +104,8 @@ impl<S: Stream> Stream for crate::ws::WsIo<S> {
 #[derive(Debug, Clone)]
 pub(crate) struct ConnSettings {
     pub max_packet_size: u32,
+    /// Largest packet read before CONNECT is accepted (CONNECT and MQTT 5 AUTH), at most `max_packet_size`.
+    pub max_connect_packet_size: u32,
     pub connect_timeout: Duration,
     /// Longest a single write may block before the peer is considered dead.
     pub write_timeout: Duration,
@@ -116,7 +119,7 @@ enum ConnError {
     #[error("first packet was not CONNECT [MQTT-3.1.0-1]")]
     NotConnect,
     #[error("refused with {0:?}")]
-    Refused(ReasonCode),
+    Refused(ReasonCode, Box<str>),
     #[error("peer closed the connection")]
     Closed,
     #[error("io: {0}")]
@@ -158,6 +161,15 @@ async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8], limit: Durat
     }
 }
 
+/// What a connection brings from the accept loop: its peer (given where no `info` span names the connection, see
+/// [`log_end`]), the one deadline for everything before an accepted CONNECT (TLS, WebSocket upgrade and CONNECT
+/// together), and its place under the cap on pending handshakes, given back once CONNECT is accepted.
+pub(crate) struct Arrival {
+    pub peer: Option<SocketAddr>,
+    pub deadline: Instant,
+    pub handshake: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
 /// Serves one connection until it ends. Errors are logged here; nothing propagates to the listener.
 ///
 /// Its future is what a connection costs while it waits, so it stays small: the CONNECT exchange runs in a boxed
@@ -165,8 +177,7 @@ async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8], limit: Durat
 /// session loop pins its timer and waits once. `link.kick` should be a child of `stop` (see [`crate::listener`]):
 /// then one wait covers both takeover and shutdown.
 ///
-/// `guard` (the connection's places under the connection caps) is held until the connection has ended. `peer` is
-/// given where no `info` span names the connection (see [`log_end`]).
+/// `guard` (the connection's places under the connection caps) is held until the connection has ended.
 pub(crate) fn serve<S: Stream, G: Send + 'static>(
     stream: S,
     ctx: Context,
@@ -174,17 +185,18 @@ pub(crate) fn serve<S: Stream, G: Send + 'static>(
     link: ConnLink,
     stop: CancellationToken,
     guard: G,
-    peer: Option<SocketAddr>,
+    arrival: Arrival,
 ) -> impl Future<Output = ()> {
     let kick = link.clone();
-    let accept = Box::pin(accept(stream, ctx, cfg.clone(), link, stop.clone()));
+    let Arrival { peer, deadline, handshake } = arrival;
+    let accept = Box::pin(accept(stream, ctx, cfg.clone(), link, stop.clone(), (deadline, handshake)));
     async move {
         let _guard = guard;
         let (mut stream, mut rx, mut session) = match accept.await {
             Ok(accepted) => accepted,
             Err(e) => return log_end(Err(e), peer, None),
         };
-        tracing::Span::current().record("client_id", session.client_id());
+        tracing::Span::current().record("client_id", tracing::field::debug(Untrusted(session.client_id())));
         let mut result = serve_session(&mut session, &mut stream, &mut rx, &cfg, &kick, &stop).await;
         if matches!(result, Err(ConnError::Kicked(ReasonCode::SessionTakenOver))) && !stop.is_cancelled() {
             if let Some(last) = last_words(&mut session, &mut stream, &mut rx, &cfg).await {
@@ -280,24 +292,31 @@ fn log_end(result: Result<(), ConnError>, peer: Option<SocketAddr>, client_id: O
         }
         Err(e) => match peer {
             Some(peer) => {
-                tracing::info!(%peer, client_id = client_id.unwrap_or_default(), reason = %e, "connection closed")
+                let refused_id = match &e {
+                    ConnError::Refused(_, id) => Some(&**id),
+                    _ => None,
+                };
+                let client_id = Untrusted(client_id.or(refused_id).unwrap_or_default());
+                conn_event!(INFO, %peer, ?client_id, reason = %e, "connection closed");
             }
-            None => tracing::info!(reason = %e, "connection closed"),
+            None => conn_event!(INFO, reason = %e, "connection closed"),
         },
     }
 }
 
-/// Reads CONNECT (and AUTH packets) under the CONNECT timeout and answers it: the stream, what is buffered after
-/// the CONNECT and the session when accepted; a refused client has had its CONNACK and the stream is shut down.
+/// Reads CONNECT (and AUTH packets) by the connection's deadline and answers it: the stream, what is buffered
+/// after the CONNECT and the session when accepted; a refused client has had its CONNACK and the stream is shut
+/// down. The handshake permit is given back when this ends.
 async fn accept<S: Stream>(
     mut stream: S,
     ctx: Context,
     cfg: Arc<ConnSettings>,
     link: ConnLink,
     stop: CancellationToken,
+    (deadline, _handshake): (Instant, Option<tokio::sync::OwnedSemaphorePermit>),
 ) -> Result<(S, BytesMut, Session), ConnError> {
     let mut rx = BytesMut::new();
-    let session = handshake_on(&mut stream, &mut rx, ctx, &cfg, link, &stop).await?;
+    let session = handshake_on(&mut stream, &mut rx, ctx, &cfg, link, &stop, deadline).await?;
     Ok((stream, rx, session))
 }
 
@@ -308,16 +327,21 @@ async fn handshake_on<S: Stream>(
     cfg: &ConnSettings,
     link: ConnLink,
     stop: &CancellationToken,
+    deadline: Instant,
 ) -> Result<Session, ConnError> {
+    // Before CONNECT is accepted, packets are held to the smaller pre-CONNECT limit: a connection that has not
+    // identified itself cannot make the broker buffer a maximum-size packet.
+    let max = cfg.max_connect_packet_size.min(cfg.max_packet_size);
     let first = tokio::select! {
-        r = timeout(cfg.connect_timeout, read_frame(stream, rx, cfg.max_packet_size)) => {
+        r = tokio::time::timeout_at(deadline, read_frame(stream, rx, max)) => {
             r.map_err(|_| ConnError::ConnectTimeout(cfg.connect_timeout))?
         }
         () = stop.cancelled() => return Err(ConnError::Shutdown),
     };
     let Some(mut frame) = first? else { return Err(ConnError::Closed) };
+    let connect = frame.clone();
     // Authentication (may await a backend and the failed-login backoff) before the session sees the CONNECT.
-    let login = crate::auth::login(ctx, &frame, stream.peer_addr(), link.id, Instant::now() + cfg.connect_timeout);
+    let login = crate::auth::login(ctx, &frame, stream.peer_addr(), link.id, deadline);
     let mut step = match login.await {
         Ok(ctx) => handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
             ProtocolError::Unexpected(_) => ConnError::NotConnect,
@@ -325,8 +349,7 @@ async fn handshake_on<S: Stream>(
         })?,
         Err(refused) => Handshake::Refused(refused),
     };
-    // MQTT 5 enhanced authentication may take several AUTH round trips, all within the CONNECT deadline.
-    let deadline = Instant::now() + cfg.connect_timeout;
+    // MQTT 5 enhanced authentication may take several AUTH round trips, all within the same deadline.
     let mut takeover_deadline = None;
     loop {
         match step {
@@ -334,12 +357,17 @@ async fn handshake_on<S: Stream>(
             Handshake::Refused(refused) => {
                 write_all(stream, &refused.connack, cfg.write_timeout).await?;
                 let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
-                return Err(ConnError::Refused(refused.code));
+                // The log names the client (no session that would know it came to be).
+                let client_id = match mqtt_codec::decode(&connect, mqtt_codec::ProtocolVersion::V311) {
+                    Ok(mqtt_codec::Packet::Connect(c)) => c.client_id.into(),
+                    _ => Box::default(),
+                };
+                return Err(ConnError::Refused(refused.code, client_id));
             }
             Handshake::Auth(pending) => {
                 write_all(stream, &pending.out, cfg.write_timeout).await?;
                 let next = tokio::select! {
-                    r = tokio::time::timeout_at(deadline, read_frame(stream, rx, cfg.max_packet_size)) => {
+                    r = tokio::time::timeout_at(deadline, read_frame(stream, rx, max)) => {
                         r.map_err(|_| ConnError::ConnectTimeout(cfg.connect_timeout))?
                     }
                     () = stop.cancelled() => return Err(ConnError::Shutdown),

@@ -4,17 +4,19 @@
 //!
 //! - [`config`]: validated [`Settings`] with the embedded defaults.
 //! - [`tls`]: rustls server configs from PEM files, reloaded when the files change.
+//! - `admission`: per-source-address connection counts and rates, checked at accept.
 //! - `listener`: accepts connections under a connection cap; the connection's task does TLS and the WebSocket
 //!   upgrade (`ws`) before MQTT.
 //! - `connection`: one task per client; the only module that does I/O on the socket.
-//! - `session`: the sans-IO MQTT state machine of one client (packets and `now` in, actions out).
-//! - `router`: subscriptions, retained messages and the sessions' queues, behind one storage interface.
-//! - `queue`: the bounded per-session outbound queue and in-flight window.
-//! - [`persist`]: what must survive a restart, journaled as typed records in the [`journal`] (the storage engine),
-//!   and rebuilt from it at startup.
 //! - [`auth`]: who may connect (password files, certificate identities) and what each client may publish and read
 //!   (ACL files), per listener; checked by the connection before the session, and by the session and the router.
-//!
+//! - [`session`]: the sans-IO MQTT state machine of one client (packets and `now` in, actions out).
+//! - [`router`]: subscriptions, retained messages and the sessions' queues, behind one storage interface.
+//! - [`queue`]: the bounded per-session outbound queue and in-flight window, of [`message`]s shared between queues.
+//! - `persist`: what must survive a restart, journaled as typed records in the [`journal`] (the storage engine),
+//!   and rebuilt from it at startup.
+//! - [`budget`]: the broker-wide memory budget for message bytes, and drops by reason.
+//! - `logging`: lines about clients, cut to size and rate-limited.
 //! - [`bridge`]: bridges to upstream brokers; each is a persistent session whose outbox is the durable
 //!   store-and-forward queue, driven upstream by a task of its own.
 //!
@@ -22,20 +24,37 @@
 //!
 //! [`run`] serves until the shutdown future resolves.
 
-pub mod auth;
-pub mod bridge;
+// In the order data flows through them; see the list above.
 pub mod config;
-mod connection;
-pub mod journal;
-mod listener;
-pub mod message;
-pub mod migrate;
-pub mod persist;
-pub mod queue;
-pub mod router;
-pub mod session;
+
 pub mod tls;
+
+pub(crate) mod admission;
+mod listener;
 mod ws;
+
+mod connection;
+
+pub mod auth;
+
+pub mod session;
+
+pub mod router;
+
+pub mod queue;
+
+pub mod message;
+
+pub(crate) mod persist;
+
+pub mod journal;
+
+pub mod budget;
+pub(crate) mod logging;
+
+pub mod bridge;
+
+pub mod migrate;
 
 pub use config::{Config, ConfigError, Limits, ListenerSettings, MqttSettings, SessionSettings, Settings};
 pub use listener::{Listener, reserve_descriptors};
@@ -92,6 +111,14 @@ pub struct Stats {
     pub messages_oversized: u64,
     /// Retained messages held.
     pub retained_messages: usize,
+    /// Bytes of messages held now (queued, in flight, retained), as charged to `limits.max_message_memory`.
+    pub message_memory: usize,
+    /// Messages refused because `limits.max_message_memory` was used up.
+    pub dropped_over_budget: u64,
+    /// Retained messages not stored because the retained store was at a limit (the message was still routed).
+    pub retained_refused: u64,
+    /// Wills published at once, without their delay, because `limits.max_pending_wills` were waiting.
+    pub wills_not_delayed: u64,
 }
 
 /// Counters of one session.
@@ -142,9 +169,16 @@ impl Broker {
     /// [`Error::Settings`] when a limit is zero where it must not be.
     pub fn new(settings: Settings) -> Result<Self, Error> {
         let l = &settings.limits;
-        if l.max_inflight_messages == 0 || l.max_connections == 0 || l.max_packet_size < 16 {
+        if l.max_inflight_messages == 0
+            || l.max_connections == 0
+            || l.max_pending_handshakes == 0
+            || l.max_packet_size < 16
+            || l.max_connect_packet_size < 16
+        {
             return Err(Error::Settings(
-                "max_inflight_messages and max_connections must be at least 1, max_packet_size at least 16".into(),
+                "max_inflight_messages, max_connections and max_pending_handshakes must be at least 1, \
+                 max_packet_size and max_connect_packet_size at least 16"
+                    .into(),
             ));
         }
         let outbox = OutboxLimits {
@@ -157,11 +191,13 @@ impl Broker {
         let limits = RouterLimits {
             outbox,
             max_retained: l.max_retained_messages,
+            max_retained_bytes: l.max_retained_bytes,
+            max_pending_wills: l.max_pending_wills,
             max_subscriptions: l.max_subscriptions_per_client,
             shared_strategy: caps.mqtt.shared_subscription_strategy,
             disconnect_slow_consumers: l.disconnect_slow_consumers,
         };
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters { budget: budget::Budget::new(l.max_message_memory), ..Counters::default() });
         let mut router = Router::new(limits, counters.clone());
         let durable = if settings.persistence.enabled {
             let (durable, stats) = persist::open(&settings.persistence, &mut router).map_err(Error::Persistence)?;
@@ -297,6 +333,10 @@ impl Broker {
             messages_refused: c.messages_refused.load(Ordering::Relaxed),
             messages_oversized: c.messages_oversized.load(Ordering::Relaxed),
             retained_messages: router.retained_count(),
+            message_memory: c.budget.used(),
+            dropped_over_budget: c.budget.dropped(budget::DropReason::Budget),
+            retained_refused: c.budget.dropped(budget::DropReason::RetainedFull),
+            wills_not_delayed: c.budget.dropped(budget::DropReason::WillNotDelayed),
         }
     }
 
@@ -372,6 +412,7 @@ impl Broker {
         let settings = &self.shared.settings;
         let conn = Arc::new(ConnSettings {
             max_packet_size: settings.limits.max_packet_size,
+            max_connect_packet_size: settings.limits.max_connect_packet_size,
             connect_timeout: settings.limits.connect_timeout,
             write_timeout: Duration::from_secs(30),
         });
@@ -379,6 +420,12 @@ impl Broker {
             ctx: self.shared.ctx.clone(),
             conn,
             global_limit: self.shared.global_limit.clone(),
+            handshakes: Arc::new(Semaphore::new(settings.limits.max_pending_handshakes)),
+            per_address: admission::PerAddress::new(admission::AddressLimits {
+                max_connections: settings.limits.max_connections_per_address,
+                rate: settings.limits.max_connection_rate_per_address,
+                on_loopback: settings.limits.per_address_limits_on_loopback,
+            }),
             next_conn_id: self.shared.next_conn_id.clone(),
             identities: self.shared.identities.clone(),
             stop: CancellationToken::new(),

@@ -1,9 +1,12 @@
 //! Listeners: plain MQTT, MQTT over TLS, WebSocket and WebSocket over TLS.
 //!
-//! The accept loop only accepts, applies the connection caps and spawns one task per client. That task does the
-//! TLS handshake and the WebSocket upgrade (together under the CONNECT timeout), then hands the stream to
-//! `connection::serve`, which reads CONNECT under its own timeout. A client that fails its handshake (plaintext on
-//! a TLS port, an untrusted or expired certificate, TLS 1.1) costs one log line and its own task, nothing else.
+//! The accept loop only accepts, applies the connection caps and the per-address limits ([`crate::admission`]), and
+//! spawns one task per client. It takes a connection only when a place under `limits.max_pending_handshakes` is
+//! free, so a burst of clients (or of attackers holding sockets open) waits in the listen backlog rather than in
+//! the broker's memory. The task does the TLS handshake and the WebSocket upgrade, then hands the stream to
+//! `connection::serve`, which reads CONNECT: all three under one deadline, `limits.connect_timeout_secs` from
+//! accept. A client that fails its handshake (plaintext on a TLS port, an untrusted or expired certificate,
+//! TLS 1.1) costs one log line and its own task, nothing else.
 //! The loop also polls a TLS listener's files every second and swaps in a new config when they change.
 
 use std::collections::HashMap;
@@ -19,8 +22,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::admission::{AddressSlot, PerAddress};
 use crate::config::{ListenerSettings, Transport};
-use crate::connection::{self, ConnSettings, Stream};
+use crate::connection::{self, Arrival, ConnSettings, Stream};
+use crate::logging::{Untrusted, conn_event};
 use crate::router::ConnLink;
 use crate::session::Context;
 use crate::tls::{TlsError, TlsReloader, certificate_identity};
@@ -132,11 +137,11 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Grows the process's descriptor table to hold `count` descriptors now, before the runtime starts its threads.
 ///
 /// Linux grows the table on demand, doubling it, and a process with several threads waits for an RCU grace period
-/// at each growth (`expand_fdtable` calls `synchronize_rcu` when the table is shared). Measured here: an `accept`
-/// that crossed 256 or 512 descriptors took 8-10 ms, and a fresh broker paused 15-30 ms once while thousands of
-/// clients connected (connect p99 17-25 ms against 2 ms for Mosquitto, which has one thread). Growing it once,
-/// while the process has a single thread, costs no grace period; the table never shrinks. Kernel memory: 8 bytes
-/// per slot, rounded up to a power of two (128 KiB for the default 10,000 connections). Capped below the open-files limit; failures only cost the pauses.
+/// at each growth (`expand_fdtable` calls `synchronize_rcu` when the table is shared): an `accept` that crosses a
+/// power of two stalls every connection behind it for milliseconds. Growing it once, while the process has a single
+/// thread, costs no grace period; the table never shrinks. Kernel memory: 8 bytes per slot, rounded up to a power of
+/// two (128 KiB for the default 10,000 connections). Capped below the open-files limit; failures only cost the
+/// pauses.
 pub fn reserve_descriptors(count: usize) {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
     let count = limit.map_or(count, |l| count.min(usize::try_from(l).unwrap_or(usize::MAX)));
@@ -161,6 +166,9 @@ pub(crate) struct Accept {
     pub ctx: Context,
     pub conn: Arc<ConnSettings>,
     pub global_limit: Arc<Semaphore>,
+    /// Places for connections between accept and an accepted CONNECT.
+    pub handshakes: Arc<Semaphore>,
+    pub per_address: Arc<PerAddress>,
     pub next_conn_id: Arc<AtomicU64>,
     pub identities: Identities,
     pub stop: CancellationToken,
@@ -170,11 +178,14 @@ pub(crate) struct Accept {
 pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Semaphore>>, a: Arc<Accept>) {
     let addr = listener.tcp.local_addr().ok();
     let mut backoff = Duration::from_millis(5);
-    let mut last_refusal_log: Option<tokio::time::Instant> = None;
     let mut watch = tokio::time::interval(Duration::from_secs(1));
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let listener = Arc::new(listener);
     loop {
+        let handshake = tokio::select! {
+            () = a.stop.cancelled() => break,
+            p = a.handshakes.clone().acquire_owned() => p.ok(),
+        };
         let accepted = tokio::select! {
             () = a.stop.cancelled() => break,
             _ = watch.tick(), if listener.tls.is_some() => {
@@ -205,15 +216,21 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
         };
         let global = a.global_limit.clone().try_acquire_owned().ok();
         let (Some(global), Some(local)) = (global, local) else {
-            let now = tokio::time::Instant::now();
-            if last_refusal_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                tracing::warn!(%peer, "connection limit reached; refusing connection");
-                last_refusal_log = Some(now);
-            }
+            conn_event!(WARN, %peer, "connection limit reached; refusing connection");
             drop(stream);
             continue;
         };
-        let permits = Permits::new(global, local, &a.global_limit, local_limit.as_ref());
+        let now = tokio::time::Instant::now();
+        let address = match a.per_address.admit(peer.ip(), now) {
+            Ok(slot) => slot,
+            Err(why) => {
+                conn_event!(WARN, %peer, ?why, "per-address connection limit reached; refusing connection");
+                drop(stream);
+                continue;
+            }
+        };
+        let arrival = Arrival { peer: None, deadline: now + a.conn.connect_timeout, handshake };
+        let permits = Permits::new(global, local, &a.global_limit, local_limit.as_ref(), address);
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
         }
@@ -224,8 +241,8 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
         if tls.is_none() && matches!(listener.transport, Transport::Mqtt) {
             // Plain MQTT, the common case on a gateway with thousands of devices: the task is the connection's own
             // future, with no box in between and nothing else kept for the connection's lifetime. Its span exists
-            // at `debug` level only: a live span costs about 500 bytes per connection (2,809 -> 2,305 B per idle
-            // connection without it), and the one `info` line of a connection names its peer itself.
+            // at `debug` level only: a live span costs about 500 bytes per connection, and the one `info` line of a
+            // connection names its peer itself.
             let span = tracing::debug_span!(
                 "conn",
                 %peer,
@@ -235,8 +252,8 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
             let link = conn_link(id, &a.stop);
             // The task is `serve` itself: a wrapping `async` block would keep what it captures (here the whole
             // connection future) in its own state next to the future it awaits.
-            let task =
-                connection::serve(stream, a.ctx.clone(), a.conn.clone(), link, a.stop.clone(), permits, Some(peer));
+            let arrival = Arrival { peer: Some(peer), ..arrival };
+            let task = connection::serve(stream, a.ctx.clone(), a.conn.clone(), link, a.stop.clone(), permits, arrival);
             // A disabled span would still take its room in every task.
             if span.is_disabled() {
                 a.tracker.spawn(task);
@@ -257,8 +274,8 @@ pub(crate) async fn accept_loop(listener: Listener, local_limit: Option<Arc<Sema
             async move {
                 let _permits = permits;
                 let _identity = IdentityGuard { map: a2.identities.clone(), id };
-                if let Err(e) = handshake_and_serve(stream, &listener.transport, tls, id, &a2).await {
-                    tracing::info!(error = %e, "handshake failed");
+                if let Err(e) = handshake_and_serve(stream, &listener.transport, tls, id, &a2, arrival).await {
+                    conn_event!(INFO, error = %e, "handshake failed");
                 }
             }
             .instrument(span),
@@ -274,11 +291,12 @@ fn conn_link(id: u64, stop: &CancellationToken) -> ConnLink {
     link
 }
 
-/// A connection's places under the global and the listener's connection caps, given back when it ends. Two `Arc`s
-/// instead of two `OwnedSemaphorePermit`s: 16 bytes less in every connection's task.
+/// A connection's places under the global and the listener's connection caps, and in its address's count, given
+/// back when it ends. Two `Arc`s instead of two `OwnedSemaphorePermit`s: 16 bytes less in every connection's task.
 struct Permits {
     global: Arc<Semaphore>,
     local: Option<Arc<Semaphore>>,
+    _address: Option<AddressSlot>,
 }
 
 impl Permits {
@@ -287,12 +305,13 @@ impl Permits {
         local: Option<OwnedSemaphorePermit>,
         global_sem: &Arc<Semaphore>,
         local_sem: Option<&Arc<Semaphore>>,
+        address: Option<AddressSlot>,
     ) -> Self {
         global.forget();
         let local = local.map(|p| {
             p.forget();
         });
-        Self { global: global_sem.clone(), local: local.and(local_sem.cloned()) }
+        Self { global: global_sem.clone(), local: local.and(local_sem.cloned()), _address: address }
     }
 }
 
@@ -329,11 +348,15 @@ enum HandshakeError {
     Shutdown,
 }
 
-/// Runs `f` under the CONNECT timeout, or until shutdown.
-async fn bounded<T>(a: &Accept, f: impl Future<Output = Result<T, HandshakeError>>) -> Result<T, HandshakeError> {
+/// Runs `f` until the connection's deadline (the one that also bounds its CONNECT), or until shutdown.
+async fn bounded<T>(
+    a: &Accept,
+    deadline: tokio::time::Instant,
+    f: impl Future<Output = Result<T, HandshakeError>>,
+) -> Result<T, HandshakeError> {
     let limit = a.conn.connect_timeout;
     tokio::select! {
-        r = tokio::time::timeout(limit, f) => r.map_err(|_| HandshakeError::Timeout(limit))?,
+        r = tokio::time::timeout_at(deadline, f) => r.map_err(|_| HandshakeError::Timeout(limit))?,
         () = a.stop.cancelled() => Err(HandshakeError::Shutdown),
     }
 }
@@ -344,13 +367,14 @@ async fn handshake_and_serve(
     tls: Option<(TlsAcceptor, bool)>,
     id: u64,
     a: &Accept,
+    arrival: Arrival,
 ) -> Result<(), HandshakeError> {
     // Each transport's future is boxed: the task's own state machine would otherwise be as large as the largest
     // variant (WebSocket over TLS, ~20 KiB) for every connection, plain ones included.
     match tls {
-        None => Box::pin(upgrade_and_serve(stream, transport, id, a)).await,
+        None => Box::pin(upgrade_and_serve(stream, transport, id, a, arrival)).await,
         Some((acceptor, use_identity)) => {
-            Box::pin(tls_and_serve(stream, acceptor, use_identity, transport, id, a)).await
+            Box::pin(tls_and_serve(stream, acceptor, (use_identity, transport), id, a, arrival)).await
         }
     }
 }
@@ -358,39 +382,47 @@ async fn handshake_and_serve(
 async fn tls_and_serve(
     stream: TcpStream,
     acceptor: TlsAcceptor,
-    use_identity: bool,
-    transport: &Transport,
+    (use_identity, transport): (bool, &Transport),
     id: u64,
     a: &Accept,
+    arrival: Arrival,
 ) -> Result<(), HandshakeError> {
-    let stream = bounded(a, async { acceptor.accept(stream).await.map_err(HandshakeError::Tls) }).await?;
+    let stream =
+        bounded(a, arrival.deadline, async { acceptor.accept(stream).await.map_err(HandshakeError::Tls) }).await?;
     let (_, conn) = stream.get_ref();
     tracing::debug!(version = ?conn.protocol_version(), alpn = ?conn.alpn_protocol().map(String::from_utf8_lossy), "TLS established");
     if use_identity {
         let identity = conn.peer_certificates().and_then(|c| c.first()).and_then(certificate_identity);
         if let Some(identity) = identity {
-            tracing::Span::current().record("identity", identity.as_str());
-            tracing::info!(%identity, "client certificate identity");
+            let shown = Untrusted(&identity);
+            tracing::Span::current().record("identity", tracing::field::display(shown));
+            tracing::info!(identity = %shown, "client certificate identity");
             a.identities.lock().unwrap_or_else(PoisonError::into_inner).insert(id, identity);
         }
     }
-    Box::pin(upgrade_and_serve(stream, transport, id, a)).await
+    Box::pin(upgrade_and_serve(stream, transport, id, a, arrival)).await
 }
 
-async fn upgrade_and_serve<S>(stream: S, transport: &Transport, id: u64, a: &Accept) -> Result<(), HandshakeError>
+async fn upgrade_and_serve<S>(
+    stream: S,
+    transport: &Transport,
+    id: u64,
+    a: &Accept,
+    arrival: Arrival,
+) -> Result<(), HandshakeError>
 where
     S: Stream + Send,
 {
     let link = conn_link(id, &a.stop);
     let (ctx, conn, stop) = (a.ctx.clone(), a.conn.clone(), a.stop.clone());
     match transport {
-        Transport::Mqtt => Box::pin(connection::serve(stream, ctx, conn, link, stop, (), None)).await,
+        Transport::Mqtt => Box::pin(connection::serve(stream, ctx, conn, link, stop, (), arrival)).await,
         Transport::WebSocket { path } => {
             // Room for the largest packet plus framing; a message may hold more than one packet.
             let max = usize::try_from(a.conn.max_packet_size).unwrap_or(usize::MAX).saturating_add(64 * 1024);
-            let ws =
-                Box::pin(bounded(a, async { ws::accept(stream, path, max).await.map_err(HandshakeError::Ws) })).await?;
-            Box::pin(connection::serve(ws, ctx, conn, link, stop, (), None)).await;
+            let upgrade = async { ws::accept(stream, path, max).await.map_err(HandshakeError::Ws) };
+            let ws = Box::pin(bounded(a, arrival.deadline, upgrade)).await?;
+            Box::pin(connection::serve(ws, ctx, conn, link, stop, (), arrival)).await;
         }
     }
     Ok(())

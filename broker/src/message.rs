@@ -7,10 +7,17 @@
 
 use std::sync::OnceLock;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use mqtt_codec::{Packet, PacketId, Properties, Property, PropertyContext, PropertyId, ProtocolVersion, Publish};
 use mqtt_codec::{QoS, QosPid, TopicName};
 use tokio::time::Instant;
+
+use crate::budget::{Budget, Charge};
+
+/// Messages of at most this many bytes are copied out of their read buffer (see [`Message::compact`]).
+pub const COMPACT_BELOW: usize = 8 * 1024;
 
 /// What makes two deliveries of one message the same bytes on the wire (apart from packet identifier and DUP).
 /// Deliveries with Subscription Identifiers, a topic alias or a Message Expiry Interval are never of a shape.
@@ -46,7 +53,7 @@ struct Props {
 
 /// A message on its way from a publisher to subscribers. Cloning it copies no payload.
 ///
-/// A queued message costs this struct (in an `Arc`, shared by its subscribers), so it stays small (104 bytes): the
+/// A queued message costs this struct (in an `Arc`, shared by its subscribers), so it stays small (112 bytes): the
 /// properties and the encoded PUBLISH live behind pointers, present only when used.
 #[derive(Debug)]
 pub struct Message {
@@ -63,6 +70,9 @@ pub struct Message {
     pub qos: QoS,
     /// The RETAIN flag it was published with.
     pub retain: bool,
+    /// Its bytes charged to the broker's memory budget, shared by its clones (the retained copy shares the
+    /// payload), given back when the last one goes.
+    charge: Option<Arc<Charge>>,
 }
 
 impl Clone for Message {
@@ -76,6 +86,7 @@ impl Clone for Message {
             props: self.props.clone(),
             expires_at: self.expires_at,
             wire: None,
+            charge: self.charge.clone(),
         }
     }
 }
@@ -104,7 +115,46 @@ impl Message {
     /// A message without properties; `topic` must be a valid topic name (the codec checked it on the way in).
     pub fn new(topic: Bytes, payload: Bytes, qos: QoS, retain: bool) -> Self {
         debug_assert!(std::str::from_utf8(&topic).is_ok());
-        Self { topic, payload, qos, retain, props: None, expires_at: None, wire: None }
+        Self { topic, payload, qos, retain, props: None, expires_at: None, wire: None, charge: None }
+    }
+
+    /// Charges the message's cost to `budget` (see [`crate::budget`]).
+    ///
+    /// # Errors
+    /// The message back, uncharged, when the budget cannot take it.
+    pub fn charge_to(mut self, budget: &Arc<Budget>) -> Result<Self, Self> {
+        match budget.charge(self.cost()) {
+            Some(charge) => {
+                self.charge = Some(Arc::new(charge));
+                Ok(self)
+            }
+            None => Err(self),
+        }
+    }
+
+    /// The message with its bytes copied into one allocation of their own when it is small (at most
+    /// [`COMPACT_BELOW`]): its topic, payload and properties are slices of the buffer they were read into, and a
+    /// 100-byte message kept in a queue would otherwise keep that whole buffer (8 KiB, or more after a large
+    /// packet) alive, memory that neither the queue limits nor the budget would see. Larger messages are most of
+    /// their buffer anyway and stay where they are.
+    #[must_use]
+    pub fn compact(mut self) -> Self {
+        if self.cost() > COMPACT_BELOW {
+            return self;
+        }
+        let props = self.props.as_ref().map_or(&[][..], |p| &p.wire[..]);
+        let mut buf = Vec::with_capacity(self.cost());
+        buf.extend_from_slice(&self.topic);
+        buf.extend_from_slice(&self.payload);
+        buf.extend_from_slice(props);
+        let all = Bytes::from(buf);
+        let (t, p) = (self.topic.len(), self.payload.len());
+        self.topic = all.slice(..t);
+        self.payload = all.slice(t..t + p);
+        if let Some(props) = self.props.as_mut() {
+            props.wire = all.slice(t + p..);
+        }
+        self
     }
 
     /// Attaches MQTT 5 properties: the validated wire bytes of a PUBLISH or will block (`ctx`) and the Message
@@ -327,7 +377,7 @@ mod tests {
 
     #[test]
     fn a_message_is_small() {
-        assert!(std::mem::size_of::<Message>() <= 104, "{}", std::mem::size_of::<Message>());
+        assert!(std::mem::size_of::<Message>() <= 112, "{}", std::mem::size_of::<Message>());
     }
 
     #[test]

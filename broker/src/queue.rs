@@ -53,7 +53,7 @@ struct Inflight {
 
 /// What the session should put on the wire next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Send {
+pub enum Outgoing {
     /// A PUBLISH; `id` is `None` for QoS 0; `dup` on a resend.
     Publish { id: Option<PacketId>, delivery: Delivery, dup: bool },
     /// A PUBREL for a QoS 2 message whose PUBREC arrived.
@@ -302,7 +302,7 @@ impl Outbox {
     /// The next thing to send, if the window allows: resends first (DUP PUBLISH or PUBREL), then queued messages
     /// in order. A QoS 1/2 message at the head of the queue waits while the window is full, and so does everything
     /// behind it, so order is kept. Expired messages are dropped, never sent [MQTT-3.3.2-5].
-    pub fn next_send(&mut self, now: Instant) -> Option<Send> {
+    pub fn next_send(&mut self, now: Instant) -> Option<Outgoing> {
         while self.unsent > 0
             && let Some(pos) = self.inflight.iter().position(|e| !e.sent)
         {
@@ -318,8 +318,8 @@ impl Outbox {
             entry.sent = true;
             self.unsent = self.unsent.saturating_sub(1);
             return Some(match entry.state {
-                InflightState::AwaitPubComp => Send::PubRel(entry.id),
-                _ => Send::Publish { id: Some(entry.id), delivery: entry.delivery.clone(), dup: true },
+                InflightState::AwaitPubComp => Outgoing::PubRel(entry.id),
+                _ => Outgoing::Publish { id: Some(entry.id), delivery: entry.delivery.clone(), dup: true },
             });
         }
         loop {
@@ -342,7 +342,7 @@ impl Outbox {
             self.taken = self.taken.wrapping_add(1);
             if delivery.qos == QoS::AtMostOnce {
                 self.record(|client| Record::Done { client, seq });
-                return Some(Send::Publish { id: None, delivery, dup: false });
+                return Some(Outgoing::Publish { id: None, delivery, dup: false });
             }
             let id = self.next_id();
             let state =
@@ -352,7 +352,7 @@ impl Outbox {
                 self.hold_send(lsn);
             }
             self.inflight.push_back(Inflight { id, delivery: delivery.clone(), state, sent: true, seq });
-            return Some(Send::Publish { id: Some(id), delivery, dup: false });
+            return Some(Outgoing::Publish { id: Some(id), delivery, dup: false });
         }
     }
 
@@ -525,9 +525,9 @@ mod tests {
         }
     }
 
-    fn publish_payload(s: Option<Send>) -> (Option<PacketId>, u8, bool) {
+    fn publish_payload(s: Option<Outgoing>) -> (Option<PacketId>, u8, bool) {
         match s {
-            Some(Send::Publish { id, delivery, dup }) => (id, delivery.msg.payload[0], dup),
+            Some(Outgoing::Publish { id, delivery, dup }) => (id, delivery.msg.payload[0], dup),
             other => panic!("expected a publish, got {other:?}"),
         }
     }
@@ -574,11 +574,11 @@ mod tests {
         let (id2, _, _) = publish_payload(o.next_send(now));
         assert!(!dup1);
         assert!(o.on_pubrec(id2.unwrap(), false));
-        assert_eq!(o.next_send(now), Some(Send::PubRel(id2.unwrap())));
+        assert_eq!(o.next_send(now), Some(Outgoing::PubRel(id2.unwrap())));
         o.on_disconnect();
         let (rid, _, dup) = publish_payload(o.next_send(now));
         assert_eq!((rid, dup), (id1, true));
-        assert_eq!(o.next_send(now), Some(Send::PubRel(id2.unwrap())));
+        assert_eq!(o.next_send(now), Some(Outgoing::PubRel(id2.unwrap())));
         assert!(o.on_pubcomp(id2.unwrap()));
         assert!(o.on_puback(id1.unwrap()));
         assert_eq!(o.inflight(), 0);
@@ -598,14 +598,14 @@ mod tests {
         assert!(o.on_pubrec(ids[1], false), "a repeated PUBREC asks for the PUBREL again");
         consistent(&o);
         assert!(o.has_pending());
-        assert_eq!(o.next_send(now), Some(Send::PubRel(ids[1])));
+        assert_eq!(o.next_send(now), Some(Outgoing::PubRel(ids[1])));
         assert!(!o.has_pending());
         o.on_disconnect();
         consistent(&o);
         o.discard(ids[0]);
         consistent(&o);
         assert!(o.has_pending());
-        assert_eq!(o.next_send(now), Some(Send::PubRel(ids[1])));
+        assert_eq!(o.next_send(now), Some(Outgoing::PubRel(ids[1])));
         assert_eq!(publish_payload(o.next_send(now)), (Some(ids[2]), 3, true));
         assert!(!o.has_pending());
         assert_eq!(o.next_send(now), None);

@@ -286,3 +286,19 @@ async fn silent_drops_are_logged_at_info_once_per_interval_with_a_count_and_a_tr
     assert!(!first.contains(&deep[..129]), "{first}");
     let _ = std::fs::remove_file(config);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connect_is_logged_with_its_client_id() {
+    let config = config_file("[sessions]\nmax_keepalive = 60\n");
+    let Some(b) = BrokerProcess::start(&["--config", config.to_str().unwrap()]) else { return };
+    let id = unique("refused-keepalive");
+    // MQTT 3.1.1 cannot be told a Server Keep Alive: keep alive 0 over a max_keepalive is refused (0x02).
+    let mut c = RawClient::tcp(b.addr).await;
+    match c.handshake(&ConnectOpts::new(&id).keep_alive(0)).await {
+        Rx::ConnAck { code, .. } => assert_eq!(code, 0x02),
+        other => panic!("expected a refusing CONNACK, got {other:?}"),
+    }
+    let line = log_line(&b, &["connection closed", &format!("client_id=\"{id}\"")]).await;
+    assert!(line.contains("refused with"), "{line}");
+    let _ = std::fs::remove_file(config);
+}

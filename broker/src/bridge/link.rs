@@ -24,7 +24,7 @@ use super::{BridgeSettings, Protocol, Shared, TryOrder, split_address};
 use crate::journal::Lsn;
 use crate::message::Message;
 use crate::persist::Record;
-use crate::queue::Send;
+use crate::queue::Outgoing;
 use crate::router::{ConnLink, SessionHandle};
 use crate::session::Context;
 
@@ -537,7 +537,7 @@ impl Conn<'_> {
             }
             let Some(next) = state.outbox.next_send(now) else { break false };
             match next {
-                Send::Publish { id, delivery, dup } => {
+                Outgoing::Publish { id, delivery, dup } => {
                     let qos_pid = match (delivery.qos, id) {
                         (QoS::AtLeastOnce, Some(id)) => QosPid::AtLeastOnce(id),
                         (QoS::ExactlyOnce, Some(id)) => QosPid::ExactlyOnce(id),
@@ -575,7 +575,7 @@ impl Conn<'_> {
                         (None, None) => state.outbox.count_dropped(),
                     }
                 }
-                Send::PubRel(id) => encode(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,
+                Outgoing::PubRel(id) => encode(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,
             }
         };
         handle.release_publishers(&mut state);

@@ -37,7 +37,9 @@ use crate::message::Message;
 pub use checkpoint::checkpoint;
 pub use record::Record;
 pub use recover::RecoveryStats;
-pub use settings::{FilePersistence, FsyncSetting, PersistenceSettings};
+#[cfg(test)]
+use settings::FsyncSetting;
+pub use settings::{FilePersistence, PersistenceSettings};
 
 /// The journal and the identifiers of stored messages: what every durable change goes through. Cloning gives
 /// another handle to the same journal.

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{FsyncSetting, PersistenceSettings};
 use crate::message::Message;
-use crate::queue::{OutboxLimits, Send};
+use crate::queue::{OutboxLimits, Outgoing};
 use crate::router::{ConnLink, Router, RouterLimits, SharedStrategy, SubOpts};
 
 fn router() -> Router {
@@ -19,6 +19,8 @@ fn router() -> Router {
     let limits = RouterLimits {
         outbox,
         max_retained: 1000,
+        max_retained_bytes: 0,
+        max_pending_wills: 0,
         max_subscriptions: 10,
         shared_strategy: SharedStrategy::RoundRobin,
         disconnect_slow_consumers: false,
@@ -60,7 +62,7 @@ fn consume(r: &Router, client: &str, ack_every: usize) {
     let mut state = s.lock();
     let mut sent = Vec::new();
     while let Some(send) = state.outbox.next_send(Instant::now()) {
-        if let Send::Publish { id: Some(id), delivery, .. } = send {
+        if let Outgoing::Publish { id: Some(id), delivery, .. } = send {
             sent.push((id, delivery.qos));
         }
     }
@@ -124,4 +126,37 @@ fn a_checkpoint_taken_while_the_router_changes_recovers_the_final_state() {
     assert_eq!(got.0.0.len(), want.0.0.len());
     assert_eq!(got, want);
     assert_eq!((stats.sessions, stats.skipped), (2, 0));
+}
+
+#[test]
+fn retained_messages_queued_in_steps_for_a_new_subscription_are_recovered_in_its_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = router();
+    super::open(&settings(dir.path()), &mut r).unwrap();
+    let now = Instant::now();
+    for n in 0..50 {
+        let payload = format!("r {n}");
+        r.publish(Message::from_parts(&format!("r/{n:02}"), payload.as_bytes(), QoS::AtLeastOnce, true), None, now);
+    }
+    let (s, _) = r.connect("late", false, Some(Duration::from_secs(3600)), ConnLink::new(1), now);
+    let opts = SubOpts::qos(QoS::AtLeastOnce);
+    let (_, scan) = r.subscribe_deferred(&s, "r/#", opts, RetainHandling::SendAtSubscribe).unwrap();
+    let mut scan = scan.unwrap();
+    // Small steps, as a connection takes them, with the session going offline half way.
+    let mut steps = 0;
+    while r.send_retained(&s, &mut scan, now, 7) != crate::router::RetainedStep::Done {
+        steps += 1;
+        if steps == 3 {
+            r.disconnect(&s, 1, None, now);
+        }
+    }
+    let want = seen(&r, "late").unwrap();
+    assert_eq!(want.0.len(), 50, "every retained message queued");
+    let durable = r.durable().cloned().unwrap();
+    durable.journal().close().unwrap();
+    drop(r);
+
+    let mut again = router();
+    super::open(&settings(dir.path()), &mut again).unwrap();
+    assert_eq!(seen(&again, "late").unwrap(), want);
 }

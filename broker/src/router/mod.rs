@@ -10,8 +10,11 @@
 
 mod access;
 mod durable;
+mod lifecycle;
 pub mod retained;
+mod retained_scan;
 mod sessions;
+mod shared;
 pub mod store;
 pub mod trie;
 
@@ -26,9 +29,14 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::journal::Lsn;
+use crate::logging::Untrusted;
 use crate::message::Message;
 use crate::persist::{Durable, Record};
 use crate::queue::{Delivery, OutboxLimits, Rejected};
+pub use retained::Scan;
+pub use retained_scan::{RetainedScan, RetainedStep};
+use shared::Group;
+pub use shared::SharedStrategy;
 use store::{MemoryStore, Store};
 use trie::Trie;
 
@@ -51,16 +59,8 @@ pub struct Counters {
     pub messages_refused: AtomicU64,
     /// Messages not sent to a client because they exceed its Maximum Packet Size (also in `messages_dropped`).
     pub messages_oversized: AtomicU64,
-}
-
-/// How a shared subscription group picks the member that gets a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SharedStrategy {
-    /// Members in turn.
-    #[default]
-    RoundRobin,
-    /// A member at random.
-    Random,
+    /// The memory budget for message bytes, with drops by reason (see [`crate::budget`]).
+    pub budget: Arc<crate::budget::Budget>,
 }
 
 /// Limits and policies the router applies.
@@ -70,6 +70,10 @@ pub struct RouterLimits {
     pub outbox: OutboxLimits,
     /// Retained messages.
     pub max_retained: usize,
+    /// Bytes of retained messages (0: no limit).
+    pub max_retained_bytes: usize,
+    /// Delayed wills waiting at once; beyond it a will goes out at once (0: no limit).
+    pub max_pending_wills: usize,
     /// Subscriptions per session.
     pub max_subscriptions: usize,
     /// How shared subscription groups pick a member.
@@ -129,12 +133,6 @@ pub struct Routed {
     pub dropped: usize,
 }
 
-#[derive(Debug, Default)]
-struct Group {
-    members: Vec<(SessionRef, SubOpts)>,
-    next: usize,
-}
-
 #[derive(Debug)]
 struct PendingWill {
     client_id: Arc<str>,
@@ -186,7 +184,8 @@ pub struct Busy;
 impl Router {
     /// An empty router over an in-memory store.
     pub fn new(limits: RouterLimits, counters: Arc<Counters>) -> Self {
-        Self::with_store(Box::new(MemoryStore::new(limits.max_retained)), limits, counters)
+        let store = MemoryStore::new(limits.max_retained).with_max_retained_bytes(limits.max_retained_bytes);
+        Self::with_store(Box::new(store), limits, counters)
     }
 
     /// A router over the given store.
@@ -206,180 +205,6 @@ impl Router {
             conn_ended: Arc::default(),
             durable: None,
             lsn: Cell::new(Lsn::ZERO),
-        }
-    }
-
-    /// Attaches a connection to the session of `client_id`, unless another connection is attached to it now: that
-    /// one is kicked ([`ReasonCode::SessionTakenOver`]) and `Err(Busy)` says to wait until its connection has
-    /// ended ([`Router::connection_ended`]) and try again. Its last acts (what it had received, its DISCONNECT, its
-    /// will, the end of a session that expires with it) are applied before the new connection attaches, so the new
-    /// one sees a session as the old connection left it.
-    ///
-    /// # Errors
-    /// [`Busy`] while another connection is attached to the session.
-    pub fn try_connect(
-        &mut self,
-        client_id: &str,
-        clean_start: bool,
-        expiry: Option<Duration>,
-        link: ConnLink,
-        now: Instant,
-    ) -> Result<(Arc<SessionHandle>, bool), Busy> {
-        if let Some(existing) = self.store.session(client_id) {
-            let state = existing.lock();
-            if let Some(old) = &state.conn {
-                if !old.kick.is_cancelled() {
-                    old.kick(ReasonCode::SessionTakenOver);
-                }
-                return Err(Busy);
-            }
-        }
-        Ok(self.connect(client_id, clean_start, expiry, link, now))
-    }
-
-    /// Attaches a connection to the session of `client_id` at once, taking the session from a connection attached
-    /// now (which is kicked, and whose late [`Router::disconnect`] then changes nothing but its will). Connections
-    /// use [`Router::try_connect`] first and this only when the old connection did not end in time.
-    ///
-    /// `clean_start` discards a stored session; `expiry` is how long the session outlives the connection (`None`:
-    /// forever, zero: it ends with the connection). A new network connection cancels a delayed will of the client
-    /// [MQTT-3.1.2-8], whether it resumes the session or not. Returns the session and whether a stored one was
-    /// resumed.
-    pub fn connect(
-        &mut self,
-        client_id: &str,
-        clean_start: bool,
-        expiry: Option<Duration>,
-        link: ConnLink,
-        now: Instant,
-    ) -> (Arc<SessionHandle>, bool) {
-        let pending = self.pending_wills.len();
-        self.pending_wills.retain(|w| &*w.client_id != client_id);
-        if self.pending_wills.len() != pending {
-            self.journal(&Record::Will { client: client_id, will: None, due_ms: None });
-        }
-        if let Some(existing) = self.store.session(client_id).cloned() {
-            let mut state = existing.lock();
-            if let Some(old) = state.conn.take() {
-                old.kick(ReasonCode::SessionTakenOver);
-            }
-            let expired = state.is_expired(now);
-            if !clean_start && !expired {
-                state.conn = Some(link);
-                state.expiry = expiry;
-                state.disconnected_at = None;
-                state.outbox.on_disconnect();
-                self.journal_resume(&existing, &mut state);
-                drop(state);
-                return (existing, true);
-            }
-            drop(state);
-            self.remove_session(&existing);
-        }
-        let handle = self.new_session(client_id, expiry, Some(link));
-        self.journal_open(&handle);
-        self.store.insert_session(handle.clone());
-        (handle, false)
-    }
-
-    /// Notified (all waiters) whenever a connection detaches from its session: a connection that found its session
-    /// [`Busy`] waits for it, then tries again. One for the whole router, so a connection costs no signal of its
-    /// own; a waiter woken for another session looks again and waits on.
-    pub fn connection_ended(&self) -> Arc<Notify> {
-        self.conn_ended.clone()
-    }
-
-    /// The connection `conn_id` of this session ended, with the will to publish (and its delay), if any.
-    ///
-    /// A session whose expiry is zero ends now; others keep their subscriptions and queue, and resend what was in
-    /// flight when they resume. A will goes out when its delay ends or the session ends, whichever comes first.
-    pub fn disconnect(
-        &mut self,
-        session: &Arc<SessionHandle>,
-        conn_id: u64,
-        will: Option<(Message, Duration)>,
-        now: Instant,
-    ) {
-        let mut state = session.lock();
-        if state.conn.as_ref().is_none_or(|c| c.id != conn_id) {
-            drop(state);
-            // Taken over by force (see `connect`): the new network connection cancels a delayed will
-            // [MQTT-3.1.2-8]; an immediate one goes out now [MQTT-3.1.4-3].
-            if let Some((msg, delay)) = will
-                && delay.is_zero()
-            {
-                self.publish_will(msg, now);
-            }
-            return;
-        }
-        state.conn = None;
-        // A connection waiting to take this session over tries again.
-        self.conn_ended.notify_waiters();
-        state.disconnected_at = Some(now);
-        state.outbox.on_disconnect();
-        // The next connection starts with a clean slate: it may well read.
-        state.stalled = false;
-        if std::mem::take(&mut state.holds_publishers) {
-            // Nothing drains an offline queue: publishers waiting for it go on.
-            session.caught_up.notify_waiters();
-        }
-        let expiry = state.expiry;
-        let will = will.map(|(msg, delay)| (msg, delay.min(expiry.unwrap_or(Duration::MAX))));
-        self.journal_offline(session, &mut state, will.as_ref(), now);
-        drop(state);
-        if let Some((msg, wait)) = will {
-            if wait.is_zero() {
-                self.publish_will(msg, now);
-            } else {
-                self.pending_wills.push(PendingWill { client_id: session.client_id.clone(), due: now + wait, msg });
-            }
-        }
-        if expiry == Some(Duration::ZERO) {
-            self.remove_session(session);
-        }
-    }
-
-    /// Publishes wills whose delay ended and discards sessions whose expiry ran out while offline.
-    pub fn tick(&mut self, now: Instant) {
-        let mut due = Vec::new();
-        self.pending_wills.retain(|w| {
-            if w.due <= now {
-                due.push((w.client_id.clone(), w.msg.clone()));
-                false
-            } else {
-                true
-            }
-        });
-        for (client, msg) in due {
-            self.journal(&Record::Will { client: &client, will: None, due_ms: None });
-            self.publish_will(msg, now);
-        }
-        let expired: Vec<Arc<SessionHandle>> =
-            self.store.sessions().filter(|s| s.lock().is_expired(now)).cloned().collect();
-        for session in expired {
-            tracing::debug!(client_id = &*session.client_id, "session expired");
-            self.remove_session(&session);
-        }
-    }
-
-    fn publish_will(&mut self, msg: Message, now: Instant) {
-        self.publish(msg.published_at(now), None, now);
-    }
-
-    fn remove_session(&mut self, session: &Arc<SessionHandle>) {
-        if self.store.session(&session.client_id).is_some_and(|s| Arc::ptr_eq(s, session)) {
-            self.store.remove_session(&session.client_id);
-        }
-        let mut state = session.lock();
-        if state.outbox.is_durable() {
-            state.outbox.make_volatile();
-            state.will = None;
-            self.journal(&Record::SessionEnd { client: &session.client_id });
-        }
-        let filters = state.subscriptions.take_filters();
-        drop(state);
-        for f in filters {
-            self.unlink(session, &f);
         }
     }
 
@@ -412,6 +237,27 @@ impl Router {
         retain_handling: RetainHandling,
         now: Instant,
     ) -> Result<QoS, SubscribeError> {
+        let (qos, scan) = self.subscribe_deferred(session, filter, opts, retain_handling)?;
+        if let Some(mut scan) = scan {
+            // One walk; what the queue has no room for is dropped and counted, as for any message.
+            self.scan_retained(session, &mut scan, now, usize::MAX, &mut true);
+        }
+        Ok(qos)
+    }
+
+    /// Subscribes a session as [`Router::subscribe`] does, but leaves the retained messages to send: the caller
+    /// sends them with [`Router::send_retained`] in bounded steps, releasing the router lock in between, so a
+    /// filter matching a large retained store holds nobody else up.
+    ///
+    /// # Errors
+    /// [`SubscribeError::TooMany`] past the per-session limit.
+    pub fn subscribe_deferred(
+        &mut self,
+        session: &Arc<SessionHandle>,
+        filter: &str,
+        opts: SubOpts,
+        retain_handling: RetainHandling,
+    ) -> Result<(QoS, Option<RetainedScan>), SubscribeError> {
         self.lsn.set(Lsn::ZERO);
         let existed = {
             let mut state = session.lock();
@@ -434,7 +280,7 @@ impl Router {
                 None => group.members.push((key, opts)),
             }
             self.shared_trie.insert(shared.filter.as_str(), name, ());
-            return Ok(opts.qos);
+            return Ok((opts.qos, None));
         }
         self.trie.insert(filter, key, opts);
         let send_retained = match retain_handling {
@@ -442,26 +288,8 @@ impl Router {
             RetainHandling::SendAtNewSubscribe => !existed,
             RetainHandling::DoNotSend => false,
         };
-        if send_retained {
-            let mut retained = Vec::new();
-            self.store.for_each_retained(filter, &mut |m| {
-                if !m.is_expired(now) && (!opts.acl_check || access::may_read(session, m.topic())) {
-                    retained.push(m.clone());
-                }
-            });
-            for msg in retained {
-                let qos = msg.qos.min(opts.qos);
-                let sub_ids = opts.id.into_iter().collect();
-                let msg = Arc::new(msg);
-                // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-8]. The subscriber reads them
-                // at its pace: nobody waits for it.
-                let target = [(session.clone(), Delivery { msg, qos, retain: true, sub_ids })];
-                let refused = self.journal_routed(&target[0].1.msg, false, None, &target, now);
-                let [(_, delivery)] = target;
-                self.deliver(session, delivery, &mut None, refused);
-            }
-        }
-        Ok(opts.qos)
+        let scan = (send_retained && self.store.retained_count() > 0).then(|| RetainedScan::new(filter, opts));
+        Ok((opts.qos, scan))
     }
 
     /// Removes a subscription. Returns whether it existed.
@@ -506,8 +334,10 @@ impl Router {
         let mut retained = false;
         if msg.retain {
             if self.store.set_retained(&msg).is_err() {
-                tracing::warn!(
-                    topic = msg.topic(),
+                self.counters.budget.count(crate::budget::DropReason::RetainedFull);
+                crate::logging::conn_event!(
+                    WARN,
+                    topic = ?Untrusted(msg.topic()),
                     max = self.limits.max_retained,
                     "retained store full; message not retained"
                 );
@@ -581,58 +411,6 @@ impl Router {
         routed
     }
 
-    /// Picks the member of a shared group that gets a message: the next in turn that is online and has room, else
-    /// any member that can queue it. `None` (counted and logged) if no member could take it.
-    fn pick_shared(&mut self, name: &Arc<str>, msg: &Arc<Message>) -> Option<(Arc<SessionHandle>, Delivery)> {
-        let strategy = self.limits.shared_strategy;
-        let start = match strategy {
-            SharedStrategy::RoundRobin => self.groups.get(name).map_or(0, |g| g.next),
-            SharedStrategy::Random => {
-                // xorshift64: cheap and good enough to spread load.
-                self.rng ^= self.rng << 13;
-                self.rng ^= self.rng >> 7;
-                self.rng ^= self.rng << 17;
-                usize::try_from(self.rng % 1_000_003).unwrap_or(0)
-            }
-        };
-        let n = self.groups.get(name).map_or(0, |g| g.members.len());
-        // Online members first, then offline persistent ones that can queue it.
-        for online_pass in [true, false] {
-            for i in 0..n {
-                let slot = (start + i) % n;
-                let Some((session, opts)) = self.groups.get(name).and_then(|g| g.members.get(slot)).cloned() else {
-                    continue;
-                };
-                if opts.acl_check && !access::may_read(&session.0, msg.topic()) {
-                    continue;
-                }
-                let delivery = Delivery {
-                    msg: msg.clone(),
-                    qos: msg.qos.min(opts.qos),
-                    retain: opts.retain_as_published && msg.retain,
-                    sub_ids: opts.id.into_iter().collect(),
-                };
-                let state = session.0.lock();
-                let online = state.conn.is_some();
-                if online != online_pass || !state.outbox.would_accept(&delivery, online) {
-                    continue;
-                }
-                drop(state);
-                if let Some(group) = self.groups.get_mut(name) {
-                    group.next = (slot + 1) % n;
-                }
-                return Some((session.0, delivery));
-            }
-        }
-        self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            group = &**name,
-            topic = msg.topic(),
-            "no member of the shared subscription could take a message"
-        );
-        None
-    }
-
     /// A session (online, queue backlogged) that the publisher of the message just routed by [`Router::publish`]
     /// should wait for with [`SessionHandle::caught_up`].
     pub fn take_backlogged(&mut self) -> Option<Arc<SessionHandle>> {
@@ -670,14 +448,16 @@ impl Router {
                     && let Some(conn) = &state.conn
                     && !conn.kick.is_cancelled()
                 {
-                    tracing::warn!(client_id = &*session.client_id, "queue full; disconnecting the slow consumer");
+                    let client_id = Untrusted(&session.client_id);
+                    crate::logging::conn_event!(WARN, ?client_id, "queue full; disconnecting the slow consumer");
                     conn.kick(ReasonCode::QuotaExceeded);
                 }
                 state.drops_since_log = state.drops_since_log.saturating_add(1);
                 let now = std::time::Instant::now();
                 if state.last_drop_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                    tracing::warn!(
-                        client_id = &*session.client_id,
+                    crate::logging::conn_event!(
+                        WARN,
+                        client_id = ?Untrusted(&session.client_id),
                         dropped = state.drops_since_log,
                         dropped_total = state.outbox.dropped(),
                         queued = state.outbox.queued(),
@@ -724,6 +504,8 @@ mod tests {
         let limits = RouterLimits {
             outbox,
             max_retained: 100,
+            max_retained_bytes: 0,
+            max_pending_wills: 0,
             max_subscriptions: 10,
             shared_strategy: SharedStrategy::RoundRobin,
             disconnect_slow_consumers: false,
@@ -738,7 +520,7 @@ mod tests {
     fn drain(s: &Arc<SessionHandle>) -> Vec<(Vec<u8>, QoS, bool, Vec<u32>)> {
         let mut out = Vec::new();
         let mut st = s.lock();
-        while let Some(crate::queue::Send::Publish { delivery: d, .. }) = st.outbox.next_send(Instant::now()) {
+        while let Some(crate::queue::Outgoing::Publish { delivery: d, .. }) = st.outbox.next_send(Instant::now()) {
             out.push((d.msg.payload.to_vec(), d.qos, d.retain, d.sub_ids.to_vec()));
         }
         out

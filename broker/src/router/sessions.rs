@@ -115,8 +115,7 @@ impl PacketIds {
 }
 
 /// One session's subscriptions: each filter with its options, in a vector sized to its length. Most devices hold
-/// one or two, and the smallest hash map table (four entries) cost 180 bytes per session (massif, 2,000 idle
-/// subscribers); a vector of one costs 32. Lookups scan, which `limits.max_subscriptions_per_client` keeps cheap, and
+/// one or two, and the smallest hash map table (four entries) costs several times what a vector of one does. Lookups scan, which `limits.max_subscriptions_per_client` keeps cheap, and
 /// only SUBSCRIBE and UNSUBSCRIBE look up: publishing goes through the trie.
 #[derive(Debug, Default)]
 pub struct Subscriptions(Vec<(Box<str>, SubOpts)>);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::SessionHandle;
-use super::retained::{Retained, RetainedFull};
+use super::retained::{Cursor, Retained, RetainedFull, Scan};
 use crate::message::Message;
 
 /// Sessions and retained messages.
@@ -27,10 +27,17 @@ pub trait Store: Send + std::fmt::Debug {
     /// # Errors
     /// [`RetainedFull`] when a new topic would exceed the limit.
     fn set_retained(&mut self, msg: &Message) -> Result<(), RetainedFull>;
-    /// Calls `f` with every retained message matching `filter`.
-    fn for_each_retained(&self, filter: &str, f: &mut dyn FnMut(&Message));
     /// Calls `f` with every retained message (`$` topics too).
     fn for_each_retained_message(&self, f: &mut dyn FnMut(&Message));
+    /// One bounded step of a walk over the retained messages matching `filter`: at most `budget` nodes from
+    /// `cursor` on, calling `f` with each match until it returns `false` (see [`Retained::scan`]).
+    fn scan_retained(
+        &self,
+        filter: &str,
+        cursor: &mut Cursor,
+        budget: usize,
+        f: &mut dyn FnMut(&Message) -> bool,
+    ) -> Scan;
     /// Retained messages held.
     fn retained_count(&self) -> usize;
 }
@@ -46,6 +53,13 @@ impl MemoryStore {
     /// An empty store holding at most `max_retained` retained messages.
     pub fn new(max_retained: usize) -> Self {
         Self { sessions: HashMap::new(), retained: Retained::new(max_retained) }
+    }
+
+    /// The same store, holding at most `max_bytes` bytes of retained messages (0: no byte limit).
+    #[must_use]
+    pub fn with_max_retained_bytes(mut self, max_bytes: usize) -> Self {
+        self.retained = self.retained.with_max_bytes(max_bytes);
+        self
     }
 }
 
@@ -74,8 +88,14 @@ impl Store for MemoryStore {
         self.retained.set(msg)
     }
 
-    fn for_each_retained(&self, filter: &str, f: &mut dyn FnMut(&Message)) {
-        self.retained.matching(filter).for_each(f);
+    fn scan_retained(
+        &self,
+        filter: &str,
+        cursor: &mut Cursor,
+        budget: usize,
+        f: &mut dyn FnMut(&Message) -> bool,
+    ) -> Scan {
+        self.retained.scan(filter, cursor, budget, f)
     }
 
     fn for_each_retained_message(&self, f: &mut dyn FnMut(&Message)) {

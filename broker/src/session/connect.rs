@@ -221,6 +221,14 @@ fn check(ctx: &Context, c: &Connect<'_>) -> Option<(ReasonCode, &'static str)> {
         };
         return Some((ReasonCode::ClientIdentifierNotValid, why));
     }
+    if caps.max_sessions > 0 {
+        // A client that would add a session past the limit is refused; one resuming or replacing its own is not.
+        let router = ctx.router();
+        if router.session_count() >= caps.max_sessions && router.session(c.client_id).is_none() {
+            let code = if v5 { ReasonCode::QuotaExceeded } else { ReasonCode::ServerUnavailable };
+            return Some((code, "max_sessions reached"));
+        }
+    }
     if let Some(w) = &c.will {
         if w.qos > caps.mqtt.maximum_qos {
             return Some((ReasonCode::QoSNotSupported, "will QoS above maximum_qos")); // [MQTT-3.2.2-12]
@@ -258,6 +266,9 @@ fn accept(
     let keep_alive = if v5 && caps.max_keepalive > 0 && (asked_keep_alive == 0 || asked_keep_alive > caps.max_keepalive)
     {
         caps.max_keepalive
+    } else if v5 && asked_keep_alive == 0 {
+        // No keep alive would let an idle or half-sent connection be held forever: MQTT 5 is told to ping.
+        caps.idle_timeout_secs
     } else {
         asked_keep_alive
     };
@@ -310,7 +321,12 @@ fn accept(
         handle,
         conn_id,
         // The server allows one and a half keep alive periods [MQTT-3.1.2-24].
-        keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        keep_alive: if keep_alive > 0 {
+            Some(Duration::from_millis(u64::from(keep_alive) * 1500))
+        } else {
+            // MQTT 3.x with keep alive 0 cannot be told: closed after the idle timeout without a packet.
+            (caps.idle_timeout_secs > 0).then(|| Duration::from_secs(u64::from(caps.idle_timeout_secs)))
+        },
         last_rx: now,
         will,
         out: Vec::with_capacity(64),
@@ -329,6 +345,7 @@ fn accept(
         backlogged: None,
         durable_wait: None,
         access,
+        retained: None,
     };
     if session.handle.lock().outbox.is_durable() {
         session.ctx.router().note_will(&session.handle, session.will.as_deref(), now);

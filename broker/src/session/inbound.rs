@@ -151,12 +151,14 @@ impl Session {
         let why = refused.as_ref().map(|r| r.why);
 
         // `qos2_id`: the QoS 2 packet identifier the session holds until PUBREL, journaled with the message.
-        let route = |s: &mut Self, qos2_id: Option<PacketId>| -> Routed {
+        let route = |s: &mut Self, qos2_id: Option<PacketId>| -> Option<Routed> {
             let mut msg = Message::new(topic.clone(), frame.slice_ref(p.payload), qos, p.retain);
             if let Some(wire) = p.properties.as_wire().filter(|b| !b.is_empty()) {
                 let expiry = p.properties.message_expiry_interval();
                 msg = msg.with_properties(frame.slice_ref(wire), PropertyContext::Publish, expiry, now);
             }
+            // Within the broker's memory budget, or not taken at all (see crate::budget).
+            let msg = s.within_budget(msg)?;
             let mut router = s.ctx.router();
             let routed = router.publish_from(msg, Some(&s.handle), qos2_id, now);
             let lsn = router.take_lsn();
@@ -167,9 +169,13 @@ impl Session {
             }
             drop(router);
             s.wait_for(lsn);
-            routed
+            Some(routed)
         };
-        let outcome = |routed: Routed| {
+        let outcome = |routed: Option<Routed>| {
+            let Some(routed) = routed else {
+                // The memory budget is used up: an MQTT 5 publisher may retry later.
+                return ReasonCode::QuotaExceeded;
+            };
             if routed.matched == 0 {
                 ReasonCode::NoMatchingSubscribers
             } else if routed.dropped == routed.matched {
@@ -246,12 +252,14 @@ impl Session {
         self.send(&if puback { Packet::PubAck(ack) } else { Packet::PubRec(ack) })
     }
 
-    pub(super) fn on_subscribe(&mut self, s: &Subscribe<'_>, now: Instant) -> Result<(), ProtocolError> {
+    pub(super) fn on_subscribe(&mut self, s: &Subscribe<'_>) -> Result<(), ProtocolError> {
         let caps = self.ctx.caps.clone();
         let v5 = self.version.is_v5();
         let id = s.properties.subscription_identifier();
+        self.check_filter_count(s)?;
         let mut codes = Vec::new();
         let mut wait = None;
+        let mut scans = Vec::new();
         {
             let mut router = self.ctx.router();
             for sub in s.subscriptions.iter() {
@@ -278,15 +286,20 @@ impl Session {
                         id,
                         acl_check: read == FilterAccess::Partial,
                     };
-                    let granted =
-                        router.subscribe(&self.handle, filter.as_str(), opts, sub.options.retain_handling, now);
+                    let retain = sub.options.retain_handling;
+                    let granted = router.subscribe_deferred(&self.handle, filter.as_str(), opts, retain);
                     if let Some(lsn) = router.take_lsn() {
                         wait = Some(wait.map_or(lsn, |w: crate::journal::Lsn| w.max(lsn)));
                     }
                     match granted {
-                        Ok(QoS::AtMostOnce) => ReasonCode::Success,
-                        Ok(QoS::AtLeastOnce) => ReasonCode::GrantedQoS1,
-                        Ok(QoS::ExactlyOnce) => ReasonCode::GrantedQoS2,
+                        Ok((qos, scan)) => {
+                            scans.extend(scan);
+                            match qos {
+                                QoS::AtMostOnce => ReasonCode::Success,
+                                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+                            }
+                        }
                         Err(SubscribeError::TooMany) => ReasonCode::QuotaExceeded,
                     }
                 };
@@ -295,6 +308,9 @@ impl Session {
             }
         }
         self.wait_for(wait);
+        for scan in scans {
+            self.queue_retained(scan);
+        }
         let ack = SubAck { packet_id: s.packet_id, properties: Properties::empty(), codes: List::from_slice(&codes) };
         self.send(&Packet::SubAck(ack))
     }
@@ -312,6 +328,9 @@ impl Session {
             }
         }
         let codes = if self.version.is_v5() { List::from_slice(&codes) } else { List::from_slice(&[]) };
+        for f in u.filters.iter() {
+            self.cancel_retained(f.as_str());
+        }
         let ack = UnsubAck { packet_id: u.packet_id, properties: Properties::empty(), codes };
         self.send(&Packet::UnsubAck(ack))
     }

@@ -7,16 +7,19 @@
 //! - `inbound`: PUBLISH, SUBSCRIBE and UNSUBSCRIBE from the client.
 //! - `outbound`: deliveries from the session's outbox to the client.
 //! - `notice`: rate-limited `info` lines for what is dropped or refused without the client being told.
+//! - `retained`: the retained messages of new subscriptions, sent in bounded steps.
 
 pub mod auth;
 pub mod connect;
 mod inbound;
+mod limits;
 mod notice;
 mod outbound;
+mod retained;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -33,7 +36,7 @@ use crate::journal::Lsn;
 use crate::message::Message;
 use crate::persist::{Durable, Record};
 use crate::queue::InflightState;
-use crate::router::{Counters, Router, SessionHandle};
+use crate::router::{Counters, RetainedScan, Router, SessionHandle};
 use auth::{AuthExchange, AuthStep, Authenticator};
 
 pub use connect::{Handshake, Pending, Refused, TakeOver, handshake};
@@ -111,6 +114,12 @@ pub struct Capabilities {
     pub max_packet_size: u32,
     /// Largest keep alive granted; 0 keeps the client's.
     pub max_keepalive: u16,
+    /// Most topic filters one SUBSCRIBE may carry; 0: no limit.
+    pub max_filters_per_subscribe: usize,
+    /// Seconds a keep alive 0 connection may go without a packet; 0: forever.
+    pub idle_timeout_secs: u16,
+    /// Sessions held at once; 0: no limit.
+    pub max_sessions: usize,
     /// Expiry of MQTT 3.x persistent sessions; `None` never.
     pub persistent_session_expiry: Option<Duration>,
 }
@@ -122,6 +131,9 @@ impl Capabilities {
             mqtt: settings.mqtt.clone(),
             max_packet_size: settings.limits.max_packet_size,
             max_keepalive: settings.sessions.max_keepalive,
+            max_filters_per_subscribe: settings.limits.max_filters_per_subscribe,
+            idle_timeout_secs: settings.sessions.idle_timeout_secs,
+            max_sessions: settings.limits.max_sessions,
             persistent_session_expiry: settings.sessions.persistent_session_expiry,
         }
     }
@@ -142,6 +154,19 @@ pub struct Context {
     pub durable: Option<Durable>,
     /// The listener's authentication, when it has any (see [`crate::auth`]); `None` lets everyone do everything.
     pub(crate) gate: Option<Arc<crate::auth::Gate>>,
+}
+
+impl Context {
+    /// A context without persistence or authentication (everyone may do everything), as tests and the fuzz
+    /// targets drive sessions.
+    pub fn new(
+        router: Arc<Mutex<Router>>,
+        counters: Arc<Counters>,
+        caps: Arc<Capabilities>,
+        auth: Arc<dyn Authenticator>,
+    ) -> Self {
+        Self { router, counters, caps, auth, durable: None, gate: None }
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -200,6 +225,10 @@ pub struct Session {
     durable_wait: Option<Lsn>,
     /// What this client may publish and read; `None`: everything (see [`crate::auth`]).
     access: Option<Arc<crate::auth::ClientAccess>>,
+    /// Retained messages still to send for this connection's new subscriptions, oldest first; made on first use.
+    /// Boxed: 8 bytes in every connection's future instead of an empty queue's 32.
+    #[expect(clippy::box_collection, reason = "an idle connection's future holds the session")]
+    retained: Option<Box<VecDeque<RetainedScan>>>,
 }
 
 /// A connection's MQTT 5 topic aliases.
@@ -362,7 +391,7 @@ impl Session {
                 // PUBCOMP even for an unknown id: our earlier PUBCOMP may have been lost [MQTT-4.3.3-11].
                 self.send(&Packet::PubComp(comp))?;
             }
-            Packet::Subscribe(s) => self.on_subscribe(&s, now)?,
+            Packet::Subscribe(s) => self.on_subscribe(&s)?,
             Packet::Unsubscribe(u) => self.on_unsubscribe(&u)?,
             Packet::PingReq => self.send(&Packet::PingResp)?,
             Packet::Disconnect(d) => return self.on_disconnect(&d),

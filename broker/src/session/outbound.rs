@@ -8,7 +8,8 @@ use tokio::time::Instant;
 use super::notice::{Notice, truncated};
 use super::{ProtocolError, Session, encode_into};
 use crate::message::Shape;
-use crate::queue::{Delivery, Send};
+use crate::queue::{Delivery, Outgoing};
+use crate::router::RetainedStep;
 
 /// Most bytes queued for writing per wakeup before the connection flushes and comes back for more.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
@@ -19,6 +20,7 @@ impl Session {
     /// # Errors
     /// [`ProtocolError::Encode`] on an internal encoding failure.
     pub fn poll_outbox(&mut self, now: Instant) -> Result<bool, ProtocolError> {
+        let retained_left = self.poll_retained(now);
         let handle = self.handle.clone();
         let mut state = handle.lock();
         if state.conn.as_ref().is_none_or(|c| c.id != self.conn_id) {
@@ -33,7 +35,7 @@ impl Session {
             }
             let Some(next) = state.outbox.next_send(now) else { break false };
             match next {
-                Send::Publish { id, delivery, dup } => {
+                Outgoing::Publish { id, delivery, dup } => {
                     let qos_pid = match (delivery.qos, id) {
                         (QoS::AtLeastOnce, Some(id)) => QosPid::AtLeastOnce(id),
                         (QoS::ExactlyOnce, Some(id)) => QosPid::ExactlyOnce(id),
@@ -50,7 +52,7 @@ impl Session {
                         }
                     }
                 }
-                Send::PubRel(id) => encode_into(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,
+                Outgoing::PubRel(id) => encode_into(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,
             }
         };
         handle.release_publishers(&mut state);
@@ -73,7 +75,13 @@ impl Session {
                 );
             }
         }
-        Ok(more)
+        // A retained walk waiting for room goes on once this batch made some.
+        let retained_more = match retained_left {
+            RetainedStep::Done => false,
+            RetainedStep::More => true,
+            RetainedStep::Full => delivered + dropped > 0,
+        };
+        Ok(more || retained_more)
     }
 
     /// Encodes one PUBLISH. Returns `false` (writing nothing) when it exceeds the client's Maximum Packet Size: only

@@ -24,6 +24,8 @@ fn context() -> Context {
     let limits = RouterLimits {
         outbox,
         max_retained: 10,
+        max_retained_bytes: 0,
+        max_pending_wills: 0,
         max_subscriptions: 10,
         shared_strategy: SharedStrategy::RoundRobin,
         disconnect_slow_consumers: false,
@@ -322,4 +324,205 @@ fn a_connack_sheds_the_properties_a_client_can_do_without_first() {
     let mut props = all.to_vec();
     let max = u32::try_from(len(essential)).unwrap() - 1;
     assert!(!super::connect::fit_connack(&mut props, false, ProtocolVersion::V5, max), "the essentials never go");
+}
+
+/// A context whose router holds up to `max_retained` retained messages and queues up to `max_queued` messages per
+/// session, and whose SUBSCRIBE carries at most `max_filters` filters.
+fn context_with(max_retained: usize, max_queued: usize, max_filters: usize) -> Context {
+    context_with_budget(max_retained, max_queued, max_filters, 0)
+}
+
+/// As [`context_with`], with a memory budget of `budget` bytes (0: none).
+fn context_with_budget(max_retained: usize, max_queued: usize, max_filters: usize, budget: usize) -> Context {
+    let outbox = OutboxLimits { max_inflight: 64, max_queued, max_queued_bytes: 1 << 30, queue_qos0_offline: false };
+    let limits = RouterLimits {
+        outbox,
+        max_retained,
+        max_retained_bytes: 0,
+        max_pending_wills: 0,
+        max_subscriptions: 10,
+        shared_strategy: SharedStrategy::RoundRobin,
+        disconnect_slow_consumers: false,
+    };
+    let counters = Arc::new(Counters { budget: crate::budget::Budget::new(budget), ..Counters::default() });
+    let router = Arc::new(Mutex::new(Router::new(limits, counters.clone())));
+    let caps = Capabilities {
+        max_filters_per_subscribe: max_filters,
+        ..Capabilities::from_settings(&crate::Settings::default())
+    };
+    Context { router, counters, caps: Arc::new(caps), auth: Arc::new(NoMethods), gate: None, durable: None }
+}
+
+fn subscribe_packet(s: &mut Session, filters: &[&str]) -> Result<super::Flow, super::ProtocolError> {
+    let subs: Vec<Subscription<'_>> = filters
+        .iter()
+        .map(|f| Subscription {
+            filter: TopicFilter::new(f).unwrap(),
+            options: SubscriptionOptions::qos(QoS::AtMostOnce),
+        })
+        .collect();
+    let packet = Subscribe {
+        packet_id: PacketId::new(1).unwrap(),
+        properties: Properties::empty(),
+        subscriptions: List::from_slice(&subs),
+    };
+    s.on_packet(Instant::now(), &frame_in(&Packet::Subscribe(packet), s.version()))
+}
+
+fn publish_retained(s: &mut Session, topic: &str) {
+    let p = Publish {
+        dup: false,
+        qos_pid: QosPid::AtMostOnce,
+        retain: true,
+        topic: TopicName::new(topic).unwrap(),
+        properties: Properties::empty(),
+        payload: topic.as_bytes(),
+    };
+    s.on_packet(Instant::now(), &frame(&Packet::Publish(p))).unwrap();
+}
+
+/// Drives the connection's loop: each turn moves what is ready into the output, as the connection does, and a
+/// reader takes it. Returns the payloads of every PUBLISH sent, with the largest queue length seen.
+fn read_all(s: &mut Session) -> (Vec<Vec<u8>>, usize) {
+    let mut got = Vec::new();
+    let mut longest = 0;
+    for _ in 0..100_000 {
+        let more = s.poll_outbox(Instant::now()).unwrap();
+        longest = longest.max(s.handle().lock().outbox.queued());
+        let mut rest = Bytes::from(std::mem::take(s.output()));
+        while !rest.is_empty() {
+            let len = mqtt_codec::frame_len(&rest, u32::MAX).unwrap().unwrap();
+            let frame = rest.split_to(len);
+            if let Ok(Packet::Publish(p)) = decode(&frame, s.version()) {
+                got.push(p.payload.to_vec());
+            }
+        }
+        if !more {
+            return (got, longest);
+        }
+    }
+    panic!("the session never ran out of things to send");
+}
+
+#[test]
+fn a_subscribe_with_more_filters_than_the_cap_closes_the_connection_with_quota_exceeded() {
+    let ctx = context_with(10, 100, 3);
+    let mut s = connect_in(&ctx, "many", 1, ProtocolVersion::V5);
+    assert!(subscribe_packet(&mut s, &["a", "b", "c"]).is_ok(), "at the cap");
+    s.output().clear();
+    let err = subscribe_packet(&mut s, &["d", "e", "f", "g"]).unwrap_err();
+    assert_eq!(err.reason_code(), mqtt_codec::ReasonCode::QuotaExceeded);
+    assert!(s.output().is_empty(), "no SUBACK");
+    assert_eq!(s.handle().lock().subscriptions.len(), 3, "none of the refused packet's filters subscribed");
+}
+
+#[test]
+fn a_filter_repeated_in_one_subscribe_counts_once_and_gets_the_retained_messages_once() {
+    let ctx = context_with(10, 100, 1000);
+    let mut p = connect(&ctx, "retainer", 1);
+    for t in ["r/1", "r/2", "r/3"] {
+        publish_retained(&mut p, t);
+    }
+    let mut s = connect(&ctx, "repeater", 2);
+    s.output().clear();
+    // Eleven times the same filter, with a subscription cap of ten.
+    subscribe_packet(&mut s, &["r/#"; 11]).unwrap();
+    let suback = std::mem::take(s.output());
+    let ack = match decode(&suback, s.version()) {
+        Ok(Packet::SubAck(ack)) => ack,
+        other => panic!("not a SUBACK: {other:?}"),
+    };
+    assert!(ack.codes.iter().all(|c| !c.is_error()), "{:?}", ack.codes);
+    assert_eq!(s.handle().lock().subscriptions.len(), 1);
+    let (got, _) = read_all(&mut s);
+    assert_eq!(got, vec![b"r/1".to_vec(), b"r/2".to_vec(), b"r/3".to_vec()]);
+}
+
+#[test]
+fn retained_messages_of_a_wide_subscription_arrive_in_steps_at_the_readers_pace() {
+    let n = 5_000;
+    let ctx = context_with(n, 100, 1000);
+    let mut p = connect(&ctx, "retainer", 1);
+    for i in 0..n {
+        publish_retained(&mut p, &format!("bulk/{i:05}"));
+    }
+    let mut s = connect(&ctx, "wide", 2);
+    subscribe_packet(&mut s, &["#"]).unwrap();
+    assert!(!s.output().is_empty(), "the SUBACK goes first");
+    assert_eq!(s.handle().lock().outbox.queued(), 0, "nothing walked under the SUBSCRIBE");
+    s.output().clear();
+    // A step visits a bounded part of the store, and the router lock is free between steps: another client
+    // publishes in the middle of the walk.
+    assert!(s.poll_outbox(Instant::now()).unwrap(), "more to come");
+    s.output().clear();
+    let mut other = connect(&ctx, "other", 3);
+    subscribe(&mut other, "live");
+    publish(&mut p, "live");
+    assert_eq!(deliveries(&mut other).len(), 1);
+    let (mut got, longest) = read_all(&mut s);
+    assert_eq!(got.iter().filter(|m| m.as_slice() == b"x").count(), 1, "the live message too");
+    got.retain(|m| m.as_slice() != b"x");
+    assert!(longest <= 100, "the queue never went past its limit ({longest})");
+    assert_eq!(s.handle().lock().outbox.dropped(), 0, "nothing dropped for a full queue");
+    // Every retained message once, in topic order; the first step's went out above.
+    assert_eq!(got.len() + usize::min(100, n), n, "each retained message exactly once");
+    let expected: Vec<Vec<u8>> = (n - got.len()..n).map(|i| format!("bulk/{i:05}").into_bytes()).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn an_unsubscribe_stops_the_retained_messages_still_to_send() {
+    let ctx = context_with(3000, 100, 1000);
+    let mut p = connect(&ctx, "retainer", 1);
+    for i in 0..3000 {
+        publish_retained(&mut p, &format!("u/{i:04}"));
+    }
+    let mut s = connect(&ctx, "quitter", 2);
+    subscribe_packet(&mut s, &["u/+"]).unwrap();
+    assert!(s.poll_outbox(Instant::now()).unwrap());
+    s.output().clear();
+    let filters = [TopicFilter::new("u/+").unwrap()];
+    let packet = mqtt_codec::Unsubscribe {
+        packet_id: PacketId::new(2).unwrap(),
+        properties: Properties::empty(),
+        filters: List::from_slice(&filters),
+    };
+    s.on_packet(Instant::now(), &frame(&Packet::Unsubscribe(packet))).unwrap();
+    s.output().clear();
+    let (got, _) = read_all(&mut s);
+    assert!(got.len() <= 100, "only what was queued before the UNSUBSCRIBE ({})", got.len());
+}
+
+#[test]
+fn a_message_over_the_memory_budget_is_refused_with_quota_exceeded_and_counted() {
+    let ctx = context_with_budget(10, 100, 1000, 100);
+    let mut sub = connect(&ctx, "sub", 1);
+    subscribe(&mut sub, "b/#");
+    let mut p = connect_in(&ctx, "pub5", 2, ProtocolVersion::V5);
+    p.output().clear();
+    let mut acks = Vec::new();
+    for (i, size) in [60usize, 60, 10].into_iter().enumerate() {
+        let payload = vec![b'x'; size];
+        let publish = Publish {
+            dup: false,
+            qos_pid: QosPid::AtLeastOnce(PacketId::new(i as u16 + 1).unwrap()),
+            retain: false,
+            topic: TopicName::new("b/t").unwrap(),
+            properties: Properties::empty(),
+            payload: &payload,
+        };
+        p.on_packet(Instant::now(), &frame_in(&Packet::Publish(publish), ProtocolVersion::V5)).unwrap();
+        let out = std::mem::take(p.output());
+        match decode(&out, ProtocolVersion::V5) {
+            Ok(Packet::PubAck(a)) => acks.push(a.reason),
+            other => panic!("{other:?}"),
+        }
+    }
+    use mqtt_codec::ReasonCode;
+    // 63 bytes fit in 100, a second 63 do not, 13 more do.
+    assert_eq!(acks, [ReasonCode::Success, ReasonCode::QuotaExceeded, ReasonCode::Success]);
+    assert_eq!(ctx.counters.budget.dropped(crate::budget::DropReason::Budget), 1);
+    assert_eq!(ctx.counters.budget.used(), 63 + 13);
+    assert_eq!(deliveries(&mut sub).len(), 2);
+    assert_eq!(ctx.counters.budget.used(), 0, "given back once delivered");
 }
