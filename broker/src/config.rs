@@ -1400,6 +1400,35 @@ mod tests {
     }
 
     #[test]
+    fn bridges_are_validated_with_the_key_at_fault() {
+        let base =
+            "[[bridges]]\nname = \"cloud\"\naddresses = [\"up.example:8883\"]\ntopics = [\"a/# both 1 l/ r/\"]\n";
+        let c = Config::from_toml(base).unwrap();
+        let b = &c.settings.bridges[0];
+        assert_eq!((b.name.as_str(), b.max_inflight, b.clean_start), ("cloud", 100, false));
+        assert_eq!(b.topics[0].remote_filter(), "r/a/#");
+        let v311 = Config::from_toml(&format!("{base}protocol = \"3.1.1\"\n")).unwrap();
+        assert_eq!(v311.settings.bridges[0].max_inflight, 20);
+        for (extra, key) in [
+            ("protocol = \"4\"\n", "bridges[0].protocol"),
+            ("overflow = \"spill\"\n", "bridges[0].overflow"),
+            ("topics = [\"a/# sideways\"]\n", "bridges[0].topics[0]"),
+            ("max_queue_bytes = 10\n", "bridges[0].max_queue_bytes"),
+            ("colour = 1\n", "colour"),
+        ] {
+            let toml = if extra.starts_with("topics") {
+                base.replace("topics = [\"a/# both 1 l/ r/\"]\n", extra)
+            } else {
+                format!("{base}{extra}")
+            };
+            let e = err(&toml);
+            assert!(e.contains(key), "{extra:?}: {e}");
+        }
+        assert!(err(&format!("{base}{}", &base)).contains("bridges[1].name"), "two bridges of one name");
+        assert!(!format!("{b:?}").contains("secret"));
+    }
+
+    #[test]
     fn unknown_keys_are_errors_naming_the_key() {
         assert!(err("[limits]\nmax_conections = 5\n").starts_with("limits.max_conections: unknown key (expected"));
         assert!(err("verbose = true\n").starts_with("verbose: unknown key"));
