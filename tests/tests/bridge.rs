@@ -8,6 +8,8 @@
 //! - TLS upstream with a client certificate.
 //! - Overflow: drop-oldest keeps the newest and counts; refuse-newest answers `0x97` to an MQTT 5 publisher.
 
+mod tls_support;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::path::{Path, PathBuf};
@@ -485,4 +487,44 @@ async fn overflow_drop_oldest_keeps_the_newest_and_counts() {
 async fn overflow_refuse_newest_keeps_the_oldest_and_counts() {
     let (got, _) = overflow_case(Overflow::RefuseNewest).await;
     assert_eq!(got, (0..20).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_upstream_with_a_client_certificate() {
+    use broker::config::{ClientAuth, Transport};
+    let pki = tls_support::Pki::new("bridge");
+    let server = pki.server("upstream", 1);
+    let gateway = pki.client("gateway", "gateway-17");
+    let watcher = pki.client("watcher", "watcher");
+    // The upstream requires a client certificate and takes its CN as the user name.
+    let tls = tls_support::tls_settings(&pki, &server, ClientAuth::Required, true);
+    let upstream = tls_support::start(Transport::Mqtt, Some(tls)).await;
+    let config = tls_support::mqtt_client_config(pki.ca_der(), Some(&watcher));
+    let options = tls_support::rumqttc_tls_options(&unique("up-sub"), "localhost", upstream.port(), config, false);
+    let (mut sub, _) = client::connect(options, false).await;
+    let topic = unique("secure");
+    sub.subscribe(&format!("site/{topic}/#"), QoS::AtLeastOnce).await;
+
+    let line = format!("{topic}/# out 1 \"\" site/");
+    let mut bridge = BridgeSettings::new("secure", &format!("127.0.0.1:{}", upstream.port()), rules(&[&line]));
+    bridge.client_id = unique("edge-bridge");
+    bridge.tls = Some(broker::bridge::BridgeTls {
+        ca_file: pki.ca_file.clone(),
+        cert_file: Some(gateway.cert.clone()),
+        key_file: Some(gateway.key.clone()),
+        alpn: vec!["mqtt".into()],
+        server_name: Some("localhost".into()),
+    });
+    let edge = start_broker(edge_settings(bridge)).await;
+    wait_bridge(&edge.broker, "connected", |s| s.connected).await;
+    assert!(upstream.broker.connected_identities().contains(&"gateway-17".to_owned()));
+    let (mut publisher, _) = client::connect(client::options(edge.addr, &unique("pub")), false).await;
+    for i in 0..10 {
+        publisher.publish(&format!("{topic}/t"), QoS::AtLeastOnce, false, i.to_string()).await;
+    }
+    let remote = format!("site/{topic}/t");
+    let got = collect(&mut sub, Duration::from_secs(10), Duration::from_secs(30), |g| g.get(&remote) == Some(&10))
+        .await
+        .unwrap();
+    assert_eq!(got[&remote], (0..10).collect::<Vec<_>>());
 }
