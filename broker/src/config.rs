@@ -54,6 +54,8 @@ pub struct Settings {
     /// How often the `$SYS` tree is published (`sys_interval`); `None` (0): never. Off in code, 10 s in the
     /// embedded default (Mosquitto's).
     pub sys_interval: Option<Duration>,
+    /// Bridges to upstream brokers (`[[bridges]]`, see [`crate::bridge`]).
+    pub bridges: Vec<crate::bridge::BridgeSettings>,
 }
 
 /// One listener.
@@ -246,6 +248,7 @@ impl Default for Settings {
             persistence: PersistenceSettings::default(),
             http: crate::http::HttpSettings::default(),
             sys_interval: None,
+            bridges: Vec::new(),
         }
     }
 }
@@ -535,6 +538,7 @@ struct FileConfig {
     persistence: FilePersistence,
     http: crate::http::FileHttp,
     log: FileLog,
+    bridges: Vec<crate::bridge::FileBridge>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -923,6 +927,7 @@ impl Default for FileConfig {
             http: crate::http::FileHttp::default(),
             sys_interval: Int(0),
             log: FileLog::default(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -1125,6 +1130,7 @@ impl FileConfig {
         let http = self.http.validate()?;
         let sys = ranged::<u64>("sys_interval", self.sys_interval, 0, 86_400)?;
         let sys_interval = (sys > 0).then(|| Duration::from_secs(sys));
+        let bridges = crate::bridge::validate(&self.bridges).map_err(|(key, why)| ConfigError::invalid(key, why))?;
 
         let level = self.log.level.trim();
         if level.is_empty() {
@@ -1132,7 +1138,8 @@ impl FileConfig {
         }
         let format = self.log.format.parse().map_err(|reason| ConfigError::invalid("log.format", reason))?;
         let log = LogSettings { format, level: level.to_owned() };
-        Ok(Config { settings: Settings { listeners, limits, sessions, mqtt, persistence, http, sys_interval }, log })
+        let settings = Settings { listeners, limits, sessions, mqtt, persistence, http, sys_interval, bridges };
+        Ok(Config { settings, log })
     }
 }
 
@@ -1410,6 +1417,35 @@ mod tests {
         assert_eq!(c.settings.sessions.persistent_session_expiry, Some(Duration::from_secs(3600)));
         assert_eq!(c.settings.sessions.max_keepalive, 120);
         assert_eq!(c.log, LogSettings { format: LogFormat::Json, level: "debug,broker=trace".into() });
+    }
+
+    #[test]
+    fn bridges_are_validated_with_the_key_at_fault() {
+        let base =
+            "[[bridges]]\nname = \"cloud\"\naddresses = [\"up.example:8883\"]\ntopics = [\"a/# both 1 l/ r/\"]\n";
+        let c = Config::from_toml(base).unwrap();
+        let b = &c.settings.bridges[0];
+        assert_eq!((b.name.as_str(), b.max_inflight, b.clean_start), ("cloud", 100, false));
+        assert_eq!(b.topics[0].remote_filter(), "r/a/#");
+        let v311 = Config::from_toml(&format!("{base}protocol = \"3.1.1\"\n")).unwrap();
+        assert_eq!(v311.settings.bridges[0].max_inflight, 20);
+        for (extra, key) in [
+            ("protocol = \"4\"\n", "bridges[0].protocol"),
+            ("overflow = \"spill\"\n", "bridges[0].overflow"),
+            ("topics = [\"a/# sideways\"]\n", "bridges[0].topics[0]"),
+            ("max_queue_bytes = 10\n", "bridges[0].max_queue_bytes"),
+            ("colour = 1\n", "colour"),
+        ] {
+            let toml = if extra.starts_with("topics") {
+                base.replace("topics = [\"a/# both 1 l/ r/\"]\n", extra)
+            } else {
+                format!("{base}{extra}")
+            };
+            let e = err(&toml);
+            assert!(e.contains(key), "{extra:?}: {e}");
+        }
+        assert!(err(&format!("{base}{}", &base)).contains("bridges[1].name"), "two bridges of one name");
+        assert!(!format!("{b:?}").contains("secret"));
     }
 
     #[test]

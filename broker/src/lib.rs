@@ -17,6 +17,8 @@
 //!   and rebuilt from it at startup.
 //! - [`budget`]: the broker-wide memory budget for message bytes, and drops by reason.
 //! - `logging`: lines about clients, cut to size and rate-limited.
+//! - [`bridge`]: bridges to upstream brokers; each is a persistent session whose outbox is the durable
+//!   store-and-forward queue, driven upstream by a task of its own.
 //!
 //! Beside the data path, [`migrate`] translates a Mosquitto configuration (`broker migrate-config`), [`metrics`]
 //! counts what operators watch, [`http`] serves it (`/metrics`, `/healthz`, `/readyz`) and [`sys`] publishes it
@@ -51,6 +53,8 @@ pub mod journal;
 
 pub mod budget;
 pub(crate) mod logging;
+
+pub mod bridge;
 
 pub mod migrate;
 
@@ -158,6 +162,8 @@ struct Shared {
     http: Arc<Mutex<Option<TcpListener>>>,
     /// The HTTP endpoint's users, once served (reloaded with the MQTT password files).
     http_auth: Arc<std::sync::OnceLock<Arc<http::Auth>>>,
+    /// Bridges to upstream brokers.
+    bridges: bridge::Bridges,
 }
 
 #[derive(Clone, Default)]
@@ -225,6 +231,7 @@ impl Broker {
         } else {
             None
         };
+        let bridges = bridge::Bridges::prepare(&mut router, &settings.bridges, outbox);
         let router = Arc::new(Mutex::new(router));
         let ctx = Context { router, counters, caps, auth: Arc::new(NoMethods), gate: None, durable };
         let global_limit = Arc::new(Semaphore::new(l.max_connections));
@@ -240,6 +247,7 @@ impl Broker {
                 ready: Arc::default(),
                 http: Arc::default(),
                 http_auth: Arc::default(),
+                bridges,
             }),
         })
     }
@@ -353,6 +361,11 @@ impl Broker {
         }
     }
 
+    /// Each bridge's state and counters (connected, queue length and bytes, drops), in configuration order.
+    pub fn bridge_stats(&self) -> Vec<bridge::BridgeStats> {
+        self.shared.bridges.stats(&self.shared.ctx.router())
+    }
+
     /// A snapshot of one session's counters, if the session exists.
     pub fn session_stats(&self, client_id: &str) -> Option<SessionStats> {
         let router = self.shared.ctx.router();
@@ -461,6 +474,7 @@ impl Broker {
             let metrics = self.shared.ctx.counters.obs.listener(label);
             accept.tracker.spawn(listener::accept_loop(listener, local_limit, accept.clone(), metrics));
         }
+        self.shared.bridges.spawn(&self.shared.ctx, &accept.tracker, &accept.stop);
         let http = self.shared.http.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(http) = http {
             let auth = self.http_auth(&http)?;

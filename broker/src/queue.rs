@@ -109,6 +109,8 @@ pub struct Outbox {
     next_seq: u64,
     /// The journal of a persistent session; `None` for a session that ends with its connection.
     link: Option<Box<Link>>,
+    /// A full queue drops its oldest messages to take a new one, instead of refusing the new one (bridges).
+    drop_oldest: bool,
 }
 
 /// How a persistent session's outbox reaches the journal.
@@ -138,7 +140,16 @@ impl Outbox {
             taken: 0,
             next_seq: 1,
             link: None,
+            drop_oldest: false,
         }
+    }
+
+    /// Replaces the limits, and chooses what a full queue does: refuse the new message (the default), or drop the
+    /// oldest queued ones to make room (`drop_oldest`). Bridges set their own byte bound and policy this way.
+    pub fn set_limits(&mut self, limits: OutboxLimits, drop_oldest: bool) {
+        self.limits = limits;
+        self.window = limits.max_inflight;
+        self.drop_oldest = drop_oldest;
     }
 
     /// Journals every later change of this outbox: the session is persistent.
@@ -241,9 +252,14 @@ impl Outbox {
             && self.queued_bytes.saturating_add(delivery.msg.cost()) <= self.limits.max_queued_bytes
     }
 
+    /// Whether dropping the oldest queued messages would make room for this one.
+    fn can_make_room(&self, delivery: &Delivery) -> bool {
+        self.drop_oldest && self.limits.max_queued > 0 && delivery.msg.cost() <= self.limits.max_queued_bytes
+    }
+
     /// Whether [`Outbox::push`] would queue this delivery now.
     pub fn would_accept(&self, delivery: &Delivery, online: bool) -> bool {
-        !self.skips_offline(delivery, online) && self.has_room(delivery)
+        !self.skips_offline(delivery, online) && (self.has_room(delivery) || self.can_make_room(delivery))
     }
 
     /// Queues a delivery.
@@ -259,8 +275,18 @@ impl Outbox {
             return Err(Rejected::Offline);
         }
         if !self.has_room(&delivery) {
-            self.dropped = self.dropped.saturating_add(1);
-            return Err(Rejected::Full);
+            if !self.can_make_room(&delivery) {
+                self.dropped = self.dropped.saturating_add(1);
+                return Err(Rejected::Full);
+            }
+            while !self.has_room(&delivery) {
+                let seq = self.head_seq();
+                let Some(old) = self.queue.pop_front() else { break };
+                self.queued_bytes = self.queued_bytes.saturating_sub(old.msg.cost());
+                self.dropped = self.dropped.saturating_add(1);
+                self.taken = self.taken.wrapping_add(1);
+                self.record(|client| Record::Done { client, seq });
+            }
         }
         self.queued_bytes = self.queued_bytes.saturating_add(delivery.msg.cost());
         self.queue.push_back(delivery);
@@ -621,6 +647,29 @@ mod tests {
         };
         o.push(big.clone(), false).unwrap();
         assert_eq!(o.push(big, false), Err(Rejected::Full));
+    }
+
+    #[test]
+    fn drop_oldest_makes_room_and_counts() {
+        let now = Instant::now();
+        let mut o = Outbox::new(limits(10, 10));
+        let cost = d(0, QoS::AtLeastOnce).msg.cost();
+        let bounded = OutboxLimits { max_queued: usize::MAX, max_queued_bytes: 3 * cost, ..limits(10, 10) };
+        o.set_limits(bounded, true);
+        for n in 0..5 {
+            assert!(o.would_accept(&d(n, QoS::AtLeastOnce), false));
+            o.push(d(n, QoS::AtLeastOnce), false).unwrap();
+        }
+        assert_eq!((o.queued(), o.dropped(), o.queued_bytes()), (3, 2, 3 * cost));
+        let sent: Vec<u8> = (0..3).map(|_| publish_payload(o.next_send(now)).1).collect();
+        assert_eq!(sent, vec![2, 3, 4], "the newest are kept, in order");
+        o.set_limits(bounded, false);
+        for n in 0..3 {
+            o.push(d(n, QoS::AtLeastOnce), false).unwrap();
+        }
+        assert!(!o.would_accept(&d(9, QoS::AtLeastOnce), false));
+        assert_eq!(o.push(d(9, QoS::AtLeastOnce), false), Err(Rejected::Full));
+        assert_eq!(o.dropped(), 3);
     }
 
     #[test]

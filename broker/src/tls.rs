@@ -41,11 +41,11 @@ fn file_err(path: &Path, reason: impl std::fmt::Display) -> TlsError {
 }
 
 /// The one crypto provider: ring.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| file_err(path, e))?
         .collect::<Result<Vec<_>, _>>()

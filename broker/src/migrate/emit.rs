@@ -55,6 +55,7 @@ pub(super) fn render(name: &str, t: &mut Translator) -> String {
     }
     persistence(t, &mut body);
     log(t, &mut body);
+    super::bridge::render(t, &mut body);
 
     let mut head = String::new();
     let _ = writeln!(head, "# Configuration translated from {name} by `broker migrate-config`.");

@@ -2,13 +2,14 @@
 //!
 //! Every directive of the file (and of the files its `include_dir` names) is either translated into a key of the
 //! output or listed, with its file and line and the reason, in a NOT TRANSLATED block at the top of the output:
-//! nothing is dropped silently. Bridges (`connection` blocks) are listed there line by line, passwords masked.
+//! nothing is dropped silently. Bridges (`connection` blocks) become `[[bridges]]` tables (`bridge`).
 //!
 //! Persistence (`[persistence]`) and authentication (`allow_anonymous`, `password_file`, `acl_file` on each
 //! listener) are emitted under the names this broker's configuration gives them; [`Options::planned`] off leaves
 //! them out (and lists their directives as not translated), for a broker build whose configuration lacks them.
 //! docs/migrating-from-mosquitto.md explains each mapping and what behaves differently.
 
+mod bridge;
 mod emit;
 mod mosquitto;
 #[cfg(test)]
@@ -148,8 +149,10 @@ struct Translator {
     persistence_enabled: Option<Set<bool>>,
     persistence_path: Option<Set<String>>,
     log_types: Vec<(String, Loc)>,
-    /// The open bridge (`connection` block), whose lines are listed as not translated.
+    /// The open bridge (`connection` block).
     bridge: Option<String>,
+    /// The bridges translated, in order.
+    bridges: Vec<bridge::BridgeDraft>,
     notes: Vec<Note>,
     translated: Vec<Loc>,
 }
@@ -258,14 +261,13 @@ impl Translator {
         } else if d.name == "listener" {
             self.bridge = None;
         }
-        if let Some(bridge) = &self.bridge {
-            if d.name == "connection" || is_bridge_option(&d.name) {
-                let reason = format!(
-                    "bridge {bridge:?}: bridges are not supported yet; keep Mosquitto for this bridge or \
-                     re-create it with a client that subscribes here and publishes there"
-                );
-                return self.note(d, reason);
-            }
+        if let Some(bridge) = self.bridge.clone()
+            && (d.name == "connection" || is_bridge_option(&d.name))
+        {
+            return match self.bridge_directive(d) {
+                Ok(()) => self.translated.push(d.loc.clone()),
+                Err(reason) => self.note(d, format!("bridge {bridge:?}: {reason}")),
+            };
         }
         if let Some(reason) = untranslatable(&d.name) {
             return self.note(d, reason);

@@ -7,6 +7,8 @@ use crate::config::{ClientAuth, Config, ListenerSettings, TlsSettings, Transport
 const EXAMPLE: &str = include_str!("../../tests/mosquitto/example-mosquitto.conf");
 const DEBIAN: &str = include_str!("../../tests/mosquitto/debian-mosquitto.conf");
 const TLS: &str = include_str!("../../tests/mosquitto/tls-client-certs.conf");
+use crate::bridge as broker_bridge;
+
 const BRIDGE: &str = include_str!("../../tests/mosquitto/bridge-cloud.conf");
 const PASSWORD_ACL: &str = include_str!("../../tests/mosquitto/password-acl.conf");
 const WEBSOCKETS: &str = include_str!("../../tests/mosquitto/websockets.conf");
@@ -167,15 +169,20 @@ fn tls_listener_with_client_certificates() {
 }
 
 #[test]
-fn a_bridge_is_named_line_by_line_with_its_password_masked() {
+fn a_bridge_becomes_a_bridges_table_key_for_key() {
     let m = translate("bridge.conf", BRIDGE, PLANNED);
     assert_all_accounted_for("bridge.conf", BRIDGE, &m);
-    let bridge_lines: Vec<&Note> = m.notes.iter().filter(|n| n.reason.starts_with("bridge \"cloud\"")).collect();
-    assert_eq!(bridge_lines.len(), 13, "every line of the connection block: {bridge_lines:#?}");
-    assert!(m.toml.contains("#   bridge.conf:20: topic telemetry/# out 1 site17/ building/17/"), "{}", m.toml);
+    let untranslated: Vec<&Note> = m.notes.iter().filter(|n| n.reason.starts_with("bridge \"cloud\"")).collect();
+    assert_eq!(untranslated.len(), 1, "only notifications has no counterpart: {untranslated:#?}");
+    assert!(untranslated[0].line.starts_with("notifications"));
+    assert!(
+        m.toml.contains("topics = [\n  \"telemetry/# out 1 site17/ building/17/\",  # bridge.conf:20"),
+        "{}",
+        m.toml
+    );
+    // The password goes where it is used, never into a comment or note.
     assert!(m.toml.contains("remote_password ********"));
-    assert!(!m.toml.contains("s3cret-cloud-pass"), "a password leaked into the output");
-    assert_eq!(m.toml.matches("bridges are not supported yet").count(), 1, "one reason for the whole block");
+    assert_eq!(m.toml.matches("s3cret-cloud-pass").count(), 1, "{}", m.toml);
     // Lines after the block that are not bridge options are translated as usual.
     assert!(m.toml.contains("[log]\n# From bridge.conf:23 log_type error"), "{}", m.toml);
     assert!(m.toml.contains("level = \"info\""));
@@ -186,6 +193,21 @@ fn a_bridge_is_named_line_by_line_with_its_password_masked() {
     assert_eq!(config.log.level, "info");
     assert_eq!(config.settings.listeners, [anonymous_listener("0.0.0.0:1883")]);
     assert!(config.settings.persistence.enabled);
+    let b = &config.settings.bridges[0];
+    assert_eq!((b.name.as_str(), b.client_id.as_str()), ("cloud", "gateway-17"));
+    assert_eq!(b.addresses, ["iot.example.com:8883"]);
+    assert_eq!((b.username.as_deref(), b.password.as_deref()), (Some("gateway-17"), Some("s3cret-cloud-pass")));
+    assert_eq!((b.protocol, b.clean_start, b.keepalive.as_secs()), (broker_bridge::Protocol::V311, false, 60));
+    assert_eq!(b.tls.as_ref().map(|t| t.ca_file.clone()), Some("/etc/mosquitto/certs/cloud-ca.pem".into()));
+    let rules: Vec<(String, String)> = b.topics.iter().map(|r| (r.local_filter(), r.remote_filter())).collect();
+    assert_eq!(
+        rules,
+        [
+            ("site17/telemetry/#".into(), "building/17/telemetry/#".into()),
+            ("site17/commands/#".into(), "building/17/commands/#".into())
+        ]
+    );
+    assert_eq!(b.topics[1].direction, broker_bridge::Direction::In);
 }
 
 #[test]

@@ -202,6 +202,12 @@ fn check(ctx: &Context, c: &Connect<'_>) -> Option<(ReasonCode, &'static str)> {
         // "identifier rejected" (the broker cannot assign one: 3.1 has no way to tell the client).
         return Some((ReasonCode::ClientIdentifierNotValid, "empty client identifier in MQTT 3.1"));
     }
+    if c.client_id.starts_with(crate::bridge::CLIENT_ID_PREFIX) {
+        return Some((
+            ReasonCode::ClientIdentifierNotValid,
+            "client identifiers starting with $bridge/ are the broker's",
+        ));
+    }
     if c.client_id.is_empty() && !c.clean_start && !v5 {
         // An empty id needs a clean session in MQTT 3.x [MQTT-3.1.3-8]; MQTT 5 assigns one either way.
         return Some((ReasonCode::ClientIdentifierNotValid, "empty client identifier without clean session"));

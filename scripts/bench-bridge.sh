@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Bridge drain benchmark (issue 16): N QoS 1 messages are queued at the edge while the upstream is down, then the
+# upstream (Debian's mosquitto) comes back and we time until a subscriber there has all of them. The same run with
+# Mosquitto as the edge (its bridge keeps the queue in memory). Not part of the tests.
+#   bash scripts/bench-bridge.sh              # N=100000
+#   N=20000 bash scripts/bench-bridge.sh      # a quick look
+# Both edges: TCP, 127.0.0.1, 64-byte payloads published with `mosquitto_pub -l -q 1` (one publisher, in order),
+# bridge topic `bench/# out 1`, MQTT 3.1.1 upstream (Mosquitto's bridge bit), window 20 (Mosquitto's default
+# max_inflight_messages, which the upstream enforces), persistent upstream session, reconnection every 2 s.
+# Ours journals with fsync = "always". Prints one line per edge: fill time, drain time, drain rate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N="${N:-100000}"
+BROKER="${BROKER:-target/release/broker}"
+MOSQ="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+OUT="${OUT:-target/bench-bridge}"
+rm -rf "$OUT" && mkdir -p "$OUT"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+UP_PORT=$(port)
+upstream_conf() {
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nuser root\nset_tcp_nodelay true\n' "$UP_PORT" > "$OUT/upstream.conf"
+}
+upstream_conf
+payload=$(printf 'x%.0s' $(seq 60))
+
+run() { # name, edge port, start command already running as pid $2
+  local name=$1 edge_port=$2
+  local t0 t1 t2
+  t0=$(now)
+  seq -f "%06g-$payload" 1 "$N" | mosquitto_pub -p "$edge_port" -t bench/drain -q 1 -l
+  t1=$(now)
+  "$MOSQ" -c "$OUT/upstream.conf" > "$OUT/upstream-$name.log" 2>&1 & local up=$!; PIDS+=("$up")
+  wait_port "$UP_PORT"
+  local start; start=$(now)
+  timeout 600 mosquitto_sub -p "$UP_PORT" -t 'bench/#' -q 1 -C "$N" -i "bench-sub-$name" -F '%U %p' > "$OUT/got-$name.txt"
+  python3 - "$name" "$N" "$t0" "$t1" "$start" "$OUT/got-$name.txt" <<'PY'
+import sys
+name, n, t0, t1, start, path = sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:6]), sys.argv[6]
+rows = [l.split(" ", 1) for l in open(path).read().splitlines()]
+stamps = [float(r[0]) for r in rows]
+seqs = [int(r[1].split("-", 1)[0]) for r in rows]
+order = "in order" if seqs == sorted(seqs) and len(set(seqs)) == n else f"{len(set(seqs))} distinct, order {seqs == sorted(seqs)}"
+span = stamps[-1] - stamps[0]
+print(f"{name:10} queued {n} in {t1-t0:6.1f} s; first message {stamps[0]-start:5.2f} s after the upstream started "
+      f"(reconnect delay); drained in {span:6.2f} s = {(len(rows)-1)/span:8.0f} msg/s ({order})")
+PY
+  kill "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true
+}
+
+# Ours.
+EDGE_PORT=$(port)
+cat > "$OUT/edge.toml" <<TOML
+[[listeners]]
+bind = "127.0.0.1:$EDGE_PORT"
+[persistence]
+enabled = true
+path = "$OUT/edge-data"
+fsync = "always"
+[limits]
+max_inflight_messages = 20
+[[bridges]]
+name = "bench"
+addresses = ["127.0.0.1:$UP_PORT"]
+client_id = "bench-edge-ours"
+protocol = "3.1.1"
+topics = ["bench/# out 1"]
+reconnect_min_ms = 2000
+reconnect_max_ms = 2000
+TOML
+RUST_LOG=warn "$BROKER" --config "$OUT/edge.toml" > "$OUT/edge-ours.log" 2>&1 & EDGE=$!; PIDS+=("$EDGE")
+wait_port "$EDGE_PORT"
+run ours "$EDGE_PORT"
+kill "$EDGE"; wait "$EDGE" 2>/dev/null || true
+
+# Mosquitto as the edge.
+EDGE_PORT=$(port)
+cat > "$OUT/edge-mosquitto.conf" <<CONF
+listener $EDGE_PORT 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+user root
+set_tcp_nodelay true
+connection bench
+address 127.0.0.1:$UP_PORT
+remote_clientid bench-edge-mosquitto
+bridge_protocol_version mqttv311
+cleansession false
+restart_timeout 2
+topic bench/# out 1
+CONF
+"$MOSQ" -c "$OUT/edge-mosquitto.conf" > "$OUT/edge-mosquitto.log" 2>&1 & EDGE=$!; PIDS+=("$EDGE")
+wait_port "$EDGE_PORT"
+run mosquitto "$EDGE_PORT"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
