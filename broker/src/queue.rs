@@ -51,6 +51,17 @@ struct Inflight {
     seq: u64,
 }
 
+impl Delivery {
+    /// The QoS and packet identifier of its PUBLISH: `id` is the one [`Outbox::next_send`] gave it (none at QoS 0).
+    pub fn qos_pid(&self, id: Option<PacketId>) -> mqtt_codec::QosPid {
+        match (self.qos, id) {
+            (QoS::AtLeastOnce, Some(id)) => mqtt_codec::QosPid::AtLeastOnce(id),
+            (QoS::ExactlyOnce, Some(id)) => mqtt_codec::QosPid::ExactlyOnce(id),
+            _ => mqtt_codec::QosPid::AtMostOnce,
+        }
+    }
+}
+
 /// What the session should put on the wire next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {

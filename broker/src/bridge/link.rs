@@ -538,11 +538,7 @@ impl Conn<'_> {
             let Some(next) = state.outbox.next_send(now) else { break false };
             match next {
                 Outgoing::Publish { id, delivery, dup } => {
-                    let qos_pid = match (delivery.qos, id) {
-                        (QoS::AtLeastOnce, Some(id)) => QosPid::AtLeastOnce(id),
-                        (QoS::ExactlyOnce, Some(id)) => QosPid::ExactlyOnce(id),
-                        _ => QosPid::AtMostOnce,
-                    };
+                    let qos_pid = delivery.qos_pid(id);
                     let remote = self.remote_topic(delivery.msg.topic());
                     let mut props = Vec::new();
                     if self.version.is_v5() {

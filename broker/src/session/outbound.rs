@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use mqtt_codec::{Ack, Packet, Properties, Property, Publish, QoS, QosPid, TopicName};
+use mqtt_codec::{Ack, Packet, Properties, Property, Publish, QosPid, TopicName};
 use tokio::time::Instant;
 
 use super::notice::{Notice, truncated};
@@ -40,11 +40,7 @@ impl Session {
             let Some(next) = state.outbox.next_send(now) else { break false };
             match next {
                 Outgoing::Publish { id, delivery, dup } => {
-                    let qos_pid = match (delivery.qos, id) {
-                        (QoS::AtLeastOnce, Some(id)) => QosPid::AtLeastOnce(id),
-                        (QoS::ExactlyOnce, Some(id)) => QosPid::ExactlyOnce(id),
-                        _ => QosPid::AtMostOnce,
-                    };
+                    let qos_pid = delivery.qos_pid(id);
                     let start = self.out.len();
                     if self.write_publish(&delivery, qos_pid, dup, now)? {
                         delivered += 1;
