@@ -34,7 +34,7 @@ measure() { # features -> "text data bss" in $sizes, bytes of mem* functions in 
 }
 
 # The goals the client meets today; a missed one among them fails the run.
-ENFORCED="ram-3.1.1 flash-v5"
+ENFORCED="ram-3.1.1 ram-v5 flash-v5"
 goal() { # name measured limit
     local state=met
     if [ "$2" -gt "$3" ]; then

@@ -48,6 +48,17 @@ enum Link {
     Up,
 }
 
+/// Keepalive while the link is up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ping {
+    /// Nothing outstanding.
+    Idle,
+    /// PINGREQ queued at `since`, PINGRESP awaited.
+    Due,
+    /// PINGREQ sent, PINGRESP awaited since `since`.
+    Out,
+}
+
 /// An MQTT client session.
 ///
 /// `INFLIGHT` bounds the outbound messages held at once (in flight or queued while offline) and the inbound QoS 2
@@ -63,19 +74,18 @@ pub struct Session<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: us
     /// Acknowledgements to send. The front ends send them before handling the next packet, so one is the most
     /// ever queued; a sans-IO caller must call `poll_transmit` between packets (else [`Error::Overrun`]).
     acks: Vec<(PacketType, PacketId), 2, u8>,
-    ping_due: bool,
-    /// PINGREQ queued or sent at `since`, PINGRESP awaited.
-    ping_out: bool,
+    ping: Ping,
     /// When CONNECT or the outstanding PINGREQ was handed out.
     since: Instant,
     disconnect_due: bool,
     last_tx: Instant,
     next_pid: u16,
-    keep_alive_ms: u32,
+    /// The keep alive in effect: ours, or the broker's Server Keep Alive.
+    keep_alive_secs: u16,
     max_in: u32,
     max_out: u32,
-    /// The broker's Receive Maximum.
-    quota: u16,
+    /// The broker's Receive Maximum, capped at 255: no more than `INFLIGHT` (at most 255) are ever in flight.
+    quota: u8,
 }
 
 impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'a, INFLIGHT, SUBS, TOPIC> {
@@ -86,12 +96,11 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
         Self {
             opts,
             link: Link::Down,
+            ping: Ping::Idle,
             store: Store::new(store),
             subs: Subs::new(),
             incoming: Vec::new(),
             acks: Vec::new(),
-            ping_due: false,
-            ping_out: false,
             // Both are set before they are read (`connect`, `poll_transmit`). All ones rather than zero: LLVM merged
             // zeros here with the store's uninitialised entries into a `memcpy` from a stack copy, which links
             // 0.7 KB of `memcpy` into the firmware.
@@ -99,10 +108,10 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             disconnect_due: false,
             last_tx: Instant::from_millis(u64::MAX),
             next_pid: 0,
-            keep_alive_ms: u32::from(opts.keep_alive_secs).saturating_mul(1000),
+            keep_alive_secs: opts.keep_alive_secs,
             max_in: u32::MAX,
             max_out: max,
-            quota: u16::MAX,
+            quota: u8::MAX,
         }
     }
 
@@ -111,6 +120,10 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     pub fn set_buffer_limits(&mut self, rx: usize, tx: usize) {
         self.max_in = u32::try_from(rx).unwrap_or(u32::MAX);
         self.max_out = self.max_out.min(u32::try_from(tx).unwrap_or(u32::MAX));
+    }
+
+    fn keep_alive_ms(&self) -> u64 {
+        u64::from(self.keep_alive_secs) * 1000
     }
 
     fn version(&self) -> ProtocolVersion {
@@ -136,8 +149,7 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     pub fn connect(&mut self, now: Instant) {
         self.link = Link::ConnectDue;
         self.acks.clear();
-        self.ping_due = false;
-        self.ping_out = false;
+        self.ping = Ping::Idle;
         self.disconnect_due = false;
         self.last_tx = now;
         self.store.mark_all_unsent();
@@ -270,15 +282,15 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             self.link = Link::Down;
             return packets::disconnect(out).map(Some).map_err(Error::Encode);
         }
-        if self.ping_due {
-            self.ping_due = false;
+        if self.ping == Ping::Due {
+            self.ping = Ping::Out;
             let n = packets::pingreq(out).map_err(Error::Encode)?;
             return Ok(Some(n));
         }
         if let Some(n) = self.next_subscription(version, out)? {
             return Ok(Some(n));
         }
-        match self.store.next_to_send(self.quota) {
+        match self.store.next_to_send(u16::from(self.quota)) {
             Some(Outgoing::Publish(idx)) => self.store.send_publish(idx, out).map(Some).ok_or(Error::BufferTooSmall),
             Some(Outgoing::PubRel(pid)) => {
                 let id = PacketId::new(pid).ok_or(Error::BufferTooSmall)?;
@@ -399,7 +411,9 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
                 Ok(Some(Event::Unsubscribed { sub: id }))
             }
             Inbound::PingResp => {
-                self.ping_out = false;
+                if self.ping == Ping::Out {
+                    self.ping = Ping::Idle;
+                }
                 Ok(None)
             }
             Inbound::Disconnect(reason) => Err(Error::ServerDisconnect(reason)),
@@ -426,13 +440,13 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
             return Err(Error::Refused(code));
         }
         self.link = Link::Up;
-        self.keep_alive_ms = u32::from(self.opts.keep_alive_secs).saturating_mul(1000);
-        self.quota = limits.receive_max.unwrap_or(u16::MAX);
+        self.keep_alive_secs = self.opts.keep_alive_secs;
+        self.quota = limits.receive_max.map_or(u8::MAX, |m| u8::try_from(m).unwrap_or(u8::MAX));
         if let Some(max) = limits.max_packet {
             self.max_out = self.max_out.min(max);
         }
         if let Some(ka) = limits.keep_alive {
-            self.keep_alive_ms = u32::from(ka).saturating_mul(1000);
+            self.keep_alive_secs = ka;
         }
         if !session_present {
             self.store.forget_released();
@@ -450,16 +464,15 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     /// [`Error::Timeout`]: the link is dead.
     pub fn poll_timeout(&mut self, now: Instant) -> Result<(), Error> {
         let timeout = u64::from(self.opts.response_timeout_ms);
-        let waiting = self.link == Link::Connecting || (self.link == Link::Up && self.ping_out);
+        let waiting = self.link == Link::Connecting || (self.link == Link::Up && self.ping != Ping::Idle);
         let expired = waiting && now >= self.since.after(timeout);
         if expired {
             self.link = Link::Down;
             return Err(Error::Timeout);
         }
-        let idle = now >= self.last_tx.after(u64::from(self.keep_alive_ms));
-        if self.link == Link::Up && self.keep_alive_ms > 0 && !self.ping_out && idle {
-            self.ping_due = true;
-            self.ping_out = true;
+        let idle = now >= self.last_tx.after(self.keep_alive_ms());
+        if self.link == Link::Up && self.keep_alive_secs > 0 && self.ping == Ping::Idle && idle {
+            self.ping = Ping::Due;
             self.since = now;
         }
         Ok(())
@@ -468,9 +481,9 @@ impl<'a, const INFLIGHT: usize, const SUBS: usize, const TOPIC: usize> Session<'
     /// When [`Session::poll_timeout`] next has work: call it then, or earlier.
     pub fn next_deadline(&self) -> Option<Instant> {
         let timeout = u64::from(self.opts.response_timeout_ms);
-        match (self.link, self.ping_out) {
-            (Link::Connecting, _) | (Link::Up, true) => Some(self.since.after(timeout)),
-            (Link::Up, false) if self.keep_alive_ms > 0 => Some(self.last_tx.after(u64::from(self.keep_alive_ms))),
+        match (self.link, self.ping) {
+            (Link::Connecting, _) | (Link::Up, Ping::Due | Ping::Out) => Some(self.since.after(timeout)),
+            (Link::Up, Ping::Idle) if self.keep_alive_secs > 0 => Some(self.last_tx.after(self.keep_alive_ms())),
             _ => None,
         }
     }
