@@ -247,10 +247,9 @@ fn log_reload(handle: reload::Handle<Targets, Registry>) -> LogReload {
 /// rather than `EnvFilter`: span and field filters are not offered, and the broker does without the regex engine
 /// they need (about a tenth of the binary).
 fn parse_filter(directives: &str) -> Result<Targets, String> {
-    directives
-        .trim()
-        .parse::<Targets>()
-        .map_err(|e| format!("{e}; expected a level or target=level directives such as \"info,broker=debug\" (got {directives:?})"))
+    directives.trim().parse::<Targets>().map_err(|e| {
+        format!("{e}; expected a level or target=level directives such as \"info,broker=debug\" (got {directives:?})")
+    })
 }
 
 /// Command line flags win over the file and the environment.

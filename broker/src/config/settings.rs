@@ -276,7 +276,8 @@ pub enum LogFormat {
 pub struct LogSettings {
     /// Line format.
     pub format: LogFormat,
-    /// `tracing` filter directives (`EnvFilter` syntax) used when `RUST_LOG` is not set.
+    /// A level, or `target=level` directives (`tracing_subscriber`'s `Targets` syntax), used when `RUST_LOG` is not
+    /// set.
     pub level: String,
 }
 
