@@ -4,7 +4,9 @@
 # Mosquitto as the edge (its bridge keeps the queue in memory). Not part of the tests.
 #   bash scripts/bench-bridge.sh              # N=100000
 #   N=20000 bash scripts/bench-bridge.sh      # a quick look
-# Both edges: TCP, 127.0.0.1, 64-byte payloads published with `mosquitto_pub -l -q 1` (one publisher, in order),
+# Both edges: TCP, 127.0.0.1, 64-byte payloads published with `mosquitto_pub -l -q 1` (one publisher at a time, in
+# order, in chunks of CHUNK lines: mosquitto_pub -l disconnects when the PUBACK for the packet identifier of its
+# last line arrives, and identifiers wrap at 65,535, so one run of more lines quits early and silently),
 # bridge topic `bench/# out 1`, MQTT 3.1.1 upstream (Mosquitto's bridge bit), window 20 (Mosquitto's default
 # max_inflight_messages, which the upstream enforces), persistent upstream session, reconnection every 2 s.
 # Ours journals with fsync = "always". Prints one line per edge: fill time, drain time, drain rate.
@@ -12,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N="${N:-100000}"
+CHUNK=50000 # below 65,535 (see above)
 BROKER="${BROKER:-target/release/broker}"
 MOSQ="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 OUT="${OUT:-target/bench-bridge}"
@@ -34,7 +37,11 @@ run() { # name, edge port, start command already running as pid $2
   local name=$1 edge_port=$2
   local t0 t1 t2
   t0=$(now)
-  seq -f "%06g-$payload" 1 "$N" | mosquitto_pub -p "$edge_port" -t bench/drain -q 1 -l
+  local from
+  for ((from = 1; from <= N; from += CHUNK)); do
+    seq -f "%06g-$payload" "$from" "$(( from + CHUNK - 1 < N ? from + CHUNK - 1 : N ))" |
+      mosquitto_pub -p "$edge_port" -t bench/drain -q 1 -l
+  done
   t1=$(now)
   "$MOSQ" -c "$OUT/upstream.conf" > "$OUT/upstream-$name.log" 2>&1 & local up=$!; PIDS+=("$up")
   wait_port "$UP_PORT"
@@ -59,6 +66,8 @@ EDGE_PORT=$(port)
 cat > "$OUT/edge.toml" <<TOML
 [[listeners]]
 bind = "127.0.0.1:$EDGE_PORT"
+[http]
+enabled = false
 [persistence]
 enabled = true
 path = "$OUT/edge-data"
@@ -74,7 +83,7 @@ topics = ["bench/# out 1"]
 reconnect_min_ms = 2000
 reconnect_max_ms = 2000
 TOML
-RUST_LOG=warn "$BROKER" --config "$OUT/edge.toml" > "$OUT/edge-ours.log" 2>&1 & EDGE=$!; PIDS+=("$EDGE")
+RUST_LOG="${RUST_LOG:-warn}" "$BROKER" --config "$OUT/edge.toml" > "$OUT/edge-ours.log" 2>&1 & EDGE=$!; PIDS+=("$EDGE")
 wait_port "$EDGE_PORT"
 run ours "$EDGE_PORT"
 kill "$EDGE"; wait "$EDGE" 2>/dev/null || true
