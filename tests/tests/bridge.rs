@@ -21,6 +21,7 @@ use broker::{Broker, Settings};
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use tests::client::{self, Ev};
 use tests::process::{BrokerProcess, require};
+use tests::raw::{ConnectOpts, RawClient, Version};
 use tests::{start_broker, unique, within_for};
 
 /// A port nothing listens on now (bound, then released).
@@ -559,4 +560,56 @@ async fn tls_upstream_with_a_client_certificate() {
         .await
         .unwrap();
     assert_eq!(got[&remote], (0..10).collect::<Vec<_>>());
+}
+
+/// The edge of [`refuse_newest_answers_0x97_to_an_mqtt5_publisher_and_delivers_what_it_took`] and
+/// [`qos0_out_messages_wait_for_the_upstream_within_the_byte_bound`]: a bridge to `port`, where nothing listens yet,
+/// with room for 20 messages of `topic` with 3-byte payloads.
+async fn edge_with_room_for_20(port: u16, topic: &str, overflow: Overflow) -> (tests::TestBroker, usize) {
+    let mut bridge = BridgeSettings::new("room", &format!("127.0.0.1:{port}"), rules(&[&format!("{topic} out 1")]));
+    bridge.client_id = unique("edge-bridge");
+    bridge.reconnect_min = Duration::from_millis(20);
+    bridge.reconnect_max = Duration::from_millis(100);
+    bridge.overflow = overflow;
+    let cost = broker::message::Message::from_parts(topic, b"000", rumqttc_qos(QoS::AtLeastOnce), false).cost();
+    bridge.max_queue_bytes = 20 * cost;
+    (start_broker(edge_settings(bridge)).await, cost)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_newest_answers_0x97_to_an_mqtt5_publisher_and_delivers_what_it_took() {
+    const N: usize = 30;
+    let upstream = start_broker(Settings::default()).await;
+    let port = free_port();
+    let topic = unique("refuse5");
+    let (edge, _) = edge_with_room_for_20(port, &topic, Overflow::RefuseNewest).await;
+    let (mut sub, _) = client::connect(client::options(upstream.addr, &unique("up-sub")), false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+
+    // The upstream is down: the first 20 fit in the queue, the other 10 are refused with PUBACK 0x97.
+    let (mut publisher, _) =
+        RawClient::connect(edge.addr, &ConnectOpts::new(&unique("pub5")).version(Version::V5)).await;
+    let mut reasons = Vec::new();
+    for i in 0..N {
+        let id = publisher.next_pid();
+        publisher.publish(&topic, format!("{i:03}").as_bytes(), mqtt_codec::QoS::AtLeastOnce, id, false, false).await;
+        // PUBACK: 0x40, Remaining Length, packet id; the reason code follows unless it is 0x00 (length 2).
+        let frame = publisher.recv_frame().await;
+        assert_eq!(frame.get(..4), Some(&[0x40, frame[1], (id >> 8) as u8, id as u8][..]), "PUBACK {id}: {frame:x?}");
+        reasons.push(frame.get(4).copied().unwrap_or(0));
+    }
+    let want: Vec<u8> = (0..N).map(|i| if i < 20 { 0x00 } else { 0x97 }).collect();
+    assert_eq!(reasons, want);
+    let stats = edge.broker.bridge_stats().remove(0);
+    assert_eq!((stats.queued_messages, stats.dropped_messages), (20, (N - 20) as u64), "{stats:?}");
+
+    // The upstream returns: exactly the 20 accepted messages arrive, in order, and are counted as forwarded.
+    let _relay = relay(port, upstream.addr).await;
+    let got = collect(&mut sub, Duration::from_secs(10), Duration::from_secs(30), |g| g.get(&topic) == Some(&20))
+        .await
+        .unwrap();
+    sub.expect_no_publish(Duration::from_millis(300)).await;
+    assert_eq!(got[&topic], (0..20).collect::<Vec<_>>());
+    wait_bridge(&edge.broker, "forwarded the 20", |s| s.forwarded_messages == 20 && s.queued_messages == 0).await;
+    assert_eq!(edge.broker.bridge_stats()[0].dropped_messages, (N - 20) as u64);
 }
