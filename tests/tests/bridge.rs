@@ -613,3 +613,32 @@ async fn refuse_newest_answers_0x97_to_an_mqtt5_publisher_and_delivers_what_it_t
     wait_bridge(&edge.broker, "forwarded the 20", |s| s.forwarded_messages == 20 && s.queued_messages == 0).await;
     assert_eq!(edge.broker.bridge_stats()[0].dropped_messages, (N - 20) as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos0_out_messages_wait_for_the_upstream_within_the_byte_bound() {
+    const N: usize = 30;
+    let upstream = start_broker(Settings::default()).await;
+    let port = free_port();
+    let topic = unique("qos0");
+    // `sessions.queue_qos0_offline` is off (the default): the bridge queues QoS 0 all the same.
+    let (edge, cost) = edge_with_room_for_20(port, &topic, Overflow::DropOldest).await;
+    let (mut sub, _) = client::connect(client::options(upstream.addr, &unique("up-sub")), false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let (mut publisher, _) = client::connect(client::options(edge.addr, &unique("pub0")), false).await;
+    for i in 0..N {
+        publisher.publish(&topic, QoS::AtMostOnce, false, format!("{i:03}")).await;
+    }
+    // QoS 0 has no acknowledgement: wait until the broker has taken all 30 (20 queued, the 10 oldest dropped).
+    wait_bridge(&edge.broker, "queued the newest 20 QoS 0 messages", |s| {
+        s.queued_messages == 20 && s.dropped_messages == (N - 20) as u64
+    })
+    .await;
+    assert!(edge.broker.bridge_stats()[0].queued_bytes <= 20 * cost);
+    let _relay = relay(port, upstream.addr).await;
+    let got = collect(&mut sub, Duration::from_secs(10), Duration::from_secs(30), |g| g.get(&topic) == Some(&20))
+        .await
+        .unwrap();
+    sub.expect_no_publish(Duration::from_millis(300)).await;
+    assert_eq!(got[&topic], (N - 20..N).collect::<Vec<_>>());
+    wait_bridge(&edge.broker, "forwarded the 20", |s| s.forwarded_messages == 20 && s.queued_messages == 0).await;
+}
