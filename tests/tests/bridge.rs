@@ -20,7 +20,7 @@ use broker::bridge::{BridgeSettings, Overflow, Protocol, parse_topic};
 use broker::{Broker, Settings};
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use tests::client::{self, Ev};
-use tests::process::{BrokerProcess, require};
+use tests::process::{BrokerProcess, on_path, require, run};
 use tests::raw::{ConnectOpts, RawClient, Version};
 use tests::{start_broker, unique, within_for};
 
@@ -641,4 +641,89 @@ async fn qos0_out_messages_wait_for_the_upstream_within_the_byte_bound() {
     sub.expect_no_publish(Duration::from_millis(300)).await;
     assert_eq!(got[&topic], (N - 20..N).collect::<Vec<_>>());
     wait_bridge(&edge.broker, "forwarded the 20", |s| s.forwarded_messages == 20 && s.queued_messages == 0).await;
+}
+
+/// Polls the retained value of a `$SYS` topic with `mosquitto_sub` until it is `want` (30 s at most).
+async fn wait_sys(port: u16, topic: &str, want: &str) {
+    let deadline = StdInstant::now() + Duration::from_secs(30);
+    let port = port.to_string();
+    loop {
+        let out =
+            run("mosquitto_sub", &["-p", &port, "-t", topic, "-C", "1", "-W", "5"], Duration::from_secs(10)).await;
+        let got = out.stdout.trim().to_owned();
+        if got == want {
+            return;
+        }
+        assert!(StdInstant::now() < deadline, "{topic} is {got:?}, not {want:?}, after 30 s ({})", out.stderr);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Scrapes `/metrics` until `ready` holds for the parsed samples (30 s at most).
+async fn scrape_until(
+    http: SocketAddr,
+    what: &str,
+    ready: impl Fn(&std::collections::BTreeMap<String, f64>) -> bool,
+) -> std::collections::BTreeMap<String, f64> {
+    let deadline = StdInstant::now() + Duration::from_secs(30);
+    loop {
+        let r = tests::http::get(http, "/metrics").await;
+        assert_eq!(r.status, 200);
+        let samples = tests::http::parse_metrics(&r.body);
+        if ready(&samples) {
+            return samples;
+        }
+        assert!(StdInstant::now() < deadline, "{what} within 30 s; last scrape:\n{}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_state_and_queue_in_sys_and_metrics() {
+    let tools = require("mosquitto_sub (apt: mosquitto-clients)", on_path("mosquitto_sub"))
+        && require("python3 prometheus_client (scripts/obs-deps.sh)", tests::http::parser_available());
+    if !tools {
+        return;
+    }
+    let upstream = start_broker(Settings::default()).await;
+    let port = free_port();
+    let topic = unique("watched");
+    let client_id = unique("gw");
+    let dir = TempDir::new("bridge-obs");
+    let config = dir.0.join("edge.toml");
+    let bridge = bridge_config(port, "watch", &client_id, "5", &[&format!("{topic} out 1")], "");
+    let text = format!("sys_interval = 1\n{bridge}");
+    std::fs::write(&config, text).unwrap();
+    let Some(edge) = BrokerProcess::start_with_config(&config) else { return };
+    let http = edge.http_addr().expect("the embedded default configuration serves HTTP");
+    let (mut publisher, _) = client::connect(client::options(edge.addr, &unique("pub")), false).await;
+    for i in 0..3 {
+        publisher.publish(&topic, QoS::AtLeastOnce, false, i.to_string()).await;
+    }
+    let metric = |name: &str| format!("{name}{{bridge=\"watch\"}}");
+    let (connected, queued) = (metric("mqtt_bridge_connected"), metric("mqtt_bridge_queued_messages"));
+    let (forwarded, dropped) =
+        (metric("mqtt_bridge_forwarded_messages_total"), metric("mqtt_bridge_dropped_messages_total"));
+    let s = scrape_until(http, "3 queued while the upstream is down", |s| s.get(&queued) == Some(&3.0)).await;
+    assert_eq!((s[&connected], s[&forwarded], s[&dropped]), (0.0, 0.0, 0.0));
+    assert!(s[&metric("mqtt_bridge_queued_bytes")] >= 3.0 * (topic.len() + 1) as f64);
+    let sys = format!("$SYS/broker/connection/{client_id}");
+    wait_sys(edge.port(), &format!("{sys}/state"), "0").await;
+    wait_sys(edge.port(), &format!("{sys}/queued/messages"), "3").await;
+
+    let (mut sub, _) = client::connect(client::options(upstream.addr, &unique("up-sub")), false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let _relay = relay(port, upstream.addr).await;
+    let got = collect(&mut sub, Duration::from_secs(10), Duration::from_secs(30), |g| g.get(&topic) == Some(&3))
+        .await
+        .unwrap();
+    assert_eq!(got[&topic], vec![0, 1, 2]);
+    let s = scrape_until(http, "connected and drained", |s| {
+        s.get(&connected) == Some(&1.0) && s.get(&forwarded) == Some(&3.0)
+    })
+    .await;
+    assert_eq!((s[&queued], s[&metric("mqtt_bridge_inflight_messages")]), (0.0, 0.0));
+    wait_sys(edge.port(), &format!("{sys}/state"), "1").await;
+    wait_sys(edge.port(), &format!("{sys}/queued/messages"), "0").await;
+    wait_sys(edge.port(), &format!("{sys}/forwarded"), "3").await;
 }
