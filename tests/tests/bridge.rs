@@ -469,6 +469,9 @@ async fn a_flapping_link_loses_nothing() {
     assert_eq!(check_in_order(&t2, &got[&t2], N2), 0, "QoS 2 messages arrived twice");
     eprintln!("{} connections, {dup1} QoS 1 duplicates", stats.connects);
     assert!(stats.connects >= PHASES as u64, "the link was cut: {stats:?}");
+    // Each stored message counts once as forwarded, also one whose acknowledgement came on a later connection
+    // (a resent PUBLISH with DUP, or a resent PUBREL the upstream answers with PUBCOMP 0x92).
+    assert_eq!(stats.forwarded_messages, (N1 + N2) as u64, "{stats:?}");
 }
 
 async fn overflow_case(overflow: Overflow) -> (Vec<usize>, broker::bridge::BridgeStats) {
@@ -726,4 +729,89 @@ async fn bridge_state_and_queue_in_sys_and_metrics() {
     wait_sys(edge.port(), &format!("{sys}/state"), "1").await;
     wait_sys(edge.port(), &format!("{sys}/queued/messages"), "0").await;
     wait_sys(edge.port(), &format!("{sys}/forwarded"), "3").await;
+}
+
+/// One end of a scripted upstream: reads the bridge's packets (PINGREQ skipped) and answers by hand.
+struct Scripted {
+    stream: tokio::net::TcpStream,
+    rx: Vec<u8>,
+}
+
+impl Scripted {
+    async fn accept(listener: &tokio::net::TcpListener, session_present: bool) -> Self {
+        let (stream, _) = within_for(Duration::from_secs(20), "the bridge connects", listener.accept()).await.unwrap();
+        let mut s = Self { stream, rx: Vec::new() };
+        assert_eq!(s.next().await, "Connect");
+        let connack = mqtt_codec::ConnAck {
+            session_present,
+            code: mqtt_codec::ReasonCode::Success,
+            properties: mqtt_codec::Properties::empty(),
+        };
+        s.send(&mqtt_codec::Packet::ConnAck(connack)).await;
+        s
+    }
+
+    /// The next packet's type, and its packet identifier if it has one.
+    async fn next_with_id(&mut self) -> (String, Option<mqtt_codec::PacketId>) {
+        use mqtt_codec::Packet as P;
+        loop {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            let frame = match tests::raw::read_frame(&mut self.stream, &mut self.rx, Version::V5, deadline).await {
+                tests::raw::Read::Frame(f) => f,
+                other => panic!("the bridge sent nothing: {other:?}"),
+            };
+            let packet = mqtt_codec::decode(&frame, Version::V5).unwrap();
+            let id = match &packet {
+                P::Publish(p) => p.qos_pid.packet_id(),
+                P::PubRel(a) => Some(a.packet_id),
+                _ => None,
+            };
+            if !matches!(packet, P::PingReq) {
+                return (format!("{:?}", packet.packet_type()), id);
+            }
+        }
+    }
+
+    async fn next(&mut self) -> String {
+        self.next_with_id().await.0
+    }
+
+    async fn send(&mut self, packet: &mqtt_codec::Packet<'_>) {
+        use tokio::io::AsyncWriteExt;
+        let bytes = tests::raw::encode(packet, Version::V5);
+        within_for(Duration::from_secs(10), "write to the bridge", self.stream.write_all(&bytes)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pubrel_resent_after_a_reconnection_and_answered_0x92_counts_as_forwarded() {
+    use mqtt_codec::{Ack, Packet as P, ReasonCode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let topic = unique("comp");
+    let mut bridge =
+        BridgeSettings::new("comp", &listener.local_addr().unwrap().to_string(), rules(&[&format!("{topic} out 2")]));
+    bridge.client_id = unique("edge-bridge");
+    bridge.reconnect_min = Duration::from_millis(20);
+    bridge.reconnect_max = Duration::from_millis(100);
+    let edge = start_broker(edge_settings(bridge)).await;
+    let mut up = Scripted::accept(&listener, false).await;
+    let (mut publisher, _) = client::connect(client::options(edge.addr, &unique("pub")), false).await;
+    publisher.publish(&topic, QoS::ExactlyOnce, false, "1").await;
+
+    // The upstream takes the message (PUBREC) and completes it on the bridge's PUBREL, but the link drops before
+    // its PUBCOMP gets through.
+    let (kind, id) = up.next_with_id().await;
+    let id = id.unwrap_or_else(|| panic!("a QoS 2 PUBLISH, got {kind}"));
+    up.send(&P::PubRec(Ack::new(id))).await;
+    assert_eq!(up.next_with_id().await, ("PubRel".to_owned(), Some(id)));
+    drop(up);
+
+    // The bridge resends the PUBREL; the upstream no longer knows the identifier and says so (0x92).
+    let mut up = Scripted::accept(&listener, true).await;
+    assert_eq!(up.next_with_id().await, ("PubRel".to_owned(), Some(id)));
+    up.send(&P::PubComp(Ack { reason: ReasonCode::PacketIdentifierNotFound, ..Ack::new(id) })).await;
+    wait_bridge(&edge.broker, "finished and counted the message", |s| {
+        s.inflight_messages == 0 && s.queued_messages == 0 && s.forwarded_messages == 1
+    })
+    .await;
 }
