@@ -4,16 +4,19 @@
 # Mosquitto as the edge (its bridge keeps the queue in memory). Not part of the tests.
 #   bash scripts/bench-bridge.sh              # N=100000
 #   N=20000 bash scripts/bench-bridge.sh      # a quick look
+#   ROUNDS=3 bash scripts/bench-bridge.sh     # rounds alternate ours and Mosquitto; prints the medians at the end
 # Both edges: TCP, 127.0.0.1, 64-byte payloads published with `mosquitto_pub -l -q 1` (one publisher at a time, in
 # order, in chunks of CHUNK lines: mosquitto_pub -l disconnects when the PUBACK for the packet identifier of its
 # last line arrives, and identifiers wrap at 65,535, so one run of more lines quits early and silently),
 # bridge topic `bench/# out 1`, MQTT 3.1.1 upstream (Mosquitto's bridge bit), window 20 (Mosquitto's default
 # max_inflight_messages, which the upstream enforces), persistent upstream session, reconnection every 2 s.
-# Ours journals with fsync = "always". Prints one line per edge: fill time, drain time, drain rate.
+# Ours journals with fsync = "always". Prints one line per edge and round (fill time, drain time, drain rate),
+# then the median drain rate per edge.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N="${N:-100000}"
+ROUNDS="${ROUNDS:-1}"
 CHUNK=50000 # below 65,535 (see above)
 BROKER="${BROKER:-target/release/broker}"
 MOSQ="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
@@ -55,13 +58,15 @@ stamps = [float(r[0]) for r in rows]
 seqs = [int(r[1].split("-", 1)[0]) for r in rows]
 order = "in order" if seqs == sorted(seqs) and len(set(seqs)) == n else f"{len(set(seqs))} distinct, order {seqs == sorted(seqs)}"
 span = stamps[-1] - stamps[0]
+with open(path.rsplit("/", 1)[0] + "/results.txt", "a") as f:
+    f.write(f"{name} {(len(rows)-1)/span:.0f} {span:.2f} {t1-t0:.1f} {len(rows)} {order.replace(' ', '_')}\n")
 print(f"{name:10} queued {n} in {t1-t0:6.1f} s; first message {stamps[0]-start:5.2f} s after the upstream started "
       f"(reconnect delay); drained in {span:6.2f} s = {(len(rows)-1)/span:8.0f} msg/s ({order})")
 PY
   kill "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true
 }
 
-# Ours.
+edge_ours() {
 EDGE_PORT=$(port)
 cat > "$OUT/edge.toml" <<TOML
 [[listeners]]
@@ -70,7 +75,7 @@ bind = "127.0.0.1:$EDGE_PORT"
 enabled = false
 [persistence]
 enabled = true
-path = "$OUT/edge-data"
+path = "$OUT/edge-data-$1"
 fsync = "always"
 [limits]
 max_inflight_messages = 20
@@ -83,12 +88,13 @@ topics = ["bench/# out 1"]
 reconnect_min_ms = 2000
 reconnect_max_ms = 2000
 TOML
-RUST_LOG="${RUST_LOG:-warn}" "$BROKER" --config "$OUT/edge.toml" > "$OUT/edge-ours.log" 2>&1 & EDGE=$!; PIDS+=("$EDGE")
+RUST_LOG="${RUST_LOG:-warn}" "$BROKER" --config "$OUT/edge.toml" > "$OUT/edge-ours-$1.log" 2>&1 & EDGE=$!; PIDS+=("$EDGE")
 wait_port "$EDGE_PORT"
 run ours "$EDGE_PORT"
 kill "$EDGE"; wait "$EDGE" 2>/dev/null || true
+}
 
-# Mosquitto as the edge.
+edge_mosquitto() {
 EDGE_PORT=$(port)
 cat > "$OUT/edge-mosquitto.conf" <<CONF
 listener $EDGE_PORT 127.0.0.1
@@ -105,7 +111,25 @@ cleansession false
 restart_timeout 2
 topic bench/# out 1
 CONF
-"$MOSQ" -c "$OUT/edge-mosquitto.conf" > "$OUT/edge-mosquitto.log" 2>&1 & EDGE=$!; PIDS+=("$EDGE")
+"$MOSQ" -c "$OUT/edge-mosquitto.conf" > "$OUT/edge-mosquitto-$1.log" 2>&1 & EDGE=$!; PIDS+=("$EDGE")
 wait_port "$EDGE_PORT"
 run mosquitto "$EDGE_PORT"
+kill "$EDGE"; wait "$EDGE" 2>/dev/null || true
+}
+for round in $(seq "$ROUNDS"); do
+  echo "round $round of $ROUNDS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  edge_ours "$round"
+  edge_mosquitto "$round"
+done
+python3 - "$OUT/results.txt" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+for name in ("ours", "mosquitto"):
+    mine = [r for r in rows if r[0] == name]
+    if mine:
+        rates = [float(r[1]) for r in mine]
+        print(f"{name:10} median drain rate {statistics.median(rates):8.0f} msg/s over {len(mine)} rounds "
+              f"(each: {', '.join(f'{r:.0f}' for r in rates)}); median fill "
+              f"{statistics.median(float(r[3]) for r in mine):.1f} s")
+PY
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
