@@ -10,13 +10,14 @@
 # last line arrives, and identifiers wrap at 65,535, so one run of more lines quits early and silently),
 # bridge topic `bench/# out 1`, MQTT 3.1.1 upstream (Mosquitto's bridge bit), window 20 (Mosquitto's default
 # max_inflight_messages, which the upstream enforces), persistent upstream session, reconnection every 2 s.
-# Ours journals with fsync = "always". Prints one line per edge and round (fill time, drain time, drain rate),
-# then the median drain rate per edge.
+# Ours journals with fsync = "always" (FSYNC=interval or never to compare). Prints one line per edge and round
+# (fill time, drain time, drain rate), then the median drain rate per edge.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N="${N:-100000}"
 ROUNDS="${ROUNDS:-1}"
+FSYNC="${FSYNC:-always}" # ours: persistence.fsync
 CHUNK=50000 # below 65,535 (see above)
 BROKER="${BROKER:-target/release/broker}"
 MOSQ="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
@@ -24,7 +25,11 @@ OUT="${OUT:-target/bench-bridge}"
 rm -rf "$OUT" && mkdir -p "$OUT"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+# Waits (60 s: the machine may be loaded) until something listens on port $1; $2 names it in the error.
+wait_port() {
+  for _ in $(seq 1200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "nothing listens on port $1 ($2) after 60 s" >&2; return 1
+}
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -47,7 +52,7 @@ run() { # name, edge port, start command already running as pid $2
   done
   t1=$(now)
   "$MOSQ" -c "$OUT/upstream.conf" > "$OUT/upstream-$name.log" 2>&1 & local up=$!; PIDS+=("$up")
-  wait_port "$UP_PORT"
+  wait_port "$UP_PORT" "upstream, log $OUT/upstream-$name.log"
   local start; start=$(now)
   timeout 600 mosquitto_sub -p "$UP_PORT" -t 'bench/#' -q 1 -C "$N" -i "bench-sub-$name" -F '%U %p' > "$OUT/got-$name.txt"
   python3 - "$name" "$N" "$t0" "$t1" "$start" "$OUT/got-$name.txt" <<'PY'
@@ -76,7 +81,7 @@ enabled = false
 [persistence]
 enabled = true
 path = "$OUT/edge-data-$1"
-fsync = "always"
+fsync = "$FSYNC"
 [limits]
 max_inflight_messages = 20
 [[bridges]]
@@ -89,7 +94,7 @@ reconnect_min_ms = 2000
 reconnect_max_ms = 2000
 TOML
 RUST_LOG="${RUST_LOG:-warn}" "$BROKER" --config "$OUT/edge.toml" > "$OUT/edge-ours-$1.log" 2>&1 & EDGE=$!; PIDS+=("$EDGE")
-wait_port "$EDGE_PORT"
+wait_port "$EDGE_PORT" "our edge"
 run ours "$EDGE_PORT"
 kill "$EDGE"; wait "$EDGE" 2>/dev/null || true
 }
@@ -112,7 +117,7 @@ restart_timeout 2
 topic bench/# out 1
 CONF
 "$MOSQ" -c "$OUT/edge-mosquitto.conf" > "$OUT/edge-mosquitto-$1.log" 2>&1 & EDGE=$!; PIDS+=("$EDGE")
-wait_port "$EDGE_PORT"
+wait_port "$EDGE_PORT" "Mosquitto edge"
 run mosquitto "$EDGE_PORT"
 kill "$EDGE"; wait "$EDGE" 2>/dev/null || true
 }
