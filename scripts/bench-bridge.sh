@@ -35,15 +35,26 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 UP_PORT=$(port)
-upstream_conf() {
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nuser root\nset_tcp_nodelay true\n' "$UP_PORT" > "$OUT/upstream.conf"
+upstream_conf() { # port, directory of the upstream's database
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 0\nuser root\nset_tcp_nodelay true\n' "$1" "$2"
 }
-upstream_conf
 payload=$(printf 'x%.0s' $(seq 60))
 
 run() { # name, edge port, start command already running as pid $2
   local name=$1 edge_port=$2
   local t0 t1 t2
+  # The subscriber's persistent session upstream exists before the bridge can connect: made on a port of its own,
+  # which the bridge does not try, and saved at exit; the upstream the bridge drains to loads it, so what the bridge
+  # forwards before the subscriber is back waits for it there (without this the bridge sometimes won the race).
+  local dir="$OUT/upstream-$name-$round" pre p
+  rm -rf "$dir" && mkdir -p "$dir"
+  pre=$(port)
+  upstream_conf "$pre" "$dir" > "$dir/pre.conf"
+  upstream_conf "$UP_PORT" "$dir" > "$dir/upstream.conf"
+  "$MOSQ" -c "$dir/pre.conf" > "$dir/pre.log" 2>&1 & p=$!; PIDS+=("$p")
+  wait_port "$pre" "upstream for the subscription, log $dir/pre.log"
+  mosquitto_sub -p "$pre" -t 'bench/#' -q 1 -c -i "bench-sub-$name" -W 1 > /dev/null || true # -W 1: exits after 1 s
+  kill "$p"; wait "$p" 2>/dev/null || true
   t0=$(now)
   local from
   for ((from = 1; from <= N; from += CHUNK)); do
@@ -51,10 +62,10 @@ run() { # name, edge port, start command already running as pid $2
       mosquitto_pub -p "$edge_port" -t bench/drain -q 1 -l
   done
   t1=$(now)
-  "$MOSQ" -c "$OUT/upstream.conf" > "$OUT/upstream-$name.log" 2>&1 & local up=$!; PIDS+=("$up")
-  wait_port "$UP_PORT" "upstream, log $OUT/upstream-$name.log"
+  "$MOSQ" -c "$dir/upstream.conf" > "$dir/upstream.log" 2>&1 & local up=$!; PIDS+=("$up")
+  wait_port "$UP_PORT" "upstream, log $dir/upstream.log"
   local start; start=$(now)
-  timeout 600 mosquitto_sub -p "$UP_PORT" -t 'bench/#' -q 1 -C "$N" -i "bench-sub-$name" -F '%U %p' > "$OUT/got-$name.txt"
+  timeout 600 mosquitto_sub -p "$UP_PORT" -t 'bench/#' -q 1 -c -C "$N" -i "bench-sub-$name" -F '%U %p' > "$OUT/got-$name.txt"
   python3 - "$name" "$N" "$t0" "$t1" "$start" "$OUT/got-$name.txt" <<'PY'
 import sys
 name, n, t0, t1, start, path = sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:6]), sys.argv[6]
@@ -69,6 +80,7 @@ print(f"{name:10} queued {n} in {t1-t0:6.1f} s; first message {stamps[0]-start:5
       f"(reconnect delay); drained in {span:6.2f} s = {(len(rows)-1)/span:8.0f} msg/s ({order})")
 PY
   kill "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true
+  rm -rf "$dir"
 }
 
 edge_ours() {
@@ -130,7 +142,10 @@ python3 - "$OUT/results.txt" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 for name in ("ours", "mosquitto"):
-    mine = [r for r in rows if r[0] == name]
+    mine = [r for r in rows if r[0] == name and r[5] == "in_order"]
+    if len(mine) < len([r for r in rows if r[0] == name]):
+        print(f"{name:10} rounds left out (not all {rows[0][4]} arrived, or not in order): "
+              f"{[r for r in rows if r[0] == name and r[5] != 'in_order']}")
     if mine:
         rates = [float(r[1]) for r in mine]
         print(f"{name:10} median drain rate {statistics.median(rates):8.0f} msg/s over {len(mine)} rounds "
