@@ -53,7 +53,7 @@ run() { # name, edge port, start command already running as pid $2
   upstream_conf "$UP_PORT" "$dir" > "$dir/upstream.conf"
   "$MOSQ" -c "$dir/pre.conf" > "$dir/pre.log" 2>&1 & p=$!; PIDS+=("$p")
   wait_port "$pre" "upstream for the subscription, log $dir/pre.log"
-  mosquitto_sub -p "$pre" -t 'bench/#' -q 1 -c -i "bench-sub-$name" -W 1 > /dev/null || true # -W 1: exits after 1 s
+  mosquitto_sub -p "$pre" -t 'bench/#' -q 1 -c -i "bench-sub-$name" -W 1 > /dev/null 2>&1 || true # exits after 1 s
   kill "$p"; wait "$p" 2>/dev/null || true
   t0=$(now)
   local from
