@@ -7,6 +7,9 @@
 //! - A flapping link (a relay cuts the connection at random moments): nothing lost.
 //! - TLS upstream with a client certificate.
 //! - Overflow: drop-oldest keeps the newest and counts; refuse-newest answers `0x97` to an MQTT 5 publisher.
+//! - QoS 0 out-messages wait for the upstream like QoS 1/2, within the byte bound.
+//! - Bridge state and queue in `$SYS` (`mosquitto_sub`) and `/metrics` (`prometheus_client`'s parser).
+//! - Forwarded counts: a PUBREL resent after a reconnection and answered PUBCOMP `0x92` (a scripted upstream).
 
 mod tls_support;
 
