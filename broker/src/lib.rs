@@ -231,7 +231,7 @@ impl Broker {
         } else {
             None
         };
-        let bridges = bridge::Bridges::prepare(&mut router, &settings.bridges, outbox);
+        let bridges = bridge::Bridges::prepare(&mut router, &settings.bridges);
         let router = Arc::new(Mutex::new(router));
         let ctx = Context { router, counters, caps, auth: Arc::new(NoMethods), gate: None, durable };
         let global_limit = Arc::new(Semaphore::new(l.max_connections));

@@ -76,6 +76,7 @@ impl SysTree {
             ("subscriptions/count".into(), s.subscriptions.to_string()),
             ("retained messages/count".into(), s.retained_messages.to_string()),
         ];
+        all.extend(bridge_topics(&s.bridges));
         let prev = self.prev.take().unwrap_or_else(|| Snapshot { uptime: s.uptime, ..Snapshot::default() });
         let counters: [(&'static str, u64, u64); 4] = [
             ("messages/received", s.messages_received(), prev.messages_received()),
@@ -101,6 +102,22 @@ impl SysTree {
         }
         changed
     }
+}
+
+/// Each bridge under Mosquitto's `$SYS/broker/connection/<remote client id>/state` (`1` connected, `0` not), and
+/// beside it what Mosquitto does not publish: the store-and-forward queue (`queued/messages`, `queued/bytes`) and
+/// the counters `forwarded` and `dropped`. A client identifier that cannot be a topic level (`+`, `#`) is left out.
+fn bridge_topics(bridges: &[crate::bridge::BridgeStats]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for b in bridges.iter().filter(|b| !b.client_id.is_empty() && !b.client_id.contains(['+', '#', '\0'])) {
+        let at = |leaf: &str| format!("connection/{}/{leaf}", b.client_id);
+        out.push((at("state"), u8::from(b.connected).to_string()));
+        out.push((at("queued/messages"), b.queued_messages.to_string()));
+        out.push((at("queued/bytes"), b.queued_bytes.to_string()));
+        out.push((at("forwarded"), b.forwarded_messages.to_string()));
+        out.push((at("dropped"), b.dropped_messages.to_string()));
+    }
+    out
 }
 
 impl crate::Broker {
@@ -156,5 +173,31 @@ mod tests {
         assert_eq!(get(&second, "$SYS/broker/version"), None);
         assert!(get(&second, "$SYS/broker/load/messages/received/1min").is_some());
         assert!(second.iter().all(|(topic, _)| is_sys_topic(topic)));
+    }
+
+    #[test]
+    fn bridges_under_mosquittos_connection_state_topic() {
+        let mut t = SysTree::default();
+        let bridge = crate::bridge::BridgeStats {
+            name: "cloud".into(),
+            client_id: "gateway-17".into(),
+            queued_messages: 4,
+            queued_bytes: 400,
+            ..crate::bridge::BridgeStats::default()
+        };
+        let odd = crate::bridge::BridgeStats { name: "odd".into(), client_id: "a+b".into(), ..bridge.clone() };
+        let mut s = Snapshot { bridges: vec![bridge, odd], ..Snapshot::default() };
+        let get = |v: &[(String, String)], k: &str| v.iter().find(|(t, _)| t == k).map(|(_, p)| p.clone());
+        let first = t.tick(&s, Duration::from_secs(10));
+        assert_eq!(get(&first, "$SYS/broker/connection/gateway-17/state").as_deref(), Some("0"));
+        assert_eq!(get(&first, "$SYS/broker/connection/gateway-17/queued/messages").as_deref(), Some("4"));
+        assert_eq!(get(&first, "$SYS/broker/connection/gateway-17/queued/bytes").as_deref(), Some("400"));
+        assert!(!first.iter().any(|(t, _)| t.contains("a+b")), "{first:?}");
+        s.bridges[0].connected = true;
+        s.bridges[0].queued_messages = 0;
+        let second = t.tick(&s, Duration::from_secs(10));
+        assert_eq!(get(&second, "$SYS/broker/connection/gateway-17/state").as_deref(), Some("1"));
+        assert_eq!(get(&second, "$SYS/broker/connection/gateway-17/queued/messages").as_deref(), Some("0"));
+        assert_eq!(get(&second, "$SYS/broker/connection/gateway-17/queued/bytes"), None, "unchanged");
     }
 }

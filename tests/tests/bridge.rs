@@ -7,6 +7,9 @@
 //! - A flapping link (a relay cuts the connection at random moments): nothing lost.
 //! - TLS upstream with a client certificate.
 //! - Overflow: drop-oldest keeps the newest and counts; refuse-newest answers `0x97` to an MQTT 5 publisher.
+//! - QoS 0 out-messages wait for the upstream like QoS 1/2, within the byte bound.
+//! - Bridge state and queue in `$SYS` (`mosquitto_sub`) and `/metrics` (`prometheus_client`'s parser).
+//! - Forwarded counts: a PUBREL resent after a reconnection and answered PUBCOMP `0x92` (a scripted upstream).
 
 mod tls_support;
 
@@ -20,7 +23,8 @@ use broker::bridge::{BridgeSettings, Overflow, Protocol, parse_topic};
 use broker::{Broker, Settings};
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use tests::client::{self, Ev};
-use tests::process::{BrokerProcess, require};
+use tests::process::{BrokerProcess, on_path, require, run};
+use tests::raw::{ConnectOpts, RawClient, Version};
 use tests::{start_broker, unique, within_for};
 
 /// A port nothing listens on now (bound, then released).
@@ -468,6 +472,9 @@ async fn a_flapping_link_loses_nothing() {
     assert_eq!(check_in_order(&t2, &got[&t2], N2), 0, "QoS 2 messages arrived twice");
     eprintln!("{} connections, {dup1} QoS 1 duplicates", stats.connects);
     assert!(stats.connects >= PHASES as u64, "the link was cut: {stats:?}");
+    // Each stored message counts once as forwarded, also one whose acknowledgement came on a later connection
+    // (a resent PUBLISH with DUP, or a resent PUBREL the upstream answers with PUBCOMP 0x92).
+    assert_eq!(stats.forwarded_messages, (N1 + N2) as u64, "{stats:?}");
 }
 
 async fn overflow_case(overflow: Overflow) -> (Vec<usize>, broker::bridge::BridgeStats) {
@@ -559,4 +566,255 @@ async fn tls_upstream_with_a_client_certificate() {
         .await
         .unwrap();
     assert_eq!(got[&remote], (0..10).collect::<Vec<_>>());
+}
+
+/// The edge of [`refuse_newest_answers_0x97_to_an_mqtt5_publisher_and_delivers_what_it_took`] and
+/// [`qos0_out_messages_wait_for_the_upstream_within_the_byte_bound`]: a bridge to `port`, where nothing listens yet,
+/// with room for 20 messages of `topic` with 3-byte payloads.
+async fn edge_with_room_for_20(port: u16, topic: &str, overflow: Overflow) -> (tests::TestBroker, usize) {
+    let mut bridge = BridgeSettings::new("room", &format!("127.0.0.1:{port}"), rules(&[&format!("{topic} out 1")]));
+    bridge.client_id = unique("edge-bridge");
+    bridge.reconnect_min = Duration::from_millis(20);
+    bridge.reconnect_max = Duration::from_millis(100);
+    bridge.overflow = overflow;
+    let cost = broker::message::Message::from_parts(topic, b"000", rumqttc_qos(QoS::AtLeastOnce), false).cost();
+    bridge.max_queue_bytes = 20 * cost;
+    (start_broker(edge_settings(bridge)).await, cost)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_newest_answers_0x97_to_an_mqtt5_publisher_and_delivers_what_it_took() {
+    const N: usize = 30;
+    let upstream = start_broker(Settings::default()).await;
+    let port = free_port();
+    let topic = unique("refuse5");
+    let (edge, _) = edge_with_room_for_20(port, &topic, Overflow::RefuseNewest).await;
+    let (mut sub, _) = client::connect(client::options(upstream.addr, &unique("up-sub")), false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+
+    // The upstream is down: the first 20 fit in the queue, the other 10 are refused with PUBACK 0x97.
+    let (mut publisher, _) =
+        RawClient::connect(edge.addr, &ConnectOpts::new(&unique("pub5")).version(Version::V5)).await;
+    let mut reasons = Vec::new();
+    for i in 0..N {
+        let id = publisher.next_pid();
+        publisher.publish(&topic, format!("{i:03}").as_bytes(), mqtt_codec::QoS::AtLeastOnce, id, false, false).await;
+        // PUBACK: 0x40, Remaining Length, packet id; the reason code follows unless it is 0x00 (length 2).
+        let frame = publisher.recv_frame().await;
+        assert_eq!(frame.get(..4), Some(&[0x40, frame[1], (id >> 8) as u8, id as u8][..]), "PUBACK {id}: {frame:x?}");
+        reasons.push(frame.get(4).copied().unwrap_or(0));
+    }
+    let want: Vec<u8> = (0..N).map(|i| if i < 20 { 0x00 } else { 0x97 }).collect();
+    assert_eq!(reasons, want);
+    let stats = edge.broker.bridge_stats().remove(0);
+    assert_eq!((stats.queued_messages, stats.dropped_messages), (20, (N - 20) as u64), "{stats:?}");
+
+    // The upstream returns: exactly the 20 accepted messages arrive, in order, and are counted as forwarded.
+    let _relay = relay(port, upstream.addr).await;
+    let got = collect(&mut sub, Duration::from_secs(10), Duration::from_secs(30), |g| g.get(&topic) == Some(&20))
+        .await
+        .unwrap();
+    sub.expect_no_publish(Duration::from_millis(300)).await;
+    assert_eq!(got[&topic], (0..20).collect::<Vec<_>>());
+    wait_bridge(&edge.broker, "forwarded the 20", |s| s.forwarded_messages == 20 && s.queued_messages == 0).await;
+    assert_eq!(edge.broker.bridge_stats()[0].dropped_messages, (N - 20) as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos0_out_messages_wait_for_the_upstream_within_the_byte_bound() {
+    const N: usize = 30;
+    let upstream = start_broker(Settings::default()).await;
+    let port = free_port();
+    let topic = unique("qos0");
+    // `sessions.queue_qos0_offline` is off (the default): the bridge queues QoS 0 all the same.
+    let (edge, cost) = edge_with_room_for_20(port, &topic, Overflow::DropOldest).await;
+    let (mut sub, _) = client::connect(client::options(upstream.addr, &unique("up-sub")), false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let (mut publisher, _) = client::connect(client::options(edge.addr, &unique("pub0")), false).await;
+    for i in 0..N {
+        publisher.publish(&topic, QoS::AtMostOnce, false, format!("{i:03}")).await;
+    }
+    // QoS 0 has no acknowledgement: wait until the broker has taken all 30 (20 queued, the 10 oldest dropped).
+    wait_bridge(&edge.broker, "queued the newest 20 QoS 0 messages", |s| {
+        s.queued_messages == 20 && s.dropped_messages == (N - 20) as u64
+    })
+    .await;
+    assert!(edge.broker.bridge_stats()[0].queued_bytes <= 20 * cost);
+    let _relay = relay(port, upstream.addr).await;
+    let got = collect(&mut sub, Duration::from_secs(10), Duration::from_secs(30), |g| g.get(&topic) == Some(&20))
+        .await
+        .unwrap();
+    sub.expect_no_publish(Duration::from_millis(300)).await;
+    assert_eq!(got[&topic], (N - 20..N).collect::<Vec<_>>());
+    wait_bridge(&edge.broker, "forwarded the 20", |s| s.forwarded_messages == 20 && s.queued_messages == 0).await;
+}
+
+/// Polls the retained value of a `$SYS` topic with `mosquitto_sub` until it is `want` (30 s at most).
+async fn wait_sys(port: u16, topic: &str, want: &str) {
+    let deadline = StdInstant::now() + Duration::from_secs(30);
+    let port = port.to_string();
+    loop {
+        let out =
+            run("mosquitto_sub", &["-p", &port, "-t", topic, "-C", "1", "-W", "5"], Duration::from_secs(10)).await;
+        let got = out.stdout.trim().to_owned();
+        if got == want {
+            return;
+        }
+        assert!(StdInstant::now() < deadline, "{topic} is {got:?}, not {want:?}, after 30 s ({})", out.stderr);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Scrapes `/metrics` until `ready` holds for the parsed samples (30 s at most).
+async fn scrape_until(
+    http: SocketAddr,
+    what: &str,
+    ready: impl Fn(&std::collections::BTreeMap<String, f64>) -> bool,
+) -> std::collections::BTreeMap<String, f64> {
+    let deadline = StdInstant::now() + Duration::from_secs(30);
+    loop {
+        let r = tests::http::get(http, "/metrics").await;
+        assert_eq!(r.status, 200);
+        let samples = tests::http::parse_metrics(&r.body);
+        if ready(&samples) {
+            return samples;
+        }
+        assert!(StdInstant::now() < deadline, "{what} within 30 s; last scrape:\n{}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_state_and_queue_in_sys_and_metrics() {
+    let tools = require("mosquitto_sub (apt: mosquitto-clients)", on_path("mosquitto_sub"))
+        && require("python3 prometheus_client (scripts/obs-deps.sh)", tests::http::parser_available());
+    if !tools {
+        return;
+    }
+    let upstream = start_broker(Settings::default()).await;
+    let port = free_port();
+    let topic = unique("watched");
+    let client_id = unique("gw");
+    let dir = TempDir::new("bridge-obs");
+    let config = dir.0.join("edge.toml");
+    let bridge = bridge_config(port, "watch", &client_id, "5", &[&format!("{topic} out 1")], "");
+    let text = format!("sys_interval = 1\n{bridge}");
+    std::fs::write(&config, text).unwrap();
+    let Some(edge) = BrokerProcess::start_with_config(&config) else { return };
+    let http = edge.http_addr().expect("the embedded default configuration serves HTTP");
+    let (mut publisher, _) = client::connect(client::options(edge.addr, &unique("pub")), false).await;
+    for i in 0..3 {
+        publisher.publish(&topic, QoS::AtLeastOnce, false, i.to_string()).await;
+    }
+    let metric = |name: &str| format!("{name}{{bridge=\"watch\"}}");
+    let (connected, queued) = (metric("mqtt_bridge_connected"), metric("mqtt_bridge_queued_messages"));
+    let (forwarded, dropped) =
+        (metric("mqtt_bridge_forwarded_messages_total"), metric("mqtt_bridge_dropped_messages_total"));
+    let s = scrape_until(http, "3 queued while the upstream is down", |s| s.get(&queued) == Some(&3.0)).await;
+    assert_eq!((s[&connected], s[&forwarded], s[&dropped]), (0.0, 0.0, 0.0));
+    assert!(s[&metric("mqtt_bridge_queued_bytes")] >= 3.0 * (topic.len() + 1) as f64);
+    let sys = format!("$SYS/broker/connection/{client_id}");
+    wait_sys(edge.port(), &format!("{sys}/state"), "0").await;
+    wait_sys(edge.port(), &format!("{sys}/queued/messages"), "3").await;
+
+    let (mut sub, _) = client::connect(client::options(upstream.addr, &unique("up-sub")), false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let _relay = relay(port, upstream.addr).await;
+    let got = collect(&mut sub, Duration::from_secs(10), Duration::from_secs(30), |g| g.get(&topic) == Some(&3))
+        .await
+        .unwrap();
+    assert_eq!(got[&topic], vec![0, 1, 2]);
+    let s = scrape_until(http, "connected and drained", |s| {
+        s.get(&connected) == Some(&1.0) && s.get(&forwarded) == Some(&3.0)
+    })
+    .await;
+    assert_eq!((s[&queued], s[&metric("mqtt_bridge_inflight_messages")]), (0.0, 0.0));
+    wait_sys(edge.port(), &format!("{sys}/state"), "1").await;
+    wait_sys(edge.port(), &format!("{sys}/queued/messages"), "0").await;
+    wait_sys(edge.port(), &format!("{sys}/forwarded"), "3").await;
+}
+
+/// One end of a scripted upstream: reads the bridge's packets (PINGREQ skipped) and answers by hand.
+struct Scripted {
+    stream: tokio::net::TcpStream,
+    rx: Vec<u8>,
+}
+
+impl Scripted {
+    async fn accept(listener: &tokio::net::TcpListener, session_present: bool) -> Self {
+        let (stream, _) = within_for(Duration::from_secs(20), "the bridge connects", listener.accept()).await.unwrap();
+        let mut s = Self { stream, rx: Vec::new() };
+        assert_eq!(s.next().await, "Connect");
+        let connack = mqtt_codec::ConnAck {
+            session_present,
+            code: mqtt_codec::ReasonCode::Success,
+            properties: mqtt_codec::Properties::empty(),
+        };
+        s.send(&mqtt_codec::Packet::ConnAck(connack)).await;
+        s
+    }
+
+    /// The next packet's type, and its packet identifier if it has one.
+    async fn next_with_id(&mut self) -> (String, Option<mqtt_codec::PacketId>) {
+        use mqtt_codec::Packet as P;
+        loop {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            let frame = match tests::raw::read_frame(&mut self.stream, &mut self.rx, Version::V5, deadline).await {
+                tests::raw::Read::Frame(f) => f,
+                other => panic!("the bridge sent nothing: {other:?}"),
+            };
+            let packet = mqtt_codec::decode(&frame, Version::V5).unwrap();
+            let id = match &packet {
+                P::Publish(p) => p.qos_pid.packet_id(),
+                P::PubRel(a) => Some(a.packet_id),
+                _ => None,
+            };
+            if !matches!(packet, P::PingReq) {
+                return (format!("{:?}", packet.packet_type()), id);
+            }
+        }
+    }
+
+    async fn next(&mut self) -> String {
+        self.next_with_id().await.0
+    }
+
+    async fn send(&mut self, packet: &mqtt_codec::Packet<'_>) {
+        use tokio::io::AsyncWriteExt;
+        let bytes = tests::raw::encode(packet, Version::V5);
+        within_for(Duration::from_secs(10), "write to the bridge", self.stream.write_all(&bytes)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pubrel_resent_after_a_reconnection_and_answered_0x92_counts_as_forwarded() {
+    use mqtt_codec::{Ack, Packet as P, ReasonCode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let topic = unique("comp");
+    let mut bridge =
+        BridgeSettings::new("comp", &listener.local_addr().unwrap().to_string(), rules(&[&format!("{topic} out 2")]));
+    bridge.client_id = unique("edge-bridge");
+    bridge.reconnect_min = Duration::from_millis(20);
+    bridge.reconnect_max = Duration::from_millis(100);
+    let edge = start_broker(edge_settings(bridge)).await;
+    let mut up = Scripted::accept(&listener, false).await;
+    let (mut publisher, _) = client::connect(client::options(edge.addr, &unique("pub")), false).await;
+    publisher.publish(&topic, QoS::ExactlyOnce, false, "1").await;
+
+    // The upstream takes the message (PUBREC) and completes it on the bridge's PUBREL, but the link drops before
+    // its PUBCOMP gets through.
+    let (kind, id) = up.next_with_id().await;
+    let id = id.unwrap_or_else(|| panic!("a QoS 2 PUBLISH, got {kind}"));
+    up.send(&P::PubRec(Ack::new(id))).await;
+    assert_eq!(up.next_with_id().await, ("PubRel".to_owned(), Some(id)));
+    drop(up);
+
+    // The bridge resends the PUBREL; the upstream no longer knows the identifier and says so (0x92).
+    let mut up = Scripted::accept(&listener, true).await;
+    assert_eq!(up.next_with_id().await, ("PubRel".to_owned(), Some(id)));
+    up.send(&P::PubComp(Ack { reason: ReasonCode::PacketIdentifierNotFound, ..Ack::new(id) })).await;
+    wait_bridge(&edge.broker, "finished and counted the message", |s| {
+        s.inflight_messages == 0 && s.queued_messages == 0 && s.forwarded_messages == 1
+    })
+    .await;
 }

@@ -415,18 +415,18 @@ impl Conn<'_> {
         match packet {
             Packet::PubAck(a) => {
                 if self.handle.lock().outbox.on_puback(a.packet_id) {
-                    self.done(a.reason);
+                    self.done(Finish::Ack, a.reason);
                 }
             }
             Packet::PubRec(a) => {
                 let failed = a.reason.is_error();
                 if self.handle.lock().outbox.on_pubrec(a.packet_id, failed) && failed {
-                    self.done(a.reason);
+                    self.done(Finish::Rec, a.reason);
                 }
             }
             Packet::PubComp(a) => {
                 if self.handle.lock().outbox.on_pubcomp(a.packet_id) {
-                    self.done(a.reason);
+                    self.done(Finish::Comp, a.reason);
                 }
             }
             Packet::Publish(p) => self.on_publish(frame, &p, now)?,
@@ -460,11 +460,11 @@ impl Conn<'_> {
     }
 
     /// A message the upstream acknowledged (or refused, which MQTT 5 says with a reason code: it is gone either way).
-    fn done(&self, reason: ReasonCode) {
-        if reason.is_error() {
-            tracing::warn!(bridge = self.task.settings.name, ?reason, "upstream refused a bridged message");
-        } else {
+    fn done(&self, finish: Finish, reason: ReasonCode) {
+        if reached_upstream(finish, reason) {
             self.task.shared.forwarded.fetch_add(1, Ordering::Relaxed);
+        } else {
+            tracing::warn!(bridge = self.task.settings.name, ?reason, "upstream refused a bridged message");
         }
     }
 
@@ -581,6 +581,25 @@ impl Conn<'_> {
     }
 }
 
+/// The acknowledgement that finished a message in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finish {
+    /// PUBACK.
+    Ack,
+    /// A PUBREC with an error reason (one without goes on to PUBREL).
+    Rec,
+    /// PUBCOMP.
+    Comp,
+}
+
+/// Whether the message an acknowledgement finished reached the upstream (it counts as forwarded): a PUBACK or
+/// PUBREC without an error reason, and every PUBCOMP, since the PUBREC before it already said the upstream has the
+/// message. A PUBCOMP can carry `0x92` (Packet Identifier not found): the answer to a PUBREL resent after a
+/// reconnection for a flow the upstream completed before the link dropped.
+fn reached_upstream(finish: Finish, reason: ReasonCode) -> bool {
+    finish == Finish::Comp || !reason.is_error()
+}
+
 /// Appends one encoded packet to `out`.
 fn encode(out: &mut Vec<u8>, packet: &Packet<'_>, version: ProtocolVersion) -> Result<(), LinkError> {
     let len = packet.encoded_len(version).map_err(|e| LinkError::Protocol(e.to_string()))?;
@@ -648,6 +667,17 @@ mod tests {
             let d = backoff(min, max, failures, &mut rng);
             assert!(d >= base / 2 && d <= base, "{failures}: {d:?} not in [{:?}, {base:?}]", base / 2);
         }
+    }
+
+    #[test]
+    fn a_pubcomp_counts_as_forwarded_even_for_a_flow_the_upstream_already_completed() {
+        // A PUBREL resent after a reconnection, for a message the upstream released before the link dropped.
+        assert!(reached_upstream(Finish::Comp, ReasonCode::PacketIdentifierNotFound));
+        assert!(reached_upstream(Finish::Comp, ReasonCode::Success));
+        assert!(reached_upstream(Finish::Ack, ReasonCode::Success));
+        assert!(reached_upstream(Finish::Ack, ReasonCode::NoMatchingSubscribers));
+        assert!(!reached_upstream(Finish::Ack, ReasonCode::QuotaExceeded));
+        assert!(!reached_upstream(Finish::Rec, ReasonCode::NotAuthorized));
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub const CLIENT_ID_PREFIX: &str = "$bridge/";
 pub struct BridgeStats {
     /// The bridge's name.
     pub name: String,
+    /// Its client identifier upstream (Mosquitto's `remote_clientid`, which names its `$SYS` topics).
+    pub client_id: String,
     /// Whether the upstream connection is up now.
     pub connected: bool,
     /// The upstream address of the current (or last) connection.
@@ -85,7 +87,7 @@ pub(crate) struct Bridges {
 impl Bridges {
     /// Creates (or resumes, after a restart) each bridge's session: subscribed to its `out` filters and nothing else,
     /// with the bridge's queue bound and overflow policy. Called once the router holds what the journal recovered.
-    pub(crate) fn prepare(router: &mut Router, bridges: &[BridgeSettings], limits: OutboxLimits) -> Self {
+    pub(crate) fn prepare(router: &mut Router, bridges: &[BridgeSettings]) -> Self {
         let now = Instant::now();
         let mut list = Vec::with_capacity(bridges.len());
         for (i, b) in bridges.iter().enumerate() {
@@ -121,11 +123,13 @@ impl Bridges {
                     tracing::error!(bridge = b.name, filter, error = ?e, "bridge subscription refused");
                 }
             }
+            // A store-and-forward queue keeps QoS 0 messages too while the upstream is away (whatever
+            // `sessions.queue_qos0_offline` says for clients), under the same byte bound and overflow policy.
             let bounded = OutboxLimits {
                 max_inflight: b.max_inflight,
                 max_queued: usize::MAX,
                 max_queued_bytes: b.max_queue_bytes,
-                queue_qos0_offline: limits.queue_qos0_offline,
+                queue_qos0_offline: true,
             };
             session.lock().outbox.set_limits(bounded, b.overflow == Overflow::DropOldest);
             let queued = session.lock().outbox.queued();
@@ -164,6 +168,7 @@ impl Bridges {
             .map(|(b, s)| {
                 let mut stats = BridgeStats {
                     name: b.name.clone(),
+                    client_id: b.client_id.clone(),
                     connected: s.connected.load(Ordering::Relaxed),
                     upstream: s.upstream.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
                     connects: s.connects.load(Ordering::Relaxed),

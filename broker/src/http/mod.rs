@@ -154,7 +154,9 @@ impl Broker {
 
     /// Everything operators see, read now (see [`metrics::Snapshot`]).
     pub fn metrics_snapshot(&self) -> metrics::Snapshot {
-        metrics::snapshot(&self.shared.ctx, self.shared.started.elapsed())
+        let mut snapshot = metrics::snapshot(&self.shared.ctx, self.shared.started.elapsed());
+        snapshot.bridges = self.bridge_stats();
+        snapshot
     }
 
     /// `/metrics`: the snapshot and the live counters in the OpenMetrics text format.

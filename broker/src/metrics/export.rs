@@ -208,6 +208,7 @@ impl Collector for Scrape {
             usize_u64(s.inflight_messages),
         )?;
         latency(e, s)?;
+        super::bridge::encode(e, &s.bridges)?;
         if let Some(j) = &s.journal {
             counter(e, "mqtt_journal_fsyncs", "fsyncs of the journal.", None, j.fsyncs)?;
             counter(

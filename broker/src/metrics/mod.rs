@@ -5,6 +5,7 @@
 //! else (sessions, queues, retained messages, the journal) is read when someone asks: [`export`] writes the
 //! OpenMetrics text of `/metrics`, and the `$SYS` tree and the dashboard read the same [`Snapshot`].
 
+mod bridge;
 pub mod export;
 mod snapshot;
 

@@ -47,6 +47,8 @@ pub struct Snapshot {
     pub latency_acked: ([u64; LATENCY_BUCKETS_US.len() + 1], u64),
     /// The journal's counters, when persistence is on.
     pub journal: Option<JournalStats>,
+    /// Each bridge's state and counters (filled in by [`crate::Broker::metrics_snapshot`]).
+    pub bridges: Vec<crate::bridge::BridgeStats>,
 }
 
 impl Snapshot {
