@@ -1198,6 +1198,7 @@ mod tests {
         let want = [
             "http.bind",
             "http.enabled",
+            "http.metrics",
             "limits.connect_timeout_secs",
             "limits.disconnect_slow_consumers",
             "limits.max_connect_packet_size",

@@ -211,7 +211,9 @@ impl Broker {
             shared_strategy: caps.mqtt.shared_subscription_strategy,
             disconnect_slow_consumers: l.disconnect_slow_consumers,
         };
-        let counters = Arc::new(Counters { budget: budget::Budget::new(l.max_message_memory), ..Counters::default() });
+        let obs = if settings.http.metrics { metrics::Metrics::default() } else { metrics::Metrics::disabled() };
+        let counters =
+            Arc::new(Counters { budget: budget::Budget::new(l.max_message_memory), obs, ..Counters::default() });
         let mut router = Router::new(limits, counters.clone());
         let durable = if settings.persistence.enabled {
             let (durable, stats) = persist::open(&settings.persistence, &mut router).map_err(Error::Persistence)?;

@@ -120,3 +120,33 @@ async fn metrics_count_what_clients_sent_and_received() {
     assert_eq!(value(&s, r#"mqtt_clients_connected{}"#), 1.0);
     sub.disconnect().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_off_says_so_instead_of_serving_zeros() {
+    let dir = std::env::temp_dir().join(unique("metrics-off"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("broker.toml");
+    std::fs::write(
+        &config,
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\n[persistence]\nenabled = false\n\
+         [http]\nbind = \"127.0.0.1:0\"\nmetrics = false\n",
+    )
+    .unwrap();
+    let Some(broker) = BrokerProcess::start_with_config(&config) else { return };
+    let http = broker.http_addr().expect("[http] is on");
+    // Messages still flow.
+    let topic = unique("obs/off");
+    let (mut sub, _) = client::connect(options(broker.addr, &unique("sub")), false).await;
+    assert_eq!(sub.subscribe(&topic, QoS::AtLeastOnce).await, Some(QoS::AtLeastOnce));
+    let (mut publisher, _) = client::connect(options(broker.addr, &unique("pub")), false).await;
+    publisher.publish(&topic, QoS::AtLeastOnce, false, &b"x"[..]).await;
+    assert_eq!(sub.publishes(1).await.len(), 1);
+    let r = get(http, "/metrics").await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.body, "metrics are off in this broker's configuration (http.metrics = false)\n");
+    assert_eq!(get(http, "/healthz").await.status, 200);
+    publisher.disconnect().await;
+    sub.disconnect().await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -125,6 +125,11 @@ async fn route(broker: &Broker, auth: Option<&Auth>, req: &Request<Incoming>) ->
         return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
     }
     match path {
+        "/metrics" if !broker.shared.ctx.counters.obs.enabled() => respond(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "metrics are off in this broker's configuration (http.metrics = false)\n",
+        ),
         "/metrics" => respond(StatusCode::OK, crate::metrics::export::CONTENT_TYPE, broker.metrics_text()),
         "/healthz" => respond(StatusCode::OK, TEXT, "ok\n"),
         "/readyz" if broker.is_ready() => respond(StatusCode::OK, TEXT, "ready\n"),

@@ -15,6 +15,10 @@ pub struct HttpSettings {
     pub enabled: bool,
     /// Address and port.
     pub bind: SocketAddr,
+    /// Whether the broker keeps its per-message metrics (messages and bytes by QoS, delivery latencies, drops by
+    /// reason; see [`crate::metrics::Metrics`]). Off: that work is skipped on the data path and `/metrics` answers
+    /// 404 saying so.
+    pub metrics: bool,
     /// Users who may use the endpoint, with HTTP basic authentication (a password file as for MQTT). `None`:
     /// read-only, and only on a loopback address.
     pub password_file: Option<PathBuf>,
@@ -22,7 +26,7 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { enabled: false, bind: SocketAddr::from(([127, 0, 0, 1], 8081)), password_file: None }
+        Self { enabled: false, bind: SocketAddr::from(([127, 0, 0, 1], 8081)), metrics: true, password_file: None }
     }
 }
 
@@ -39,13 +43,14 @@ pub struct FileHttpAuth {
 pub struct FileHttp {
     enabled: Bool,
     bind: String,
+    metrics: Bool,
     auth: Option<FileHttpAuth>,
 }
 
 impl Default for FileHttp {
     fn default() -> Self {
         let s = HttpSettings::default();
-        Self { enabled: Bool(s.enabled), bind: s.bind.to_string(), auth: None }
+        Self { enabled: Bool(s.enabled), bind: s.bind.to_string(), metrics: Bool(s.metrics), auth: None }
     }
 }
 
@@ -66,7 +71,7 @@ impl FileHttp {
             Some(a) => Some(PathBuf::from(a.password_file.trim())),
             None => None,
         };
-        let s = HttpSettings { enabled: self.enabled.0, bind, password_file };
+        let s = HttpSettings { enabled: self.enabled.0, bind, metrics: self.metrics.0, password_file };
         if s.enabled {
             s.check_exposure().map_err(|reason| invalid("http.auth.password_file", reason))?;
         }

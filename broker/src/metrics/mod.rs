@@ -18,6 +18,7 @@ use mqtt_codec::QoS;
 
 /// When a message was read, compactly: microseconds since the process's first stamp, modulo 2^32 (71 minutes).
 /// A latency is the wrapping difference of two stamps, so it is right for any delivery faster than 71 minutes.
+/// The default, [`Stamp::NONE`], marks a message read while metrics were off: its delivery is not timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stamp(u32);
 
@@ -27,16 +28,19 @@ fn epoch() -> Instant {
 }
 
 impl Stamp {
-    /// Now.
+    /// No time: the message is not timed.
+    pub const NONE: Self = Self(0);
+
+    /// Now (never [`Stamp::NONE`]: the microsecond 0 of each 71-minute turn reads as 1).
     pub fn now() -> Self {
         // Truncation is the point: the stamp wraps.
         #[expect(clippy::cast_possible_truncation)]
-        Self(epoch().elapsed().as_micros() as u32)
+        Self((epoch().elapsed().as_micros() as u32).max(1))
     }
 
-    /// Microseconds from this stamp to `later`.
-    pub fn micros_until(self, later: Self) -> u32 {
-        later.0.wrapping_sub(self.0)
+    /// Microseconds from this stamp to `later`; `None` when either is [`Stamp::NONE`].
+    pub fn micros_until(self, later: Self) -> Option<u32> {
+        (self.0 != 0 && later.0 != 0).then(|| later.0.wrapping_sub(self.0))
     }
 }
 
@@ -198,8 +202,13 @@ pub const REFUSALS: [(u8, &str); 6] = [
 ];
 
 /// The broker's counters beside the router's: everything the data path adds to.
+///
+/// With `http.metrics = false` ([`Metrics::disabled`]) the per-message work is skipped: the counters by QoS, the
+/// delivery latencies and the drops by reason stay at zero, and `/metrics` says the metrics are off.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Per-message metrics are not kept.
+    off: bool,
     /// PUBLISH packets received from clients.
     pub received: ByQos,
     /// PUBLISH packets written to clients.
@@ -215,8 +224,28 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counters that skip the per-message work (`http.metrics = false`).
+    pub fn disabled() -> Self {
+        Self { off: true, ..Self::default() }
+    }
+
+    /// Whether per-message metrics are kept.
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        !self.off
+    }
+
+    /// Now, when metrics are kept; else [`Stamp::NONE`] (no clock read).
+    #[inline]
+    pub fn stamp(&self) -> Stamp {
+        if self.off { Stamp::NONE } else { Stamp::now() }
+    }
+
     /// Counts `n` dropped messages.
     pub fn drop_n(&self, reason: DropReason, n: u64) {
+        if self.off {
+            return;
+        }
         if let Some(c) = self.drops.get(reason as usize) {
             c.fetch_add(n, Ordering::Relaxed);
         }
@@ -264,7 +293,9 @@ mod tests {
 
     #[test]
     fn stamps_wrap_and_latencies_land_in_their_bucket() {
-        assert_eq!(Stamp(u32::MAX - 9).micros_until(Stamp(10)), 20);
+        assert_eq!(Stamp(u32::MAX - 9).micros_until(Stamp(10)), Some(20));
+        assert_eq!(Stamp::NONE.micros_until(Stamp::now()), None);
+        assert_eq!(Stamp::now().micros_until(Stamp::NONE), None);
         let h = Histogram::default();
         for us in [10, 50, 51, 2_000_000, u32::MAX] {
             h.observe_us(us);

@@ -335,10 +335,15 @@ impl Session {
         }
     }
 
+    /// When the message in flight under `id` was read, if metrics are kept (a search of the in-flight window).
+    fn inflight_read_at(&self, state: &crate::router::SessionState, id: PacketId) -> Option<crate::metrics::Stamp> {
+        if self.ctx.counters.obs.enabled() { state.outbox.inflight_read_at(id) } else { None }
+    }
+
     /// Records the latency of a delivery the subscriber just acknowledged.
     fn observe_acked(&self, read_at: Option<crate::metrics::Stamp>) {
-        if let Some(at) = read_at {
-            self.ctx.counters.obs.latency_acked.observe_us(at.micros_until(crate::metrics::Stamp::now()));
+        if let Some(us) = read_at.and_then(|at| at.micros_until(crate::metrics::Stamp::now())) {
+            self.ctx.counters.obs.latency_acked.observe_us(us);
         }
     }
 
@@ -359,7 +364,7 @@ impl Session {
             // flight in the other QoS flow is a protocol error, as in Mosquitto [MQTT-4.3.2, 4.3.3].
             Packet::PubAck(a) => {
                 let mut state = self.handle.lock();
-                let read_at = state.outbox.inflight_read_at(a.packet_id);
+                let read_at = self.inflight_read_at(&state, a.packet_id);
                 if state.outbox.on_puback(a.packet_id) {
                     self.observe_acked(read_at);
                 } else if state.outbox.inflight_state(a.packet_id).is_some() {
@@ -383,7 +388,7 @@ impl Session {
             }
             Packet::PubComp(a) => {
                 let mut state = self.handle.lock();
-                let read_at = state.outbox.inflight_read_at(a.packet_id);
+                let read_at = self.inflight_read_at(&state, a.packet_id);
                 if state.outbox.on_pubcomp(a.packet_id) {
                     self.observe_acked(read_at);
                 } else if state.outbox.inflight_state(a.packet_id) == Some(InflightState::AwaitPubAck) {

@@ -32,7 +32,7 @@ impl Session {
         let expired_before = state.outbox.expired();
         let counters = self.ctx.counters.clone();
         let metrics = &counters.obs;
-        let sent_at = crate::metrics::Stamp::now();
+        let sent_at = metrics.stamp();
         let more = loop {
             if self.out.len() >= MAX_BATCH_BYTES {
                 break state.outbox.has_pending();
@@ -44,10 +44,14 @@ impl Session {
                     let start = self.out.len();
                     if self.write_publish(&delivery, qos_pid, dup, now)? {
                         delivered += 1;
-                        metrics.sent.add(delivery.qos, self.out.len().saturating_sub(start));
-                        // Retained messages sent on subscribe waited in the store, not in the broker's data path.
-                        if !delivery.retain {
-                            metrics.latency_written.observe_us(delivery.msg.read_at.micros_until(sent_at));
+                        if metrics.enabled() {
+                            metrics.sent.add(delivery.qos, self.out.len().saturating_sub(start));
+                            // Retained messages sent on subscribe waited in the store, not in the data path.
+                            if let Some(us) = delivery.msg.read_at.micros_until(sent_at)
+                                && !delivery.retain
+                            {
+                                metrics.latency_written.observe_us(us);
+                            }
                         }
                     } else {
                         // Larger than the client's Maximum Packet Size: never sent to it [MQTT-3.1.2-25].
