@@ -162,6 +162,8 @@ struct Shared {
     http: Arc<Mutex<Option<TcpListener>>>,
     /// The HTTP endpoint's users, once served (reloaded with the MQTT password files).
     http_auth: Arc<std::sync::OnceLock<Arc<http::Auth>>>,
+    /// The HTTP endpoint's TLS config, once it is served with `[http.tls]`.
+    http_tls: Arc<std::sync::OnceLock<tls::TlsReloader>>,
     /// Bridges to upstream brokers.
     bridges: bridge::Bridges,
 }
@@ -249,6 +251,7 @@ impl Broker {
                 ready: Arc::default(),
                 http: Arc::default(),
                 http_auth: Arc::default(),
+                http_tls: Arc::default(),
                 bridges,
             }),
         })
@@ -479,9 +482,9 @@ impl Broker {
         self.shared.bridges.spawn(&self.shared.ctx, &accept.tracker, &accept.stop);
         let http = self.shared.http.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(http) = http {
-            let auth = self.http_auth(&http)?;
+            let (auth, tls) = (self.http_auth(&http)?, self.http_tls()?);
             let tracker = accept.tracker.clone();
-            accept.tracker.spawn(http::serve(http, self.clone(), auth, accept.stop.clone(), tracker));
+            accept.tracker.spawn(http::serve(http, self.clone(), (auth, tls), accept.stop.clone(), tracker));
         }
         if let Some(every) = self.shared.settings.sys_interval {
             accept.tracker.spawn(self.clone().publish_sys(every, accept.stop.clone()));

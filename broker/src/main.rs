@@ -356,7 +356,11 @@ fn reload_on_sighup(reloaders: Vec<TlsReloader>, broker: broker::Broker, reload:
                 r.reload_logged("SIGHUP");
             }
             let b = broker.clone();
-            let _ = tokio::task::spawn_blocking(move || b.reload_auth()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                b.reload_http_tls();
+                b.reload_auth();
+            })
+            .await;
         }
     });
     Ok(())

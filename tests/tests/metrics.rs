@@ -2,6 +2,8 @@
 //! Python `prometheus_client` OpenMetrics parser after a scripted load, whose counters must equal what the clients
 //! sent and received.
 
+mod tls_support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -149,4 +151,85 @@ async fn metrics_off_says_so_instead_of_serving_zeros() {
     sub.disconnect().await;
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Python's `urllib` over `ssl` against the endpoint: HTTPS with the test CA (status, body and the serial of the
+/// certificate served), then plain HTTP to the same port (`plain`: what went wrong).
+const HTTPS_CLIENT: &str = r#"
+import json, socket, ssl, sys, urllib.request
+ca, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context(cafile=ca)
+out = {}
+with urllib.request.urlopen(f"https://localhost:{port}/metrics", context=ctx, timeout=10) as r:
+    out["status"], out["body"] = r.status, r.read().decode()
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost") as s:
+    out["serial"] = s.getpeercert()["serialNumber"]
+try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        out["plain"] = f"answered {r.status}"
+except Exception as e:
+    out["plain"] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
+"#;
+
+fn fetch_https(ca: &std::path::Path, port: u16) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .args(["-c", HTTPS_CLIENT, &ca.display().to_string(), &port.to_string()])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "python3 HTTPS client: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON from the client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_over_https_and_a_new_certificate_is_served_after_sighup() {
+    if !require("python3 prometheus_client (scripts/obs-deps.sh)", parser_available()) {
+        return;
+    }
+    let pki = tls_support::Pki::new("http");
+    let leaf = pki.server("http", 1);
+    let config = pki.dir.join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listeners]]\nbind = \"127.0.0.1:0\"\n[persistence]\nenabled = false\n\
+             [http]\nbind = \"127.0.0.1:0\"\n[http.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            leaf.cert.display(),
+            leaf.key.display()
+        ),
+    )
+    .unwrap();
+    let Some(broker) = BrokerProcess::start_with_config(&config) else { return };
+    let port = broker.http_addr().expect("[http] is on").port();
+    let r = tokio::task::spawn_blocking({
+        let ca = pki.ca_file.clone();
+        move || fetch_https(&ca, port)
+    })
+    .await
+    .unwrap();
+    assert_eq!(r["status"], 200, "{r}");
+    let samples = parse_metrics(r["body"].as_str().unwrap());
+    let listener = format!(r#"mqtt_connections_accepted_total{{listener="{}"}}"#, broker.addr);
+    assert_eq!(value(&samples, &listener), 0.0);
+    assert_eq!(r["serial"], "01", "{r}");
+    let plain = r["plain"].as_str().unwrap();
+    assert!(!plain.starts_with("answered"), "plain HTTP to the HTTPS port got an HTTP answer: {plain}");
+
+    // A new certificate, then SIGHUP: new connections get it.
+    pki.server("http", 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            std::process::Command::new("kill").args(["-HUP", &broker.pid().to_string()]).status().unwrap().success()
+        );
+        let ca = pki.ca_file.clone();
+        let r = tokio::task::spawn_blocking(move || fetch_https(&ca, port)).await.unwrap();
+        if r["serial"] == "02" {
+            assert_eq!(r["status"], 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new certificate within 10 s; served {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(broker.log_text().contains("TLS certificates reloaded"), "{}", broker.log_text());
 }
