@@ -22,11 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::admission::{AddressSlot, PerAddress};
+use crate::admission::{AddressSlot, PerAddress, Refused};
 use crate::config::{ListenerSettings, Transport};
 use crate::conn_limits::{ConnLimits, LiveLimits};
 use crate::connection::{self, Arrival, ConnSettings, Stream};
 use crate::logging::{Untrusted, conn_event};
+use crate::metrics::ArrivalRefusal;
 use crate::router::ConnLink;
 use crate::session::Context;
 use crate::tls::{TlsError, TlsReloader, certificate_identity};
@@ -223,7 +224,7 @@ pub(crate) async fn accept_loop(
         };
         let global = a.global_limit.clone().try_acquire_owned().ok();
         let (Some(global), Some(local)) = (global, local) else {
-            metrics.refused_limit.fetch_add(1, Ordering::Relaxed);
+            metrics.refused_arrival(ArrivalRefusal::ConnectionLimit);
             conn_event!(WARN, %peer, "connection limit reached; refusing connection");
             drop(stream);
             continue;
@@ -232,6 +233,10 @@ pub(crate) async fn accept_loop(
         let address = match a.per_address.admit(peer.ip(), now) {
             Ok(slot) => slot,
             Err(why) => {
+                metrics.refused_arrival(match why {
+                    Refused::TooMany => ArrivalRefusal::AddressConnectionLimit,
+                    Refused::TooFast => ArrivalRefusal::AddressConnectionRate,
+                });
                 conn_event!(WARN, %peer, ?why, "per-address connection limit reached; refusing connection");
                 drop(stream);
                 continue;
@@ -240,7 +245,8 @@ pub(crate) async fn accept_loop(
         // Read once per connection, so a reload applies from the next client on.
         let ConnLimits { conn, caps } = a.limits.current();
         let ctx = Context { caps, ..a.ctx.clone() };
-        let arrival = Arrival { peer: None, deadline: now + conn.connect_timeout, handshake };
+        let arrival =
+            Arrival { peer: None, deadline: now + conn.connect_timeout, handshake, listener: metrics.clone() };
         let mut permits = Permits::new(global, local, &a.global_limit, local_limit.as_ref(), address);
         permits.open = Some(crate::metrics::OpenConnection::new(&metrics));
         if let Err(e) = stream.set_nodelay(true) {

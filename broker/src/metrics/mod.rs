@@ -58,11 +58,15 @@ pub enum DropReason {
     AclDenied,
     /// No subscription matched.
     NoSubscribers,
+    /// The broker-wide memory budget (`limits.max_message_memory`) was used up: refused as a whole, not routed
+    /// (counted by [`crate::budget`]).
+    MemoryBudget,
 }
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 5] = [Self::QueueFull, Self::TooLarge, Self::Expired, Self::AclDenied, Self::NoSubscribers];
+    pub const ALL: [Self; 6] =
+        [Self::QueueFull, Self::TooLarge, Self::Expired, Self::AclDenied, Self::NoSubscribers, Self::MemoryBudget];
 
     /// The `reason` label.
     pub fn label(self) -> &'static str {
@@ -72,6 +76,7 @@ impl DropReason {
             Self::Expired => "expired",
             Self::AclDenied => "acl_denied",
             Self::NoSubscribers => "no_subscribers",
+            Self::MemoryBudget => "memory_budget",
         }
     }
 }
@@ -153,6 +158,90 @@ impl Histogram {
     }
 }
 
+/// Upper bounds of the journal's fsync duration buckets, in microseconds (100 µs to 10 s).
+pub const FSYNC_BUCKETS_US: [u64; 13] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 10_000_000];
+
+/// Upper bounds of the journal's records-per-fsync buckets.
+pub const RECORDS_PER_FSYNC_BUCKETS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000];
+
+/// A histogram of relaxed atomics over fixed upper bounds (inclusive; one more bucket above them all), for what
+/// is observed off the message path (the journal's fsyncs).
+#[derive(Debug)]
+pub struct BoundedHistogram {
+    bounds: &'static [u64],
+    counts: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+impl BoundedHistogram {
+    /// An empty histogram over `bounds` (ascending).
+    pub fn new(bounds: &'static [u64]) -> Self {
+        Self { bounds, counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(), sum: AtomicU64::new(0) }
+    }
+
+    /// Records one value.
+    pub fn observe(&self, v: u64) {
+        let i = self.bounds.partition_point(|&b| b < v);
+        if let Some(c) = self.counts.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum.fetch_add(v, Ordering::Relaxed);
+    }
+
+    /// Counts per bucket (the last one above every bound) and the sum.
+    pub fn get(&self) -> (Vec<u64>, u64) {
+        (self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect(), self.sum.load(Ordering::Relaxed))
+    }
+}
+
+/// Why a listener refused a connection: the `reason` label of `mqtt_connections_refused_total`. The first ones close
+/// the connection as it arrives; the others answer its CONNECT with a refusing CONNACK (MQTT 3 return codes count
+/// as their MQTT 5 reason codes).
+pub const REFUSAL_REASONS: [&str; 13] = [
+    "connection_limit",
+    "address_connection_limit",
+    "address_connection_rate",
+    "unsupported_protocol_version",
+    "client_identifier_not_valid",
+    "bad_username_or_password",
+    "not_authorized",
+    "server_unavailable",
+    "server_busy",
+    "bad_authentication_method",
+    "quota_exceeded",
+    "connection_rate_exceeded",
+    "other_connack",
+];
+
+/// A refusal before CONNECT is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum ArrivalRefusal {
+    /// `limits.max_connections` or the listener's `max_connections`.
+    ConnectionLimit = 0,
+    /// `limits.max_connections_per_address`.
+    AddressConnectionLimit = 1,
+    /// `limits.max_connection_rate_per_address`.
+    AddressConnectionRate = 2,
+}
+
+/// The [`REFUSAL_REASONS`] index of a refusing CONNACK's reason code (MQTT 5 numbering).
+fn connack_refusal(code: u8) -> usize {
+    match code {
+        0x84 => 3,
+        0x85 => 4,
+        0x86 => 5,
+        0x87 => 6,
+        0x88 => 7,
+        0x89 => 8,
+        0x8C => 9,
+        0x97 => 10,
+        0x9F => 11,
+        _ => 12,
+    }
+}
+
 /// Connections of one listener.
 #[derive(Debug)]
 pub struct ListenerMetrics {
@@ -162,13 +251,32 @@ pub struct ListenerMetrics {
     pub open: AtomicI64,
     /// Connections accepted.
     pub accepted: AtomicU64,
-    /// Connections closed at once because a connection cap was reached.
-    pub refused_limit: AtomicU64,
+    /// Connections refused, by [`REFUSAL_REASONS`].
+    refused: [AtomicU64; REFUSAL_REASONS.len()],
 }
 
 impl ListenerMetrics {
     fn new(label: String) -> Self {
-        Self { label, open: AtomicI64::new(0), accepted: AtomicU64::new(0), refused_limit: AtomicU64::new(0) }
+        Self { label, open: AtomicI64::new(0), accepted: AtomicU64::new(0), refused: Default::default() }
+    }
+
+    /// Counts a connection closed as it arrived.
+    pub fn refused_arrival(&self, why: ArrivalRefusal) {
+        if let Some(c) = self.refused.get(why as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a CONNECT refused with a CONNACK of this reason code (MQTT 5 numbering).
+    pub fn refused_connect(&self, code: u8) {
+        if let Some(c) = self.refused.get(connack_refusal(code)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Refusals by reason label, in [`REFUSAL_REASONS`] order.
+    pub fn refusals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REFUSAL_REASONS.into_iter().zip(self.refused.iter().map(|c| c.load(Ordering::Relaxed)))
     }
 }
 
@@ -191,16 +299,6 @@ impl Drop for OpenConnection {
     }
 }
 
-/// CONNACK refusal codes counted apart (`reason` label); others count as `other`.
-pub const REFUSALS: [(u8, &str); 6] = [
-    (0x86, "bad_credentials"),
-    (0x87, "not_authorized"),
-    (0x85, "client_id_rejected"),
-    (0x84, "unsupported_protocol"),
-    (0x9F, "connection_rate"),
-    (0x89, "server_busy"),
-];
-
 /// The broker's counters beside the router's: everything the data path adds to.
 ///
 /// With `http.metrics = false` ([`Metrics::disabled`]) the per-message work is skipped: the counters by QoS, the
@@ -214,8 +312,6 @@ pub struct Metrics {
     /// PUBLISH packets written to clients.
     pub sent: ByQos,
     drops: [AtomicU64; DropReason::ALL.len()],
-    /// CONNECTs refused with a CONNACK, by [`REFUSALS`] (and `other` last).
-    refused: [AtomicU64; REFUSALS.len() + 1],
     /// PUBLISH read -> written to the subscriber's connection.
     pub latency_written: Histogram,
     /// PUBLISH read -> PUBACK (QoS 1) or PUBCOMP (QoS 2) from the subscriber.
@@ -254,20 +350,6 @@ impl Metrics {
     /// Drops by reason, in [`DropReason::ALL`] order.
     pub fn drops(&self) -> [u64; DropReason::ALL.len()] {
         std::array::from_fn(|i| self.drops.get(i).map_or(0, |c| c.load(Ordering::Relaxed)))
-    }
-
-    /// Counts a CONNECT refused with this CONNACK code.
-    pub fn refused_connect(&self, code: u8) {
-        let i = REFUSALS.iter().position(|(c, _)| *c == code).unwrap_or(REFUSALS.len());
-        if let Some(c) = self.refused.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// CONNECT refusals by `reason` label.
-    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
-        let labels = REFUSALS.iter().map(|(_, l)| *l).chain(["other"]);
-        labels.zip(self.refused.iter().map(|c| c.load(Ordering::Relaxed))).collect()
     }
 
     /// The counters of the listener bound to `label` (made on first use; a listener served again keeps its counts).
@@ -310,18 +392,31 @@ mod tests {
     }
 
     #[test]
+    fn bounded_histograms_put_values_in_their_bucket() {
+        let h = BoundedHistogram::new(&RECORDS_PER_FSYNC_BUCKETS);
+        for v in [1, 3, 5, 6, 9_999] {
+            h.observe(v);
+        }
+        let (counts, sum) = h.get();
+        assert_eq!(counts.len(), RECORDS_PER_FSYNC_BUCKETS.len() + 1);
+        assert_eq!((counts[0], counts[2], counts[3], counts[12]), (1, 2, 1, 1));
+        assert_eq!(sum, 1 + 3 + 5 + 6 + 9_999);
+    }
+
+    #[test]
     fn counters_by_reason_and_qos() {
         let m = Metrics::default();
         m.received.add(QoS::AtLeastOnce, 12);
         m.received.add(QoS::AtLeastOnce, 8);
         m.drop_n(DropReason::Expired, 3);
-        m.refused_connect(0x87);
-        m.refused_connect(0x01);
         assert_eq!(m.received.get()[1], (2, 20));
         assert_eq!(m.drops()[DropReason::Expired as usize], 3);
-        assert_eq!(m.refusals()[1], ("not_authorized", 1));
-        assert_eq!(m.refusals().last(), Some(&("other", 1)));
         let l = m.listener("127.0.0.1:1".into());
+        l.refused_connect(0x86);
+        l.refused_connect(0x01);
+        l.refused_arrival(ArrivalRefusal::AddressConnectionRate);
+        let refused: Vec<_> = l.refusals().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(refused, [("address_connection_rate", 1), ("bad_username_or_password", 1), ("other_connack", 1)]);
         let open = OpenConnection::new(&l);
         assert_eq!(m.listener("127.0.0.1:1".into()).open.load(Ordering::Relaxed), 1);
         drop(open);
