@@ -3,6 +3,7 @@
 # `http.metrics = true` and `false`, alternating which goes first from round to round, a fresh broker per run.
 #   bash scripts/bench-metrics.sh                  # ROUNDS=7; results in target/bench-metrics/
 #   ROUNDS=9 COUNT=200000 bash scripts/bench-metrics.sh
+#   BUILD=0 BIN=DIR bash scripts/bench-metrics.sh  # binaries already built in DIR
 # Builds the release broker and mqtt-bench; pins the broker to CPU $BROKER_CPU and the generator to CPU $BENCH_CPU
 # (taskset) at nice $NICE when root, like scripts/bench-compare.sh. Prints medians of the received rate and of the
 # broker's CPU time per message for each mode, the ratio of the medians and the median of the per-round ratios.
@@ -18,8 +19,9 @@ OUT="${OUT:-target/bench-metrics}"
 TIMEOUT="${TIMEOUT:-60}"
 NICE="${NICE:--10}"
 
-cargo build --release -q -p broker -p bench
-BIN="${CARGO_TARGET_DIR:-target}/release"
+BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release}"
+# BUILD=0: use the binaries in $BIN as they are.
+[ "${BUILD:-1}" = 0 ] || cargo build --release -q -p broker -p bench
 PIN_BROKER=()
 PIN_BENCH=()
 if [ "$(id -u)" -eq 0 ] && [ "$NICE" != 0 ]; then

@@ -38,6 +38,15 @@ impl Stamp {
         Self((epoch().elapsed().as_micros() as u32).max(1))
     }
 
+    /// The stamp of `at` (a clock reading the caller already has).
+    pub fn at(at: Instant) -> Self {
+        let d = at.saturating_duration_since(epoch());
+        // Truncation is the point: the stamp wraps.
+        #[expect(clippy::cast_possible_truncation)]
+        let us = d.as_secs().wrapping_mul(1_000_000).wrapping_add(u64::from(d.subsec_micros())) as u32;
+        Self(us.max(1))
+    }
+
     /// Microseconds from this stamp to `later`; `None` when either is [`Stamp::NONE`].
     pub fn micros_until(self, later: Self) -> Option<u32> {
         (self.0 != 0 && later.0 != 0).then(|| later.0.wrapping_sub(self.0))
@@ -155,6 +164,36 @@ impl Histogram {
             }
         }
         None
+    }
+}
+
+/// What one batch of deliveries adds to the counters, summed in plain integers first: the connection adds it to
+/// the shared atomics once per batch ([`Metrics::add_sent`]) rather than once per message.
+#[derive(Debug, Default)]
+pub struct SentTally {
+    sent: [(u64, u64); 3],
+    latency: [u64; LATENCY_BUCKETS_US.len() + 1],
+    latency_sum_us: u64,
+}
+
+impl SentTally {
+    /// Counts one PUBLISH of `bytes` bytes written.
+    #[inline]
+    pub fn sent(&mut self, qos: QoS, bytes: usize) {
+        if let Some((n, b)) = self.sent.get_mut(qos as usize) {
+            *n += 1;
+            *b += bytes as u64;
+        }
+    }
+
+    /// Records one read -> written latency.
+    #[inline]
+    pub fn written_after_us(&mut self, us: u32) {
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        if let Some(c) = self.latency.get_mut(i) {
+            *c += 1;
+        }
+        self.latency_sum_us += u64::from(us);
     }
 }
 
@@ -337,6 +376,37 @@ impl Metrics {
         if self.off { Stamp::NONE } else { Stamp::now() }
     }
 
+    /// The stamp of `at`, a clock reading the caller took for a whole batch of packets, when metrics are kept;
+    /// else [`Stamp::NONE`].
+    #[inline]
+    pub fn stamp_at(&self, at: Instant) -> Stamp {
+        if self.off { Stamp::NONE } else { Stamp::at(at) }
+    }
+
+    /// Adds a batch's deliveries (only what it counted: an empty batch touches nothing).
+    pub fn add_sent(&self, t: &SentTally) {
+        for (i, (n, b)) in t.sent.iter().enumerate() {
+            if *n > 0 {
+                let (m, by) = (self.sent.messages.get(i), self.sent.bytes.get(i));
+                if let (Some(m), Some(by)) = (m, by) {
+                    m.fetch_add(*n, Ordering::Relaxed);
+                    by.fetch_add(*b, Ordering::Relaxed);
+                }
+            }
+        }
+        let h = &self.latency_written;
+        let mut any = false;
+        for (c, n) in h.buckets.iter().zip(t.latency) {
+            if n > 0 {
+                c.fetch_add(n, Ordering::Relaxed);
+                any = true;
+            }
+        }
+        if any {
+            h.sum_us.fetch_add(t.latency_sum_us, Ordering::Relaxed);
+        }
+    }
+
     /// Counts `n` dropped messages.
     pub fn drop_n(&self, reason: DropReason, n: u64) {
         if self.off {
@@ -378,6 +448,9 @@ mod tests {
         assert_eq!(Stamp(u32::MAX - 9).micros_until(Stamp(10)), Some(20));
         assert_eq!(Stamp::NONE.micros_until(Stamp::now()), None);
         assert_eq!(Stamp::now().micros_until(Stamp::NONE), None);
+        // A millisecond past the epoch, so neither stamp is the "never 0" microsecond.
+        let t = Instant::now() + std::time::Duration::from_millis(1);
+        assert_eq!(Stamp::at(t).micros_until(Stamp::at(t + std::time::Duration::from_millis(3))), Some(3000));
         let h = Histogram::default();
         for us in [10, 50, 51, 2_000_000, u32::MAX] {
             h.observe_us(us);
@@ -389,6 +462,22 @@ mod tests {
         assert_eq!(sum, 10 + 50 + 51 + 2_000_000 + u64::from(u32::MAX));
         assert_eq!(Histogram::quantile_us(&counts, 0.5), Some(100));
         assert_eq!(Histogram::quantile_us(&[0; 19], 0.5), None);
+    }
+
+    #[test]
+    fn a_tally_adds_up_to_what_single_observations_would() {
+        let (m, one) = (Metrics::default(), Metrics::default());
+        let mut t = SentTally::default();
+        for (qos, bytes, us) in [(QoS::AtMostOnce, 10, 40), (QoS::AtLeastOnce, 20, 60), (QoS::AtMostOnce, 5, 40)] {
+            t.sent(qos, bytes);
+            t.written_after_us(us);
+            one.sent.add(qos, bytes);
+            one.latency_written.observe_us(us);
+        }
+        m.add_sent(&t);
+        assert_eq!(m.sent.get(), one.sent.get());
+        assert_eq!(m.latency_written.get(), one.latency_written.get());
+        assert_eq!(m.sent.get()[0], (2, 15));
     }
 
     #[test]

@@ -158,7 +158,8 @@ impl Session {
 
         // `qos2_id`: the QoS 2 packet identifier the session holds until PUBREL, journaled with the message.
         let route = |s: &mut Self, qos2_id: Option<PacketId>| -> Option<Routed> {
-            let read_at = s.ctx.counters.obs.stamp();
+            // The connection's one clock reading for the batch of packets this one came in.
+            let read_at = s.ctx.counters.obs.stamp_at(now.into_std());
             let mut msg = Message::read_at(topic.clone(), frame.slice_ref(p.payload), qos, p.retain, read_at);
             if let Some(wire) = p.properties.as_wire().filter(|b| !b.is_empty()) {
                 let expiry = p.properties.message_expiry_interval();

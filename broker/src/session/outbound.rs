@@ -32,7 +32,9 @@ impl Session {
         let expired_before = state.outbox.expired();
         let counters = self.ctx.counters.clone();
         let metrics = &counters.obs;
-        let sent_at = metrics.stamp();
+        // Read once per batch, and only when there is something to time.
+        let mut sent_at = None;
+        let mut tally = crate::metrics::SentTally::default();
         let more = loop {
             if self.out.len() >= MAX_BATCH_BYTES {
                 break state.outbox.has_pending();
@@ -45,12 +47,13 @@ impl Session {
                     if self.write_publish(&delivery, qos_pid, dup, now)? {
                         delivered += 1;
                         if metrics.enabled() {
-                            metrics.sent.add(delivery.qos, self.out.len().saturating_sub(start));
+                            tally.sent(delivery.qos, self.out.len().saturating_sub(start));
                             // Retained messages sent on subscribe waited in the store, not in the data path.
+                            let sent_at = *sent_at.get_or_insert_with(crate::metrics::Stamp::now);
                             if let Some(us) = delivery.msg.read_at.micros_until(sent_at)
                                 && !delivery.retain
                             {
-                                metrics.latency_written.observe_us(us);
+                                tally.written_after_us(us);
                             }
                         }
                     } else {
@@ -65,6 +68,9 @@ impl Session {
                 Outgoing::PubRel(id) => encode_into(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,
             }
         };
+        if delivered > 0 && metrics.enabled() {
+            metrics.add_sent(&tally);
+        }
         let expired = state.outbox.expired().saturating_sub(expired_before);
         if expired > 0 {
             metrics.drop_n(crate::metrics::DropReason::Expired, expired);
