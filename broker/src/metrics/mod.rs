@@ -197,6 +197,10 @@ impl SentTally {
     }
 }
 
+/// PUBLISH packets (count, bytes) one connection read, by QoS, not yet added to [`Metrics::received`]: the
+/// connection adds them once per read batch ([`Metrics::add_received`]).
+pub type ReceivedTally = [(u64, u64); 3];
+
 /// Upper bounds of the journal's fsync duration buckets, in microseconds (100 µs to 10 s).
 pub const FSYNC_BUCKETS_US: [u64; 13] =
     [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 10_000_000];
@@ -381,6 +385,19 @@ impl Metrics {
     #[inline]
     pub fn stamp_at(&self, at: Instant) -> Stamp {
         if self.off { Stamp::NONE } else { Stamp::at(at) }
+    }
+
+    /// Adds a connection's received PUBLISH packets and empties the tally.
+    pub fn add_received(&self, t: &mut ReceivedTally) {
+        for (i, (n, b)) in t.iter_mut().enumerate() {
+            if *n > 0 {
+                if let (Some(m), Some(by)) = (self.received.messages.get(i), self.received.bytes.get(i)) {
+                    m.fetch_add(*n, Ordering::Relaxed);
+                    by.fetch_add(*b, Ordering::Relaxed);
+                }
+                (*n, *b) = (0, 0);
+            }
+        }
     }
 
     /// Adds a batch's deliveries (only what it counted: an empty batch touches nothing).

@@ -88,7 +88,11 @@ impl Session {
     pub(super) fn on_publish(&mut self, frame: &Bytes, p: &Publish<'_>, now: Instant) -> Result<(), ProtocolError> {
         self.ctx.counters.messages_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.ctx.counters.obs.enabled() {
-            self.ctx.counters.obs.received.add(p.qos_pid.qos(), frame.len());
+            let tally = self.received.get_or_insert_with(Box::default);
+            if let Some((n, b)) = tally.get_mut(p.qos_pid.qos() as usize) {
+                *n += 1;
+                *b += frame.len() as u64;
+            }
         }
         let caps = self.ctx.caps.clone();
         let v5 = self.version.is_v5();

@@ -20,6 +20,7 @@ impl Session {
     /// # Errors
     /// [`ProtocolError::Encode`] on an internal encoding failure.
     pub fn poll_outbox(&mut self, now: Instant) -> Result<bool, ProtocolError> {
+        self.flush_received();
         let retained_left = self.poll_retained(now);
         let handle = self.handle.clone();
         let mut state = handle.lock();
