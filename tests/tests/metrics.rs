@@ -76,10 +76,15 @@ async fn metrics_count_what_clients_sent_and_received() {
     let got = sub.publishes(30).await;
     assert_eq!(got.iter().filter(|p| p.qos == QoS::AtLeastOnce).count(), 10);
 
-    // rumqttc acknowledges each QoS 1 delivery: every one is counted once its PUBACK is in.
-    let s = scrape_until(http, "30 deliveries written and 10 acknowledged", |s| {
+    // rumqttc acknowledges each QoS 1 delivery: every one is counted once its PUBACK is in. A connection adds
+    // what it read and wrote to the counters once per batch, so the wait covers those counts too.
+    let s = scrape_until(http, "32 messages received, 30 deliveries written and 10 acknowledged", |s| {
         s.get(r#"mqtt_delivery_latency_seconds_count{stage="written"}"#) == Some(&30.0)
             && s.get(r#"mqtt_delivery_latency_seconds_count{stage="acknowledged"}"#) == Some(&10.0)
+            && s.get(r#"mqtt_messages_received_total{qos="0"}"#) == Some(&21.0)
+            && s.get(r#"mqtt_messages_received_total{qos="1"}"#) == Some(&11.0)
+            && s.get(r#"mqtt_messages_sent_total{qos="0"}"#) == Some(&20.0)
+            && s.get(r#"mqtt_messages_sent_total{qos="1"}"#) == Some(&10.0)
     })
     .await;
     let v = |k: &str| value(&s, k);
