@@ -168,6 +168,8 @@ pub(crate) struct Arrival {
     pub peer: Option<SocketAddr>,
     pub deadline: Instant,
     pub handshake: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The listener's counters (a refused CONNECT is counted there).
+    pub listener: Arc<crate::metrics::ListenerMetrics>,
 }
 
 /// Serves one connection until it ends. Errors are logged here; nothing propagates to the listener.
@@ -188,13 +190,18 @@ pub(crate) fn serve<S: Stream, G: Send + 'static>(
     arrival: Arrival,
 ) -> impl Future<Output = ()> {
     let kick = link.clone();
-    let Arrival { peer, deadline, handshake } = arrival;
+    let Arrival { peer, deadline, handshake, listener } = arrival;
     let accept = Box::pin(accept(stream, ctx, cfg.clone(), link, stop.clone(), (deadline, handshake)));
     async move {
         let _guard = guard;
         let (mut stream, mut rx, mut session) = match accept.await {
             Ok(accepted) => accepted,
-            Err(e) => return log_end(Err(e), peer, None),
+            Err(e) => {
+                if let ConnError::Refused(code, _) = &e {
+                    listener.refused_connect(code.to_u8());
+                }
+                return log_end(Err(e), peer, None);
+            }
         };
         tracing::Span::current().record("client_id", tracing::field::debug(Untrusted(session.client_id())));
         let mut result = serve_session(&mut session, &mut stream, &mut rx, &cfg, &kick, &stop).await;
@@ -343,7 +350,6 @@ async fn handshake_on<S: Stream>(
     let Some(mut frame) = first? else { return Err(ConnError::Closed) };
     let connect = frame.clone();
     // Authentication (may await a backend and the failed-login backoff) before the session sees the CONNECT.
-    let counters = ctx.counters.clone();
     let login = crate::auth::login(ctx, &frame, stream.peer_addr(), link.id, deadline);
     let mut step = match login.await {
         Ok(ctx) => handshake(ctx, &frame, link, Instant::now()).map_err(|e| match e {
@@ -358,7 +364,6 @@ async fn handshake_on<S: Stream>(
         match step {
             Handshake::Accepted(session) => return Ok(*session),
             Handshake::Refused(refused) => {
-                counters.obs.refused_connect(refused.code.to_u8());
                 write_all(stream, &refused.connack, cfg.write_timeout).await?;
                 let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
                 // The log names the client (no session that would know it came to be).

@@ -32,6 +32,7 @@ pub mod config;
 pub mod tls;
 
 pub(crate) mod admission;
+mod conn_limits;
 mod listener;
 mod ws;
 
@@ -75,7 +76,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::ConnSettings;
+use crate::conn_limits::{ConnLimits, LiveLimits};
 use crate::listener::{Accept, Identities};
 use crate::queue::OutboxLimits;
 use crate::router::{Counters, Router, RouterLimits};
@@ -162,6 +163,10 @@ struct Shared {
     http: Arc<Mutex<Option<TcpListener>>>,
     /// The HTTP endpoint's users, once served (reloaded with the MQTT password files).
     http_auth: Arc<std::sync::OnceLock<Arc<http::Auth>>>,
+    /// The HTTP endpoint's TLS config, once it is served with `[http.tls]`.
+    http_tls: Arc<std::sync::OnceLock<tls::TlsReloader>>,
+    /// The limits new connections read (see [`conn_limits`]).
+    limits: Arc<LiveLimits>,
     /// Bridges to upstream brokers.
     bridges: bridge::Bridges,
 }
@@ -211,7 +216,9 @@ impl Broker {
             shared_strategy: caps.mqtt.shared_subscription_strategy,
             disconnect_slow_consumers: l.disconnect_slow_consumers,
         };
-        let counters = Arc::new(Counters { budget: budget::Budget::new(l.max_message_memory), ..Counters::default() });
+        let obs = if settings.http.metrics { metrics::Metrics::default() } else { metrics::Metrics::disabled() };
+        let counters =
+            Arc::new(Counters { budget: budget::Budget::new(l.max_message_memory), obs, ..Counters::default() });
         let mut router = Router::new(limits, counters.clone());
         let durable = if settings.persistence.enabled {
             let (durable, stats) = persist::open(&settings.persistence, &mut router).map_err(Error::Persistence)?;
@@ -235,6 +242,7 @@ impl Broker {
         let router = Arc::new(Mutex::new(router));
         let ctx = Context { router, counters, caps, auth: Arc::new(NoMethods), gate: None, durable };
         let global_limit = Arc::new(Semaphore::new(l.max_connections));
+        let limits = Arc::new(LiveLimits::new(ConnLimits::new(&settings, &ctx.caps)));
         Ok(Self {
             shared: Arc::new(Shared {
                 settings,
@@ -247,6 +255,8 @@ impl Broker {
                 ready: Arc::default(),
                 http: Arc::default(),
                 http_auth: Arc::default(),
+                http_tls: Arc::default(),
+                limits,
                 bridges,
             }),
         })
@@ -289,6 +299,20 @@ impl Broker {
         if let Some(http) = self.shared.http_auth.get() {
             http.reload();
         }
+    }
+
+    /// Gives the connections accepted from now on the connection limits of `settings` (SIGHUP; see
+    /// [`conn_limits`] for which): open connections keep theirs. Other keys of `settings` are not looked at.
+    ///
+    /// # Errors
+    /// [`Error::Settings`] when `max_packet_size` or `max_connect_packet_size` is under 16; nothing changes then.
+    pub fn reload_limits(&self, settings: &Settings) -> Result<(), Error> {
+        let l = &settings.limits;
+        if l.max_packet_size < 16 || l.max_connect_packet_size < 16 {
+            return Err(Error::Settings("max_packet_size and max_connect_packet_size must be at least 16".into()));
+        }
+        self.shared.limits.set(ConnLimits::new(settings, &self.shared.ctx.caps));
+        Ok(())
     }
 
     /// Reloads the authentication files that changed since the last look; returns whether any did.
@@ -431,15 +455,9 @@ impl Broker {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), Error> {
         let settings = &self.shared.settings;
-        let conn = Arc::new(ConnSettings {
-            max_packet_size: settings.limits.max_packet_size,
-            max_connect_packet_size: settings.limits.max_connect_packet_size,
-            connect_timeout: settings.limits.connect_timeout,
-            write_timeout: Duration::from_secs(30),
-        });
         let accept = Arc::new(Accept {
             ctx: self.shared.ctx.clone(),
-            conn,
+            limits: self.shared.limits.clone(),
             global_limit: self.shared.global_limit.clone(),
             handshakes: Arc::new(Semaphore::new(settings.limits.max_pending_handshakes)),
             per_address: admission::PerAddress::new(admission::AddressLimits {
@@ -477,9 +495,9 @@ impl Broker {
         self.shared.bridges.spawn(&self.shared.ctx, &accept.tracker, &accept.stop);
         let http = self.shared.http.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(http) = http {
-            let auth = self.http_auth(&http)?;
+            let (auth, tls) = (self.http_auth(&http)?, self.http_tls()?);
             let tracker = accept.tracker.clone();
-            accept.tracker.spawn(http::serve(http, self.clone(), auth, accept.stop.clone(), tracker));
+            accept.tracker.spawn(http::serve(http, self.clone(), (auth, tls), accept.stop.clone(), tracker));
         }
         if let Some(every) = self.shared.settings.sys_interval {
             accept.tracker.spawn(self.clone().publish_sys(every, accept.stop.clone()));

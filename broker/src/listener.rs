@@ -22,10 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::admission::{AddressSlot, PerAddress};
+use crate::admission::{AddressSlot, PerAddress, Refused};
 use crate::config::{ListenerSettings, Transport};
+use crate::conn_limits::{ConnLimits, LiveLimits};
 use crate::connection::{self, Arrival, ConnSettings, Stream};
 use crate::logging::{Untrusted, conn_event};
+use crate::metrics::ArrivalRefusal;
 use crate::router::ConnLink;
 use crate::session::Context;
 use crate::tls::{TlsError, TlsReloader, certificate_identity};
@@ -163,8 +165,9 @@ pub(crate) type Identities = Arc<Mutex<HashMap<u64, String>>>;
 /// What every accept loop shares (a listener with authentication has a copy whose context holds its gate).
 #[derive(Clone)]
 pub(crate) struct Accept {
+    /// The listener's context; each connection gets a copy with the [`ConnLimits`] current when it is accepted.
     pub ctx: Context,
-    pub conn: Arc<ConnSettings>,
+    pub limits: Arc<LiveLimits>,
     pub global_limit: Arc<Semaphore>,
     /// Places for connections between accept and an accepted CONNECT.
     pub handshakes: Arc<Semaphore>,
@@ -221,7 +224,7 @@ pub(crate) async fn accept_loop(
         };
         let global = a.global_limit.clone().try_acquire_owned().ok();
         let (Some(global), Some(local)) = (global, local) else {
-            metrics.refused_limit.fetch_add(1, Ordering::Relaxed);
+            metrics.refused_arrival(ArrivalRefusal::ConnectionLimit);
             conn_event!(WARN, %peer, "connection limit reached; refusing connection");
             drop(stream);
             continue;
@@ -230,12 +233,20 @@ pub(crate) async fn accept_loop(
         let address = match a.per_address.admit(peer.ip(), now) {
             Ok(slot) => slot,
             Err(why) => {
+                metrics.refused_arrival(match why {
+                    Refused::TooMany => ArrivalRefusal::AddressConnectionLimit,
+                    Refused::TooFast => ArrivalRefusal::AddressConnectionRate,
+                });
                 conn_event!(WARN, %peer, ?why, "per-address connection limit reached; refusing connection");
                 drop(stream);
                 continue;
             }
         };
-        let arrival = Arrival { peer: None, deadline: now + a.conn.connect_timeout, handshake };
+        // Read once per connection, so a reload applies from the next client on.
+        let ConnLimits { conn, caps } = a.limits.current();
+        let ctx = Context { caps, ..a.ctx.clone() };
+        let arrival =
+            Arrival { peer: None, deadline: now + conn.connect_timeout, handshake, listener: metrics.clone() };
         let mut permits = Permits::new(global, local, &a.global_limit, local_limit.as_ref(), address);
         permits.open = Some(crate::metrics::OpenConnection::new(&metrics));
         if let Err(e) = stream.set_nodelay(true) {
@@ -260,7 +271,7 @@ pub(crate) async fn accept_loop(
             // The task is `serve` itself: a wrapping `async` block would keep what it captures (here the whole
             // connection future) in its own state next to the future it awaits.
             let arrival = Arrival { peer: Some(peer), ..arrival };
-            let task = connection::serve(stream, a.ctx.clone(), a.conn.clone(), link, a.stop.clone(), permits, arrival);
+            let task = connection::serve(stream, ctx, conn, link, a.stop.clone(), permits, arrival);
             // A disabled span would still take its room in every task.
             if span.is_disabled() {
                 a.tracker.spawn(task);
@@ -281,7 +292,8 @@ pub(crate) async fn accept_loop(
             async move {
                 let _permits = permits;
                 let _identity = IdentityGuard { map: a2.identities.clone(), id };
-                if let Err(e) = handshake_and_serve(stream, &listener.transport, tls, id, &a2, arrival).await {
+                let incoming = Incoming { ctx, conn, arrival };
+                if let Err(e) = handshake_and_serve(stream, &listener.transport, tls, id, &a2, incoming).await {
                     conn_event!(INFO, error = %e, "handshake failed");
                 }
             }
@@ -360,14 +372,21 @@ enum HandshakeError {
 /// Runs `f` until the connection's deadline (the one that also bounds its CONNECT), or until shutdown.
 async fn bounded<T>(
     a: &Accept,
-    deadline: tokio::time::Instant,
+    incoming: &Incoming,
     f: impl Future<Output = Result<T, HandshakeError>>,
 ) -> Result<T, HandshakeError> {
-    let limit = a.conn.connect_timeout;
+    let (deadline, limit) = (incoming.arrival.deadline, incoming.conn.connect_timeout);
     tokio::select! {
         r = tokio::time::timeout_at(deadline, f) => r.map_err(|_| HandshakeError::Timeout(limit))?,
         () = a.stop.cancelled() => Err(HandshakeError::Shutdown),
     }
+}
+
+/// An accepted connection: its context and limits (read when it was accepted) and its arrival.
+struct Incoming {
+    ctx: Context,
+    conn: Arc<ConnSettings>,
+    arrival: Arrival,
 }
 
 async fn handshake_and_serve(
@@ -376,14 +395,14 @@ async fn handshake_and_serve(
     tls: Option<(TlsAcceptor, bool)>,
     id: u64,
     a: &Accept,
-    arrival: Arrival,
+    incoming: Incoming,
 ) -> Result<(), HandshakeError> {
     // Each transport's future is boxed: the task's own state machine would otherwise be as large as the largest
     // variant (WebSocket over TLS, ~20 KiB) for every connection, plain ones included.
     match tls {
-        None => Box::pin(upgrade_and_serve(stream, transport, id, a, arrival)).await,
+        None => Box::pin(upgrade_and_serve(stream, transport, id, a, incoming)).await,
         Some((acceptor, use_identity)) => {
-            Box::pin(tls_and_serve(stream, acceptor, (use_identity, transport), id, a, arrival)).await
+            Box::pin(tls_and_serve(stream, acceptor, (use_identity, transport), id, a, incoming)).await
         }
     }
 }
@@ -394,10 +413,9 @@ async fn tls_and_serve(
     (use_identity, transport): (bool, &Transport),
     id: u64,
     a: &Accept,
-    arrival: Arrival,
+    incoming: Incoming,
 ) -> Result<(), HandshakeError> {
-    let stream =
-        bounded(a, arrival.deadline, async { acceptor.accept(stream).await.map_err(HandshakeError::Tls) }).await?;
+    let stream = bounded(a, &incoming, async { acceptor.accept(stream).await.map_err(HandshakeError::Tls) }).await?;
     let (_, conn) = stream.get_ref();
     tracing::debug!(version = ?conn.protocol_version(), alpn = ?conn.alpn_protocol().map(String::from_utf8_lossy), "TLS established");
     if use_identity {
@@ -409,7 +427,7 @@ async fn tls_and_serve(
             a.identities.lock().unwrap_or_else(PoisonError::into_inner).insert(id, identity);
         }
     }
-    Box::pin(upgrade_and_serve(stream, transport, id, a, arrival)).await
+    Box::pin(upgrade_and_serve(stream, transport, id, a, incoming)).await
 }
 
 async fn upgrade_and_serve<S>(
@@ -417,20 +435,24 @@ async fn upgrade_and_serve<S>(
     transport: &Transport,
     id: u64,
     a: &Accept,
-    arrival: Arrival,
+    incoming: Incoming,
 ) -> Result<(), HandshakeError>
 where
     S: Stream + Send,
 {
     let link = conn_link(id, &a.stop);
-    let (ctx, conn, stop) = (a.ctx.clone(), a.conn.clone(), a.stop.clone());
+    let stop = a.stop.clone();
     match transport {
-        Transport::Mqtt => Box::pin(connection::serve(stream, ctx, conn, link, stop, (), arrival)).await,
+        Transport::Mqtt => {
+            let Incoming { ctx, conn, arrival } = incoming;
+            Box::pin(connection::serve(stream, ctx, conn, link, stop, (), arrival)).await;
+        }
         Transport::WebSocket { path } => {
             // Room for the largest packet plus framing; a message may hold more than one packet.
-            let max = usize::try_from(a.conn.max_packet_size).unwrap_or(usize::MAX).saturating_add(64 * 1024);
+            let max = usize::try_from(incoming.conn.max_packet_size).unwrap_or(usize::MAX).saturating_add(64 * 1024);
             let upgrade = async { ws::accept(stream, path, max).await.map_err(HandshakeError::Ws) };
-            let ws = Box::pin(bounded(a, arrival.deadline, upgrade)).await?;
+            let ws = Box::pin(bounded(a, &incoming, upgrade)).await?;
+            let Incoming { ctx, conn, arrival } = incoming;
             Box::pin(connection::serve(ws, ctx, conn, link, stop, (), arrival)).await;
         }
     }

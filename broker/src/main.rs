@@ -210,7 +210,8 @@ fn start(args: Args) -> Result<(), String> {
     runtime.block_on(serve(config, reload))
 }
 
-/// What SIGHUP re-reads besides the TLS, password and ACL files: the configuration file's `log.level`.
+/// What SIGHUP re-reads besides the TLS, password and ACL files: the configuration file's `log.level` and the
+/// limits new connections read.
 struct Reload {
     config_file: Option<PathBuf>,
     /// Installs a new log filter; `None` when `RUST_LOG` set it (the variable wins, as at start).
@@ -220,18 +221,36 @@ struct Reload {
 type LogReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 impl Reload {
-    /// Reads the configuration again and applies its `log.level`; a file that does not load changes nothing.
-    fn log_level(&self) {
-        let Some(set) = &self.log else {
-            tracing::info!("SIGHUP: RUST_LOG is set, so log.level is not reloaded");
-            return;
+    /// Reads the configuration again and applies its `log.level` and its connection limits (see
+    /// [`broker::Broker::reload_limits`]); a file that does not load changes nothing.
+    fn config(&self, broker: &broker::Broker) {
+        let c = match Config::load(self.config_file.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: configuration not reloaded; log.level and limits kept");
+                return;
+            }
         };
-        match Config::load(self.config_file.as_deref()) {
-            Ok(c) => match set(&c.log.level) {
+        match &self.log {
+            None => tracing::info!("SIGHUP: RUST_LOG is set, so log.level is not reloaded"),
+            Some(set) => match set(&c.log.level) {
                 Ok(()) => tracing::info!(level = %c.log.level, "SIGHUP: log.level reloaded"),
                 Err(e) => tracing::error!(error = %e, "SIGHUP: log.level kept"),
             },
-            Err(e) => tracing::error!(error = %e, "SIGHUP: configuration not reloaded; log.level kept"),
+        }
+        let l = &c.settings.limits;
+        match broker.reload_limits(&c.settings) {
+            Ok(()) => tracing::info!(
+                max_packet_size = l.max_packet_size,
+                max_connect_packet_size = l.max_connect_packet_size,
+                connect_timeout_secs = l.connect_timeout.as_secs(),
+                max_keepalive = c.settings.sessions.max_keepalive,
+                idle_timeout_secs = c.settings.sessions.idle_timeout_secs,
+                max_filters_per_subscribe = l.max_filters_per_subscribe,
+                max_sessions = l.max_sessions,
+                "SIGHUP: limits for new connections reloaded"
+            ),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: limits kept"),
         }
     }
 }
@@ -353,12 +372,16 @@ fn reload_on_sighup(reloaders: Vec<TlsReloader>, broker: broker::Broker, reload:
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             tracing::info!(listeners = reloaders.len(), "SIGHUP: reloading TLS, password and ACL files");
-            reload.log_level();
+            reload.config(&broker);
             for r in &reloaders {
                 r.reload_logged("SIGHUP");
             }
             let b = broker.clone();
-            let _ = tokio::task::spawn_blocking(move || b.reload_auth()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                b.reload_http_tls();
+                b.reload_auth();
+            })
+            .await;
         }
     });
     Ok(())

@@ -117,18 +117,14 @@ fn per_hop(id: PropertyId) -> bool {
 impl Message {
     /// A message without properties; `topic` must be a valid topic name (the codec checked it on the way in).
     pub fn new(topic: Bytes, payload: Bytes, qos: QoS, retain: bool) -> Self {
+        Self::read_at(topic, payload, qos, retain, crate::metrics::Stamp::now())
+    }
+
+    /// [`Message::new`] read at `read_at` (for the delivery latency metrics; [`crate::metrics::Stamp::NONE`]: not
+    /// timed).
+    pub fn read_at(topic: Bytes, payload: Bytes, qos: QoS, retain: bool, read_at: crate::metrics::Stamp) -> Self {
         debug_assert!(std::str::from_utf8(&topic).is_ok());
-        Self {
-            topic,
-            payload,
-            qos,
-            retain,
-            props: None,
-            expires_at: None,
-            wire: None,
-            charge: None,
-            read_at: crate::metrics::Stamp::now(),
-        }
+        Self { topic, payload, qos, retain, props: None, expires_at: None, wire: None, charge: None, read_at }
     }
 
     /// Charges the message's cost to `budget` (see [`crate::budget`]).

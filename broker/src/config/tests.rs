@@ -60,6 +60,7 @@ fn default_toml_is_exactly_the_default_settings_with_persistence_on() {
     let want = [
         "http.bind",
         "http.enabled",
+        "http.metrics",
         "limits.connect_timeout_secs",
         "limits.disconnect_slow_consumers",
         "limits.max_connect_packet_size",

@@ -26,9 +26,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::tls::TlsReloader;
 use crate::{Broker, Error, metrics};
 
 /// HTTP connections served at once; more wait in the kernel's accept queue.
@@ -36,51 +38,77 @@ const MAX_CONNECTIONS: usize = 64;
 /// Time a client has to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves HTTP on `listener` until `stop` is cancelled; connection tasks go on `tracker`.
+/// Serves HTTP (HTTPS with `tls`) on `listener` until `stop` is cancelled; connection tasks go on `tracker`.
 pub(crate) async fn serve(
     listener: TcpListener,
     broker: Broker,
-    auth: Option<Arc<Auth>>,
+    (auth, tls): (Option<Arc<Auth>>, Option<TlsReloader>),
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // The certificate files are looked at once a second, as a TLS listener's are.
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let permit = tokio::select! {
             () = stop.cancelled() => break,
             p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
-        let (stream, _peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "http accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+        let (stream, _peer) = loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = watch.tick(), if tls.is_some() => {
+                    if let Some(tls) = tls.clone() {
+                        let _ = tokio::task::spawn_blocking(move || tls.poll_changes()).await;
+                    }
                 }
-            },
+                r = listener.accept() => match r {
+                    Ok(pair) => break pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "http accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
         };
         let (broker, auth, stop) = (broker.clone(), auth.clone(), stop.clone());
+        // The config is read per connection, so a reload applies from the next client on.
+        let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.current()));
         tracker.spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |req| {
-                let (broker, auth) = (broker.clone(), auth.clone());
-                async move { Ok::<_, Infallible>(route(&broker, auth.as_deref(), &req).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r { tracing::debug!(error = %e, "http connection"); },
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
-                }
+            match acceptor {
+                None => serve_connection(stream, broker, auth, stop).await,
+                Some(acceptor) => match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, broker, auth, stop).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "https handshake failed"),
+                    Err(_) => tracing::debug!("https handshake timed out"),
+                },
             }
         });
+    }
+}
+
+/// Serves the requests of one connection until it closes or `stop` (then lets it finish for up to a second).
+async fn serve_connection<S>(stream: S, broker: Broker, auth: Option<Arc<Auth>>, stop: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let (broker, auth) = (broker.clone(), auth.clone());
+        async move { Ok::<_, Infallible>(route(&broker, auth.as_deref(), &req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => if let Err(e) = r { tracing::debug!(error = %e, "http connection"); },
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
     }
 }
 
@@ -125,6 +153,11 @@ async fn route(broker: &Broker, auth: Option<&Auth>, req: &Request<Incoming>) ->
         return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
     }
     match path {
+        "/metrics" if !broker.shared.ctx.counters.obs.enabled() => respond(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "metrics are off in this broker's configuration (http.metrics = false)\n",
+        ),
         "/metrics" => respond(StatusCode::OK, crate::metrics::export::CONTENT_TYPE, broker.metrics_text()),
         "/healthz" => respond(StatusCode::OK, TEXT, "ok\n"),
         "/readyz" if broker.is_ready() => respond(StatusCode::OK, TEXT, "ready\n"),
@@ -150,6 +183,22 @@ impl Broker {
         let auth = Arc::new(Auth::load(path).map_err(|e| Error::Settings(format!("http.auth.password_file: {e}")))?);
         let _ = self.shared.http_auth.set(auth.clone());
         Ok(Some(auth))
+    }
+
+    /// The HTTP endpoint's TLS config (`[http.tls]`), loaded now, and kept for [`Broker::reload_http_tls`].
+    pub(crate) fn http_tls(&self) -> Result<Option<TlsReloader>, Error> {
+        let Some(settings) = self.shared.settings.http.tls.clone() else { return Ok(None) };
+        let tls = TlsReloader::new(settings, b"http/1.1").map_err(|e| Error::Settings(format!("http.tls: {e}")))?;
+        let _ = self.shared.http_tls.set(tls.clone());
+        Ok(Some(tls))
+    }
+
+    /// Reads the HTTP endpoint's certificate and key again (SIGHUP), when it serves HTTPS; a failure keeps the
+    /// previous ones and is logged.
+    pub fn reload_http_tls(&self) {
+        if let Some(tls) = self.shared.http_tls.get() {
+            tls.reload_logged("SIGHUP");
+        }
     }
 
     /// Everything operators see, read now (see [`metrics::Snapshot`]).

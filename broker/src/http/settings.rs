@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{Bool, ConfigError};
+use crate::config::{Bool, ClientAuth, ConfigError, TlsSettings};
 
 /// Validated `[http]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,13 @@ pub struct HttpSettings {
     pub enabled: bool,
     /// Address and port.
     pub bind: SocketAddr,
+    /// Whether the broker keeps its per-message metrics (messages and bytes by QoS, delivery latencies, drops by
+    /// reason; see [`crate::metrics::Metrics`]). Off: that work is skipped on the data path and `/metrics` answers
+    /// 404 saying so.
+    pub metrics: bool,
+    /// HTTPS: the certificate chain and key (`[http.tls]`), reloaded like a listener's (on SIGHUP and when the
+    /// files change). `None`: plain HTTP.
+    pub tls: Option<TlsSettings>,
     /// Users who may use the endpoint, with HTTP basic authentication (a password file as for MQTT). `None`:
     /// read-only, and only on a loopback address.
     pub password_file: Option<PathBuf>,
@@ -22,7 +29,13 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { enabled: false, bind: SocketAddr::from(([127, 0, 0, 1], 8081)), password_file: None }
+        Self {
+            enabled: false,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            metrics: true,
+            tls: None,
+            password_file: None,
+        }
     }
 }
 
@@ -33,19 +46,29 @@ pub struct FileHttpAuth {
     password_file: String,
 }
 
+/// The file form of `[http.tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHttpTls {
+    cert_file: String,
+    key_file: String,
+}
+
 /// The file form of `[http]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileHttp {
     enabled: Bool,
     bind: String,
+    metrics: Bool,
+    tls: Option<FileHttpTls>,
     auth: Option<FileHttpAuth>,
 }
 
 impl Default for FileHttp {
     fn default() -> Self {
         let s = HttpSettings::default();
-        Self { enabled: Bool(s.enabled), bind: s.bind.to_string(), auth: None }
+        Self { enabled: Bool(s.enabled), bind: s.bind.to_string(), metrics: Bool(s.metrics), tls: None, auth: None }
     }
 }
 
@@ -66,7 +89,24 @@ impl FileHttp {
             Some(a) => Some(PathBuf::from(a.password_file.trim())),
             None => None,
         };
-        let s = HttpSettings { enabled: self.enabled.0, bind, password_file };
+        let tls = match &self.tls {
+            None => None,
+            Some(t) => {
+                let file = |key: &str, v: &str| {
+                    let v = v.trim();
+                    if v.is_empty() { Err(invalid(key, "must name a PEM file".into())) } else { Ok(PathBuf::from(v)) }
+                };
+                Some(TlsSettings {
+                    cert_file: file("http.tls.cert_file", &t.cert_file)?,
+                    key_file: file("http.tls.key_file", &t.key_file)?,
+                    client_auth: ClientAuth::None,
+                    ca_file: None,
+                    crl_files: Vec::new(),
+                    use_identity_as_username: false,
+                })
+            }
+        };
+        let s = HttpSettings { enabled: self.enabled.0, bind, metrics: self.metrics.0, tls, password_file };
         if s.enabled {
             s.check_exposure().map_err(|reason| invalid("http.auth.password_file", reason))?;
         }
@@ -109,5 +149,15 @@ mod tests {
         assert_eq!(err.key(), Some("http.bind"));
         let err = Config::from_toml("[http.auth]\npassword_file = \" \"\n").unwrap_err();
         assert_eq!(err.key(), Some("http.auth.password_file"));
+    }
+
+    #[test]
+    fn https_names_its_certificate_and_key() {
+        let ok = Config::from_toml("[http.tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n").unwrap();
+        let tls = ok.settings.http.tls.unwrap();
+        assert_eq!((tls.cert_file.to_str(), tls.key_file.to_str()), (Some("/c.pem"), Some("/k.pem")));
+        let err = Config::from_toml("[http.tls]\ncert_file = \"\"\nkey_file = \"/k.pem\"\n").unwrap_err();
+        assert_eq!(err.key(), Some("http.tls.cert_file"), "{err}");
+        assert!(Config::from_toml("[http.tls]\ncert_file = \"/c.pem\"\n").is_err());
     }
 }

@@ -113,6 +113,10 @@ pub struct JournalStats {
     pub fsync_nanos_sum: u64,
     /// The longest fsync, in nanoseconds.
     pub fsync_nanos_max: u64,
+    /// fsyncs per bucket of [`crate::metrics::FSYNC_BUCKETS_US`] (the last: above them).
+    pub fsync_us_buckets: Vec<u64>,
+    /// fsyncs per bucket of [`crate::metrics::RECORDS_PER_FSYNC_BUCKETS`] by the records each made durable.
+    pub records_per_fsync_buckets: Vec<u64>,
     /// Whether the journal failed on an I/O error.
     pub failed: bool,
 }
@@ -202,6 +206,8 @@ struct Shared {
     fsynced_records: AtomicU64,
     fsync_nanos_sum: AtomicU64,
     fsync_nanos_max: AtomicU64,
+    fsync_us: crate::metrics::BoundedHistogram,
+    records_per_fsync: crate::metrics::BoundedHistogram,
 }
 
 impl Shared {
@@ -299,6 +305,8 @@ impl Journal {
             fsynced_records: AtomicU64::new(0),
             fsync_nanos_sum: AtomicU64::new(0),
             fsync_nanos_max: AtomicU64::new(0),
+            fsync_us: crate::metrics::BoundedHistogram::new(&crate::metrics::FSYNC_BUCKETS_US),
+            records_per_fsync: crate::metrics::BoundedHistogram::new(&crate::metrics::RECORDS_PER_FSYNC_BUCKETS),
         });
         let writer = writer::spawn(shared.clone(), file, segment)
             .map_err(|e| JournalError::io("start writer thread", dir, e))?;
@@ -432,6 +440,8 @@ impl Journal {
             fsynced_records: shared.fsynced_records.load(Ordering::Relaxed),
             fsync_nanos_sum: shared.fsync_nanos_sum.load(Ordering::Relaxed),
             fsync_nanos_max: shared.fsync_nanos_max.load(Ordering::Relaxed),
+            fsync_us_buckets: shared.fsync_us.get().0,
+            records_per_fsync_buckets: shared.records_per_fsync.get().0,
             failed: st.failed.is_some(),
         }
     }

@@ -156,7 +156,10 @@ impl Writer<'_> {
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let shared = self.shared;
         shared.fsyncs.fetch_add(1, Ordering::Relaxed);
-        shared.fsynced_records.fetch_add(std::mem::take(&mut self.unsynced_records), Ordering::Relaxed);
+        let records = std::mem::take(&mut self.unsynced_records);
+        shared.fsynced_records.fetch_add(records, Ordering::Relaxed);
+        shared.records_per_fsync.observe(records);
+        shared.fsync_us.observe(nanos / 1_000);
         shared.fsync_nanos_sum.fetch_add(nanos, Ordering::Relaxed);
         shared.fsync_nanos_max.fetch_max(nanos, Ordering::Relaxed);
         self.unsynced = false;

@@ -12,7 +12,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{DropReason, LATENCY_BUCKETS_US, ListenerMetrics, Metrics, Snapshot};
+use super::{
+    DropReason, FSYNC_BUCKETS_US, LATENCY_BUCKETS_US, ListenerMetrics, Metrics, RECORDS_PER_FSYNC_BUCKETS, Snapshot,
+};
 
 /// The content type of [`encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -20,11 +22,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// The OpenMetrics text of a snapshot and the live counters.
 pub fn encode(snap: &Snapshot, metrics: &Metrics) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Scrape {
-        snap: snap.clone(),
-        listeners: metrics.listeners(),
-        refusals: metrics.refusals(),
-    }));
+    registry.register_collector(Box::new(Scrape { snap: snap.clone(), listeners: metrics.listeners() }));
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
@@ -35,7 +33,6 @@ pub fn encode(snap: &Snapshot, metrics: &Metrics) -> String {
 struct Scrape {
     snap: Snapshot,
     listeners: Vec<Arc<ListenerMetrics>>,
-    refusals: Vec<(&'static str, u64)>,
 }
 
 const QOS: [&str; 3] = ["0", "1", "2"];
@@ -95,6 +92,21 @@ fn latency(e: &mut DescriptorEncoder<'_>, snap: &Snapshot) -> std::fmt::Result {
     Ok(())
 }
 
+/// A histogram without labels from per-bucket counts over `bounds` (scaled by `scale`) and its sum.
+#[expect(clippy::cast_precision_loss)] // bounds and sums far below 2^52
+fn histogram(
+    e: &mut DescriptorEncoder<'_>,
+    (name, help, unit): (&str, &str, Option<&Unit>),
+    bounds: &[u64],
+    scale: f64,
+    (counts, sum): (&[u64], f64),
+) -> std::fmt::Result {
+    let buckets: Vec<(f64, u64)> =
+        counts.iter().enumerate().map(|(i, c)| (bounds.get(i).map_or(f64::MAX, |b| *b as f64 * scale), *c)).collect();
+    let mut m = e.encode_descriptor(name, help, unit, MetricType::Histogram)?;
+    m.encode_histogram::<NoLabelSet>(sum, counts.iter().sum(), &buckets, None)
+}
+
 impl Collector for Scrape {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
         let s = &self.snap;
@@ -114,24 +126,19 @@ impl Collector for Scrape {
         }
         let mut m = e.encode_descriptor(
             "mqtt_connections_refused",
-            "Connections closed as they arrived (reason=connection_limit: limits.max_connections or the listener's \
-             max_connections).",
+            "Connections refused, by listener and reason: closed as they arrived (connection_limit: \
+             limits.max_connections or the listener's max_connections; address_connection_limit, \
+             address_connection_rate: the per-address limits), or CONNECT answered with a refusing CONNACK (its MQTT 5 \
+             reason code; MQTT 3 return codes count as theirs; other_connack: any other).",
             None,
             MetricType::Counter,
         )?;
         for l in &self.listeners {
-            let labels = [("listener", l.label.as_str()), ("reason", "connection_limit")];
-            m.encode_family(&labels)?
-                .encode_counter::<NoLabelSet, _, u64>(&l.refused_limit.load(Ordering::Relaxed), None)?;
+            for (reason, n) in l.refusals() {
+                let labels = [("listener", l.label.as_str()), ("reason", reason)];
+                m.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+            }
         }
-        counters(
-            e,
-            "mqtt_connect_refused",
-            "CONNECTs refused with a CONNACK, by reason.",
-            None,
-            "reason",
-            self.refusals.iter().copied(),
-        )?;
         gauge(
             e,
             "mqtt_clients_connected",
@@ -181,6 +188,20 @@ impl Collector for Scrape {
             None,
             "reason",
             drops,
+        )?;
+        gauge(
+            e,
+            "mqtt_message_memory",
+            "Message bytes held for queues, in-flight windows, retained messages and wills (the memory budget).",
+            Some(&Unit::Bytes),
+            usize_u64(s.memory_used),
+        )?;
+        gauge(
+            e,
+            "mqtt_message_memory_limit",
+            "limits.max_message_memory (0: no limit).",
+            Some(&Unit::Bytes),
+            usize_u64(s.memory_limit),
         )?;
         gauge(e, "mqtt_retained_messages", "Retained messages held.", None, usize_u64(s.retained_messages))?;
         gauge(e, "mqtt_retained", "Bytes of the retained messages.", Some(&Unit::Bytes), usize_u64(s.retained_bytes))?;
@@ -234,6 +255,27 @@ impl Collector for Scrape {
                 Some(&Unit::Seconds),
                 max.metric_type(),
             )?)?;
+            #[expect(clippy::cast_precision_loss)]
+            let (fsync_sum, records_sum) = (j.fsync_nanos_sum as f64 / 1e9, j.fsynced_records as f64);
+            histogram(
+                e,
+                ("mqtt_journal_fsync_latency", "Duration of each fsync of the journal.", Some(&Unit::Seconds)),
+                &FSYNC_BUCKETS_US,
+                1e-6,
+                (&j.fsync_us_buckets, fsync_sum),
+            )?;
+            histogram(
+                e,
+                (
+                    "mqtt_journal_records_per_fsync",
+                    "Records each fsync made durable (group commit; a message for a persistent session is one \
+                     record when routed, one when sent, one when acknowledged).",
+                    None,
+                ),
+                &RECORDS_PER_FSYNC_BUCKETS,
+                1.0,
+                (&j.records_per_fsync_buckets, records_sum),
+            )?;
             counter(e, "mqtt_journal_appended_records", "Records appended to the journal.", None, j.appended_records)?;
             counter(
                 e,

@@ -19,6 +19,7 @@ use mqtt_codec::QoS;
 
 /// When a message was read, compactly: microseconds since the process's first stamp, modulo 2^32 (71 minutes).
 /// A latency is the wrapping difference of two stamps, so it is right for any delivery faster than 71 minutes.
+/// The default, [`Stamp::NONE`], marks a message read while metrics were off: its delivery is not timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stamp(u32);
 
@@ -28,16 +29,28 @@ fn epoch() -> Instant {
 }
 
 impl Stamp {
-    /// Now.
+    /// No time: the message is not timed.
+    pub const NONE: Self = Self(0);
+
+    /// Now (never [`Stamp::NONE`]: the microsecond 0 of each 71-minute turn reads as 1).
     pub fn now() -> Self {
         // Truncation is the point: the stamp wraps.
         #[expect(clippy::cast_possible_truncation)]
-        Self(epoch().elapsed().as_micros() as u32)
+        Self((epoch().elapsed().as_micros() as u32).max(1))
     }
 
-    /// Microseconds from this stamp to `later`.
-    pub fn micros_until(self, later: Self) -> u32 {
-        later.0.wrapping_sub(self.0)
+    /// The stamp of `at` (a clock reading the caller already has).
+    pub fn at(at: Instant) -> Self {
+        let d = at.saturating_duration_since(epoch());
+        // Truncation is the point: the stamp wraps.
+        #[expect(clippy::cast_possible_truncation)]
+        let us = d.as_secs().wrapping_mul(1_000_000).wrapping_add(u64::from(d.subsec_micros())) as u32;
+        Self(us.max(1))
+    }
+
+    /// Microseconds from this stamp to `later`; `None` when either is [`Stamp::NONE`].
+    pub fn micros_until(self, later: Self) -> Option<u32> {
+        (self.0 != 0 && later.0 != 0).then(|| later.0.wrapping_sub(self.0))
     }
 }
 
@@ -55,11 +68,15 @@ pub enum DropReason {
     AclDenied,
     /// No subscription matched.
     NoSubscribers,
+    /// The broker-wide memory budget (`limits.max_message_memory`) was used up: refused as a whole, not routed
+    /// (counted by [`crate::budget`]).
+    MemoryBudget,
 }
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 5] = [Self::QueueFull, Self::TooLarge, Self::Expired, Self::AclDenied, Self::NoSubscribers];
+    pub const ALL: [Self; 6] =
+        [Self::QueueFull, Self::TooLarge, Self::Expired, Self::AclDenied, Self::NoSubscribers, Self::MemoryBudget];
 
     /// The `reason` label.
     pub fn label(self) -> &'static str {
@@ -69,6 +86,7 @@ impl DropReason {
             Self::Expired => "expired",
             Self::AclDenied => "acl_denied",
             Self::NoSubscribers => "no_subscribers",
+            Self::MemoryBudget => "memory_budget",
         }
     }
 }
@@ -150,6 +168,124 @@ impl Histogram {
     }
 }
 
+/// What one batch of deliveries adds to the counters, summed in plain integers first: the connection adds it to
+/// the shared atomics once per batch ([`Metrics::add_sent`]) rather than once per message.
+#[derive(Debug, Default)]
+pub struct SentTally {
+    sent: [(u64, u64); 3],
+    latency: [u64; LATENCY_BUCKETS_US.len() + 1],
+    latency_sum_us: u64,
+}
+
+impl SentTally {
+    /// Counts one PUBLISH of `bytes` bytes written.
+    #[inline]
+    pub fn sent(&mut self, qos: QoS, bytes: usize) {
+        if let Some((n, b)) = self.sent.get_mut(qos as usize) {
+            *n += 1;
+            *b += bytes as u64;
+        }
+    }
+
+    /// Records one read -> written latency.
+    #[inline]
+    pub fn written_after_us(&mut self, us: u32) {
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        if let Some(c) = self.latency.get_mut(i) {
+            *c += 1;
+        }
+        self.latency_sum_us += u64::from(us);
+    }
+}
+
+/// PUBLISH packets (count, bytes) one connection read, by QoS, not yet added to [`Metrics::received`]: the
+/// connection adds them once per read batch ([`Metrics::add_received`]).
+pub type ReceivedTally = [(u64, u64); 3];
+
+/// Upper bounds of the journal's fsync duration buckets, in microseconds (100 µs to 10 s).
+pub const FSYNC_BUCKETS_US: [u64; 13] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 10_000_000];
+
+/// Upper bounds of the journal's records-per-fsync buckets.
+pub const RECORDS_PER_FSYNC_BUCKETS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000];
+
+/// A histogram of relaxed atomics over fixed upper bounds (inclusive; one more bucket above them all), for what
+/// is observed off the message path (the journal's fsyncs).
+#[derive(Debug)]
+pub struct BoundedHistogram {
+    bounds: &'static [u64],
+    counts: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+impl BoundedHistogram {
+    /// An empty histogram over `bounds` (ascending).
+    pub fn new(bounds: &'static [u64]) -> Self {
+        Self { bounds, counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(), sum: AtomicU64::new(0) }
+    }
+
+    /// Records one value.
+    pub fn observe(&self, v: u64) {
+        let i = self.bounds.partition_point(|&b| b < v);
+        if let Some(c) = self.counts.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum.fetch_add(v, Ordering::Relaxed);
+    }
+
+    /// Counts per bucket (the last one above every bound) and the sum.
+    pub fn get(&self) -> (Vec<u64>, u64) {
+        (self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect(), self.sum.load(Ordering::Relaxed))
+    }
+}
+
+/// Why a listener refused a connection: the `reason` label of `mqtt_connections_refused_total`. The first ones close
+/// the connection as it arrives; the others answer its CONNECT with a refusing CONNACK (MQTT 3 return codes count
+/// as their MQTT 5 reason codes).
+pub const REFUSAL_REASONS: [&str; 13] = [
+    "connection_limit",
+    "address_connection_limit",
+    "address_connection_rate",
+    "unsupported_protocol_version",
+    "client_identifier_not_valid",
+    "bad_username_or_password",
+    "not_authorized",
+    "server_unavailable",
+    "server_busy",
+    "bad_authentication_method",
+    "quota_exceeded",
+    "connection_rate_exceeded",
+    "other_connack",
+];
+
+/// A refusal before CONNECT is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum ArrivalRefusal {
+    /// `limits.max_connections` or the listener's `max_connections`.
+    ConnectionLimit = 0,
+    /// `limits.max_connections_per_address`.
+    AddressConnectionLimit = 1,
+    /// `limits.max_connection_rate_per_address`.
+    AddressConnectionRate = 2,
+}
+
+/// The [`REFUSAL_REASONS`] index of a refusing CONNACK's reason code (MQTT 5 numbering).
+fn connack_refusal(code: u8) -> usize {
+    match code {
+        0x84 => 3,
+        0x85 => 4,
+        0x86 => 5,
+        0x87 => 6,
+        0x88 => 7,
+        0x89 => 8,
+        0x8C => 9,
+        0x97 => 10,
+        0x9F => 11,
+        _ => 12,
+    }
+}
+
 /// Connections of one listener.
 #[derive(Debug)]
 pub struct ListenerMetrics {
@@ -159,13 +295,32 @@ pub struct ListenerMetrics {
     pub open: AtomicI64,
     /// Connections accepted.
     pub accepted: AtomicU64,
-    /// Connections closed at once because a connection cap was reached.
-    pub refused_limit: AtomicU64,
+    /// Connections refused, by [`REFUSAL_REASONS`].
+    refused: [AtomicU64; REFUSAL_REASONS.len()],
 }
 
 impl ListenerMetrics {
     fn new(label: String) -> Self {
-        Self { label, open: AtomicI64::new(0), accepted: AtomicU64::new(0), refused_limit: AtomicU64::new(0) }
+        Self { label, open: AtomicI64::new(0), accepted: AtomicU64::new(0), refused: Default::default() }
+    }
+
+    /// Counts a connection closed as it arrived.
+    pub fn refused_arrival(&self, why: ArrivalRefusal) {
+        if let Some(c) = self.refused.get(why as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a CONNECT refused with a CONNACK of this reason code (MQTT 5 numbering).
+    pub fn refused_connect(&self, code: u8) {
+        if let Some(c) = self.refused.get(connack_refusal(code)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Refusals by reason label, in [`REFUSAL_REASONS`] order.
+    pub fn refusals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REFUSAL_REASONS.into_iter().zip(self.refused.iter().map(|c| c.load(Ordering::Relaxed)))
     }
 }
 
@@ -188,26 +343,19 @@ impl Drop for OpenConnection {
     }
 }
 
-/// CONNACK refusal codes counted apart (`reason` label); others count as `other`.
-pub const REFUSALS: [(u8, &str); 6] = [
-    (0x86, "bad_credentials"),
-    (0x87, "not_authorized"),
-    (0x85, "client_id_rejected"),
-    (0x84, "unsupported_protocol"),
-    (0x9F, "connection_rate"),
-    (0x89, "server_busy"),
-];
-
 /// The broker's counters beside the router's: everything the data path adds to.
+///
+/// With `http.metrics = false` ([`Metrics::disabled`]) the per-message work is skipped: the counters by QoS, the
+/// delivery latencies and the drops by reason stay at zero, and `/metrics` says the metrics are off.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Per-message metrics are not kept.
+    off: bool,
     /// PUBLISH packets received from clients.
     pub received: ByQos,
     /// PUBLISH packets written to clients.
     pub sent: ByQos,
     drops: [AtomicU64; DropReason::ALL.len()],
-    /// CONNECTs refused with a CONNACK, by [`REFUSALS`] (and `other` last).
-    refused: [AtomicU64; REFUSALS.len() + 1],
     /// PUBLISH read -> written to the subscriber's connection.
     pub latency_written: Histogram,
     /// PUBLISH read -> PUBACK (QoS 1) or PUBCOMP (QoS 2) from the subscriber.
@@ -216,8 +364,72 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counters that skip the per-message work (`http.metrics = false`).
+    pub fn disabled() -> Self {
+        Self { off: true, ..Self::default() }
+    }
+
+    /// Whether per-message metrics are kept.
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        !self.off
+    }
+
+    /// Now, when metrics are kept; else [`Stamp::NONE`] (no clock read).
+    #[inline]
+    pub fn stamp(&self) -> Stamp {
+        if self.off { Stamp::NONE } else { Stamp::now() }
+    }
+
+    /// The stamp of `at`, a clock reading the caller took for a whole batch of packets, when metrics are kept;
+    /// else [`Stamp::NONE`].
+    #[inline]
+    pub fn stamp_at(&self, at: Instant) -> Stamp {
+        if self.off { Stamp::NONE } else { Stamp::at(at) }
+    }
+
+    /// Adds a connection's received PUBLISH packets and empties the tally.
+    pub fn add_received(&self, t: &mut ReceivedTally) {
+        for (i, (n, b)) in t.iter_mut().enumerate() {
+            if *n > 0 {
+                if let (Some(m), Some(by)) = (self.received.messages.get(i), self.received.bytes.get(i)) {
+                    m.fetch_add(*n, Ordering::Relaxed);
+                    by.fetch_add(*b, Ordering::Relaxed);
+                }
+                (*n, *b) = (0, 0);
+            }
+        }
+    }
+
+    /// Adds a batch's deliveries (only what it counted: an empty batch touches nothing).
+    pub fn add_sent(&self, t: &SentTally) {
+        for (i, (n, b)) in t.sent.iter().enumerate() {
+            if *n > 0 {
+                let (m, by) = (self.sent.messages.get(i), self.sent.bytes.get(i));
+                if let (Some(m), Some(by)) = (m, by) {
+                    m.fetch_add(*n, Ordering::Relaxed);
+                    by.fetch_add(*b, Ordering::Relaxed);
+                }
+            }
+        }
+        let h = &self.latency_written;
+        let mut any = false;
+        for (c, n) in h.buckets.iter().zip(t.latency) {
+            if n > 0 {
+                c.fetch_add(n, Ordering::Relaxed);
+                any = true;
+            }
+        }
+        if any {
+            h.sum_us.fetch_add(t.latency_sum_us, Ordering::Relaxed);
+        }
+    }
+
     /// Counts `n` dropped messages.
     pub fn drop_n(&self, reason: DropReason, n: u64) {
+        if self.off {
+            return;
+        }
         if let Some(c) = self.drops.get(reason as usize) {
             c.fetch_add(n, Ordering::Relaxed);
         }
@@ -226,20 +438,6 @@ impl Metrics {
     /// Drops by reason, in [`DropReason::ALL`] order.
     pub fn drops(&self) -> [u64; DropReason::ALL.len()] {
         std::array::from_fn(|i| self.drops.get(i).map_or(0, |c| c.load(Ordering::Relaxed)))
-    }
-
-    /// Counts a CONNECT refused with this CONNACK code.
-    pub fn refused_connect(&self, code: u8) {
-        let i = REFUSALS.iter().position(|(c, _)| *c == code).unwrap_or(REFUSALS.len());
-        if let Some(c) = self.refused.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// CONNECT refusals by `reason` label.
-    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
-        let labels = REFUSALS.iter().map(|(_, l)| *l).chain(["other"]);
-        labels.zip(self.refused.iter().map(|c| c.load(Ordering::Relaxed))).collect()
     }
 
     /// The counters of the listener bound to `label` (made on first use; a listener served again keeps its counts).
@@ -265,7 +463,12 @@ mod tests {
 
     #[test]
     fn stamps_wrap_and_latencies_land_in_their_bucket() {
-        assert_eq!(Stamp(u32::MAX - 9).micros_until(Stamp(10)), 20);
+        assert_eq!(Stamp(u32::MAX - 9).micros_until(Stamp(10)), Some(20));
+        assert_eq!(Stamp::NONE.micros_until(Stamp::now()), None);
+        assert_eq!(Stamp::now().micros_until(Stamp::NONE), None);
+        // A millisecond past the epoch, so neither stamp is the "never 0" microsecond.
+        let t = Instant::now() + std::time::Duration::from_millis(1);
+        assert_eq!(Stamp::at(t).micros_until(Stamp::at(t + std::time::Duration::from_millis(3))), Some(3000));
         let h = Histogram::default();
         for us in [10, 50, 51, 2_000_000, u32::MAX] {
             h.observe_us(us);
@@ -280,18 +483,47 @@ mod tests {
     }
 
     #[test]
+    fn a_tally_adds_up_to_what_single_observations_would() {
+        let (m, one) = (Metrics::default(), Metrics::default());
+        let mut t = SentTally::default();
+        for (qos, bytes, us) in [(QoS::AtMostOnce, 10, 40), (QoS::AtLeastOnce, 20, 60), (QoS::AtMostOnce, 5, 40)] {
+            t.sent(qos, bytes);
+            t.written_after_us(us);
+            one.sent.add(qos, bytes);
+            one.latency_written.observe_us(us);
+        }
+        m.add_sent(&t);
+        assert_eq!(m.sent.get(), one.sent.get());
+        assert_eq!(m.latency_written.get(), one.latency_written.get());
+        assert_eq!(m.sent.get()[0], (2, 15));
+    }
+
+    #[test]
+    fn bounded_histograms_put_values_in_their_bucket() {
+        let h = BoundedHistogram::new(&RECORDS_PER_FSYNC_BUCKETS);
+        for v in [1, 3, 5, 6, 9_999] {
+            h.observe(v);
+        }
+        let (counts, sum) = h.get();
+        assert_eq!(counts.len(), RECORDS_PER_FSYNC_BUCKETS.len() + 1);
+        assert_eq!((counts[0], counts[2], counts[3], counts[12]), (1, 2, 1, 1));
+        assert_eq!(sum, 1 + 3 + 5 + 6 + 9_999);
+    }
+
+    #[test]
     fn counters_by_reason_and_qos() {
         let m = Metrics::default();
         m.received.add(QoS::AtLeastOnce, 12);
         m.received.add(QoS::AtLeastOnce, 8);
         m.drop_n(DropReason::Expired, 3);
-        m.refused_connect(0x87);
-        m.refused_connect(0x01);
         assert_eq!(m.received.get()[1], (2, 20));
         assert_eq!(m.drops()[DropReason::Expired as usize], 3);
-        assert_eq!(m.refusals()[1], ("not_authorized", 1));
-        assert_eq!(m.refusals().last(), Some(&("other", 1)));
         let l = m.listener("127.0.0.1:1".into());
+        l.refused_connect(0x86);
+        l.refused_connect(0x01);
+        l.refused_arrival(ArrivalRefusal::AddressConnectionRate);
+        let refused: Vec<_> = l.refusals().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(refused, [("address_connection_rate", 1), ("bad_username_or_password", 1), ("other_connack", 1)]);
         let open = OpenConnection::new(&l);
         assert_eq!(m.listener("127.0.0.1:1".into()).open.load(Ordering::Relaxed), 1);
         drop(open);

@@ -45,6 +45,10 @@ pub struct Snapshot {
     pub latency_written: ([u64; LATENCY_BUCKETS_US.len() + 1], u64),
     /// The same, read -> acknowledged (QoS 1 and 2).
     pub latency_acked: ([u64; LATENCY_BUCKETS_US.len() + 1], u64),
+    /// Message bytes held against the memory budget, and its limit (0: none; see [`crate::budget`]).
+    pub memory_used: usize,
+    /// See `memory_used`.
+    pub memory_limit: usize,
     /// The journal's counters, when persistence is on.
     pub journal: Option<JournalStats>,
     /// Each bridge's state and counters (filled in by [`crate::Broker::metrics_snapshot`]).
@@ -97,6 +101,11 @@ pub fn snapshot(ctx: &Context, uptime: Duration) -> Snapshot {
     if let Some(d) = s.drops.get_mut(DropReason::TooLarge as usize) {
         *d = oversized;
     }
+    if let Some(d) = s.drops.get_mut(DropReason::MemoryBudget as usize) {
+        *d = c.budget.dropped(crate::budget::DropReason::Budget);
+    }
+    s.memory_used = c.budget.used();
+    s.memory_limit = c.budget.limit();
     let router = ctx.router();
     let mut queues = Vec::new();
     for handle in router.sessions() {

@@ -346,6 +346,7 @@ fn accept(
         auth_method: None,
         reauth: None,
         backlogged: None,
+        received: None,
         durable_wait: None,
         access,
         retained: None,

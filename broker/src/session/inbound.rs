@@ -87,7 +87,13 @@ impl Session {
 
     pub(super) fn on_publish(&mut self, frame: &Bytes, p: &Publish<'_>, now: Instant) -> Result<(), ProtocolError> {
         self.ctx.counters.messages_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.ctx.counters.obs.received.add(p.qos_pid.qos(), frame.len());
+        if self.ctx.counters.obs.enabled() {
+            let tally = self.received.get_or_insert_with(Box::default);
+            if let Some((n, b)) = tally.get_mut(p.qos_pid.qos() as usize) {
+                *n += 1;
+                *b += frame.len() as u64;
+            }
+        }
         let caps = self.ctx.caps.clone();
         let v5 = self.version.is_v5();
         let qos = p.qos_pid.qos();
@@ -156,7 +162,9 @@ impl Session {
 
         // `qos2_id`: the QoS 2 packet identifier the session holds until PUBREL, journaled with the message.
         let route = |s: &mut Self, qos2_id: Option<PacketId>| -> Option<Routed> {
-            let mut msg = Message::new(topic.clone(), frame.slice_ref(p.payload), qos, p.retain);
+            // The connection's one clock reading for the batch of packets this one came in.
+            let read_at = s.ctx.counters.obs.stamp_at(now.into_std());
+            let mut msg = Message::read_at(topic.clone(), frame.slice_ref(p.payload), qos, p.retain, read_at);
             if let Some(wire) = p.properties.as_wire().filter(|b| !b.is_empty()) {
                 let expiry = p.properties.message_expiry_interval();
                 msg = msg.with_properties(frame.slice_ref(wire), PropertyContext::Publish, expiry, now);

@@ -20,6 +20,7 @@ impl Session {
     /// # Errors
     /// [`ProtocolError::Encode`] on an internal encoding failure.
     pub fn poll_outbox(&mut self, now: Instant) -> Result<bool, ProtocolError> {
+        self.flush_received();
         let retained_left = self.poll_retained(now);
         let handle = self.handle.clone();
         let mut state = handle.lock();
@@ -32,7 +33,9 @@ impl Session {
         let expired_before = state.outbox.expired();
         let counters = self.ctx.counters.clone();
         let metrics = &counters.obs;
-        let sent_at = crate::metrics::Stamp::now();
+        // Read once per batch, and only when there is something to time.
+        let mut sent_at = None;
+        let mut tally = crate::metrics::SentTally::default();
         let more = loop {
             if self.out.len() >= MAX_BATCH_BYTES {
                 break state.outbox.has_pending();
@@ -44,10 +47,15 @@ impl Session {
                     let start = self.out.len();
                     if self.write_publish(&delivery, qos_pid, dup, now)? {
                         delivered += 1;
-                        metrics.sent.add(delivery.qos, self.out.len().saturating_sub(start));
-                        // Retained messages sent on subscribe waited in the store, not in the broker's data path.
-                        if !delivery.retain {
-                            metrics.latency_written.observe_us(delivery.msg.read_at.micros_until(sent_at));
+                        if metrics.enabled() {
+                            tally.sent(delivery.qos, self.out.len().saturating_sub(start));
+                            // Retained messages sent on subscribe waited in the store, not in the data path.
+                            let sent_at = *sent_at.get_or_insert_with(crate::metrics::Stamp::now);
+                            if let Some(us) = delivery.msg.read_at.micros_until(sent_at)
+                                && !delivery.retain
+                            {
+                                tally.written_after_us(us);
+                            }
                         }
                     } else {
                         // Larger than the client's Maximum Packet Size: never sent to it [MQTT-3.1.2-25].
@@ -61,6 +69,9 @@ impl Session {
                 Outgoing::PubRel(id) => encode_into(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,
             }
         };
+        if delivered > 0 && metrics.enabled() {
+            metrics.add_sent(&tally);
+        }
         let expired = state.outbox.expired().saturating_sub(expired_before);
         if expired > 0 {
             metrics.drop_n(crate::metrics::DropReason::Expired, expired);
