@@ -247,14 +247,14 @@ fn build(router: &mut Router, model: Model, now: Instant, stats: &mut RecoverySt
                         (_, false) => InflightState::AwaitPubRec,
                         (_, true) => InflightState::AwaitPubComp,
                     };
-                    state.outbox.restore_inflight(id, delivery, st);
+                    state.outbox_mut().restore_inflight(id, delivery, st);
                 }
-                _ => state.outbox.restore_queued(delivery),
+                _ => state.outbox_mut().restore_queued(delivery),
             }
             stats.queued += 1;
         }
         for pid in s.inbound.into_iter().filter_map(PacketId::new) {
-            state.inbound_qos2.insert(pid);
+            state.restore_inbound(pid);
         }
         // A will whose connection was open at the crash: the connection ended when the broker stopped.
         if let Some(w) = wills.get_mut(&client)

@@ -40,13 +40,13 @@ fn seen(r: &Router, client: &str) -> Option<Seen> {
     let s = r.session(client)?;
     let state = s.lock();
     let mut queue = Vec::new();
-    state.outbox.for_each_entry(|_, d, inflight| {
+    state.outbox().for_each_entry(|_, d, inflight| {
         let inflight = inflight.map(|(id, st)| (id.get(), st == crate::queue::InflightState::AwaitPubComp));
         queue.push((d.msg.payload.to_vec(), d.qos, inflight));
     });
-    let mut inbound: Vec<u16> = state.inbound_qos2.iter().map(PacketId::get).collect();
+    let mut inbound: Vec<u16> = state.inbound_qos2().iter().map(PacketId::get).collect();
     inbound.sort_unstable();
-    let mut subs: Vec<String> = state.subscriptions.iter().map(|(f, _)| f.to_owned()).collect();
+    let mut subs: Vec<String> = state.subscriptions().iter().map(|(f, _)| f.to_owned()).collect();
     subs.sort();
     Some((queue, inbound, subs))
 }
@@ -61,7 +61,7 @@ fn consume(r: &Router, client: &str, ack_every: usize) {
     let Some(s) = r.session(client) else { return };
     let mut state = s.lock();
     let mut sent = Vec::new();
-    while let Some(send) = state.outbox.next_send(Instant::now()) {
+    while let Some(send) = state.outbox_mut().next_send(Instant::now()) {
         if let Outgoing::Publish { id: Some(id), delivery, .. } = send {
             sent.push((id, delivery.qos));
         }
@@ -69,8 +69,8 @@ fn consume(r: &Router, client: &str, ack_every: usize) {
     for (i, (id, qos)) in sent.into_iter().enumerate() {
         if i % ack_every == 0 {
             match qos {
-                QoS::AtLeastOnce => assert!(state.outbox.on_puback(id)),
-                _ => assert!(state.outbox.on_pubrec(id, false)),
+                QoS::AtLeastOnce => assert!(state.outbox_mut().on_puback(id)),
+                _ => assert!(state.outbox_mut().on_pubrec(id, false)),
             }
         }
     }

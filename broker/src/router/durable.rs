@@ -11,7 +11,7 @@ use mqtt_codec::{PacketId, RetainHandling};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{ConnLink, PacketIds, PendingWill, Router, SessionHandle, SessionState, SubOpts, Subscriptions};
+use super::{ConnLink, PacketIds, PendingWill, Router, SessionHandle, StoredSession, SubOpts, Subscriptions};
 use crate::journal::Lsn;
 use crate::message::Message;
 use crate::persist::record::Entry;
@@ -139,7 +139,7 @@ impl Router {
 
     /// A resumed session, with the expiry its new connection asked for: one that now ends with its connection
     /// is no longer journaled.
-    pub(super) fn journal_resume(&self, session: &Arc<SessionHandle>, state: &mut SessionState) {
+    pub(super) fn journal_resume(&self, session: &Arc<SessionHandle>, state: &mut StoredSession) {
         if !state.outbox.is_durable() {
             return;
         }
@@ -157,7 +157,7 @@ impl Router {
     pub(super) fn journal_offline(
         &self,
         session: &Arc<SessionHandle>,
-        state: &mut SessionState,
+        state: &mut StoredSession,
         will: Option<&(Message, Duration)>,
         now: Instant,
     ) {
@@ -255,7 +255,7 @@ impl Router {
     ) -> Arc<SessionHandle> {
         Arc::new(SessionHandle {
             client_id: Arc::from(client_id),
-            state: Mutex::new(SessionState {
+            state: Mutex::new(StoredSession {
                 outbox: Outbox::new(self.limits.outbox),
                 inbound_qos2: PacketIds::default(),
                 expiry,

@@ -44,7 +44,7 @@ use trie::Trie;
 pub use admin::{EndError, SessionView};
 pub use durable::DurableState;
 use sessions::pushed;
-pub use sessions::{ConnInfo, ConnLink, PacketIds, SessionHandle, SessionRef, SessionState, Subscriptions};
+pub use sessions::{ConnInfo, ConnLink, PacketIds, SessionHandle, SessionRef, StoredSession, Subscriptions};
 
 /// Broker-wide counters, updated without the router lock.
 #[derive(Debug, Default)]
