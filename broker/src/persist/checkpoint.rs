@@ -62,7 +62,8 @@ fn write(mut cp: Checkpoint, durable: &Durable, state: &DurableState) -> Result<
         }
         let client = &*session.client_id;
         let expiry = super::secs(state.expiry());
-        put(&mut cp, &Record::SessionOpen { client, fresh: true, expiry })?;
+        let owner = state.owner().map(crate::router::SessionOwner::stored);
+        put(&mut cp, &Record::SessionOpen { client, fresh: true, expiry, owner })?;
         if let Some(at) = state.disconnected_at() {
             put(&mut cp, &Record::SessionOffline { client, at_ms: super::wall_ms(at, now), expiry })?;
         }

@@ -11,7 +11,9 @@ use mqtt_codec::{PacketId, RetainHandling};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{ConnLink, PacketIds, PendingWill, Router, SessionHandle, StoredSession, SubOpts, Subscriptions};
+use super::{
+    ConnLink, PacketIds, PendingWill, Router, SessionHandle, SessionOwner, StoredSession, SubOpts, Subscriptions,
+};
 use crate::journal::Lsn;
 use crate::message::Message;
 use crate::persist::record::Entry;
@@ -133,8 +135,10 @@ impl Router {
             return;
         }
         state.outbox.make_durable(durable.clone(), session.client_id.clone());
+        state.owner = SessionOwner::of(state.conn.as_ref()).map(Box::new);
         let expiry = persist::secs(state.expiry);
-        self.journal(&Record::SessionOpen { client: &session.client_id, fresh: true, expiry });
+        let owner = state.owner.as_deref().map(SessionOwner::stored);
+        self.journal(&Record::SessionOpen { client: &session.client_id, fresh: true, expiry, owner });
     }
 
     /// A resumed session, with the expiry its new connection asked for: one that now ends with its connection
@@ -144,8 +148,12 @@ impl Router {
             return;
         }
         if persist::outlives_connection(state.expiry) {
+            if let Some(owner) = SessionOwner::of(state.conn.as_ref()) {
+                state.owner = Some(Box::new(owner));
+            }
             let expiry = persist::secs(state.expiry);
-            self.journal(&Record::SessionOpen { client: &session.client_id, fresh: false, expiry });
+            let owner = state.owner.as_deref().map(SessionOwner::stored);
+            self.journal(&Record::SessionOpen { client: &session.client_id, fresh: false, expiry, owner });
         } else {
             state.outbox.make_volatile();
             state.will = None;
@@ -266,6 +274,7 @@ impl Router {
                 holds_publishers: false,
                 stalled: false,
                 will: None,
+                owner: None,
                 drops_since_log: 0,
                 last_drop_log: None,
             }),

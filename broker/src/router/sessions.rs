@@ -98,8 +98,39 @@ pub struct StoredSession {
     /// The will of a persistent session's connection, and its delay, as journaled: a checkpoint writes it again
     /// (the connection holds the will it publishes).
     pub(super) will: Option<Box<(crate::message::Message, Duration)>>,
+    /// Who attached it last, for a persistent session with persistence on (journaled with it).
+    pub(super) owner: Option<Box<SessionOwner>>,
     pub(super) drops_since_log: u64,
     pub(super) last_drop_log: Option<std::time::Instant>,
+}
+
+/// Who attached a session last: the protocol version of its CONNECT and the user it logged in as. Kept (and
+/// journaled) for persistent sessions, so both survive a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOwner {
+    /// The protocol version of its CONNECT.
+    pub version: mqtt_codec::ProtocolVersion,
+    /// The username it logged in as (`None`: anonymous, or no authentication).
+    pub username: Option<Box<str>>,
+}
+
+impl SessionOwner {
+    /// The owner of the connection `conn`, once its CONNECT was accepted.
+    pub(super) fn of(conn: Option<&ConnLink>) -> Option<Self> {
+        let (version, username) = conn?.info.as_ref()?.connect.get()?;
+        Some(Self { version: *version, username: username.as_deref().map(Box::from) })
+    }
+
+    /// As a record stores it.
+    pub fn stored(&self) -> crate::persist::record::StoredOwner<'_> {
+        crate::persist::record::StoredOwner { version: self.version.level(), username: self.username.as_deref() }
+    }
+
+    /// From a record; `None` for a version the codec does not know.
+    pub fn from_stored(o: crate::persist::record::StoredOwner<'_>) -> Option<Self> {
+        let version = mqtt_codec::ProtocolVersion::from_level(o.version).ok()?;
+        Some(Self { version, username: o.username.map(Box::from) })
+    }
 }
 
 /// Packet ids, as a set made on first use: most sessions never publish at QoS 2, and an empty `HashSet` takes 48
@@ -262,6 +293,16 @@ impl StoredSession {
     /// The will of a persistent session's connection and its delay, as journaled.
     pub fn will(&self) -> Option<&(crate::message::Message, Duration)> {
         self.will.as_deref()
+    }
+
+    /// Who attached it last (persistent sessions with persistence on).
+    pub fn owner(&self) -> Option<&SessionOwner> {
+        self.owner.as_deref()
+    }
+
+    /// Sets the owner read back from the journal (recovery rebuilds state the journal already has).
+    pub fn restore_owner(&mut self, owner: Option<SessionOwner>) {
+        self.owner = owner.map(Box::new);
     }
 
     /// Whether the session is offline and its expiry ran out at `now`.
