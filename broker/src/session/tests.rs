@@ -526,3 +526,78 @@ fn a_message_over_the_memory_budget_is_refused_with_quota_exceeded_and_counted()
     assert_eq!(deliveries(&mut sub).len(), 2);
     assert_eq!(ctx.counters.budget.used(), 0, "given back once delivered");
 }
+
+/// A persistent QoS 2 subscriber's deliveries with persistence on: the whole batch the connection writes at once
+/// waits for one commit (the journal position of its last `Sent` record), not one commit per PUBLISH; and none of
+/// it is released before that commit, so after a crash the broker resends exactly what the client may hold.
+#[test]
+fn a_batch_of_qos2_deliveries_waits_for_one_commit_of_all_its_packet_ids() {
+    use crate::journal::failpoints::{self, FailPoint};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = context();
+    // The default fsyncs always.
+    let settings = crate::persist::PersistenceSettings {
+        enabled: true,
+        path: dir.path().to_path_buf(),
+        ..crate::persist::PersistenceSettings::default()
+    };
+    let (durable, _) = crate::persist::open(&settings, &mut ctx.router.lock().unwrap()).unwrap();
+    ctx.durable = Some(durable.clone());
+    let connect = Connect {
+        protocol: ProtocolVersion::V311,
+        clean_start: false,
+        keep_alive: 0,
+        properties: Properties::empty(),
+        client_id: "q2-sub",
+        will: None,
+        username: None,
+        password: None,
+    };
+    let Handshake::Accepted(mut s) =
+        handshake(ctx.clone(), &frame(&Packet::Connect(connect)), ConnLink::new(1), Instant::now()).unwrap()
+    else {
+        panic!("not accepted")
+    };
+    let subs = [Subscription {
+        filter: TopicFilter::new("q2/#").unwrap(),
+        options: SubscriptionOptions::qos(QoS::ExactlyOnce),
+    }];
+    let packet = Subscribe {
+        packet_id: PacketId::new(1).unwrap(),
+        properties: Properties::empty(),
+        subscriptions: List::from_slice(&subs),
+    };
+    s.on_packet(Instant::now(), &frame(&Packet::Subscribe(packet))).unwrap();
+    s.output().clear();
+    let _ = s.take_durable_wait();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    failpoints::pause(dir.path(), FailPoint::Fsync);
+    for n in 0..10u8 {
+        let msg = crate::message::Message::from_parts("q2/t", &[n], QoS::ExactlyOnce, false);
+        ctx.router.lock().unwrap().publish(msg, None, Instant::now());
+    }
+    while failpoints::waiting(dir.path(), FailPoint::Fsync) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the writer never reached its fsync");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    s.poll_outbox(Instant::now()).unwrap();
+    let wait = s.take_durable_wait().expect("the QoS 2 PUBLISH packets wait for their Sent records");
+    let mut rest = Bytes::from(std::mem::take(s.output()));
+    let mut ids = Vec::new();
+    while let Some(len) = mqtt_codec::frame_len(&rest, u32::MAX).unwrap() {
+        let packet = rest.split_to(len);
+        if let Packet::Publish(p) = decode(&packet, ProtocolVersion::V311).unwrap() {
+            ids.extend(p.qos_pid.packet_id());
+        }
+    }
+    assert_eq!(ids.len(), 10, "all ten in one batch");
+    assert_eq!(wait.get(), durable.journal().stats().appended_records, "one wait, for the last Sent record");
+    assert!(!durable.is_durable(wait), "nothing released before its commit");
+    failpoints::resume(dir.path(), FailPoint::Fsync);
+    while !durable.is_durable(wait) {
+        assert!(std::time::Instant::now() < deadline, "the batch never became durable");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    durable.journal().close().unwrap();
+}
