@@ -64,6 +64,15 @@ impl Budget {
         ok.ok().map(|_| Charge { budget: self.clone(), bytes })
     }
 
+    /// Charges `bytes` whatever the limit: for messages recovered from the journal at startup, which were
+    /// acknowledged before the restart and are never refused. Past the limit, new messages are refused until
+    /// enough of them are delivered.
+    pub fn charge_recovered(self: &Arc<Self>, bytes: usize) -> Charge {
+        // Saturating: the sum of real message sizes cannot reach `usize::MAX`.
+        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| Some(used.saturating_add(bytes)));
+        Charge { budget: self.clone(), bytes }
+    }
+
     /// Bytes charged now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
@@ -111,6 +120,17 @@ mod tests {
         let unlimited = Budget::new(0);
         let _big = unlimited.charge(usize::MAX / 2).unwrap();
         assert_eq!(unlimited.used(), usize::MAX / 2);
+    }
+
+    #[test]
+    fn recovered_bytes_are_charged_past_the_limit_and_given_back() {
+        let b = Budget::new(100);
+        let _held = b.charge(80).unwrap();
+        let recovered = b.charge_recovered(50);
+        assert_eq!(b.used(), 130, "recovered messages are charged whatever the limit");
+        assert!(b.charge(1).is_none(), "new messages are refused while over the limit");
+        drop(recovered);
+        assert_eq!(b.used(), 80);
     }
 
     #[test]

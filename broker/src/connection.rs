@@ -23,6 +23,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 use crate::logging::{Untrusted, conn_event};
+use crate::persist::HeldOutput;
 use crate::router::ConnLink;
 use crate::session::{Context, Flow, Handshake, ProtocolError, Session, handshake};
 
@@ -414,6 +415,8 @@ async fn handshake_on<S: Stream>(
     }
 }
 
+/// Serves the session until the connection ends. Output still held for the journal when it ends (see
+/// [`HeldOutput`]) goes back to the session, in front of what it left, to go out at the farewell once durable.
 async fn serve_session<S: Stream>(
     session: &mut Session,
     stream: &mut S,
@@ -422,7 +425,25 @@ async fn serve_session<S: Stream>(
     kick: &ConnLink,
     stop: &CancellationToken,
 ) -> Result<(), ConnError> {
+    let mut held = HeldOutput::default();
+    let result = serve_loop(session, stream, rx, cfg, kick, stop, &mut held).await;
+    if let Some(lsn) = held.into_output(session.output()) {
+        session.wait_until_durable(lsn);
+    }
+    result
+}
+
+async fn serve_loop<S: Stream>(
+    session: &mut Session,
+    stream: &mut S,
+    rx: &mut BytesMut,
+    cfg: &ConnSettings,
+    kick: &ConnLink,
+    stop: &CancellationToken,
+    held: &mut HeldOutput,
+) -> Result<(), ConnError> {
     let handle = session.handle().clone();
+    let durable = session.durable().cloned();
     let mut read_size = MIN_READ;
     // One timer, one takeover wait and one shutdown wait serve every turn of the loop (the timer for the keep alive
     // deadline, the buffer release and the write timeout alike): fewer futures in this state machine, and no timer
@@ -444,18 +465,13 @@ async fn serve_session<S: Stream>(
         }
         let more = session.poll_outbox(now)?;
         // Acknowledgements wait until what they answer for is durable (see `crate::persist`); one fsync of the
-        // journal covers every connection waiting at the time.
-        if let Some((lsn, durable)) = session.take_durable_wait().zip(session.durable().cloned())
-            && !durable.is_durable(lsn)
-        {
-            tokio::select! {
-                r = durable.wait(lsn) => r?,
-                () = &mut kicked => {
-                    // The output still waits for it at the farewell.
-                    session.wait_until_durable(lsn);
-                    return Err(ended());
-                }
-            }
+        // journal covers every connection waiting at the time. The output waits in `held`, in order, while the
+        // connection goes on reading: what the client sends meanwhile is journaled for the next commit.
+        let wait = session.take_durable_wait();
+        if let Some(durable) = &durable {
+            let out = session.output();
+            held.hold(durable, wait, out);
+            held.release(durable, out);
         }
         let out = session.output();
         if !out.is_empty() {
@@ -513,8 +529,16 @@ async fn serve_session<S: Stream>(
         {
             timer.as_mut().reset(d);
         }
+        // Output held for the journal bounds what is read meanwhile (a client ignoring its window).
+        let reading = held.bytes() < HELD_MAX;
+        let held_wait = held.next_wait().zip(durable.as_ref());
         tokio::select! {
-            r = read_some(stream, rx, lean, read_size) => {
+            r = async { held_wait?.1.wait(held_wait?.0).await.err() }, if held_wait.is_some() => {
+                if let Some(e) = r {
+                    return Err(e.into());
+                }
+            }
+            r = read_some(stream, rx, lean, read_size), if reading => {
                 // Readable, yet nothing to read: wait again (without a buffer).
                 let Some((n, spare)) = r? else { continue };
                 if n == 0 {
@@ -524,7 +548,7 @@ async fn serve_session<S: Stream>(
                 // sending a few bytes), so memory follows the traffic.
                 read_size = if n >= spare { (read_size * 2).min(MAX_READ) } else if n < read_size / 4 { (read_size / 2).max(MIN_READ) } else { read_size };
             }
-            () = handle.wake.notified() => {}
+            () = handle.wake.notified(), if reading => {}
             () = &mut timer, if deadline.is_some() => {
                 let now = Instant::now();
                 session.on_timeout(now)?;
@@ -569,6 +593,9 @@ async fn read_some<S: Stream>(
 /// backlogged fan-in tenfold) while still taking many small packets per system call.
 const MIN_READ: usize = 512;
 const MAX_READ: usize = 8 * 1024;
+/// Most output bytes held for the journal (see [`HeldOutput`]) before the connection stops reading until some is
+/// released: a client within its window never gets there (a window of 65,535 PUBACKs is 262,140 bytes).
+const HELD_MAX: usize = 512 * 1024;
 /// Longest a publisher waits for a backlogged subscriber (see [`Session::take_backlogged`]) before it reads again.
 const BACKLOG_WAIT: Duration = Duration::from_millis(50);
 /// Buffers larger than this are released when the connection is idle.

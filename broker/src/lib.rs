@@ -395,9 +395,9 @@ impl Broker {
         let router = self.shared.ctx.router();
         let state = router.session(client_id)?.lock();
         Some(SessionStats {
-            queued_messages: state.outbox.queued(),
-            inflight_messages: state.outbox.inflight(),
-            dropped_messages: state.outbox.dropped(),
+            queued_messages: state.outbox().queued(),
+            inflight_messages: state.outbox().inflight(),
+            dropped_messages: state.outbox().dropped(),
         })
     }
 

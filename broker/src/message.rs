@@ -141,6 +141,13 @@ impl Message {
         }
     }
 
+    /// Charges the cost of a message recovered from the journal to `budget`, whatever its limit (see
+    /// [`Budget::charge_recovered`]).
+    pub fn charge_recovered(mut self, budget: &Arc<Budget>) -> Self {
+        self.charge = Some(Arc::new(budget.charge_recovered(self.cost())));
+        self
+    }
+
     /// The message with its bytes copied into one allocation of their own when it is small (at most
     /// [`COMPACT_BELOW`]): its topic, payload and properties are slices of the buffer they were read into, and a
     /// 100-byte message kept in a queue would otherwise keep that whole buffer (8 KiB, or more after a large

@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use super::{BridgeSettings, Protocol, Shared, TryOrder, split_address};
 use crate::journal::Lsn;
 use crate::message::Message;
-use crate::persist::Record;
 use crate::queue::Outgoing;
 use crate::router::{ConnLink, SessionHandle};
 use crate::session::Context;
@@ -140,7 +139,7 @@ impl Task {
         let router = self.ctx.router();
         router.session(&self.settings.local_client_id()).map_or((0, 0), |s| {
             let state = s.lock();
-            (state.outbox.queued(), state.outbox.dropped())
+            (state.outbox().queued(), state.outbox().dropped())
         })
     }
 
@@ -252,8 +251,8 @@ impl Task {
         };
         let (queued, inflight) = {
             let mut state = handle.lock();
-            state.outbox.set_receive_maximum(receive_max);
-            (state.outbox.queued(), state.outbox.inflight())
+            state.outbox_mut().set_receive_maximum(receive_max);
+            (state.outbox().queued(), state.outbox().inflight())
         };
         self.shared.connected.store(true, Ordering::Relaxed);
         self.shared.connects.fetch_add(1, Ordering::Relaxed);
@@ -310,7 +309,7 @@ impl Conn<'_> {
         let mut last_rx = Instant::now();
         let mut last_tx = Instant::now();
         let mut ping_sent = false;
-        let mut overflow_logged = self.handle.lock().outbox.dropped();
+        let mut overflow_logged = self.handle.lock().outbox().dropped();
         let mut overflow_at = Instant::now() + OVERFLOW_LOG_EVERY;
         loop {
             let now = Instant::now();
@@ -320,7 +319,7 @@ impl Conn<'_> {
                 ping_sent &= !self.on_frame(&frame, now)?;
             }
             let more = self.fill(now)?;
-            let send_wait = self.handle.lock().outbox.send_wait();
+            let send_wait = self.handle.lock().outbox().send_wait();
             if let Some(lsn) = send_wait.max(self.ack_wait.take())
                 && let Some(durable) = &self.task.ctx.durable
             {
@@ -362,7 +361,7 @@ impl Conn<'_> {
                         ping_sent = true;
                     }
                     if now >= overflow_at {
-                        let dropped = self.handle.lock().outbox.dropped();
+                        let dropped = self.handle.lock().outbox().dropped();
                         self.task.log_overflow(dropped, &mut overflow_logged);
                         overflow_at = now + OVERFLOW_LOG_EVERY;
                     }
@@ -399,7 +398,7 @@ impl Conn<'_> {
         // An identifier no message in flight uses.
         let id = {
             let state = self.handle.lock();
-            (1..=u16::MAX).rev().filter_map(PacketId::new).find(|id| state.outbox.inflight_state(*id).is_none())
+            (1..=u16::MAX).rev().filter_map(PacketId::new).find(|id| state.outbox().inflight_state(*id).is_none())
         };
         let Some(id) = id else { return Err(LinkError::Protocol("no free packet identifier".into())) };
         self.sub_id = Some(id);
@@ -414,32 +413,25 @@ impl Conn<'_> {
         let shared = &self.task.shared;
         match packet {
             Packet::PubAck(a) => {
-                if self.handle.lock().outbox.on_puback(a.packet_id) {
+                if self.handle.lock().outbox_mut().on_puback(a.packet_id) {
                     self.done(Finish::Ack, a.reason);
                 }
             }
             Packet::PubRec(a) => {
                 let failed = a.reason.is_error();
-                if self.handle.lock().outbox.on_pubrec(a.packet_id, failed) && failed {
+                if self.handle.lock().outbox_mut().on_pubrec(a.packet_id, failed) && failed {
                     self.done(Finish::Rec, a.reason);
                 }
             }
             Packet::PubComp(a) => {
-                if self.handle.lock().outbox.on_pubcomp(a.packet_id) {
+                if self.handle.lock().outbox_mut().on_pubcomp(a.packet_id) {
                     self.done(Finish::Comp, a.reason);
                 }
             }
             Packet::Publish(p) => self.on_publish(frame, &p, now)?,
             Packet::PubRel(a) => {
                 let id = a.packet_id;
-                let appended = {
-                    let mut state = self.handle.lock();
-                    if state.inbound_qos2.remove(&id) {
-                        state.outbox.append(|client| Record::Inbound { client, pid: id.get(), held: false })
-                    } else {
-                        Ok(None)
-                    }
-                };
+                let appended = self.handle.lock().release_inbound(id).unwrap_or(Ok(None));
                 let lsn = appended.map_err(|e| LinkError::Journal(e.to_string()))?;
                 self.ack_wait = self.ack_wait.max(lsn);
                 encode(&mut self.acks, &Packet::PubComp(Ack::new(id)), self.version)?;
@@ -475,7 +467,7 @@ impl Conn<'_> {
         let local =
             self.task.settings.topics.iter().filter(|r| r.direction.is_in()).find_map(|r| r.to_local(p.topic.as_str()));
         let first = match p.qos_pid {
-            QosPid::ExactlyOnce(id) => !self.handle.lock().inbound_qos2.contains(&id),
+            QosPid::ExactlyOnce(id) => !self.handle.lock().inbound_qos2().contains(&id),
             _ => true,
         };
         match (&local, first) {
@@ -527,15 +519,15 @@ impl Conn<'_> {
     fn fill(&mut self, now: Instant) -> Result<bool, LinkError> {
         let handle = self.handle.clone();
         let mut state = handle.lock();
-        if state.conn.as_ref().is_none_or(|c| c.id != self.link.id) {
+        if state.conn().is_none_or(|c| c.id != self.link.id) {
             return Ok(false);
         }
         let mut forwarded = 0u64;
         let more = loop {
             if self.out.len() >= BATCH_BYTES {
-                break state.outbox.has_pending();
+                break state.outbox().has_pending();
             }
-            let Some(next) = state.outbox.next_send(now) else { break false };
+            let Some(next) = state.outbox_mut().next_send(now) else { break false };
             match next {
                 Outgoing::Publish { id, delivery, dup } => {
                     let qos_pid = delivery.qos_pid(id);
@@ -566,9 +558,9 @@ impl Conn<'_> {
                                 topic = remote,
                                 "message cannot be sent upstream (topic or size); dropped"
                             );
-                            state.outbox.discard(id);
+                            state.outbox_mut().discard(id);
                         }
-                        (None, None) => state.outbox.count_dropped(),
+                        (None, None) => state.outbox_mut().count_dropped(),
                     }
                 }
                 Outgoing::PubRel(id) => encode(&mut self.out, &Packet::PubRel(Ack::new(id)), self.version)?,

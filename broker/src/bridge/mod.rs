@@ -105,7 +105,7 @@ impl Bridges {
                 .collect();
             let stale: Vec<String> = session
                 .lock()
-                .subscriptions
+                .subscriptions()
                 .iter()
                 .filter(|(f, _)| !wanted.iter().any(|(w, _)| w == f))
                 .map(|(f, _)| f.to_owned())
@@ -131,8 +131,8 @@ impl Bridges {
                 max_queued_bytes: b.max_queue_bytes,
                 queue_qos0_offline: true,
             };
-            session.lock().outbox.set_limits(bounded, b.overflow == Overflow::DropOldest);
-            let queued = session.lock().outbox.queued();
+            session.lock().outbox_mut().set_limits(bounded, b.overflow == Overflow::DropOldest);
+            let queued = session.lock().outbox().queued();
             router.disconnect(&session, conn_id, None, now);
             tracing::info!(bridge = b.name, client_id = id, queued, "bridge session ready");
             list.push((Arc::new(b.clone()), Arc::new(Shared::default())));
@@ -178,10 +178,10 @@ impl Bridges {
                 };
                 if let Some(session) = router.session(&b.local_client_id()) {
                     let state = session.lock();
-                    stats.queued_messages = state.outbox.queued();
-                    stats.queued_bytes = state.outbox.queued_bytes();
-                    stats.inflight_messages = state.outbox.inflight();
-                    stats.dropped_messages = state.outbox.dropped();
+                    stats.queued_messages = state.outbox().queued();
+                    stats.queued_bytes = state.outbox().queued_bytes();
+                    stats.inflight_messages = state.outbox().inflight();
+                    stats.dropped_messages = state.outbox().dropped();
                 }
                 stats
             })

@@ -110,16 +110,16 @@ pub fn snapshot(ctx: &Context, uptime: Duration) -> Snapshot {
     let mut queues = Vec::new();
     for handle in router.sessions() {
         let state = handle.lock();
-        if state.conn.is_some() {
+        if state.conn().is_some() {
             s.sessions_online += 1;
         } else {
             s.sessions_offline += 1;
         }
-        s.subscriptions += state.subscriptions.len();
-        let queued = state.outbox.queued();
+        s.subscriptions += state.subscriptions().len();
+        let queued = state.outbox().queued();
         s.queued_messages += queued;
-        s.queued_bytes += state.outbox.queued_bytes();
-        s.inflight_messages += state.outbox.inflight();
+        s.queued_bytes += state.outbox().queued_bytes();
+        s.inflight_messages += state.outbox().inflight();
         if queued > 0 {
             queues.push((handle.client_id.clone(), queued));
         }

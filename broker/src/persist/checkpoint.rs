@@ -57,22 +57,23 @@ fn write(mut cp: Checkpoint, durable: &Durable, state: &DurableState) -> Result<
     }
     for session in sessions {
         let state = session.lock();
-        if !state.outbox.is_durable() {
+        if !state.outbox().is_durable() {
             continue;
         }
         let client = &*session.client_id;
-        let expiry = super::secs(state.expiry);
-        put(&mut cp, &Record::SessionOpen { client, fresh: true, expiry })?;
-        if let Some(at) = state.disconnected_at {
+        let expiry = super::secs(state.expiry());
+        let owner = state.owner().map(crate::router::SessionOwner::stored);
+        put(&mut cp, &Record::SessionOpen { client, fresh: true, expiry, owner })?;
+        if let Some(at) = state.disconnected_at() {
             put(&mut cp, &Record::SessionOffline { client, at_ms: super::wall_ms(at, now), expiry })?;
         }
-        for (filter, opts) in state.subscriptions.iter() {
+        for (filter, opts) in state.subscriptions().iter() {
             put(&mut cp, &Record::Subscribe { client, filter, opts: opts.stored() })?;
         }
         // A message queued for several sessions is written once.
         let mut ids: HashMap<*const Message, u64> = HashMap::new();
         let mut result = Ok(());
-        state.outbox.for_each_entry(|seq, delivery, inflight| {
+        state.outbox().for_each_entry(|seq, delivery, inflight| {
             if result.is_err() {
                 return;
             }
@@ -100,11 +101,10 @@ fn write(mut cp: Checkpoint, durable: &Durable, state: &DurableState) -> Result<
             }
         });
         result?;
-        for pid in state.inbound_qos2.iter() {
+        for pid in state.inbound_qos2().iter() {
             put(&mut cp, &Record::Inbound { client, pid: pid.get(), held: true })?;
         }
-        if let Some(will) = &state.will {
-            let (msg, delay) = &**will;
+        if let Some((msg, delay)) = state.will() {
             let delay = u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
             put(&mut cp, &Record::Will { client, will: Some((msg.stored(now), delay)), due_ms: None })?;
         }

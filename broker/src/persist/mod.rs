@@ -20,6 +20,7 @@
 //! replayed over it at the next start.
 
 mod checkpoint;
+mod held;
 pub mod record;
 mod recover;
 mod settings;
@@ -35,6 +36,7 @@ use tokio::time::Instant;
 use crate::journal::{AppendError, Journal, JournalOptions, Lsn};
 use crate::message::Message;
 pub use checkpoint::checkpoint;
+pub use held::HeldOutput;
 pub use record::Record;
 pub use recover::RecoveryStats;
 #[cfg(test)]

@@ -68,12 +68,22 @@ pub struct Entry<'a> {
     pub sub_ids: Vec<u32>,
 }
 
+/// Who attached a session last: the protocol version of its CONNECT and the user it logged in as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredOwner<'a> {
+    /// The protocol level of the CONNECT (3: MQTT 3.1, 4: 3.1.1, 5: 5.0).
+    pub version: u8,
+    /// The username it logged in as (`None`: anonymous, or no authentication).
+    pub username: Option<&'a str>,
+}
+
 /// A change of durable state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record<'a> {
     /// A persistent session exists (`fresh`: a new one, replacing any before; else resumed) with this expiry in
-    /// seconds (`None`: never), attached to a connection.
-    SessionOpen { client: &'a str, fresh: bool, expiry: Option<u32> },
+    /// seconds (`None`: never), attached to a connection of `owner` (`None` in journals written before the owner
+    /// was recorded, and for sessions without a client connection).
+    SessionOpen { client: &'a str, fresh: bool, expiry: Option<u32>, owner: Option<StoredOwner<'a>> },
     /// Its connection closed at `at_ms` (Unix milliseconds); the expiry in force from then.
     SessionOffline { client: &'a str, at_ms: u64, expiry: Option<u32> },
     /// The session ended.
@@ -120,16 +130,29 @@ const INBOUND: u8 = 11;
 const RETAIN: u8 = 12;
 const WILL: u8 = 13;
 const ROUTED: u8 = 14;
+/// `SESSION_OPEN` with the owner after the expiry. A session without an owner is still written as `SESSION_OPEN`,
+/// which is also how journals written before the owner was recorded read.
+const SESSION_OPEN_OWNED: u8 = 15;
 
 impl Record<'_> {
     /// Appends the binary form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Record::SessionOpen { client, fresh, expiry } => {
-                out.push(SESSION_OPEN);
+            Record::SessionOpen { client, fresh, expiry, owner } => {
+                out.push(if owner.is_some() { SESSION_OPEN_OWNED } else { SESSION_OPEN });
                 put_str(out, client);
                 out.push(u8::from(*fresh));
                 put_opt_u32(out, *expiry);
+                if let Some(owner) = owner {
+                    out.push(owner.version);
+                    match owner.username {
+                        Some(name) => {
+                            out.push(1);
+                            put_str(out, name);
+                        }
+                        None => out.push(0),
+                    }
+                }
             }
             Record::SessionOffline { client, at_ms, expiry } => {
                 out.push(SESSION_OFFLINE);
@@ -246,7 +269,18 @@ impl<'a> Record<'a> {
     pub fn decode(buf: &'a [u8]) -> Result<Self, RecordError> {
         let mut r = Reader(buf);
         let record = match r.u8()? {
-            SESSION_OPEN => Record::SessionOpen { client: r.str()?, fresh: r.bool()?, expiry: r.opt_u32()? },
+            SESSION_OPEN => {
+                Record::SessionOpen { client: r.str()?, fresh: r.bool()?, expiry: r.opt_u32()?, owner: None }
+            }
+            SESSION_OPEN_OWNED => {
+                let (client, fresh, expiry) = (r.str()?, r.bool()?, r.opt_u32()?);
+                let version = r.u8()?;
+                if !(3..=5).contains(&version) {
+                    return Err(RecordError::Invalid("protocol version"));
+                }
+                let username = if r.bool()? { Some(r.str()?) } else { None };
+                Record::SessionOpen { client, fresh, expiry, owner: Some(StoredOwner { version, username }) }
+            }
             SESSION_OFFLINE => Record::SessionOffline { client: r.str()?, at_ms: r.u64()?, expiry: r.opt_u32()? },
             SESSION_END => Record::SessionEnd { client: r.str()? },
             SUBSCRIBE => {
@@ -477,8 +511,20 @@ mod tests {
             acl_check: true,
         };
         vec![
-            Record::SessionOpen { client: "c", fresh: true, expiry: None },
-            Record::SessionOpen { client: "c", fresh: false, expiry: Some(3600) },
+            Record::SessionOpen { client: "c", fresh: true, expiry: None, owner: None },
+            Record::SessionOpen { client: "c", fresh: false, expiry: Some(3600), owner: None },
+            Record::SessionOpen {
+                client: "c",
+                fresh: true,
+                expiry: Some(60),
+                owner: Some(StoredOwner { version: 5, username: Some("alice") }),
+            },
+            Record::SessionOpen {
+                client: "c",
+                fresh: false,
+                expiry: None,
+                owner: Some(StoredOwner { version: 4, username: None }),
+            },
             Record::SessionOffline { client: "c", at_ms: 42, expiry: Some(0) },
             Record::SessionEnd { client: "c" },
             Record::Subscribe { client: "c", filter: "a/#", opts },
@@ -515,6 +561,20 @@ mod tests {
             record.encode(&mut buf);
             assert_eq!(Record::decode(&buf), Ok(record));
         }
+    }
+
+    #[test]
+    fn a_session_record_written_before_the_owner_was_recorded_still_reads() {
+        // SESSION_OPEN as the broker wrote it before it recorded the owner: tag, client id "dev-1", fresh,
+        // expiry Some(3600).
+        let old = b"\x01\x05\x00\x00\x00dev-1\x01\x01\x10\x0e\x00\x00";
+        assert_eq!(
+            Record::decode(old),
+            Ok(Record::SessionOpen { client: "dev-1", fresh: true, expiry: Some(3600), owner: None })
+        );
+        let mut again = Vec::new();
+        Record::decode(old).unwrap().encode(&mut again);
+        assert_eq!(again, old, "a session without an owner is still written in the old form");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::record::Record;
 use crate::journal::{Recovered, RecoveryReport};
 use crate::message::Message;
 use crate::queue::{Delivery, InflightState};
-use crate::router::{Router, SubOpts};
+use crate::router::{Router, SessionOwner, SubOpts};
 
 /// What recovery found and rebuilt.
 #[derive(Debug, Default, Clone)]
@@ -49,6 +49,7 @@ pub struct RecoveryStats {
 #[derive(Debug, Default)]
 struct Session {
     expiry: Option<u32>,
+    owner: Option<SessionOwner>,
     offline_at_ms: Option<u64>,
     subscriptions: BTreeMap<String, SubOpts>,
     entries: BTreeMap<u64, Entry>,
@@ -73,6 +74,8 @@ struct Will {
 
 #[derive(Default)]
 struct Model {
+    /// What recovered messages are charged to: the broker's memory budget (see [`crate::budget`]).
+    budget: Arc<crate::budget::Budget>,
     sessions: HashMap<String, Session>,
     /// `None`: the message had expired when it was read.
     messages: HashMap<u64, Option<Arc<Message>>>,
@@ -83,10 +86,15 @@ struct Model {
 }
 
 impl Model {
+    /// A stored message rebuilt and charged to the budget; `None` when it expired.
+    fn message(&self, msg: &super::record::StoredMessage<'_>, now: Instant) -> Option<Arc<Message>> {
+        Message::from_stored(msg, now).map(|m| Arc::new(m.charge_recovered(&self.budget)))
+    }
+
     /// Applies one record; `false` when it refers to state that is not there.
     fn apply(&mut self, record: Record<'_>, now: Instant) -> bool {
         match record {
-            Record::SessionOpen { client, fresh, expiry } => {
+            Record::SessionOpen { client, fresh, expiry, owner } => {
                 let s = if fresh {
                     self.sessions.insert(client.to_owned(), Session::default());
                     self.sessions.get_mut(client)
@@ -96,6 +104,10 @@ impl Model {
                 if let Some(s) = s {
                     s.expiry = expiry;
                     s.offline_at_ms = None;
+                    // A record without one (an older journal) keeps what an earlier record said.
+                    if let Some(owner) = owner.and_then(SessionOwner::from_stored) {
+                        s.owner = Some(owner);
+                    }
                 }
             }
             Record::SessionOffline { client, at_ms, expiry } => {
@@ -116,7 +128,7 @@ impl Model {
             }
             Record::Message { id, msg } => {
                 self.max_message = self.max_message.max(id);
-                let msg = Message::from_stored(&msg, now).map(Arc::new);
+                let msg = self.message(&msg, now);
                 self.messages.insert(id, msg);
             }
             Record::Routed { id, msg, retain, origin, entries } => {
@@ -138,7 +150,8 @@ impl Model {
                     let entry = Entry { msg: id, qos: e.qos, retain: e.retain, sub_ids: e.sub_ids, sent: None };
                     s.entries.insert(e.seq, entry);
                 }
-                self.messages.insert(id, Message::from_stored(&msg, now).map(Arc::new));
+                let msg = self.message(&msg, now);
+                self.messages.insert(id, msg);
             }
             Record::Enqueue { client, seq, msg, qos, retain, sub_ids } => {
                 let Some(s) = self.sessions.get_mut(client) else { return false };
@@ -177,7 +190,7 @@ impl Model {
                 self.retained.remove(topic);
             }
             Record::Will { client, will: Some((msg, delay)), due_ms } => {
-                let msg = Message::from_stored(&msg, now);
+                let msg = Message::from_stored(&msg, now).map(|m| m.charge_recovered(&self.budget));
                 self.wills.insert(client.to_owned(), Will { msg, delay, due_ms });
             }
             Record::Will { client, will: None, .. } => {
@@ -191,7 +204,7 @@ impl Model {
 /// Replays `records` into `router`, which must be empty and without a journal (so that rebuilding appends
 /// nothing).
 pub(super) fn replay(router: &mut Router, records: Recovered, now: Instant) -> RecoveryStats {
-    let mut model = Model::default();
+    let mut model = Model { budget: router.budget().clone(), ..Model::default() };
     let mut stats = RecoveryStats::default();
     for bytes in records {
         stats.records += 1;
@@ -234,6 +247,7 @@ fn build(router: &mut Router, model: Model, now: Instant, stats: &mut RecoverySt
         let subscriptions: Vec<(String, SubOpts)> = s.subscriptions.into_iter().collect();
         let handle = router.restore_session(&client, expiry, disconnected_at, &subscriptions);
         let mut state = handle.lock();
+        state.restore_owner(s.owner);
         for (_, e) in s.entries {
             let Some(msg) = message(e.msg) else {
                 stats.expired_messages += 1;
@@ -247,14 +261,14 @@ fn build(router: &mut Router, model: Model, now: Instant, stats: &mut RecoverySt
                         (_, false) => InflightState::AwaitPubRec,
                         (_, true) => InflightState::AwaitPubComp,
                     };
-                    state.outbox.restore_inflight(id, delivery, st);
+                    state.outbox_mut().restore_inflight(id, delivery, st);
                 }
-                _ => state.outbox.restore_queued(delivery),
+                _ => state.outbox_mut().restore_queued(delivery),
             }
             stats.queued += 1;
         }
         for pid in s.inbound.into_iter().filter_map(PacketId::new) {
-            state.inbound_qos2.insert(pid);
+            state.restore_inbound(pid);
         }
         // A will whose connection was open at the crash: the connection ended when the broker stopped.
         if let Some(w) = wills.get_mut(&client)

@@ -40,13 +40,13 @@ fn seen(r: &Router, client: &str) -> Option<Seen> {
     let s = r.session(client)?;
     let state = s.lock();
     let mut queue = Vec::new();
-    state.outbox.for_each_entry(|_, d, inflight| {
+    state.outbox().for_each_entry(|_, d, inflight| {
         let inflight = inflight.map(|(id, st)| (id.get(), st == crate::queue::InflightState::AwaitPubComp));
         queue.push((d.msg.payload.to_vec(), d.qos, inflight));
     });
-    let mut inbound: Vec<u16> = state.inbound_qos2.iter().map(PacketId::get).collect();
+    let mut inbound: Vec<u16> = state.inbound_qos2().iter().map(PacketId::get).collect();
     inbound.sort_unstable();
-    let mut subs: Vec<String> = state.subscriptions.iter().map(|(f, _)| f.to_owned()).collect();
+    let mut subs: Vec<String> = state.subscriptions().iter().map(|(f, _)| f.to_owned()).collect();
     subs.sort();
     Some((queue, inbound, subs))
 }
@@ -61,7 +61,7 @@ fn consume(r: &Router, client: &str, ack_every: usize) {
     let Some(s) = r.session(client) else { return };
     let mut state = s.lock();
     let mut sent = Vec::new();
-    while let Some(send) = state.outbox.next_send(Instant::now()) {
+    while let Some(send) = state.outbox_mut().next_send(Instant::now()) {
         if let Outgoing::Publish { id: Some(id), delivery, .. } = send {
             sent.push((id, delivery.qos));
         }
@@ -69,8 +69,8 @@ fn consume(r: &Router, client: &str, ack_every: usize) {
     for (i, (id, qos)) in sent.into_iter().enumerate() {
         if i % ack_every == 0 {
             match qos {
-                QoS::AtLeastOnce => assert!(state.outbox.on_puback(id)),
-                _ => assert!(state.outbox.on_pubrec(id, false)),
+                QoS::AtLeastOnce => assert!(state.outbox_mut().on_puback(id)),
+                _ => assert!(state.outbox_mut().on_pubrec(id, false)),
             }
         }
     }
@@ -159,4 +159,100 @@ fn retained_messages_queued_in_steps_for_a_new_subscription_are_recovered_in_its
     let mut again = router();
     super::open(&settings(dir.path()), &mut again).unwrap();
     assert_eq!(seen(&again, "late").unwrap(), want);
+}
+
+#[test]
+fn recovered_messages_are_charged_to_the_memory_budget_until_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = router();
+    super::open(&settings(dir.path()), &mut r).unwrap();
+    let now = Instant::now();
+    let (s, _) = r.connect("away", false, Some(Duration::from_secs(3600)), ConnLink::new(1), now);
+    r.subscribe(&s, "b/#", SubOpts::qos(QoS::AtLeastOnce), RetainHandling::SendAtSubscribe, now).unwrap();
+    r.disconnect(&s, 1, None, now);
+    for n in 0..20 {
+        publish(&mut r, "b/q", n, QoS::AtLeastOnce);
+    }
+    r.publish(Message::from_parts("b/kept", b"retained", QoS::AtMostOnce, true), None, now);
+    // What the live broker charged: every message as it was taken in (the router alone charges nothing).
+    let mut want = 0;
+    s.lock().outbox().for_each_entry(|_, d, _| want += d.msg.cost());
+    let retained_cost = Message::from_parts("b/kept", b"retained", QoS::AtMostOnce, true).cost();
+    want += retained_cost;
+    assert!(want > 0);
+    let durable = r.durable().cloned().unwrap();
+    durable.journal().close().unwrap();
+    drop((r, s, durable));
+
+    let mut again = router();
+    assert_eq!(again.budget().used(), 0);
+    super::open(&settings(dir.path()), &mut again).unwrap();
+    assert_eq!(again.budget().used(), want, "queued and retained messages are charged at recovery");
+    let session = again.session("away").unwrap().clone();
+    again.connect("away", false, Some(Duration::from_secs(3600)), ConnLink::new(2), Instant::now());
+    // The window is 8: a few rounds of sending and acknowledging.
+    for _ in 0..5 {
+        consume(&again, "away", 1);
+    }
+    let left = {
+        let state = session.lock();
+        state.outbox().queued() + state.outbox().inflight()
+    };
+    assert_eq!(left, 0, "every message delivered and acknowledged");
+    assert_eq!(again.budget().used(), retained_cost, "delivered messages give their charge back");
+}
+
+#[test]
+fn the_protocol_version_and_username_survive_a_restart_and_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = router();
+    super::open(&settings(dir.path()), &mut r).unwrap();
+    let mut link = ConnLink::new(1);
+    let info = crate::router::ConnInfo::new(None);
+    info.connect.set((mqtt_codec::ProtocolVersion::V5, Some("alice".to_owned()))).unwrap();
+    link.info = Some(Arc::new(info));
+    let (s, _) = r.connect("owned", false, Some(Duration::from_secs(3600)), link, Instant::now());
+    r.disconnect(&s, 1, None, Instant::now());
+    let want = crate::router::SessionOwner { version: mqtt_codec::ProtocolVersion::V5, username: Some("alice".into()) };
+    assert_eq!(s.lock().owner(), Some(&want));
+    r.durable().cloned().unwrap().journal().close().unwrap();
+    drop((r, s));
+
+    // The first start replays the record; the second reads the checkpoint the first one wrote.
+    for start in ["replayed", "from the checkpoint"] {
+        let mut again = router();
+        super::open(&settings(dir.path()), &mut again).unwrap();
+        assert_eq!(again.session("owned").unwrap().lock().owner(), Some(&want), "{start}");
+        again.durable().cloned().unwrap().journal().close().unwrap();
+    }
+}
+
+#[test]
+fn a_journal_written_before_the_owner_was_recorded_still_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let opts = crate::journal::JournalOptions::default();
+        let (journal, _) = crate::journal::Journal::open(dir.path(), opts).unwrap();
+        // SESSION_OPEN in its first form (no owner): client "old", fresh, expiry 3600 s.
+        journal.append(b"\x01\x03\x00\x00\x00old\x01\x01\x10\x0e\x00\x00").unwrap();
+        let mut sub = Vec::new();
+        let opts = crate::persist::record::StoredSubOpts {
+            qos: QoS::AtLeastOnce,
+            no_local: false,
+            retain_as_published: false,
+            id: None,
+            acl_check: false,
+        };
+        super::Record::Subscribe { client: "old", filter: "o/#", opts }.encode(&mut sub);
+        journal.append(&sub).unwrap();
+        journal.close().unwrap();
+    }
+    let mut r = router();
+    let (_, stats) = super::open(&settings(dir.path()), &mut r).unwrap();
+    assert_eq!((stats.sessions, stats.skipped), (1, 0));
+    let s = r.session("old").unwrap().clone();
+    assert_eq!(s.lock().owner(), None);
+    assert_eq!(s.lock().expiry(), Some(Duration::from_secs(3600)));
+    publish(&mut r, "o/x", 1, QoS::AtLeastOnce);
+    assert_eq!(s.lock().outbox().queued(), 1, "its subscription works");
 }

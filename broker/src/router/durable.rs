@@ -11,7 +11,9 @@ use mqtt_codec::{PacketId, RetainHandling};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{ConnLink, PacketIds, PendingWill, Router, SessionHandle, SessionState, SubOpts, Subscriptions};
+use super::{
+    ConnLink, PacketIds, PendingWill, Router, SessionHandle, SessionOwner, StoredSession, SubOpts, Subscriptions,
+};
 use crate::journal::Lsn;
 use crate::message::Message;
 use crate::persist::record::Entry;
@@ -133,19 +135,25 @@ impl Router {
             return;
         }
         state.outbox.make_durable(durable.clone(), session.client_id.clone());
+        state.owner = SessionOwner::of(state.conn.as_ref()).map(Box::new);
         let expiry = persist::secs(state.expiry);
-        self.journal(&Record::SessionOpen { client: &session.client_id, fresh: true, expiry });
+        let owner = state.owner.as_deref().map(SessionOwner::stored);
+        self.journal(&Record::SessionOpen { client: &session.client_id, fresh: true, expiry, owner });
     }
 
     /// A resumed session, with the expiry its new connection asked for: one that now ends with its connection
     /// is no longer journaled.
-    pub(super) fn journal_resume(&self, session: &Arc<SessionHandle>, state: &mut SessionState) {
+    pub(super) fn journal_resume(&self, session: &Arc<SessionHandle>, state: &mut StoredSession) {
         if !state.outbox.is_durable() {
             return;
         }
         if persist::outlives_connection(state.expiry) {
+            if let Some(owner) = SessionOwner::of(state.conn.as_ref()) {
+                state.owner = Some(Box::new(owner));
+            }
             let expiry = persist::secs(state.expiry);
-            self.journal(&Record::SessionOpen { client: &session.client_id, fresh: false, expiry });
+            let owner = state.owner.as_deref().map(SessionOwner::stored);
+            self.journal(&Record::SessionOpen { client: &session.client_id, fresh: false, expiry, owner });
         } else {
             state.outbox.make_volatile();
             state.will = None;
@@ -157,7 +165,7 @@ impl Router {
     pub(super) fn journal_offline(
         &self,
         session: &Arc<SessionHandle>,
-        state: &mut SessionState,
+        state: &mut StoredSession,
         will: Option<&(Message, Duration)>,
         now: Instant,
     ) {
@@ -255,7 +263,7 @@ impl Router {
     ) -> Arc<SessionHandle> {
         Arc::new(SessionHandle {
             client_id: Arc::from(client_id),
-            state: Mutex::new(SessionState {
+            state: Mutex::new(StoredSession {
                 outbox: Outbox::new(self.limits.outbox),
                 inbound_qos2: PacketIds::default(),
                 expiry,
@@ -266,6 +274,7 @@ impl Router {
                 holds_publishers: false,
                 stalled: false,
                 will: None,
+                owner: None,
                 drops_since_log: 0,
                 last_drop_log: None,
             }),

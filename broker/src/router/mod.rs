@@ -44,7 +44,9 @@ use trie::Trie;
 pub use admin::{EndError, SessionView};
 pub use durable::DurableState;
 use sessions::pushed;
-pub use sessions::{ConnInfo, ConnLink, PacketIds, SessionHandle, SessionRef, SessionState, Subscriptions};
+pub use sessions::{
+    ConnInfo, ConnLink, PacketIds, SessionHandle, SessionOwner, SessionRef, StoredSession, Subscriptions,
+};
 
 /// Broker-wide counters, updated without the router lock.
 #[derive(Debug, Default)]
@@ -210,6 +212,11 @@ impl Router {
             durable: None,
             lsn: Cell::new(Lsn::ZERO),
         }
+    }
+
+    /// The broker's memory budget for message bytes.
+    pub fn budget(&self) -> &Arc<crate::budget::Budget> {
+        &self.counters.budget
     }
 
     fn unlink(&mut self, session: &Arc<SessionHandle>, filter: &str) {

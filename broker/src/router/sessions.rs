@@ -1,5 +1,6 @@
-//! Sessions as the router holds them: the state that outlives a connection, the handle connections share, and
-//! the link to the connection attached now. A session whose queue is backlogged holds its publishers back until it
+//! Sessions as the router holds them: the [`StoredSession`] (the state that outlives a connection, journaled when
+//! the session is persistent), the handle connections share, and the link to the connection attached now. The live
+//! connection's protocol state is [`crate::session::Session`]; it reaches the stored session through the handle. A session whose queue is backlogged holds its publishers back until it
 //! has caught up ([`SessionHandle::caught_up`]).
 
 use std::collections::HashSet;
@@ -13,6 +14,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::SubOpts;
+use crate::journal::AppendError;
+use crate::persist::Record;
 use crate::queue::Outbox;
 
 /// The live connection attached to a session.
@@ -65,35 +68,69 @@ impl ConnLink {
     }
 }
 
-/// Session state that outlives a connection (for persistent sessions).
+/// The durable side of a session: the state that outlives a connection, held by the router (a persistent session's
+/// is journaled). Its fields are private to the router; other modules read them through methods and change them
+/// only through methods that journal the change: the outbox's own ([`Outbox`] journals every delivery change) and
+/// the ones below.
 #[derive(Debug)]
-pub struct SessionState {
+pub struct StoredSession {
     /// Outbound queue and in-flight window.
-    pub outbox: Outbox,
+    pub(super) outbox: Outbox,
     /// Inbound QoS 2 packet ids received and not yet released by PUBREL.
-    pub inbound_qos2: PacketIds,
+    pub(super) inbound_qos2: PacketIds,
     /// How long the session outlives its connection: `None` forever, zero not at all.
-    pub expiry: Option<Duration>,
+    pub(super) expiry: Option<Duration>,
     /// When the last connection ended, while offline.
-    pub disconnected_at: Option<Instant>,
+    pub(super) disconnected_at: Option<Instant>,
     /// The connection attached now, if any.
-    pub conn: Option<ConnLink>,
+    pub(super) conn: Option<ConnLink>,
     /// This session's subscriptions (full filter, `$share/...` included) and their options.
-    pub subscriptions: Subscriptions,
+    pub(super) subscriptions: Subscriptions,
     /// What the client last attached may read (checked on delivery for subscriptions with `acl_check`).
-    pub access: Option<Arc<crate::auth::ClientAccess>>,
+    pub(super) access: Option<Arc<crate::auth::ClientAccess>>,
     /// Publishers wait for this backlogged session: its connection notifies [`SessionHandle::caught_up`] once the
     /// queue came down.
-    pub holds_publishers: bool,
+    pub(super) holds_publishers: bool,
     /// The subscriber took nothing off its backlogged queue during a publisher's whole wait: it has stopped reading
     /// (a hung dashboard, a device behind a dead link not yet noticed). It holds no publishers until it has caught
     /// up, so its queue grows to the configured limits instead of slowing every publisher it subscribes to.
-    pub stalled: bool,
+    pub(super) stalled: bool,
     /// The will of a persistent session's connection, and its delay, as journaled: a checkpoint writes it again
     /// (the connection holds the will it publishes).
-    pub will: Option<Box<(crate::message::Message, Duration)>>,
+    pub(super) will: Option<Box<(crate::message::Message, Duration)>>,
+    /// Who attached it last, for a persistent session with persistence on (journaled with it).
+    pub(super) owner: Option<Box<SessionOwner>>,
     pub(super) drops_since_log: u64,
     pub(super) last_drop_log: Option<std::time::Instant>,
+}
+
+/// Who attached a session last: the protocol version of its CONNECT and the user it logged in as. Kept (and
+/// journaled) for persistent sessions, so both survive a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOwner {
+    /// The protocol version of its CONNECT.
+    pub version: mqtt_codec::ProtocolVersion,
+    /// The username it logged in as (`None`: anonymous, or no authentication).
+    pub username: Option<Box<str>>,
+}
+
+impl SessionOwner {
+    /// The owner of the connection `conn`, once its CONNECT was accepted.
+    pub(super) fn of(conn: Option<&ConnLink>) -> Option<Self> {
+        let (version, username) = conn?.info.as_ref()?.connect.get()?;
+        Some(Self { version: *version, username: username.as_deref().map(Box::from) })
+    }
+
+    /// As a record stores it.
+    pub fn stored(&self) -> crate::persist::record::StoredOwner<'_> {
+        crate::persist::record::StoredOwner { version: self.version.level(), username: self.username.as_deref() }
+    }
+
+    /// From a record; `None` for a version the codec does not know.
+    pub fn from_stored(o: crate::persist::record::StoredOwner<'_>) -> Option<Self> {
+        let version = mqtt_codec::ProtocolVersion::from_level(o.version).ok()?;
+        Some(Self { version, username: o.username.map(Box::from) })
+    }
 }
 
 /// Packet ids, as a set made on first use: most sessions never publish at QoS 2, and an empty `HashSet` takes 48
@@ -188,7 +225,86 @@ impl Subscriptions {
     }
 }
 
-impl SessionState {
+impl StoredSession {
+    /// Outbound queue and in-flight window.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The outbox, to change: each of its methods journals what it changes in a persistent session.
+    pub fn outbox_mut(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+
+    /// Inbound QoS 2 packet ids received and not yet released by PUBREL.
+    pub fn inbound_qos2(&self) -> &PacketIds {
+        &self.inbound_qos2
+    }
+
+    /// Releases inbound QoS 2 identifier `id` (PUBREL, or an error PUBREC ended its flow) and journals that:
+    /// `None` when it was not held, else the record's journal position (`Ok(None)` for a session that is not
+    /// journaled).
+    ///
+    /// # Errors
+    /// The journal refused the record (the identifier is released in memory all the same).
+    pub fn release_inbound(&mut self, id: PacketId) -> Option<Result<Option<crate::journal::Lsn>, AppendError>> {
+        if !self.inbound_qos2.remove(&id) {
+            return None;
+        }
+        Some(self.outbox.append(|client| Record::Inbound { client, pid: id.get(), held: false }))
+    }
+
+    /// Holds a recovered inbound QoS 2 identifier (recovery rebuilds state the journal already has).
+    pub fn restore_inbound(&mut self, id: PacketId) {
+        self.inbound_qos2.insert(id);
+    }
+
+    /// How long the session outlives its connection: `None` forever, zero not at all.
+    pub fn expiry(&self) -> Option<Duration> {
+        self.expiry
+    }
+
+    /// Sets the expiry a DISCONNECT asked for. It is journaled with the end of the connection (the router's
+    /// `SessionOffline` record), which follows the DISCONNECT.
+    pub fn set_expiry_at_disconnect(&mut self, expiry: Option<Duration>) {
+        self.expiry = expiry;
+    }
+
+    /// When the last connection ended, while offline.
+    pub fn disconnected_at(&self) -> Option<Instant> {
+        self.disconnected_at
+    }
+
+    /// The connection attached now, if any.
+    pub fn conn(&self) -> Option<&ConnLink> {
+        self.conn.as_ref()
+    }
+
+    /// This session's subscriptions.
+    pub fn subscriptions(&self) -> &Subscriptions {
+        &self.subscriptions
+    }
+
+    /// Whether publishers wait for this backlogged session (see [`SessionHandle::caught_up`]).
+    pub fn holds_publishers(&self) -> bool {
+        self.holds_publishers
+    }
+
+    /// The will of a persistent session's connection and its delay, as journaled.
+    pub fn will(&self) -> Option<&(crate::message::Message, Duration)> {
+        self.will.as_deref()
+    }
+
+    /// Who attached it last (persistent sessions with persistence on).
+    pub fn owner(&self) -> Option<&SessionOwner> {
+        self.owner.as_deref()
+    }
+
+    /// Sets the owner read back from the journal (recovery rebuilds state the journal already has).
+    pub fn restore_owner(&mut self, owner: Option<SessionOwner>) {
+        self.owner = owner.map(Box::new);
+    }
+
     /// Whether the session is offline and its expiry ran out at `now`.
     pub fn is_expired(&self, now: Instant) -> bool {
         match (self.conn.is_some(), self.disconnected_at, self.expiry) {
@@ -203,7 +319,7 @@ impl SessionState {
 pub struct SessionHandle {
     /// The client identifier.
     pub client_id: Arc<str>,
-    pub(super) state: Mutex<SessionState>,
+    pub(super) state: Mutex<StoredSession>,
     /// Notified when the outbox has something new.
     pub wake: Notify,
     /// Notified (all waiters) when a backlogged outbox has caught up. One for the whole router, shared by every
@@ -214,7 +330,7 @@ pub struct SessionHandle {
 
 impl SessionHandle {
     /// Locks the session state. A poisoned lock is recovered: the state stays usable.
-    pub fn lock(&self) -> MutexGuard<'_, SessionState> {
+    pub fn lock(&self) -> MutexGuard<'_, StoredSession> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -222,7 +338,7 @@ impl SessionHandle {
     /// `limit` passed, whichever is first: a publisher whose messages went into a backlogged queue calls it before
     /// reading more, so a slow subscriber makes its publishers slow down instead of growing the broker's memory.
     /// The limit bounds one wait; a subscriber that took nothing off its queue during a whole wait has stopped
-    /// reading and is marked [`SessionState::stalled`]: it holds no publishers until it has caught up.
+    /// reading and is marked [`StoredSession::stalled`]: it holds no publishers until it has caught up.
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
@@ -257,7 +373,7 @@ impl SessionHandle {
 
     /// Called by the session's own connection after it sent from the outbox: releases waiting publishers once the
     /// queue has caught up.
-    pub fn release_publishers(&self, state: &mut SessionState) {
+    pub fn release_publishers(&self, state: &mut StoredSession) {
         if (state.holds_publishers || state.stalled) && state.outbox.has_caught_up() {
             state.stalled = false;
             if std::mem::take(&mut state.holds_publishers) {
@@ -284,7 +400,7 @@ impl PartialEq for SessionRef {
 pub(super) fn pushed(
     slot: &mut Option<Arc<SessionHandle>>,
     session: &Arc<SessionHandle>,
-    mut state: MutexGuard<'_, SessionState>,
+    mut state: MutexGuard<'_, StoredSession>,
 ) {
     if state.conn.is_none() {
         return;

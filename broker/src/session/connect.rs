@@ -315,7 +315,11 @@ fn accept(
     if ctx.gate.is_some() {
         ctx.router().attach_access(&handle, access.clone());
     }
-    handle.lock().outbox.set_receive_maximum(if v5 { props.receive_maximum().unwrap_or(u16::MAX) } else { u16::MAX });
+    handle.lock().outbox_mut().set_receive_maximum(if v5 {
+        props.receive_maximum().unwrap_or(u16::MAX)
+    } else {
+        u16::MAX
+    });
     ctx.counters.clients_connected.fetch_add(1, Ordering::Relaxed);
 
     let mut session = Session {
@@ -351,7 +355,7 @@ fn accept(
         access,
         retained: None,
     };
-    if session.handle.lock().outbox.is_durable() {
+    if session.handle.lock().outbox().is_durable() {
         session.ctx.router().note_will(&session.handle, session.will.as_deref(), now);
     }
 

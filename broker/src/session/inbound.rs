@@ -111,8 +111,8 @@ impl Session {
         if let QosPid::ExactlyOnce(id) = p.qos_pid {
             let state = self.handle.lock();
             if v5
-                && !state.inbound_qos2.contains(&id)
-                && state.inbound_qos2.len() >= usize::from(caps.mqtt.receive_maximum)
+                && !state.inbound_qos2().contains(&id)
+                && state.inbound_qos2().len() >= usize::from(caps.mqtt.receive_maximum)
             {
                 return Err(ProtocolError::Violation(ReasonCode::ReceiveMaximumExceeded, "receive maximum exceeded"));
             }
@@ -213,14 +213,14 @@ impl Session {
             }
             QosPid::ExactlyOnce(id) => {
                 // Exactly once: the id is remembered until PUBREL, so a resent PUBLISH is not routed again.
-                let first = !self.handle.lock().inbound_qos2.contains(&id);
+                let first = !self.handle.lock().inbound_qos2().contains(&id);
                 let reason = match (first, reason) {
                     (true, ReasonCode::Success) => {
                         // The router holds the id, journaled in the message's own record: after a crash the
                         // publisher's resend is recognised exactly when the message was queued.
                         let reason = outcome(route(self, Some(id)));
-                        if reason.is_error() && self.handle.lock().inbound_qos2.remove(&id) {
-                            self.journal_inbound(id, false)?;
+                        if reason.is_error() {
+                            self.release_inbound(id)?;
                         }
                         reason
                     }

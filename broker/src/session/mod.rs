@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use crate::config::MqttSettings;
 use crate::journal::Lsn;
 use crate::message::Message;
-use crate::persist::{Durable, Record};
+use crate::persist::Durable;
 use crate::queue::InflightState;
 use crate::router::{Counters, RetainedScan, Router, SessionHandle};
 use auth::{AuthExchange, AuthStep, Authenticator};
@@ -194,7 +194,8 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, packet: &Packet<'_>, version: Proto
     written.map(|_| ())
 }
 
-/// The protocol state of one live connection.
+/// The protocol state of one live connection; it ends with the connection. What outlives the connection is the
+/// router's [`crate::router::StoredSession`], reached through [`Session::handle`].
 pub struct Session {
     ctx: Context,
     version: ProtocolVersion,
@@ -271,7 +272,7 @@ impl Session {
         let slow = self.backlogged.take()?;
         // A client far behind on its own deliveries does not wait: two clients that publish to each other while
         // both are behind would wait for each other, and neither would send.
-        if self.handle.lock().holds_publishers {
+        if self.handle.lock().holds_publishers() {
             return None;
         }
         Some(slow)
@@ -306,16 +307,17 @@ impl Session {
         }
     }
 
-    /// Journals that an inbound QoS 2 identifier is held (until PUBREL) or released; the acknowledgement waits
-    /// for it.
-    fn journal_inbound(&mut self, id: PacketId, held: bool) -> Result<(), ProtocolError> {
-        let appended = self.handle.lock().outbox.append(|client| Record::Inbound { client, pid: id.get(), held });
-        match appended {
-            Ok(lsn) => {
+    /// Releases an inbound QoS 2 identifier (journaled); the acknowledgement waits for the record. Returns whether
+    /// the identifier was held.
+    fn release_inbound(&mut self, id: PacketId) -> Result<bool, ProtocolError> {
+        let released = self.handle.lock().release_inbound(id);
+        match released {
+            None => Ok(false),
+            Some(Ok(lsn)) => {
                 self.wait_for(lsn);
-                Ok(())
+                Ok(true)
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(client_id = self.client_id(), error = %e, "journal refused an inbound QoS 2 record");
                 Err(ProtocolError::Violation(ReasonCode::QuotaExceeded, "message store full"))
             }
@@ -346,8 +348,8 @@ impl Session {
     }
 
     /// When the message in flight under `id` was read, if metrics are kept (a search of the in-flight window).
-    fn inflight_read_at(&self, state: &crate::router::SessionState, id: PacketId) -> Option<crate::metrics::Stamp> {
-        if self.ctx.counters.obs.enabled() { state.outbox.inflight_read_at(id) } else { None }
+    fn inflight_read_at(&self, state: &crate::router::StoredSession, id: PacketId) -> Option<crate::metrics::Stamp> {
+        if self.ctx.counters.obs.enabled() { state.outbox().inflight_read_at(id) } else { None }
     }
 
     /// Records the latency of a delivery the subscriber just acknowledged.
@@ -375,19 +377,19 @@ impl Session {
             Packet::PubAck(a) => {
                 let mut state = self.handle.lock();
                 let read_at = self.inflight_read_at(&state, a.packet_id);
-                if state.outbox.on_puback(a.packet_id) {
+                if state.outbox_mut().on_puback(a.packet_id) {
                     self.observe_acked(read_at);
-                } else if state.outbox.inflight_state(a.packet_id).is_some() {
+                } else if state.outbox().inflight_state(a.packet_id).is_some() {
                     return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "PUBACK for a QoS 2 message"));
                 }
             }
             Packet::PubRec(a) => {
                 let failed = a.reason.is_error();
                 let mut state = self.handle.lock();
-                if state.outbox.on_pubrec(a.packet_id, failed) {
+                if state.outbox_mut().on_pubrec(a.packet_id, failed) {
                     return Ok(Flow::Continue);
                 }
-                if state.outbox.inflight_state(a.packet_id) == Some(InflightState::AwaitPubAck) {
+                if state.outbox().inflight_state(a.packet_id) == Some(InflightState::AwaitPubAck) {
                     return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "PUBREC for a QoS 1 message"));
                 }
                 drop(state);
@@ -399,17 +401,14 @@ impl Session {
             Packet::PubComp(a) => {
                 let mut state = self.handle.lock();
                 let read_at = self.inflight_read_at(&state, a.packet_id);
-                if state.outbox.on_pubcomp(a.packet_id) {
+                if state.outbox_mut().on_pubcomp(a.packet_id) {
                     self.observe_acked(read_at);
-                } else if state.outbox.inflight_state(a.packet_id) == Some(InflightState::AwaitPubAck) {
+                } else if state.outbox().inflight_state(a.packet_id) == Some(InflightState::AwaitPubAck) {
                     return Err(ProtocolError::Violation(ReasonCode::ProtocolError, "PUBCOMP for a QoS 1 message"));
                 }
             }
             Packet::PubRel(a) => {
-                let known = self.handle.lock().inbound_qos2.remove(&a.packet_id);
-                if known {
-                    self.journal_inbound(a.packet_id, false)?;
-                }
+                let known = self.release_inbound(a.packet_id)?;
                 let mut comp = Ack::new(a.packet_id);
                 if !known && self.version.is_v5() {
                     comp.reason = ReasonCode::PacketIdentifierNotFound;
@@ -436,8 +435,8 @@ impl Session {
             let expiry = connect::expiry_from_secs(secs, self.ctx.caps.mqtt.max_session_expiry);
             let mut state = self.handle.lock();
             // Unless another connection took the session by force meanwhile: it is that connection's now.
-            if state.conn.as_ref().is_some_and(|c| c.id == self.conn_id) {
-                state.expiry = expiry;
+            if state.conn().is_some_and(|c| c.id == self.conn_id) {
+                state.set_expiry_at_disconnect(expiry);
             }
         }
         // A normal DISCONNECT discards the will [MQTT-3.1.2-10]; MQTT 5's 0x04 asks for it to be published.

@@ -24,13 +24,13 @@ impl Session {
         let retained_left = self.poll_retained(now);
         let handle = self.handle.clone();
         let mut state = handle.lock();
-        if state.conn.as_ref().is_none_or(|c| c.id != self.conn_id) {
+        if state.conn().is_none_or(|c| c.id != self.conn_id) {
             // Taken over: what is queued belongs to the new connection now; sending it here could lose it.
             return Ok(false);
         }
         let mut delivered = 0u64;
         let mut dropped = 0u64;
-        let expired_before = state.outbox.expired();
+        let expired_before = state.outbox().expired();
         let counters = self.ctx.counters.clone();
         let metrics = &counters.obs;
         // Read once per batch, and only when there is something to time.
@@ -38,9 +38,9 @@ impl Session {
         let mut tally = crate::metrics::SentTally::default();
         let more = loop {
             if self.out.len() >= MAX_BATCH_BYTES {
-                break state.outbox.has_pending();
+                break state.outbox().has_pending();
             }
-            let Some(next) = state.outbox.next_send(now) else { break false };
+            let Some(next) = state.outbox_mut().next_send(now) else { break false };
             match next {
                 Outgoing::Publish { id, delivery, dup } => {
                     let qos_pid = delivery.qos_pid(id);
@@ -61,8 +61,8 @@ impl Session {
                         // Larger than the client's Maximum Packet Size: never sent to it [MQTT-3.1.2-25].
                         dropped += 1;
                         match id {
-                            Some(id) => state.outbox.discard(id),
-                            None => state.outbox.count_dropped(),
+                            Some(id) => state.outbox_mut().discard(id),
+                            None => state.outbox_mut().count_dropped(),
                         }
                     }
                 }
@@ -72,13 +72,13 @@ impl Session {
         if delivered > 0 && metrics.enabled() {
             metrics.add_sent(&tally);
         }
-        let expired = state.outbox.expired().saturating_sub(expired_before);
+        let expired = state.outbox().expired().saturating_sub(expired_before);
         if expired > 0 {
             metrics.drop_n(crate::metrics::DropReason::Expired, expired);
         }
         handle.release_publishers(&mut state);
         // A QoS 2 PUBLISH or PUBREL goes out once its record is durable (see `crate::persist`).
-        let wait = state.outbox.send_wait();
+        let wait = state.outbox().send_wait();
         drop(state);
         self.wait_for(wait);
         let counters = &self.ctx.counters;

@@ -116,7 +116,7 @@ fn a_publisher_waits_for_a_backlogged_subscriber_unless_it_is_backlogged_itself(
         publish(&mut b, "to/a");
         assert!(b.take_backlogged().is_none(), "b is behind itself");
     }
-    assert!(a.handle().lock().outbox.is_backlogged());
+    assert!(a.handle().lock().outbox().is_backlogged());
     publish(&mut a, "to/b");
     assert!(a.take_backlogged().is_none(), "a is behind itself");
 
@@ -124,7 +124,7 @@ fn a_publisher_waits_for_a_backlogged_subscriber_unless_it_is_backlogged_itself(
     while b.poll_outbox(Instant::now()).unwrap() {
         b.output().clear();
     }
-    assert!(!b.handle().lock().holds_publishers);
+    assert!(!b.handle().lock().holds_publishers());
     assert!(!b.output().is_empty(), "b's deliveries went out");
     publish(&mut b, "to/a");
     assert!(b.take_backlogged().is_some_and(|s| Arc::ptr_eq(&s, a.handle())));
@@ -138,7 +138,7 @@ fn a_client_subscribed_to_its_own_topic_never_waits_for_itself() {
     for _ in 0..=BACKLOG_MESSAGES {
         publish(&mut a, "loop");
     }
-    assert!(a.handle().lock().outbox.is_backlogged());
+    assert!(a.handle().lock().outbox().is_backlogged());
     assert!(a.take_backlogged().is_none());
 }
 
@@ -187,7 +187,7 @@ fn one_message_to_several_subscribers_is_right_for_each() {
     }
     v3.handle()
         .lock()
-        .outbox
+        .outbox_mut()
         .push(
             crate::queue::Delivery {
                 msg: Arc::new(crate::message::Message::from_parts("fan/x", b"only v3", QoS::AtLeastOnce, false)),
@@ -271,8 +271,8 @@ fn an_ack_of_the_other_qos_flow_is_a_protocol_error_and_one_for_an_id_not_in_fli
             sub_ids: Box::default(),
         };
         let mut state = s.handle().lock();
-        state.outbox.push(push(QoS::AtLeastOnce), true).unwrap();
-        state.outbox.push(push(QoS::ExactlyOnce), true).unwrap();
+        state.outbox_mut().push(push(QoS::AtLeastOnce), true).unwrap();
+        state.outbox_mut().push(push(QoS::ExactlyOnce), true).unwrap();
         drop(state);
         assert_eq!(deliveries(&mut s).iter().map(|d| d.0).collect::<Vec<_>>(), vec![Some(1), Some(2)]);
         s
@@ -388,7 +388,7 @@ fn read_all(s: &mut Session) -> (Vec<Vec<u8>>, usize) {
     let mut longest = 0;
     for _ in 0..100_000 {
         let more = s.poll_outbox(Instant::now()).unwrap();
-        longest = longest.max(s.handle().lock().outbox.queued());
+        longest = longest.max(s.handle().lock().outbox().queued());
         let mut rest = Bytes::from(std::mem::take(s.output()));
         while !rest.is_empty() {
             let len = mqtt_codec::frame_len(&rest, u32::MAX).unwrap().unwrap();
@@ -413,7 +413,7 @@ fn a_subscribe_with_more_filters_than_the_cap_closes_the_connection_with_quota_e
     let err = subscribe_packet(&mut s, &["d", "e", "f", "g"]).unwrap_err();
     assert_eq!(err.reason_code(), mqtt_codec::ReasonCode::QuotaExceeded);
     assert!(s.output().is_empty(), "no SUBACK");
-    assert_eq!(s.handle().lock().subscriptions.len(), 3, "none of the refused packet's filters subscribed");
+    assert_eq!(s.handle().lock().subscriptions().len(), 3, "none of the refused packet's filters subscribed");
 }
 
 #[test]
@@ -433,7 +433,7 @@ fn a_filter_repeated_in_one_subscribe_counts_once_and_gets_the_retained_messages
         other => panic!("not a SUBACK: {other:?}"),
     };
     assert!(ack.codes.iter().all(|c| !c.is_error()), "{:?}", ack.codes);
-    assert_eq!(s.handle().lock().subscriptions.len(), 1);
+    assert_eq!(s.handle().lock().subscriptions().len(), 1);
     let (got, _) = read_all(&mut s);
     assert_eq!(got, vec![b"r/1".to_vec(), b"r/2".to_vec(), b"r/3".to_vec()]);
 }
@@ -449,7 +449,7 @@ fn retained_messages_of_a_wide_subscription_arrive_in_steps_at_the_readers_pace(
     let mut s = connect(&ctx, "wide", 2);
     subscribe_packet(&mut s, &["#"]).unwrap();
     assert!(!s.output().is_empty(), "the SUBACK goes first");
-    assert_eq!(s.handle().lock().outbox.queued(), 0, "nothing walked under the SUBSCRIBE");
+    assert_eq!(s.handle().lock().outbox().queued(), 0, "nothing walked under the SUBSCRIBE");
     s.output().clear();
     // A step visits a bounded part of the store, and the router lock is free between steps: another client
     // publishes in the middle of the walk.
@@ -463,7 +463,7 @@ fn retained_messages_of_a_wide_subscription_arrive_in_steps_at_the_readers_pace(
     assert_eq!(got.iter().filter(|m| m.as_slice() == b"x").count(), 1, "the live message too");
     got.retain(|m| m.as_slice() != b"x");
     assert!(longest <= 100, "the queue never went past its limit ({longest})");
-    assert_eq!(s.handle().lock().outbox.dropped(), 0, "nothing dropped for a full queue");
+    assert_eq!(s.handle().lock().outbox().dropped(), 0, "nothing dropped for a full queue");
     // Every retained message once, in topic order; the first step's went out above.
     assert_eq!(got.len() + usize::min(100, n), n, "each retained message exactly once");
     let expected: Vec<Vec<u8>> = (n - got.len()..n).map(|i| format!("bulk/{i:05}").into_bytes()).collect();
@@ -525,4 +525,79 @@ fn a_message_over_the_memory_budget_is_refused_with_quota_exceeded_and_counted()
     assert_eq!(ctx.counters.budget.used(), 63 + 13);
     assert_eq!(deliveries(&mut sub).len(), 2);
     assert_eq!(ctx.counters.budget.used(), 0, "given back once delivered");
+}
+
+/// A persistent QoS 2 subscriber's deliveries with persistence on: the whole batch the connection writes at once
+/// waits for one commit (the journal position of its last `Sent` record), not one commit per PUBLISH; and none of
+/// it is released before that commit, so after a crash the broker resends exactly what the client may hold.
+#[test]
+fn a_batch_of_qos2_deliveries_waits_for_one_commit_of_all_its_packet_ids() {
+    use crate::journal::failpoints::{self, FailPoint};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = context();
+    // The default fsyncs always.
+    let settings = crate::persist::PersistenceSettings {
+        enabled: true,
+        path: dir.path().to_path_buf(),
+        ..crate::persist::PersistenceSettings::default()
+    };
+    let (durable, _) = crate::persist::open(&settings, &mut ctx.router.lock().unwrap()).unwrap();
+    ctx.durable = Some(durable.clone());
+    let connect = Connect {
+        protocol: ProtocolVersion::V311,
+        clean_start: false,
+        keep_alive: 0,
+        properties: Properties::empty(),
+        client_id: "q2-sub",
+        will: None,
+        username: None,
+        password: None,
+    };
+    let Handshake::Accepted(mut s) =
+        handshake(ctx.clone(), &frame(&Packet::Connect(connect)), ConnLink::new(1), Instant::now()).unwrap()
+    else {
+        panic!("not accepted")
+    };
+    let subs = [Subscription {
+        filter: TopicFilter::new("q2/#").unwrap(),
+        options: SubscriptionOptions::qos(QoS::ExactlyOnce),
+    }];
+    let packet = Subscribe {
+        packet_id: PacketId::new(1).unwrap(),
+        properties: Properties::empty(),
+        subscriptions: List::from_slice(&subs),
+    };
+    s.on_packet(Instant::now(), &frame(&Packet::Subscribe(packet))).unwrap();
+    s.output().clear();
+    let _ = s.take_durable_wait();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    failpoints::pause(dir.path(), FailPoint::Fsync);
+    for n in 0..10u8 {
+        let msg = crate::message::Message::from_parts("q2/t", &[n], QoS::ExactlyOnce, false);
+        ctx.router.lock().unwrap().publish(msg, None, Instant::now());
+    }
+    while failpoints::waiting(dir.path(), FailPoint::Fsync) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the writer never reached its fsync");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    s.poll_outbox(Instant::now()).unwrap();
+    let wait = s.take_durable_wait().expect("the QoS 2 PUBLISH packets wait for their Sent records");
+    let mut rest = Bytes::from(std::mem::take(s.output()));
+    let mut ids = Vec::new();
+    while let Some(len) = mqtt_codec::frame_len(&rest, u32::MAX).unwrap() {
+        let packet = rest.split_to(len);
+        if let Packet::Publish(p) = decode(&packet, ProtocolVersion::V311).unwrap() {
+            ids.extend(p.qos_pid.packet_id());
+        }
+    }
+    assert_eq!(ids.len(), 10, "all ten in one batch");
+    assert_eq!(wait.get(), durable.journal().stats().appended_records, "one wait, for the last Sent record");
+    assert!(!durable.is_durable(wait), "nothing released before its commit");
+    failpoints::resume(dir.path(), FailPoint::Fsync);
+    while !durable.is_durable(wait) {
+        assert!(std::time::Instant::now() < deadline, "the batch never became durable");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    durable.journal().close().unwrap();
 }
