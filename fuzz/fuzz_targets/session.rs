@@ -184,8 +184,8 @@ impl World {
         for id in IDS {
             if let Some(s) = router.session(id) {
                 let state = s.lock();
-                assert!(state.outbox.queued() <= MAX_QUEUED, "queue of {id}: {}", state.outbox.queued());
-                assert!(state.outbox.inflight() <= usize::from(MAX_INFLIGHT), "window of {id}");
+                assert!(state.outbox().queued() <= MAX_QUEUED, "queue of {id}: {}", state.outbox().queued());
+                assert!(state.outbox().inflight() <= usize::from(MAX_INFLIGHT), "window of {id}");
             }
         }
         assert!(self.ctx.counters.budget.used() <= BUDGET, "budget: {}", self.ctx.counters.budget.used());
