@@ -6,6 +6,8 @@
 # Usage (from anywhere in the repository):  scripts/fuzz-smoke.sh [seconds-per-target]
 # Environment: FUZZ_SECONDS (default 20), FUZZ_TARGETS (default: all targets in fuzz/Cargo.toml).
 # Installs the nightly toolchain and cargo-fuzz when they are missing.
+# fuzz/seeds/session holds, beside the named seeds, the files (named by their SHA-1) that a 14M-execution run of
+# `session` kept after `-set_cover_merge=1 -use_counters=0`: the smoke run starts from that run's edge coverage.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
