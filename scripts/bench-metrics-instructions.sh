@@ -10,6 +10,8 @@
 # Needs valgrind (Debian's package). Traffic stays on 127.0.0.1; every run is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 ROUNDS="${ROUNDS:-3}"
 COUNT="${COUNT:-10000}" # messages per publisher
@@ -23,41 +25,15 @@ work="$(mktemp -d)"
 server_pid=""
 trap '[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
-
 # Prints the instructions the broker executed: serving COUNT messages per publisher, or only starting and stopping.
 count_run() {
   local metrics="$1" count="$2" tag="$3" port
   port="$(free_port)"
-  cat >"$work/broker.toml" <<TOML
-[limits]
-max_connections = 20000
-max_inflight_messages = 64
-max_queued_messages = 100000000
-max_queued_bytes = 17179869184
-
-[persistence]
-enabled = false
-
-[http]
-enabled = false
-metrics = $metrics
-
-[log]
-level = "warn"
-TOML
+  metrics_bench_config "$work/broker.toml" "$metrics"
   valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$tag.out" "$BIN/broker" --config "$work/broker.toml" \
     --listen "127.0.0.1:$port" 2>"$OUT/valgrind.$tag.log" &
   server_pid=$!
-  wait_port "$port"
+  wait_port "$port" 600
   if [ "$count" -gt 0 ]; then
     "$BIN/mqtt-bench" fan-in --publishers 10 --qos 0 --size 64 --count "$count" --host "127.0.0.1:$port" \
       --label "metrics=$metrics" --timeout 600 2>&1 | grep -v '^{' | head -n1 >&2

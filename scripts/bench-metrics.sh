@@ -10,6 +10,8 @@
 # Traffic stays on 127.0.0.1; every run is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 ROUNDS="${ROUNDS:-7}"
 COUNT="${COUNT:-100000}" # messages per publisher
@@ -47,36 +49,9 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
-
-# The limits of scripts/bench-compare.sh; only http.metrics differs. The HTTP endpoint itself is off in both.
 start_server() {
   local metrics="$1" port="$2"
-  cat >"$work/broker.toml" <<TOML
-[limits]
-max_connections = 20000
-max_inflight_messages = 64
-max_queued_messages = 100000000
-max_queued_bytes = 17179869184
-
-[persistence]
-enabled = false
-
-[http]
-enabled = false
-metrics = $metrics
-
-[log]
-level = "warn"
-TOML
+  metrics_bench_config "$work/broker.toml" "$metrics"
   "${PIN_BROKER[@]}" "$BIN/broker" --config "$work/broker.toml" --listen "127.0.0.1:$port" 2>>"$work/broker.log" &
   server_pid=$!
   wait_port "$port"
