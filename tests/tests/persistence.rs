@@ -363,11 +363,69 @@ async fn pending_wills_survive_a_crash_and_cancelled_ones_stay_cancelled() {
     b.kill9();
 
     let b = start(&dir.0).expect("restart");
-    // Past the delay: the pending will went out after the restart, the cancelled one did not.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // When its delay ends, the pending will goes out after the restart; the cancelled one does not.
     let (mut w, present) = RawClient::connect(b.addr, &ConnectOpts::new(&watcher).clean(false)).await;
     assert!(present);
     assert_eq!(texts(&w.recv_acking(1).await), ["pending"]);
+    w.expect_silence(QUIET).await;
+}
+
+/// The will of a client connected at a kill -9 goes out after the restart, also when its session ends with the
+/// connection (MQTT 3.1.1 clean session); a client that left with DISCONNECT leaves no will, also when the
+/// DISCONNECT ended its persistent session (MQTT 5 Session Expiry Interval 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_will_of_a_client_connected_at_kill_9_goes_out_after_the_restart() {
+    let dir = DataDir::new();
+    let Some(b) = start(&dir.0) else { return };
+    let watcher = unique("will-watcher");
+    let topic = unique("crash-wills");
+    offline_subscriber(&b, &watcher, &format!("{topic}/#")).await;
+    let will_opts = |id: &str, name: &str| {
+        ConnectOpts::new(id).will(&format!("{topic}/{name}"), name.as_bytes(), QoS::AtLeastOnce, false)
+    };
+    // Connected at the crash: the CONNACK is sent once the will is on disk.
+    let (crashed, _) = RawClient::connect(b.addr, &will_opts(&unique("crashed"), "crashed")).await;
+    // Gone before it, with DISCONNECT: a clean session, and a persistent one whose DISCONNECT ends it.
+    let (mut left, _) = RawClient::connect(b.addr, &will_opts(&unique("left"), "left")).await;
+    left.send(&Packet::Disconnect(mqtt_codec::Disconnect::normal())).await;
+    left.expect_closed(Duration::from_secs(10)).await;
+    let mut ended = RawClient::tcp(b.addr).await;
+    ended.version = ProtocolVersion::V5;
+    let ended_topic = format!("{topic}/ended");
+    let props = [Property::SessionExpiryInterval(3600)];
+    let connect = Packet::Connect(mqtt_codec::Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        keep_alive: 60,
+        properties: Properties::from_list(&props),
+        client_id: &unique("ended"),
+        will: Some(mqtt_codec::Will {
+            topic: TopicName::new(&ended_topic).unwrap(),
+            payload: b"ended",
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties::default(),
+        }),
+        username: None,
+        password: None,
+    });
+    ended.send_raw(&encode(&connect, ProtocolVersion::V5)).await;
+    assert!(matches!(ended.recv().await, Rx::ConnAck { code: 0, .. }));
+    let end_now = [Property::SessionExpiryInterval(0)];
+    let disconnect =
+        mqtt_codec::Disconnect { reason: mqtt_codec::ReasonCode::Success, properties: Properties::from_list(&end_now) };
+    ended.send(&Packet::Disconnect(disconnect)).await;
+    ended.expect_closed(Duration::from_secs(10)).await;
+    // A SUBACK is sent once everything journaled before it is durable: what those two DISCONNECTs settled too.
+    let (mut other, _) = RawClient::connect(b.addr, &ConnectOpts::new(&unique("barrier")).clean(false)).await;
+    other.subscribe_one(&unique("anything"), QoS::AtMostOnce).await;
+    b.kill9();
+    drop((crashed, other));
+
+    let b = start(&dir.0).expect("restart");
+    let (mut w, present) = RawClient::connect(b.addr, &ConnectOpts::new(&watcher).clean(false)).await;
+    assert!(present);
+    assert_eq!(texts(&w.recv_acking(1).await), ["crashed"]);
     w.expect_silence(QUIET).await;
 }
 

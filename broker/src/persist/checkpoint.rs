@@ -57,10 +57,15 @@ fn write(mut cp: Checkpoint, durable: &Durable, state: &DurableState) -> Result<
     }
     for session in sessions {
         let state = session.lock();
+        let client = &*session.client_id;
         if !state.outbox().is_durable() {
+            // A session that ends with its connection: only the will of that connection is kept.
+            if let Some((msg, delay)) = state.will() {
+                let delay = u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
+                put(&mut cp, &Record::Will { client, will: Some((msg.stored(now), delay)), due_ms: None })?;
+            }
             continue;
         }
-        let client = &*session.client_id;
         let expiry = super::secs(state.expiry());
         let owner = state.owner().map(crate::router::SessionOwner::stored);
         put(&mut cp, &Record::SessionOpen { client, fresh: true, expiry, owner })?;

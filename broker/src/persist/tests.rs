@@ -256,3 +256,65 @@ fn a_journal_written_before_the_owner_was_recorded_still_recovers() {
     publish(&mut r, "o/x", 1, QoS::AtLeastOnce);
     assert_eq!(s.lock().outbox().queued(), 1, "its subscription works");
 }
+
+/// The will of a connection open at a crash goes out after the restart, whether its session outlives the
+/// connection or not; the will of a connection that ended normally (or whose session a DISCONNECT ended) does not,
+/// also when a checkpoint was taken while it was connected.
+#[test]
+fn the_will_of_a_connection_open_at_a_crash_goes_out_after_the_restart_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = router();
+    super::open(&settings(dir.path()), &mut r).unwrap();
+    let now = Instant::now();
+    let hour = Some(Duration::from_secs(3600));
+    let (watcher, _) = r.connect("watcher", false, hour, ConnLink::new(1), now);
+    r.subscribe(&watcher, "w/#", SubOpts::qos(QoS::AtLeastOnce), RetainHandling::SendAtSubscribe, now).unwrap();
+    r.disconnect(&watcher, 1, None, now);
+    let will = |name: &str| {
+        (Message::from_parts(&format!("w/{name}"), name.as_bytes(), QoS::AtLeastOnce, false), Duration::ZERO)
+    };
+    let clean = Some(Duration::ZERO);
+    let attach = |r: &mut Router, id: &str, expiry, conn| {
+        let (s, _) = r.connect(id, true, expiry, ConnLink::new(conn), now);
+        assert!(r.note_will(&s, Some(&will(id)), now).is_some(), "{id}: its will is journaled");
+        s
+    };
+    // Connected at the crash: a clean session (its will is in the checkpoint only) and a persistent one.
+    let _crashed = attach(&mut r, "crashed", clean, 10);
+    let durable = r.durable().cloned().unwrap();
+    let shared = Arc::new(Mutex::new(r));
+    super::checkpoint(&shared, &durable).unwrap();
+    let mut r = shared.lock().unwrap();
+    let _crashed_persistent = attach(&mut r, "crashed-persistent", hour, 11);
+    // Gone before the crash: with DISCONNECT (clean, and persistent with its session ended by the DISCONNECT), and
+    // without (its will went out then, once).
+    let left = attach(&mut r, "left", clean, 12);
+    r.disconnect(&left, 12, None, now);
+    let ended = attach(&mut r, "ended", hour, 13);
+    ended.lock().set_expiry_at_disconnect(Some(Duration::ZERO));
+    r.disconnect(&ended, 13, None, now);
+    let dropped = attach(&mut r, "dropped", clean, 14);
+    r.disconnect(&dropped, 14, Some(will("dropped")), now);
+    let queued = |r: &Router| {
+        seen(r, "watcher").unwrap().0.into_iter().map(|(p, ..)| String::from_utf8(p).unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(queued(&r), ["dropped"]);
+    durable.journal().close().unwrap();
+    drop(r);
+
+    let mut again = router();
+    let (_, stats) = super::open(&settings(dir.path()), &mut again).unwrap();
+    assert_eq!((stats.wills, stats.skipped), (2, 0));
+    again.tick(Instant::now());
+    let mut got = queued(&again);
+    got.sort();
+    assert_eq!(got, ["crashed", "crashed-persistent", "dropped"]);
+    again.durable().cloned().unwrap().journal().close().unwrap();
+    drop(again);
+
+    // Published once: the next start has no will left.
+    let mut third = router();
+    let (_, stats) = super::open(&settings(dir.path()), &mut third).unwrap();
+    assert_eq!(stats.wills, 0);
+    assert_eq!(queued(&third).len(), 3);
+}

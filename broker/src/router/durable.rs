@@ -169,15 +169,13 @@ impl Router {
         will: Option<&(Message, Duration)>,
         now: Instant,
     ) {
-        if !state.outbox.is_durable() {
+        if !state.outbox.is_durable() || !persist::outlives_connection(state.expiry) {
+            // It ends now (with its connection, or a DISCONNECT set its expiry to zero): `remove_session` journals
+            // the end, and that the will of the connection is settled.
             return;
         }
         state.will = None;
         let client = &*session.client_id;
-        if !persist::outlives_connection(state.expiry) {
-            // It ends now (a DISCONNECT set its expiry to zero); `remove_session` journals the end.
-            return;
-        }
         self.journal(&Record::SessionOffline { client, at_ms: persist::now_ms(), expiry: persist::secs(state.expiry) });
         match will.filter(|(_, wait)| !wait.is_zero()) {
             Some((msg, wait)) => {
@@ -190,25 +188,35 @@ impl Router {
         }
     }
 
-    /// The will of a persistent session's new connection (or none), journaled so that a crash while the
-    /// connection is open still publishes it after the restart.
-    pub fn note_will(&self, session: &Arc<SessionHandle>, will: Option<&(Message, Duration)>, now: Instant) {
+    /// The will of a session's new connection (or none), journaled when persistence is on, so that a crash while
+    /// the connection is open still publishes it after the restart: after its delay for a persistent session, at
+    /// once for one that ends with its connection (it is not journaled otherwise; recovery finds its will without a
+    /// session). Returns the position of the record, which the CONNACK waits for.
+    pub fn note_will(
+        &self,
+        session: &Arc<SessionHandle>,
+        will: Option<&(Message, Duration)>,
+        now: Instant,
+    ) -> Option<Lsn> {
+        let durable = self.durable.as_ref()?;
         let mut state = session.lock();
-        if !state.outbox.is_durable() {
-            return;
-        }
         let client = &*session.client_id;
-        match will {
+        let record = match will {
             Some((msg, delay)) => {
                 let secs = u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
-                self.journal(&Record::Will { client, will: Some((msg.stored(now), secs)), due_ms: None });
+                let record = Record::Will { client, will: Some((msg.stored(now), secs)), due_ms: None };
                 state.will = Some(Box::new((msg.clone(), *delay)));
+                record
             }
-            None if state.will.is_some() => {
-                self.journal(&Record::Will { client, will: None, due_ms: None });
-                state.will = None;
+            None if state.will.take().is_some() => Record::Will { client, will: None, due_ms: None },
+            None => return None,
+        };
+        match durable.append(&record) {
+            Ok(lsn) => Some(lsn),
+            Err(e) => {
+                tracing::error!(error = %e, "journal refused a will; it will not survive a restart");
+                None
             }
-            None => {}
         }
     }
 
@@ -247,7 +255,15 @@ impl Router {
 
     /// What a checkpoint writes.
     pub fn durable_state(&self) -> DurableState {
-        let sessions = self.store.sessions().filter(|s| s.lock().outbox.is_durable()).cloned().collect();
+        let sessions = self
+            .store
+            .sessions()
+            .filter(|s| {
+                let state = s.lock();
+                state.outbox.is_durable() || state.will.is_some()
+            })
+            .cloned()
+            .collect();
         let mut retained = Vec::new();
         self.store.for_each_retained_message(&mut |m| retained.push(m.clone()));
         let wills = self.pending_wills.iter().map(|w| (w.client_id.clone(), w.due, w.msg.clone())).collect();

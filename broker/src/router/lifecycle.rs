@@ -153,8 +153,9 @@ impl Router {
             }
         });
         for (client, msg) in due {
-            self.journal(&Record::Will { client: &client, will: None, due_ms: None });
+            // Published first: a crash between the two records sends it again rather than never.
             self.publish_will(msg, now);
+            self.journal(&Record::Will { client: &client, will: None, due_ms: None });
         }
         let expired: Vec<Arc<SessionHandle>> =
             self.store.sessions().filter(|s| s.lock().is_expired(now)).cloned().collect();
@@ -175,8 +176,11 @@ impl Router {
         let mut state = session.lock();
         if state.outbox.is_durable() {
             state.outbox.make_volatile();
-            state.will = None;
             self.journal(&Record::SessionEnd { client: &session.client_id });
+        }
+        // The will of its last connection went out or was discarded when that connection ended (before this).
+        if state.will.take().is_some() {
+            self.journal(&Record::Will { client: &session.client_id, will: None, due_ms: None });
         }
         let filters = state.subscriptions.take_filters();
         drop(state);

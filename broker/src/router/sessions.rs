@@ -95,8 +95,8 @@ pub struct StoredSession {
     /// (a hung dashboard, a device behind a dead link not yet noticed). It holds no publishers until it has caught
     /// up, so its queue grows to the configured limits instead of slowing every publisher it subscribes to.
     pub(super) stalled: bool,
-    /// The will of a persistent session's connection, and its delay, as journaled: a checkpoint writes it again
-    /// (the connection holds the will it publishes).
+    /// The will of the connection attached now, and its delay, as journaled (persistence on; also for a session
+    /// that ends with its connection): a checkpoint writes it again (the connection holds the will it publishes).
     pub(super) will: Option<Box<(crate::message::Message, Duration)>>,
     /// Who attached it last, for a persistent session with persistence on (journaled with it).
     pub(super) owner: Option<Box<SessionOwner>>,
@@ -290,7 +290,7 @@ impl StoredSession {
         self.holds_publishers
     }
 
-    /// The will of a persistent session's connection and its delay, as journaled.
+    /// The will of the connection attached now and its delay, as journaled (see [`super::Router::note_will`]).
     pub fn will(&self) -> Option<&(crate::message::Message, Duration)> {
         self.will.as_deref()
     }

@@ -303,12 +303,17 @@ fn accept(
     if let Some(info) = &link.info {
         let _ = info.connect.set((version, connect.username.map(str::to_owned)));
     }
-    let attached = if force {
-        Ok(ctx.router().connect(client_id, clean_start, expiry, link.clone(), now))
-    } else {
-        ctx.router().try_connect(client_id, clean_start, expiry, link.clone(), now)
+    let attached = {
+        let mut router = ctx.router();
+        let attached = if force {
+            Ok(router.connect(client_id, clean_start, expiry, link.clone(), now))
+        } else {
+            router.try_connect(client_id, clean_start, expiry, link.clone(), now)
+        };
+        // What the CONNACK answers for (a new persistent session, a cancelled will) is durable before it goes out.
+        attached.map(|(handle, present)| (handle, present, router.take_lsn()))
     };
-    let Ok((handle, session_present)) = attached else {
+    let Ok((handle, session_present, opened)) = attached else {
         let frame = frame.clone();
         return Handshake::TakingOver(Box::new(TakeOver { ctx, frame, link, auth }));
     };
@@ -355,9 +360,9 @@ fn accept(
         access,
         retained: None,
     };
-    if session.handle.lock().outbox().is_durable() {
-        session.ctx.router().note_will(&session.handle, session.will.as_deref(), now);
-    }
+    session.wait_for(opened);
+    let will = session.ctx.router().note_will(&session.handle, session.will.as_deref(), now);
+    session.wait_for(will);
 
     // CONNACK properties (MQTT 5): what the server grants and offers.
     let response_information = caps
