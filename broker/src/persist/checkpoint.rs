@@ -5,7 +5,7 @@
 //! ended later is in the new segment); then each session is written under its own lock while the broker runs on.
 //! A delivery acknowledged while the checkpoint is written is either in it or not, and its record is in the new
 //! segment either way: replayed over the checkpoint at the next start, the records give the same state (they set
-//! state, see [`super::record`]). Messages are written once per checkpoint, under new identifiers.
+//! state, see [`super::record`]). A message is written once per checkpoint, however many sessions hold it, under a new identifier.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,7 @@ fn write(mut cp: Checkpoint, durable: &Durable, state: &DurableState) -> Result<
         cp.append(&buf)
     };
     let next_id = || durable.next_message_id();
+    let mut shared = Shared::default();
     for msg in retained.iter().filter(|m| !crate::sys::is_sys_topic(m.topic())) {
         let id = next_id();
         put(&mut cp, &Record::Message { id, msg: msg.stored(now) })?;
@@ -75,19 +76,14 @@ fn write(mut cp: Checkpoint, durable: &Durable, state: &DurableState) -> Result<
         for (filter, opts) in state.subscriptions().iter() {
             put(&mut cp, &Record::Subscribe { client, filter, opts: opts.stored() })?;
         }
-        // A message queued for several sessions is written once.
-        let mut ids: HashMap<*const Message, u64> = HashMap::new();
         let mut result = Ok(());
         state.outbox().for_each_entry(|seq, delivery, inflight| {
             if result.is_err() {
                 return;
             }
-            let key = Arc::as_ptr(&delivery.msg);
-            let msg = match ids.get(&key) {
-                Some(id) => *id,
-                None => {
-                    let id = next_id();
-                    ids.insert(key, id);
+            let msg = match shared.written(&delivery.msg, &next_id) {
+                Written::Before(id) => id,
+                Written::Now(id) => {
                     if let Err(e) = put(&mut cp, &Record::Message { id, msg: delivery.msg.stored(now) }) {
                         result = Err(e);
                         return;
@@ -115,4 +111,33 @@ fn write(mut cp: Checkpoint, durable: &Durable, state: &DurableState) -> Result<
         }
     }
     cp.finish()
+}
+
+/// The identifiers of the messages a checkpoint wrote that more than one holder shares, so that a message queued for
+/// many sessions is written once (and recovery gives every session the same copy).
+#[derive(Default)]
+struct Shared {
+    /// Keyed by address; the `Arc` keeps the message alive, so its address is not reused by another one while the
+    /// checkpoint is written.
+    ids: HashMap<*const Message, (u64, Arc<Message>)>,
+}
+
+enum Written {
+    /// Written earlier in this checkpoint, under this identifier.
+    Before(u64),
+    /// To be written now, under this identifier.
+    Now(u64),
+}
+
+impl Shared {
+    fn written(&mut self, msg: &Arc<Message>, next_id: &impl Fn() -> u64) -> Written {
+        // A message held once is held by this queue alone: no other session can meet it later in the checkpoint.
+        if Arc::strong_count(msg) == 1 {
+            return Written::Now(next_id());
+        }
+        match self.ids.entry(Arc::as_ptr(msg)) {
+            std::collections::hash_map::Entry::Occupied(e) => Written::Before(e.get().0),
+            std::collections::hash_map::Entry::Vacant(e) => Written::Now(e.insert((next_id(), msg.clone())).0),
+        }
+    }
 }

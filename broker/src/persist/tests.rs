@@ -318,3 +318,46 @@ fn the_will_of_a_connection_open_at_a_crash_goes_out_after_the_restart_and_no_ot
     assert_eq!(stats.wills, 0);
     assert_eq!(queued(&third).len(), 3);
 }
+
+/// A message queued for several sessions is written once by a checkpoint: after a restart from it, every session
+/// holds the same copy, charged to the memory budget once.
+#[test]
+fn a_message_queued_for_many_sessions_is_one_copy_after_a_restart_from_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = router();
+    super::open(&settings(dir.path()), &mut r).unwrap();
+    let now = Instant::now();
+    let ids: Vec<String> = (0..3).map(|n| format!("fan-{n}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let (s, _) = r.connect(id, false, Some(Duration::from_secs(3600)), ConnLink::new(n as u64 + 1), now);
+        r.subscribe(&s, "f/#", SubOpts::qos(QoS::AtLeastOnce), RetainHandling::SendAtSubscribe, now).unwrap();
+        r.disconnect(&s, n as u64 + 1, None, now);
+    }
+    for n in 0..4 {
+        publish(&mut r, "f/x", n, QoS::AtLeastOnce);
+    }
+    let cost: usize =
+        (0..4).map(|n| Message::from_parts("f/x", format!("f/x {n}").as_bytes(), QoS::AtLeastOnce, false).cost()).sum();
+    r.durable().cloned().unwrap().journal().close().unwrap();
+    drop(r);
+
+    // The first start replays the journal and writes a checkpoint; the second reads that checkpoint.
+    for start in ["replayed", "from the checkpoint"] {
+        let mut again = router();
+        super::open(&settings(dir.path()), &mut again).unwrap();
+        let queues: Vec<Vec<Arc<Message>>> = ids
+            .iter()
+            .map(|id| {
+                let mut q = Vec::new();
+                again.session(id).unwrap().lock().outbox().for_each_entry(|_, d, _| q.push(d.msg.clone()));
+                q
+            })
+            .collect();
+        assert!(queues.iter().all(|q| q.len() == 4), "{start}");
+        for q in &queues[1..] {
+            assert!(q.iter().zip(&queues[0]).all(|(a, b)| Arc::ptr_eq(a, b)), "{start}: one copy per message");
+        }
+        assert_eq!(again.budget().used(), cost, "{start}: each message charged once");
+        again.durable().cloned().unwrap().journal().close().unwrap();
+    }
+}
