@@ -338,6 +338,12 @@ impl Broker {
         let use_identity = listener.uses_identity();
         let settings = listener.auth();
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // Listeners with the same ACL give a user the same permissions (see `ListenerAuth::acl_key`).
+        let acl_key: Option<Arc<str>> = match (&shared.backend, &settings.acl_file) {
+            (Some(_), _) => Some(Arc::from("backend")),
+            (None, Some(file)) => Some(Arc::from(format!("acl_file {}", file.display()))),
+            (None, None) => None,
+        };
         let backend: Arc<dyn auth::AuthBackend> = match &shared.backend {
             Some(custom) => custom.clone(),
             None if !settings.is_configured(use_identity) => {
@@ -356,6 +362,7 @@ impl Broker {
             self.shared.identities.clone(),
             shared.backoff.clone(),
             shared.failed_logins.clone(),
+            acl_key,
         ))))
     }
 
@@ -475,8 +482,14 @@ impl Broker {
             let auth = self.listener_auth(listener).map_err(|e| Error::Settings(format!("listeners[{i}]: {e}")))?;
             gated.push(auth);
         }
-        *self.shared.auth.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            gated.iter().flatten().cloned().collect();
+        let auths: Vec<Arc<auth::ListenerAuth>> = gated.iter().flatten().cloned().collect();
+        // Recovered sessions get their permissions back from the ACL they were attached under.
+        self.shared.ctx.router().restore_access(|owner, client_id| {
+            let key = owner.acl.as_ref()?;
+            let listener = auths.iter().find(|l| l.acl_key() == Some(key))?;
+            listener.access(owner.username.as_deref().map(Arc::from), client_id)
+        });
+        *self.shared.auth.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = auths;
         for (listener, auth) in listeners.into_iter().zip(gated) {
             let local_limit = listener.max_connections().map(|n| Arc::new(Semaphore::new(n)));
             tracing::debug!(addr = ?listener.local_addr().ok(), scheme = listener.scheme(), auth = auth.is_some(), "serving");

@@ -339,6 +339,55 @@ async fn sighup_reloads_the_acl_and_rechecks_live_subscriptions() {
 }
 
 /// One MQTT 5 login attempt from `source`; the CONNACK code and how long it took.
+/// A persistent session keeps its permissions across a kill -9: after the restart its partly readable `#`
+/// subscription receives what its user may read while it is offline, and nothing else. Another user does not
+/// resume it, also when the ACL file it was attached under is no longer configured.
+#[tokio::test]
+async fn a_recovered_session_keeps_its_permissions_after_kill_9() {
+    if broker_path().is_none() {
+        return;
+    }
+    let dir = temp_dir("auth-restart");
+    let pw = password_file(&dir, &[("alice", "alice-pw"), ("zed", "zed-pw")]).await;
+    let listener = |acl: &Path| {
+        format!("password_file = {}\nacl_file = {}\nallow_anonymous = true", toml_path(&pw), toml_path(acl))
+    };
+    let cfg = config(&dir, &listener(&write(&dir, "acl", ACL)));
+    let data = dir.join("data");
+    let start = |cfg: &Path| BrokerProcess::start_in(&data, &["--config", &cfg.display().to_string()]);
+    let id = unique("keeps-perms");
+    let b = start(&cfg).expect("start");
+    let (mut sub, present) = RawClient::connect(b.addr, &alice(&id).clean(false)).await;
+    assert!(!present);
+    assert_eq!(sub.subscribe(&[("#", QoS::AtLeastOnce)]).await, vec![1], "# is partly readable for alice");
+    sub.disconnect().await;
+    b.kill9();
+
+    let b = start(&cfg).expect("restart");
+    let (mut writer, _) = RawClient::connect(b.addr, &alice(&unique("keeps-perms-w"))).await;
+    writer.publish_acked("alice/a", b"for alice", QoS::AtLeastOnce, false).await;
+    let (mut zed, _) = RawClient::connect(b.addr, &ConnectOpts::new(&unique("zed")).login("zed", Some("zed-pw"))).await;
+    zed.publish_acked("public/news", b"not for alice", QoS::AtLeastOnce, false).await;
+    writer.publish_acked("alice/b", b"also for alice", QoS::AtLeastOnce, false).await;
+    let (mut sub, present) = RawClient::connect(b.addr, &alice(&id).clean(false)).await;
+    assert!(present);
+    let got: Vec<String> = sub.recv_acking(2).await.iter().map(|p| format!("{} {}", p.topic, p.text())).collect();
+    assert_eq!(got, ["alice/a for alice", "alice/b also for alice"]);
+    sub.expect_silence(Duration::from_millis(300)).await;
+    sub.disconnect().await;
+    drop((writer, zed));
+    b.kill9();
+
+    // The same rules under another file name: not the ACL the session was attached under.
+    let moved = config(&dir, &listener(&write(&dir, "acl-moved", ACL)));
+    let b = start(&moved).expect("restart with another ACL file");
+    let zed_as_alice = ConnectOpts::new(&id).clean(false).login("zed", Some("zed-pw"));
+    let (mut zed, present) = RawClient::connect(b.addr, &zed_as_alice).await;
+    assert!(!present, "another user does not resume alice's session");
+    zed.expect_silence(Duration::from_millis(300)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 async fn attempt(source: IpAddr, addr: std::net::SocketAddr, id: &str, password: &str) -> (u8, Duration) {
     let started = Instant::now();
     let mut c = RawClient::tcp_from(source, addr).await;

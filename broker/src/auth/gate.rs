@@ -28,6 +28,7 @@ pub struct ListenerAuth {
     identities: Identities,
     backoff: Arc<Backoff>,
     failed_logins: Arc<AtomicU64>,
+    acl_key: Option<Arc<str>>,
     clients: Mutex<Vec<Weak<ClientAccess>>>,
 }
 
@@ -44,13 +45,32 @@ impl ListenerAuth {
         identities: Identities,
         backoff: Arc<Backoff>,
         failed_logins: Arc<AtomicU64>,
+        acl_key: Option<Arc<str>>,
     ) -> Self {
-        Self { backend, use_identity, identities, backoff, failed_logins, clients: Mutex::default() }
+        Self { backend, use_identity, identities, backoff, failed_logins, acl_key, clients: Mutex::default() }
     }
 
     /// The backend.
     pub fn backend(&self) -> &Arc<dyn AuthBackend> {
         &self.backend
+    }
+
+    /// What names the ACL this listener's permissions come from, such as `acl_file /etc/edge-mqtt/acl` (`None`:
+    /// the listener has none). Listeners with the same key give a user the same permissions; a persistent session
+    /// records the key, so that after a restart its permissions are rebuilt from the same ACL (see
+    /// [`crate::router::Router::restore_access`]).
+    pub fn acl_key(&self) -> Option<&Arc<str>> {
+        self.acl_key.as_ref()
+    }
+
+    /// The permissions of `username` as client `client_id`, registered for reloads; `None` when the backend
+    /// restricts nothing.
+    pub fn access(&self, username: Option<Arc<str>>, client_id: &str) -> Option<Arc<ClientAccess>> {
+        let perms = self.backend.permissions(username.as_deref(), client_id)?;
+        let access =
+            Arc::new(ClientAccess { username, client_id: Arc::from(client_id), perms: RwLock::new(Some(perms)) });
+        self.register(&access);
+        Some(access)
     }
 
     fn register(&self, client: &Arc<ClientAccess>) {
@@ -89,6 +109,11 @@ pub(crate) struct Gate {
 impl Gate {
     pub(crate) fn new(listener: Arc<ListenerAuth>) -> Self {
         Self { listener, login: None }
+    }
+
+    /// The listener's [`ListenerAuth::acl_key`].
+    pub(crate) fn acl_key(&self) -> Option<&Arc<str>> {
+        self.listener.acl_key()
     }
 }
 
@@ -214,12 +239,7 @@ pub(crate) fn admit(
     // A gate without a login: the handshake was reached without `login`; refuse rather than let it in.
     let Some(username) = &gate.login else { return Err(ReasonCode::NotAuthorized) };
     let listener = &gate.listener;
-    let Some(perms) = listener.backend.permissions(username.as_deref(), client_id) else { return Ok(None) };
-    let access = Arc::new(ClientAccess {
-        username: username.clone(),
-        client_id: Arc::from(client_id),
-        perms: RwLock::new(Some(perms)),
-    });
+    let Some(access) = listener.access(username.clone(), client_id) else { return Ok(None) };
     if let Some(topic) = will_topic
         && !access.allows(Access::Write, topic)
     {
@@ -231,6 +251,5 @@ pub(crate) fn admit(
         );
         return Err(ReasonCode::NotAuthorized);
     }
-    listener.register(&access);
     Ok(Some(access))
 }

@@ -75,6 +75,8 @@ pub struct StoredOwner<'a> {
     pub version: u8,
     /// The username it logged in as (`None`: anonymous, or no authentication).
     pub username: Option<&'a str>,
+    /// The ACL its permissions came from (see [`crate::auth::ListenerAuth::acl_key`]); `None` without one.
+    pub acl: Option<&'a str>,
 }
 
 /// A change of durable state.
@@ -133,13 +135,19 @@ const ROUTED: u8 = 14;
 /// `SESSION_OPEN` with the owner after the expiry. A session without an owner is still written as `SESSION_OPEN`,
 /// which is also how journals written before the owner was recorded read.
 const SESSION_OPEN_OWNED: u8 = 15;
+/// `SESSION_OPEN_OWNED` followed by the ACL the owner's permissions came from; written only for an owner with one.
+const SESSION_OPEN_ACL: u8 = 16;
 
 impl Record<'_> {
     /// Appends the binary form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Record::SessionOpen { client, fresh, expiry, owner } => {
-                out.push(if owner.is_some() { SESSION_OPEN_OWNED } else { SESSION_OPEN });
+                out.push(match owner {
+                    None => SESSION_OPEN,
+                    Some(StoredOwner { acl: None, .. }) => SESSION_OPEN_OWNED,
+                    Some(StoredOwner { acl: Some(_), .. }) => SESSION_OPEN_ACL,
+                });
                 put_str(out, client);
                 out.push(u8::from(*fresh));
                 put_opt_u32(out, *expiry);
@@ -151,6 +159,9 @@ impl Record<'_> {
                             put_str(out, name);
                         }
                         None => out.push(0),
+                    }
+                    if let Some(acl) = owner.acl {
+                        put_str(out, acl);
                     }
                 }
             }
@@ -272,14 +283,15 @@ impl<'a> Record<'a> {
             SESSION_OPEN => {
                 Record::SessionOpen { client: r.str()?, fresh: r.bool()?, expiry: r.opt_u32()?, owner: None }
             }
-            SESSION_OPEN_OWNED => {
+            tag @ (SESSION_OPEN_OWNED | SESSION_OPEN_ACL) => {
                 let (client, fresh, expiry) = (r.str()?, r.bool()?, r.opt_u32()?);
                 let version = r.u8()?;
                 if !(3..=5).contains(&version) {
                     return Err(RecordError::Invalid("protocol version"));
                 }
                 let username = if r.bool()? { Some(r.str()?) } else { None };
-                Record::SessionOpen { client, fresh, expiry, owner: Some(StoredOwner { version, username }) }
+                let acl = if tag == SESSION_OPEN_ACL { Some(r.str()?) } else { None };
+                Record::SessionOpen { client, fresh, expiry, owner: Some(StoredOwner { version, username, acl }) }
             }
             SESSION_OFFLINE => Record::SessionOffline { client: r.str()?, at_ms: r.u64()?, expiry: r.opt_u32()? },
             SESSION_END => Record::SessionEnd { client: r.str()? },
@@ -517,13 +529,19 @@ mod tests {
                 client: "c",
                 fresh: true,
                 expiry: Some(60),
-                owner: Some(StoredOwner { version: 5, username: Some("alice") }),
+                owner: Some(StoredOwner { version: 5, username: Some("alice"), acl: None }),
             },
             Record::SessionOpen {
                 client: "c",
                 fresh: false,
                 expiry: None,
-                owner: Some(StoredOwner { version: 4, username: None }),
+                owner: Some(StoredOwner { version: 4, username: None, acl: None }),
+            },
+            Record::SessionOpen {
+                client: "c",
+                fresh: true,
+                expiry: Some(60),
+                owner: Some(StoredOwner { version: 5, username: Some("alice"), acl: Some("acl_file /etc/acl") }),
             },
             Record::SessionOffline { client: "c", at_ms: 42, expiry: Some(0) },
             Record::SessionEnd { client: "c" },

@@ -203,17 +203,22 @@ fn recovered_messages_are_charged_to_the_memory_budget_until_delivered() {
 }
 
 #[test]
-fn the_protocol_version_and_username_survive_a_restart_and_its_checkpoint() {
+fn the_protocol_version_username_and_acl_survive_a_restart_and_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = router();
     super::open(&settings(dir.path()), &mut r).unwrap();
     let mut link = ConnLink::new(1);
     let info = crate::router::ConnInfo::new(None);
     info.connect.set((mqtt_codec::ProtocolVersion::V5, Some("alice".to_owned()))).unwrap();
+    info.acl.set(Arc::from("acl_file /etc/acl")).unwrap();
     link.info = Some(Arc::new(info));
     let (s, _) = r.connect("owned", false, Some(Duration::from_secs(3600)), link, Instant::now());
     r.disconnect(&s, 1, None, Instant::now());
-    let want = crate::router::SessionOwner { version: mqtt_codec::ProtocolVersion::V5, username: Some("alice".into()) };
+    let want = crate::router::SessionOwner {
+        version: mqtt_codec::ProtocolVersion::V5,
+        username: Some("alice".into()),
+        acl: Some(Arc::from("acl_file /etc/acl")),
+    };
     assert_eq!(s.lock().owner(), Some(&want));
     r.durable().cloned().unwrap().journal().close().unwrap();
     drop((r, s));

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use mqtt_codec::SharedFilter;
 
-use super::{Router, SessionHandle, SessionRef};
+use super::{Router, SessionHandle, SessionOwner, SessionRef};
 use crate::auth::{Access, ClientAccess, FilterAccess};
 
 /// Whether the session's client may read `topic`: asked on delivery for subscriptions whose filter is only partly
-/// readable (`SubOpts::acl_check`), never for the others. A session recovered after a restart has no access until
-/// its client connects again: a partly readable subscription of it gets nothing until then (fail closed).
+/// readable (`SubOpts::acl_check`), never for the others. A session without access (recovered after a restart
+/// with no ACL of its owner's configured any more, see [`Router::restore_access`]) gets nothing on such a
+/// subscription until its client connects again (fail closed).
 pub(super) fn may_read(session: &SessionHandle, topic: &str) -> bool {
     session.lock().access.as_ref().is_some_and(|a| a.allows(Access::Read, topic))
 }
@@ -28,11 +29,38 @@ impl Router {
         }
     }
 
-    /// Whether the stored session of `access`'s client id was last attached by another user (under an ACL).
+    /// Whether the stored session of `access`'s client id was last attached by another user (under an ACL; for a
+    /// session recovered without its permissions, the user its owner record names).
     pub fn held_by_another_user(&self, access: &ClientAccess) -> bool {
         let Some(session) = self.store.session(&access.client_id) else { return false };
         let state = session.lock();
-        state.access.as_ref().is_some_and(|a| a.username != access.username)
+        match (&state.access, state.owner.as_deref()) {
+            (Some(a), _) => a.username != access.username,
+            (None, Some(owner)) => owner.acl.is_some() && owner.username.as_deref() != access.username.as_deref(),
+            (None, None) => false,
+        }
+    }
+
+    /// Gives each session recovered at startup the permissions `access_of` rebuilds for its owner (from the ACL
+    /// the owner record names), so that its subscriptions deliver what the owner may read before the client
+    /// connects again. A session left without permissions gets nothing on its partly readable subscriptions until
+    /// then (fail closed).
+    pub fn restore_access(&mut self, access_of: impl Fn(&SessionOwner, &str) -> Option<Arc<ClientAccess>>) {
+        let sessions: Vec<Arc<SessionHandle>> = self.store.sessions().cloned().collect();
+        for session in sessions {
+            let access = {
+                let state = session.lock();
+                match state.owner.as_deref() {
+                    Some(owner) if state.access.is_none() && state.conn.is_none() => {
+                        access_of(owner, &session.client_id)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(access) = access {
+                self.attach_access(&session, Some(access));
+            }
+        }
     }
 
     /// Re-classifies the subscriptions of the session that `access` belongs to, after its permissions changed.

@@ -40,12 +40,20 @@ pub struct ConnInfo {
     pub since: std::time::SystemTime,
     /// The protocol version and username of its CONNECT, once accepted.
     pub connect: std::sync::OnceLock<(mqtt_codec::ProtocolVersion, Option<String>)>,
+    /// The ACL its permissions come from, once accepted on a listener with one (see
+    /// [`crate::auth::ListenerAuth::acl_key`]).
+    pub acl: std::sync::OnceLock<Arc<str>>,
 }
 
 impl ConnInfo {
     /// A connection from `peer`, now.
     pub fn new(peer: Option<std::net::SocketAddr>) -> Self {
-        Self { peer, since: std::time::SystemTime::now(), connect: std::sync::OnceLock::new() }
+        Self {
+            peer,
+            since: std::time::SystemTime::now(),
+            connect: std::sync::OnceLock::new(),
+            acl: std::sync::OnceLock::new(),
+        }
     }
 }
 
@@ -104,32 +112,40 @@ pub struct StoredSession {
     pub(super) last_drop_log: Option<std::time::Instant>,
 }
 
-/// Who attached a session last: the protocol version of its CONNECT and the user it logged in as. Kept (and
-/// journaled) for persistent sessions, so both survive a restart.
+/// Who attached a session last: the protocol version of its CONNECT, the user it logged in as and the ACL its
+/// permissions came from. Kept (and journaled) for persistent sessions, so all three survive a restart: the
+/// session's permissions are rebuilt from that ACL at startup, and another user does not resume it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionOwner {
     /// The protocol version of its CONNECT.
     pub version: mqtt_codec::ProtocolVersion,
     /// The username it logged in as (`None`: anonymous, or no authentication).
     pub username: Option<Box<str>>,
+    /// The ACL its permissions came from (`None`: none applied).
+    pub acl: Option<Arc<str>>,
 }
 
 impl SessionOwner {
     /// The owner of the connection `conn`, once its CONNECT was accepted.
     pub(super) fn of(conn: Option<&ConnLink>) -> Option<Self> {
-        let (version, username) = conn?.info.as_ref()?.connect.get()?;
-        Some(Self { version: *version, username: username.as_deref().map(Box::from) })
+        let info = conn?.info.as_ref()?;
+        let (version, username) = info.connect.get()?;
+        Some(Self { version: *version, username: username.as_deref().map(Box::from), acl: info.acl.get().cloned() })
     }
 
     /// As a record stores it.
     pub fn stored(&self) -> crate::persist::record::StoredOwner<'_> {
-        crate::persist::record::StoredOwner { version: self.version.level(), username: self.username.as_deref() }
+        crate::persist::record::StoredOwner {
+            version: self.version.level(),
+            username: self.username.as_deref(),
+            acl: self.acl.as_deref(),
+        }
     }
 
     /// From a record; `None` for a version the codec does not know.
     pub fn from_stored(o: crate::persist::record::StoredOwner<'_>) -> Option<Self> {
         let version = mqtt_codec::ProtocolVersion::from_level(o.version).ok()?;
-        Some(Self { version, username: o.username.map(Box::from) })
+        Some(Self { version, username: o.username.map(Box::from), acl: o.acl.map(Arc::from) })
     }
 }
 

@@ -302,6 +302,9 @@ fn accept(
     let conn_id = link.id;
     if let Some(info) = &link.info {
         let _ = info.connect.set((version, connect.username.map(str::to_owned)));
+        if let (Some(_), Some(key)) = (&access, ctx.gate.as_ref().and_then(|g| g.acl_key())) {
+            let _ = info.acl.set(key.clone());
+        }
     }
     let attached = {
         let mut router = ctx.router();
