@@ -195,18 +195,18 @@ impl Router {
     pub fn note_will(
         &self,
         session: &Arc<SessionHandle>,
-        will: Option<&(Message, Duration)>,
+        will: Option<&Arc<(Message, Duration)>>,
         now: Instant,
     ) -> Option<Lsn> {
         let durable = self.durable.as_ref()?;
         let mut state = session.lock();
         let client = &*session.client_id;
         let record = match will {
-            Some((msg, delay)) => {
+            Some(will) => {
+                let (msg, delay) = &**will;
                 let secs = u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
-                let record = Record::Will { client, will: Some((msg.stored(now), secs)), due_ms: None };
-                state.will = Some(Box::new((msg.clone(), *delay)));
-                record
+                state.will = Some(will.clone());
+                Record::Will { client, will: Some((msg.stored(now), secs)), due_ms: None }
             }
             None if state.will.take().is_some() => Record::Will { client, will: None, due_ms: None },
             None => return None,

@@ -105,7 +105,7 @@ pub struct StoredSession {
     pub(super) stalled: bool,
     /// The will of the connection attached now, and its delay, as journaled (persistence on; also for a session
     /// that ends with its connection): a checkpoint writes it again (the connection holds the will it publishes).
-    pub(super) will: Option<Box<(crate::message::Message, Duration)>>,
+    pub(super) will: Option<Arc<(crate::message::Message, Duration)>>,
     /// Who attached it last, for a persistent session with persistence on (journaled with it).
     pub(super) owner: Option<Box<SessionOwner>>,
     pub(super) drops_since_log: u64,

@@ -1,5 +1,6 @@
 //! The CONNECT handshake: checks, MQTT 5 enhanced authentication, session attach and CONNACK.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ pub struct TakeOver {
 impl TakeOver {
     /// Notified whenever a connection detaches from its session (see
     /// [`crate::router::Router::connection_ended`]).
-    pub fn connection_ended(&self) -> std::sync::Arc<tokio::sync::Notify> {
+    pub fn connection_ended(&self) -> Arc<tokio::sync::Notify> {
         self.ctx.router().connection_ended()
     }
 
@@ -288,7 +289,7 @@ fn accept(
             let expiry = w.properties.message_expiry_interval();
             msg = msg.with_properties(frame.slice_ref(wire), PropertyContext::Will, expiry, now);
         }
-        Box::new((msg, Duration::from_secs(u64::from(w.properties.will_delay_interval().unwrap_or(0)))))
+        Arc::new((msg, Duration::from_secs(u64::from(w.properties.will_delay_interval().unwrap_or(0)))))
     });
 
     // Authorization (see `crate::auth`): the client's permissions, and its will topic checked like a PUBLISH.
@@ -364,7 +365,7 @@ fn accept(
         retained: None,
     };
     session.wait_for(opened);
-    let will = session.ctx.router().note_will(&session.handle, session.will.as_deref(), now);
+    let will = session.ctx.router().note_will(&session.handle, session.will.as_ref(), now);
     session.wait_for(will);
 
     // CONNACK properties (MQTT 5): what the server grants and offers.

@@ -203,8 +203,9 @@ pub struct Session {
     conn_id: u64,
     keep_alive: Option<Duration>,
     last_rx: Instant,
-    /// The will and its delay. Boxed: most clients set none, and an idle connection's future holds the session.
-    will: Option<Box<(Message, Duration)>>,
+    /// The will and its delay. Behind a pointer: most clients set none, and an idle connection's future holds the
+    /// session; shared with the stored session, which keeps it for checkpoints while persistence is on.
+    will: Option<Arc<(Message, Duration)>>,
     out: Vec<u8>,
     /// The session expiry requested at CONNECT (zero may not become non-zero at DISCONNECT).
     session_expiry: Option<Duration>,
@@ -502,7 +503,11 @@ impl Session {
         self.flush_received();
         // A will goes where its client could publish (`$SYS` and `$share/...` are not such places).
         let max_levels = self.ctx.caps.mqtt.max_topic_levels;
-        let will = self.will.take().map(|w| *w).filter(|(w, _)| inbound::refuse_topic(w.topic(), max_levels).is_none());
+        let will = self
+            .will
+            .take()
+            .map(Arc::unwrap_or_clone)
+            .filter(|(w, _)| inbound::refuse_topic(w.topic(), max_levels).is_none());
         if let Some((w, delay)) = &will {
             tracing::debug!(client_id = &*self.handle.client_id, topic = w.topic(), ?delay, "will");
         }
