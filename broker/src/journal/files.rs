@@ -57,9 +57,13 @@ pub(crate) fn parse_name(name: &str) -> Option<(FileKind, u64)> {
     Some((kind, digits.parse().ok()?))
 }
 
+/// Length of a file header's payload: `H`, version, kind, id and salt.
+const HEADER_PAYLOAD_LEN: usize = 1 + 4 + 1 + 8 + 4;
+
 /// The payload of the control frame that starts every file: version, kind, id and the journal's salt.
 pub(crate) fn header_payload(kind: FileKind, id: u64, salt: u32) -> Vec<u8> {
-    let mut p = vec![b'H'];
+    let mut p = Vec::with_capacity(HEADER_PAYLOAD_LEN);
+    p.push(b'H');
     p.extend_from_slice(&VERSION.to_le_bytes());
     p.push(kind.tag());
     p.extend_from_slice(&id.to_le_bytes());
@@ -69,7 +73,7 @@ pub(crate) fn header_payload(kind: FileKind, id: u64, salt: u32) -> Vec<u8> {
 
 /// The salt in a file header of a version we read.
 pub(crate) fn header_salt(payload: &[u8]) -> Option<u32> {
-    if payload.len() != 18 || payload.get(..5) != header_payload(FileKind::Segment, 0, 0).get(..5) {
+    if payload.len() != HEADER_PAYLOAD_LEN || payload.get(..5) != header_payload(FileKind::Segment, 0, 0).get(..5) {
         return None;
     }
     let b: [u8; 4] = payload.get(14..18)?.try_into().ok()?;
@@ -126,9 +130,9 @@ pub(crate) fn header_frame(kind: FileKind, id: u64, salt: u32) -> Vec<u8> {
     buf
 }
 
-/// Length of a file header frame.
-pub(crate) fn header_len() -> u64 {
-    header_frame(FileKind::Segment, 0, 0).len() as u64
+/// Length of a file header frame (asked on every append: a constant, not a frame built to be measured).
+pub(crate) const fn header_len() -> u64 {
+    (frame::HEADER_LEN + HEADER_PAYLOAD_LEN) as u64
 }
 
 /// Creates segment `id` (which must not exist) with its header, fsynced, and fsyncs the directory.
@@ -213,5 +217,12 @@ mod tests {
         assert!(is_header(&header_payload(FileKind::Segment, 3, 9), FileKind::Segment, 3));
         assert!(!is_header(&header_payload(FileKind::Segment, 3, 9), FileKind::Checkpoint, 3));
         assert_eq!(header_salt(&header_payload(FileKind::Checkpoint, 3, 0xDEAD_BEEF)), Some(0xDEAD_BEEF));
+    }
+
+    #[test]
+    fn header_len_is_the_length_of_a_header_frame() {
+        for (kind, id, salt) in [(FileKind::Segment, 0, 0), (FileKind::Checkpoint, u64::MAX, u32::MAX)] {
+            assert_eq!(header_frame(kind, id, salt).len() as u64, header_len());
+        }
     }
 }
