@@ -12,6 +12,8 @@
 # taskset, so each side has one core. Traffic stays on 127.0.0.0/8; every run is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 ROUNDS="${ROUNDS:-3}"
 ONLY="${ONLY:-}"            # run only cases whose name contains this
@@ -69,15 +71,6 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
 
 # Same limits for both: queues large enough that nothing is dropped, no persistence, the same in-flight window.
 start_server() {

@@ -1,4 +1,4 @@
-# Shared by scripts/bench-metrics.sh and scripts/bench-metrics-instructions.sh (sourced, not run).
+# Shared by the benchmark scripts (sourced, not run).
 
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -24,6 +24,8 @@
 # $OUT/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 ROUNDS="${ROUNDS:-3}"
 ONLY="${ONLY:-}"
@@ -88,15 +90,6 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
 # Ours binds before recovery and logs "listening" after it: that line, not the port, means "ready".
 wait_log() {
   local file="$1" pattern="$2"
@@ -178,7 +171,7 @@ wait_ready() {
   local kind="$1" port="$2" log="$3"
   case "$kind" in
     ours-*) wait_log "$log" '"listening"' ;;
-    *) wait_port "$port" ;;
+    *) wait_port "$port" 300 ;;
   esac
 }
 

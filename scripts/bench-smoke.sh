@@ -6,6 +6,8 @@
 # Takes about 10-20 s after the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 cargo build -q -p broker -p bench ${CARGO_LOCKED:+--locked}
 BIN="${CARGO_TARGET_DIR:-target}/debug"
@@ -20,15 +22,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
 
 cat > "$work/broker.toml" <<TOML
 [limits]

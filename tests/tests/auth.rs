@@ -338,7 +338,6 @@ async fn sighup_reloads_the_acl_and_rechecks_live_subscriptions() {
     let _ = &b.dir;
 }
 
-/// One MQTT 5 login attempt from `source`; the CONNACK code and how long it took.
 /// A persistent session keeps its permissions across a kill -9: after the restart its partly readable `#`
 /// subscription receives what its user may read while it is offline, and nothing else. Another user does not
 /// resume it, also when the ACL file it was attached under is no longer configured.
@@ -388,6 +387,7 @@ async fn a_recovered_session_keeps_its_permissions_after_kill_9() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// One MQTT 5 login attempt from `source`; the CONNACK code and how long it took.
 async fn attempt(source: IpAddr, addr: std::net::SocketAddr, id: &str, password: &str) -> (u8, Duration) {
     let started = Instant::now();
     let mut c = RawClient::tcp_from(source, addr).await;

@@ -179,6 +179,36 @@ fn connect_v5(id: &str, expiry: u32) -> Vec<u8> {
     encode(&c, ProtocolVersion::V5)
 }
 
+/// A v5 CONNECT with Session Expiry Interval 3600 and a QoS 1 will of `payload` on `will_topic`, delayed
+/// `will_delay` seconds when given.
+fn connect_v5_with_will(
+    id: &str,
+    clean_start: bool,
+    will_topic: &str,
+    payload: &[u8],
+    will_delay: Option<u32>,
+) -> Vec<u8> {
+    let props = [Property::SessionExpiryInterval(3600)];
+    let will_props: Vec<Property<'_>> = will_delay.map(Property::WillDelayInterval).into_iter().collect();
+    let c = Packet::Connect(mqtt_codec::Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start,
+        keep_alive: 60,
+        properties: Properties::from_list(&props),
+        client_id: id,
+        will: Some(mqtt_codec::Will {
+            topic: TopicName::new(will_topic).unwrap(),
+            payload,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties::from_list(&will_props),
+        }),
+        username: None,
+        password: None,
+    });
+    encode(&c, ProtocolVersion::V5)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_and_messages_that_expired_while_the_broker_was_down_are_gone() {
     let dir = DataDir::new();
@@ -320,28 +350,8 @@ async fn pending_wills_survive_a_crash_and_cancelled_ones_stay_cancelled() {
     let watcher = unique("will-watcher");
     let topic = unique("wills");
     offline_subscriber(&b, &watcher, &format!("{topic}/#")).await;
-    let will_connect = |id: &str, name: &str| {
-        let props = [Property::SessionExpiryInterval(3600)];
-        let will_props = [Property::WillDelayInterval(2)];
-        let will_topic = format!("{topic}/{name}");
-        let c = Packet::Connect(mqtt_codec::Connect {
-            protocol: ProtocolVersion::V5,
-            clean_start: false,
-            keep_alive: 60,
-            properties: Properties::from_list(&props),
-            client_id: id,
-            will: Some(mqtt_codec::Will {
-                topic: TopicName::new(&will_topic).unwrap(),
-                payload: name.as_bytes(),
-                qos: QoS::AtLeastOnce,
-                retain: false,
-                properties: Properties::from_list(&will_props),
-            }),
-            username: None,
-            password: None,
-        });
-        encode(&c, ProtocolVersion::V5)
-    };
+    let will_connect =
+        |id: &str, name: &str| connect_v5_with_will(id, false, &format!("{topic}/{name}"), name.as_bytes(), Some(2));
     let (cancelled, pending) = (unique("cancelled"), unique("pending"));
     for (id, name) in [(&cancelled, "cancelled"), (&pending, "pending")] {
         let mut c = RawClient::tcp(b.addr).await;
@@ -391,25 +401,7 @@ async fn the_will_of_a_client_connected_at_kill_9_goes_out_after_the_restart() {
     left.expect_closed(Duration::from_secs(10)).await;
     let mut ended = RawClient::tcp(b.addr).await;
     ended.version = ProtocolVersion::V5;
-    let ended_topic = format!("{topic}/ended");
-    let props = [Property::SessionExpiryInterval(3600)];
-    let connect = Packet::Connect(mqtt_codec::Connect {
-        protocol: ProtocolVersion::V5,
-        clean_start: true,
-        keep_alive: 60,
-        properties: Properties::from_list(&props),
-        client_id: &unique("ended"),
-        will: Some(mqtt_codec::Will {
-            topic: TopicName::new(&ended_topic).unwrap(),
-            payload: b"ended",
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: Properties::default(),
-        }),
-        username: None,
-        password: None,
-    });
-    ended.send_raw(&encode(&connect, ProtocolVersion::V5)).await;
+    ended.send_raw(&connect_v5_with_will(&unique("ended"), true, &format!("{topic}/ended"), b"ended", None)).await;
     assert!(matches!(ended.recv().await, Rx::ConnAck { code: 0, .. }));
     let end_now = [Property::SessionExpiryInterval(0)];
     let disconnect =

@@ -5,7 +5,8 @@
 //! ended later is in the new segment); then each session is written under its own lock while the broker runs on.
 //! A delivery acknowledged while the checkpoint is written is either in it or not, and its record is in the new
 //! segment either way: replayed over the checkpoint at the next start, the records give the same state (they set
-//! state, see [`super::record`]). A message is written once per checkpoint, however many sessions hold it, under a new identifier.
+//! state, see [`super::record`]). A message is written once per checkpoint, however many sessions hold it, under a
+//! new identifier.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,12 +60,11 @@ fn write(mut cp: Checkpoint, durable: &Durable, state: &DurableState) -> Result<
     for session in sessions {
         let state = session.lock();
         let client = &*session.client_id;
+        if let Some(will) = state.will() {
+            put(&mut cp, &super::connected_will(client, will, now))?;
+        }
+        // A session that ends with its connection: only the will of that connection is kept.
         if !state.outbox().is_durable() {
-            // A session that ends with its connection: only the will of that connection is kept.
-            if let Some((msg, delay)) = state.will() {
-                let delay = u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
-                put(&mut cp, &Record::Will { client, will: Some((msg.stored(now), delay)), due_ms: None })?;
-            }
             continue;
         }
         let expiry = super::secs(state.expiry());
@@ -104,10 +104,6 @@ fn write(mut cp: Checkpoint, durable: &Durable, state: &DurableState) -> Result<
         result?;
         for pid in state.inbound_qos2().iter() {
             put(&mut cp, &Record::Inbound { client, pid: pid.get(), held: true })?;
-        }
-        if let Some((msg, delay)) = state.will() {
-            let delay = u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
-            put(&mut cp, &Record::Will { client, will: Some((msg.stored(now), delay)), due_ms: None })?;
         }
     }
     cp.finish()

@@ -168,6 +168,13 @@ pub fn secs(d: Option<Duration>) -> Option<u32> {
     d.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
+/// The `Will` record of `client`'s connection open now: its will and delay, to go out when the connection ends
+/// (`due_ms` is set only once it has).
+pub fn connected_will<'a>(client: &'a str, will: &'a (Message, Duration), now: Instant) -> Record<'a> {
+    let (msg, delay) = will;
+    Record::Will { client, will: Some((msg.stored(now), secs(Some(*delay)).unwrap_or(u32::MAX))), due_ms: None }
+}
+
 /// Seconds from a record as a duration.
 pub fn duration(secs: Option<u32>) -> Option<Duration> {
     secs.map(|s| Duration::from_secs(u64::from(s)))

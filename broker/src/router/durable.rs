@@ -191,32 +191,20 @@ impl Router {
     /// The will of a session's new connection (or none), journaled when persistence is on, so that a crash while
     /// the connection is open still publishes it after the restart: after its delay for a persistent session, at
     /// once for one that ends with its connection (it is not journaled otherwise; recovery finds its will without a
-    /// session). Returns the position of the record, which the CONNACK waits for.
-    pub fn note_will(
-        &self,
-        session: &Arc<SessionHandle>,
-        will: Option<&Arc<(Message, Duration)>>,
-        now: Instant,
-    ) -> Option<Lsn> {
-        let durable = self.durable.as_ref()?;
+    /// session). Like the session's own records, the CONNACK waits for it ([`Router::take_lsn`]).
+    pub fn note_will(&self, session: &Arc<SessionHandle>, will: Option<&Arc<(Message, Duration)>>, now: Instant) {
+        if self.durable.is_none() {
+            return;
+        }
         let mut state = session.lock();
         let client = &*session.client_id;
-        let record = match will {
+        match will {
             Some(will) => {
-                let (msg, delay) = &**will;
-                let secs = u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
+                self.journal(&persist::connected_will(client, will, now));
                 state.will = Some(will.clone());
-                Record::Will { client, will: Some((msg.stored(now), secs)), due_ms: None }
             }
-            None if state.will.take().is_some() => Record::Will { client, will: None, due_ms: None },
-            None => return None,
-        };
-        match durable.append(&record) {
-            Ok(lsn) => Some(lsn),
-            Err(e) => {
-                tracing::error!(error = %e, "journal refused a will; it will not survive a restart");
-                None
-            }
+            None if state.will.take().is_some() => self.journal(&Record::Will { client, will: None, due_ms: None }),
+            None => {}
         }
     }
 

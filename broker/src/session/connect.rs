@@ -314,8 +314,12 @@ fn accept(
         } else {
             router.try_connect(client_id, clean_start, expiry, link.clone(), now)
         };
-        // What the CONNACK answers for (a new persistent session, a cancelled will) is durable before it goes out.
-        attached.map(|(handle, present)| (handle, present, router.take_lsn()))
+        // What the CONNACK answers for (a new persistent session, a cancelled will, the will it accepts) is
+        // durable before it goes out.
+        attached.map(|(handle, present)| {
+            router.note_will(&handle, will.as_ref(), now);
+            (handle, present, router.take_lsn())
+        })
     };
     let Ok((handle, session_present, opened)) = attached else {
         let frame = frame.clone();
@@ -365,8 +369,6 @@ fn accept(
         retained: None,
     };
     session.wait_for(opened);
-    let will = session.ctx.router().note_will(&session.handle, session.will.as_ref(), now);
-    session.wait_for(will);
 
     // CONNACK properties (MQTT 5): what the server grants and offers.
     let response_information = caps
